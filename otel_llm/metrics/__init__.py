@@ -1,0 +1,1 @@
+"""Metrics: GenAI metric views, token-stream metrics, span-derived LLM metrics."""
