@@ -1,0 +1,5 @@
+"""Span exporters of otel-llm: METRIC| log lines (``metric_log``)."""
+
+from otel_llm.exporters.metric_log import MetricLogExporter, processor_from_env
+
+__all__ = ["MetricLogExporter", "processor_from_env"]

@@ -1,0 +1,233 @@
+"""METRIC| log lines exporter: selection, fields, escaping, destinations, env switch."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_llm import semconv
+from otel_llm.exporters import metric_log
+from otel_llm.settings import reset_warnings
+
+
+@pytest.fixture
+def spans():
+    """A tracer of a real provider and the in-memory exporter holding its finished spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test"), exporter
+
+
+def split_fields(line: str) -> dict[str, str]:
+    """Parses a METRIC line the documented way: split on unescaped |, then on the first unescaped =."""
+    parts = re.split(r"(?<!\\)\|", line)
+    assert parts[0] == "METRIC"
+    fields = {}
+    for part in parts[1:]:
+        key, value = re.split(r"(?<!\\)=", part, maxsplit=1)
+        fields[key] = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), value)
+    return fields
+
+
+def request_and_llm_spans(tracer):
+    with tracer.start_as_current_span(
+        "POST /api/v1/chat",
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.route": "/api/v1/chat",
+            semconv.ROLLUP_PROVIDER: "openai",
+            semconv.ROLLUP_MODEL: "gpt-4o-mini",
+            semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini",
+        },
+    ):
+        with tracer.start_as_current_span(
+            "ChatOpenAI",
+            attributes={
+                semconv.LANGSMITH_SPAN_KIND: "llm",
+                semconv.LANGSMITH_LS_PROVIDER: "openai",
+                semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+            },
+        ):
+            pass
+        with tracer.start_as_current_span("format_answer"):
+            pass
+
+
+class TestLines:
+    def test_request_root_line_from_rollup(self, spans):
+        """A SERVER local root gives event=request with path, roll-up provider/model, ms_total and arm."""
+        tracer, exporter = spans
+        request_and_llm_spans(tracer)
+        lines = metric_log.MetricLogExporter(io.StringIO()).lines(exporter.get_finished_spans())
+        request = [split_fields(line) for line in lines if "event=request" in line]
+        assert len(request) == 1
+        fields = request[0]
+        assert fields["path"] == "/api/v1/chat"
+        assert (fields["provider"], fields["model"]) == ("openai", "gpt-4o-mini")
+        assert float(fields["ms_total"]) >= 0
+        assert fields["arm"] == "openai:gpt-4o-mini" and fields["status"] == "ok"
+
+    def test_llm_span_line_and_unselected_span_skipped(self, spans):
+        """The LLM span gets event=span with its own provider/model; a plain internal span gets no line."""
+        tracer, exporter = spans
+        request_and_llm_spans(tracer)
+        lines = metric_log.MetricLogExporter(io.StringIO()).lines(exporter.get_finished_spans())
+        span_lines = [split_fields(line) for line in lines if "event=span" in line]
+        assert [f["name"] for f in span_lines] == ["ChatOpenAI"]
+        assert (span_lines[0]["provider"], span_lines[0]["model"]) == ("openai", "gpt-4o-mini")
+        assert list(span_lines[0])[:5] == ["event", "name", "ms", "provider", "model"]
+
+    def test_langgraph_node_span_uses_rollup(self, spans):
+        """A LangGraph node span is selected by default and reports its roll-up."""
+        tracer, exporter = spans
+        with tracer.start_as_current_span("root"):
+            with tracer.start_as_current_span(
+                "answer",
+                attributes={
+                    semconv.LANGSMITH_LANGGRAPH_NODE: "answer",
+                    semconv.ROLLUP_PROVIDER: "aws.bedrock",
+                    semconv.ROLLUP_MODEL: "anthropic.claude-3-haiku-20240307-v1:0",
+                },
+            ):
+                pass
+        lines = metric_log.MetricLogExporter(io.StringIO()).lines(exporter.get_finished_spans())
+        assert lines == [line for line in lines if "name=answer" in line] and len(lines) == 1
+        assert split_fields(lines[0])["model"] == "anthropic.claude-3-haiku-20240307-v1:0"
+
+    def test_name_patterns_replace_default_selection(self, spans):
+        """With patterns, only spans whose names match get event=span lines."""
+        tracer, exporter = spans
+        with tracer.start_as_current_span("root"):
+            for name in ("ask_llm_total", "ask_llm_retry", "ChatOpenAI"):
+                with tracer.start_as_current_span(name, attributes={semconv.GEN_AI_OPERATION_NAME: "chat"}):
+                    pass
+        selector = metric_log.name_patterns_selector(["ask_llm_*"])
+        lines = metric_log.MetricLogExporter(io.StringIO(), selector).lines(exporter.get_finished_spans())
+        assert [split_fields(line)["name"] for line in lines] == ["ask_llm_total", "ask_llm_retry"]
+
+    def test_missing_provider_model_are_unknown_and_error_status(self, spans):
+        """A request root without roll-up says unknown; an error status says status=error."""
+        tracer, exporter = spans
+        with tracer.start_as_current_span("job", kind=SpanKind.CONSUMER) as span:
+            span.set_status(Status(StatusCode.ERROR))
+        (line,) = metric_log.MetricLogExporter(io.StringIO()).lines(exporter.get_finished_spans())
+        fields = split_fields(line)
+        assert (fields["path"], fields["provider"], fields["model"], fields["status"]) == (
+            "job",
+            "unknown",
+            "unknown",
+            "error",
+        )
+
+
+class TestEscaping:
+    @pytest.mark.parametrize("value", ["a|b", "k=v", "back\\slash", "two\nlines", "|=\\|", "", "plain"])
+    def test_escaped_values_round_trip(self, value):
+        """Escaped values never contain a bare | or = and parse back to the original."""
+        line = metric_log.format_line([("event", "span"), ("name", value), ("ms", "1.000")])
+        assert "\n" not in line
+        assert split_fields(line) == {"event": "span", "name": value, "ms": "1.000"}
+
+    def test_non_string_values_are_text(self):
+        """Numbers and other objects are written as their text; None fields are left out."""
+        assert metric_log.format_line([("a", 1.5), ("b", None), ("c", True)]) == "METRIC|a=1.5|c=True"
+
+
+class TestExporter:
+    def test_export_writes_one_line_per_span_to_stream(self, spans):
+        """export() writes the lines, newline-terminated, to the given stream."""
+        tracer, exporter = spans
+        request_and_llm_spans(tracer)
+        out = io.StringIO()
+        result = metric_log.MetricLogExporter(out).export(exporter.get_finished_spans())
+        assert result is SpanExportResult.SUCCESS
+        assert [line.split("|")[1] for line in out.getvalue().splitlines()] == ["event=span", "event=request"]
+
+    def test_file_destination_appends(self, spans, tmp_path):
+        """A path destination is appended to and closed on shutdown."""
+        tracer, exporter = spans
+        request_and_llm_spans(tracer)
+        path = tmp_path / "metric.log"
+        path.write_text("earlier\n")
+        log_exporter = metric_log.MetricLogExporter(str(path))
+        log_exporter.export(exporter.get_finished_spans())
+        log_exporter.shutdown()
+        lines = path.read_text().splitlines()
+        assert lines[0] == "earlier" and len(lines) == 3
+        assert log_exporter.export(exporter.get_finished_spans()) is SpanExportResult.FAILURE
+
+    def test_stdout_destination(self, spans, capsys):
+        """'stdout' writes to the current sys.stdout."""
+        tracer, exporter = spans
+        request_and_llm_spans(tracer)
+        metric_log.MetricLogExporter("stdout").export(exporter.get_finished_spans())
+        assert capsys.readouterr().out.count("METRIC|") == 2
+
+    def test_broken_stream_fails_without_raising(self, spans):
+        """A stream that raises on write gives FAILURE, never an exception."""
+        tracer, exporter = spans
+        request_and_llm_spans(tracer)
+
+        class Broken(io.StringIO):
+            def write(self, text):
+                raise OSError("disk full")
+
+        assert metric_log.MetricLogExporter(Broken()).export(exporter.get_finished_spans()) is (
+            SpanExportResult.FAILURE
+        )
+
+    @pytest.mark.parametrize("bad", ["", "   ", 42])
+    def test_bad_destination_rejected(self, bad):
+        """An empty or non-stream destination raises ValueError naming the parameter."""
+        with pytest.raises(ValueError, match="destination"):
+            metric_log.MetricLogExporter(bad)
+
+    def test_bad_patterns_rejected(self):
+        """An empty pattern list is refused."""
+        with pytest.raises(ValueError, match="patterns"):
+            metric_log.name_patterns_selector([])
+
+
+class TestFromEnv:
+    def test_off_by_default(self):
+        """Without OTEL_LLM_METRIC_LOG there is no processor."""
+        assert metric_log.processor_from_env({}) is None
+
+    def test_env_file_and_patterns(self, tmp_path):
+        """OTEL_LLM_METRIC_LOG=<path> and OTEL_LLM_METRIC_LOG_SPANS write through a batch processor."""
+        path = tmp_path / "m.log"
+        processor = metric_log.processor_from_env(
+            {"OTEL_LLM_METRIC_LOG": str(path), "OTEL_LLM_METRIC_LOG_SPANS": "ask_llm_*"}
+        )
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        tracer = provider.get_tracer("t")
+        with tracer.start_as_current_span("root"):
+            with tracer.start_as_current_span("ask_llm_total"):
+                pass
+        provider.shutdown()
+        (line,) = path.read_text().splitlines()
+        assert line.startswith("METRIC|event=span|name=ask_llm_total|ms=")
+
+    def test_unwritable_path_warns_once_and_is_off(self, tmp_path, caplog):
+        """A path that cannot be opened gives one warning naming the variable, and no processor."""
+        reset_warnings()
+        with caplog.at_level(logging.WARNING):
+            processor = metric_log.processor_from_env({"OTEL_LLM_METRIC_LOG": str(tmp_path / "no" / "such")})
+        assert processor is None
+        assert [r for r in caplog.records if "OTEL_LLM_METRIC_LOG" in r.getMessage()]
+
+    def test_global_provider_untouched(self):
+        """Building from env does not install a global tracer provider."""
+        before = trace.get_tracer_provider()
+        metric_log.processor_from_env({"OTEL_LLM_METRIC_LOG": "stderr"})
+        assert trace.get_tracer_provider() is before
