@@ -1,0 +1,131 @@
+"""LLM span enrichment on the export thread: what one ended span says about one model call.
+
+Adds to every LLM span (``semconv.is_llm_span``) a normalised ``gen_ai.provider.name`` and
+``gen_ai.request.model`` ("unknown" when nothing is derivable), and to any span carrying LangSmith's
+``langsmith.metadata.langgraph_node`` our ``llm.langgraph.node``. Reads every instrumentation's names
+(semconv, deprecated semconv, langsmith[otel], OpenLLMetry) through ``otel_llm.semconv``.
+
+``ReadableSpan`` is immutable, so ``with_attributes`` builds a copy with merged attributes. Cost: a handful of
+dict lookups per span, plus one attribute-dict copy for the spans that change; all of it on the export thread
+(the roll-up stage calls it), none on the application's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from otel_llm import semconv
+
+# error.type when a span's status is ERROR but nothing named the error (the semconv fallback value).
+OTHER_ERROR_TYPE = "_OTHER"
+# Operation of a LangSmith llm/embedding span that does not say (langsmith writes "chat" for llm runs).
+_LANGSMITH_KIND_OPERATIONS = {"llm": "chat", "embedding": "embeddings"}
+_MAX_NODE_LENGTH = 128
+
+
+class LLMCall(NamedTuple):
+    """The facts about one model call that the roll-up and the span-derived metrics use."""
+
+    provider: str
+    model: str
+    operation: str
+    input_tokens: int | None
+    output_tokens: int | None
+    error_type: str | None
+    duration_s: float
+    node: str | None
+    scope_name: str
+
+
+def langgraph_node(attributes: Mapping[str, Any]) -> str | None:
+    """The LangGraph node a span belongs to: ours if set, else LangSmith's metadata; capped text or None."""
+    value = attributes.get(semconv.LANGGRAPH_NODE)
+    if value is None:
+        value = attributes.get(semconv.LANGSMITH_LANGGRAPH_NODE)
+    text = semconv.normalize_model(value)  # strip + cap, case kept: the same rule as a model id
+    return text[:_MAX_NODE_LENGTH] if text is not None else None
+
+
+def _operation(attributes: Mapping[str, Any]) -> str:
+    for key in (semconv.GEN_AI_OPERATION_NAME, semconv.OPENLLMETRY_REQUEST_TYPE):
+        value = attributes.get(key)
+        if value in semconv.LLM_OPERATIONS:
+            return value
+    kind = attributes.get(semconv.LANGSMITH_SPAN_KIND)
+    return _LANGSMITH_KIND_OPERATIONS.get(kind, "chat") if isinstance(kind, str) else "chat"
+
+
+def _error_type(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | None:
+    value = semconv.normalize_model(attributes.get(semconv.ERROR_TYPE))
+    if value is not None:
+        return value
+    return OTHER_ERROR_TYPE if span.status.status_code is StatusCode.ERROR else None
+
+
+def llm_call_of(span: ReadableSpan) -> LLMCall | None:
+    """The model call a span describes, or None when it is not an LLM span."""
+    attributes = span.attributes or {}
+    if not semconv.is_llm_span(attributes):
+        return None
+    model = semconv.resolve_model(attributes)
+    provider = semconv.resolve_provider(attributes, model)
+    input_tokens, output_tokens = semconv.resolve_tokens(attributes)
+    start, end = span.start_time, span.end_time
+    scope = span.instrumentation_scope
+    return LLMCall(
+        provider=provider or semconv.UNKNOWN,
+        model=model or semconv.UNKNOWN,
+        operation=_operation(attributes),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        error_type=_error_type(span, attributes),
+        duration_s=max(0, end - start) / 1e9 if start is not None and end is not None else 0.0,
+        node=langgraph_node(attributes),
+        scope_name=scope.name if scope is not None else "",
+    )
+
+
+def enrichment(span: ReadableSpan, call: LLMCall | None) -> dict[str, Any]:
+    """The attributes to add to or overwrite on ``span``: only those that differ from what it carries."""
+    attributes = span.attributes or {}
+    wanted: dict[str, Any] = {}
+    if call is not None:
+        wanted[semconv.GEN_AI_PROVIDER_NAME] = call.provider
+        wanted[semconv.GEN_AI_REQUEST_MODEL] = call.model
+        node = call.node
+    else:
+        node = langgraph_node(attributes) if semconv.LANGSMITH_LANGGRAPH_NODE in attributes else None
+    if node is not None:
+        wanted[semconv.LANGGRAPH_NODE] = node
+    return {key: value for key, value in wanted.items() if attributes.get(key) != value}
+
+
+def with_attributes(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
+    """A copy of ``span`` with ``extra`` merged into its attributes; the span itself when ``extra`` is empty.
+
+    The copy keeps the original's dropped-attribute count, events, links, resource and scope.
+    """
+    if not extra:
+        return span
+    merged = BoundedAttributes(attributes={**(span.attributes or {}), **extra}, immutable=True)
+    merged.dropped = span.dropped_attributes
+    return ReadableSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=span.resource,
+        attributes=merged,
+        # The SDK's bounded containers, when present, so the copy keeps the dropped-event and -link counts.
+        events=getattr(span, "_events", span.events),
+        links=getattr(span, "_links", span.links),
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )

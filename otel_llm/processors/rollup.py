@@ -1,0 +1,429 @@
+"""The export-side roll-up stage: ancestors of LLM spans learn which providers and models served them.
+
+``RollupSpanExporter`` wraps the real exporter inside the SDK's ``BatchSpanProcessor``, so every step below
+runs on the export thread (or this stage's own flush thread), never on the application's:
+
+1. Enrichment (``normalize``): every LLM span leaves with a normalised ``gen_ai.provider.name`` and
+   ``gen_ai.request.model``; spans with LangSmith node metadata get ``llm.langgraph.node``.
+2. Buffering: spans are held per trace. A trace is *ready* ``window_s`` after its first local root (parent
+   None or remote: a SERVER or CONSUMER span, typically) reached this stage. The window catches LLM spans
+   made after their ancestors ended (langsmith[otel] emits its spans ~0.25 s after the request returns, from
+   another thread).
+3. Roll-up: when a trace is flushed, each LLM call is added to every buffered ancestor, walking parent ids
+   upwards from the LLM span; an ancestor that is itself an LLM span takes the nested call and ends the walk
+   (the outer call already stands for it, so nothing is counted twice). Every ancestor with calls beneath
+   gets the ``llm.rollup.*`` attributes (see docs/attributes.md); that includes the local root and the
+   LangGraph graph and node spans. Results do not depend on arrival order.
+4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned.
+
+Memory is bounded: ``max_traces`` (the oldest trace is flushed early, counted as evicted),
+``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as overflow), ``max_age_s``
+(a trace whose root never arrives is flushed after this, counted as expired), and a bounded set of recently
+flushed trace ids so that spans arriving after their trace was flushed are forwarded alone, enriched but not
+rolled up, counted as late.
+
+Cost: nothing on the application thread. On the export thread, a few dict operations per span plus one
+attribute copy for each span that changes; flushing a trace is linear in its spans times the ancestor depth.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from otel_llm import semconv
+from otel_llm.processors.normalize import LLMCall, enrichment, llm_call_of, with_attributes
+from otel_llm.processors.ratelimit import RateLimitedLogger
+
+_logger = logging.getLogger(__name__)
+_rate_limited = RateLimitedLogger(_logger)
+
+LLMSpanHook = Callable[[ReadableSpan, LLMCall], None]
+# How many flushed trace ids are remembered to recognise late spans, at least, and per max_traces.
+MIN_RECENT_TRACES = 1024
+# The flush thread checks for ready traces this often: a quarter of the window, within these bounds.
+MIN_TICK_S = 0.05
+MAX_TICK_S = 1.0
+_NO_TRACE = 0
+
+
+class RollupStats(NamedTuple):
+    """Counters of the roll-up stage (totals since start) and its current buffer size."""
+
+    evicted_traces: int
+    expired_traces: int
+    late_spans: int
+    overflow_spans: int
+    buffered_traces: int
+    buffered_spans: int
+
+
+class _Item(NamedTuple):
+    span: ReadableSpan
+    call: LLMCall | None
+
+
+@dataclass
+class _Trace:
+    first_seen: float
+    root_seen: float | None = None
+    items: list[_Item] = field(default_factory=list)
+
+
+@dataclass
+class _Totals:
+    """What the LLM calls beneath one ancestor add up to."""
+
+    providers: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
+    calls: int = 0
+    error_calls: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    def add(self, call: LLMCall) -> None:
+        self.providers.add(call.provider)
+        self.models.add(call.model)
+        self.calls += 1
+        self.error_calls += call.error_type is not None
+        if call.input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + call.input_tokens
+        if call.output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + call.output_tokens
+
+    def attributes(self) -> dict[str, Any]:
+        providers = tuple(sorted(self.providers))
+        models = tuple(sorted(self.models))
+        rolled: dict[str, Any] = {
+            semconv.ROLLUP_PROVIDERS: providers,
+            semconv.ROLLUP_PROVIDER: ",".join(providers),
+            semconv.ROLLUP_MODELS: models,
+            semconv.ROLLUP_MODEL: ",".join(models),
+            semconv.ROLLUP_CALLS: self.calls,
+            semconv.ROLLUP_ERROR_CALLS: self.error_calls,
+            semconv.ROLLUP_ERROR: self.error_calls > 0,
+        }
+        if self.input_tokens is not None:
+            rolled[semconv.ROLLUP_INPUT_TOKENS] = self.input_tokens
+        if self.output_tokens is not None:
+            rolled[semconv.ROLLUP_OUTPUT_TOKENS] = self.output_tokens
+        return rolled
+
+
+def _local_parent_id(span: ReadableSpan) -> int | None:
+    parent = span.parent
+    return None if parent is None or parent.is_remote else parent.span_id
+
+
+def _is_local_root(span: ReadableSpan) -> bool:
+    parent = span.parent
+    return parent is None or parent.is_remote
+
+
+def rollup_attributes(items: Sequence[tuple[ReadableSpan, LLMCall | None]]) -> dict[int, dict[str, Any]]:
+    """The ``llm.rollup.*`` attributes per span id for every buffered ancestor of an LLM call in ``items``."""
+    parent_of: dict[int, int | None] = {}
+    llm_span_ids: set[int] = set()
+    for span, call in items:
+        span_id = span.get_span_context().span_id
+        parent_of[span_id] = _local_parent_id(span)
+        if call is not None:
+            llm_span_ids.add(span_id)
+    totals: dict[int, _Totals] = {}
+    for span, call in items:
+        if call is None:
+            continue
+        ancestor = _local_parent_id(span)
+        for _ in range(len(parent_of)):  # bounded: a malformed parent cycle cannot loop forever
+            if ancestor is None or ancestor not in parent_of:
+                break
+            totals.setdefault(ancestor, _Totals()).add(call)
+            if ancestor in llm_span_ids:
+                break
+            ancestor = parent_of[ancestor]
+    return {span_id: total.attributes() for span_id, total in totals.items()}
+
+
+class RollupSpanExporter(SpanExporter):
+    """Enriches LLM spans and stamps LLM roll-ups on their ancestors, then forwards to ``inner``.
+
+    Wrap it in ``RollupBatchSpanProcessor`` (or the SDK's ``BatchSpanProcessor``, whose ``force_flush`` does
+    not reach this stage's buffer). ``on_llm_span(span, call)`` is called exactly once per LLM span, with
+    the enriched span, just before it is forwarded; its exceptions are logged (rate-limited) and swallowed.
+    """
+
+    def __init__(
+        self,
+        inner: SpanExporter,
+        *,
+        window_s: float = 2.0,
+        max_traces: int = 10000,
+        max_spans_per_trace: int = 5000,
+        max_age_s: float = 60.0,
+        on_llm_span: LLMSpanHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not callable(getattr(inner, "export", None)):
+            raise ValueError("inner must be a SpanExporter (an object with export())")
+        if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s >= 0):
+            raise ValueError("window_s must be a finite number >= 0")
+        if not (isinstance(max_age_s, (int, float)) and math.isfinite(max_age_s) and max_age_s > 0):
+            raise ValueError("max_age_s must be a finite number > 0")
+        for name, value in (("max_traces", max_traces), ("max_spans_per_trace", max_spans_per_trace)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1")
+        if on_llm_span is not None and not callable(on_llm_span):
+            raise ValueError("on_llm_span must be callable or None")
+        if not callable(clock):
+            raise ValueError("clock must be callable")
+        self._inner = inner
+        self._window_s = float(window_s)
+        self._max_traces = max_traces
+        self._max_spans_per_trace = max_spans_per_trace
+        self._max_age_s = float(max_age_s)
+        self._on_llm_span = on_llm_span
+        self._clock = clock
+        self._recent_limit = max(MIN_RECENT_TRACES, max_traces)
+        self._tick_s = min(MAX_TICK_S, max(MIN_TICK_S, self._window_s / 4))
+        # Traces in first-seen order (eviction and expiry take from the front); roots in arrival order.
+        self._traces: OrderedDict[int, _Trace] = OrderedDict()
+        self._roots: deque[tuple[float, int]] = deque()
+        self._recent: OrderedDict[int, None] = OrderedDict()
+        self._buffered_spans = 0
+        self._evicted = self._expired = self._late = self._overflow = 0
+        self._is_shut_down = False
+        self._thread: threading.Thread | None = None
+        self._init_locks()
+        if hasattr(os, "register_at_fork"):
+            weak_reinit = weakref.WeakMethod(self._init_locks)
+            os.register_at_fork(after_in_child=lambda: (reinit := weak_reinit()) is not None and reinit())
+
+    def _init_locks(self) -> None:
+        # Called again in a forked child: locks held by a parent thread would never be released there, and the
+        # flush thread does not survive the fork (export starts a new one).
+        self._lock = threading.Lock()  # guards the buffer and counters
+        self._export_lock = threading.Lock()  # serialises calls into the inner exporter
+        self._stop = threading.Event()
+        self._thread = None
+
+    # --- SpanExporter
+    # --------------------------------------------------------------------------------------------
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Buffer ``spans``, then forward every trace that is ready now (plus pass-through spans)."""
+        if self._is_shut_down:
+            return SpanExportResult.FAILURE
+        try:
+            self._ensure_thread()
+            now = self._clock()
+            out: list[_Item] = []
+            with self._lock:
+                for span in spans:
+                    self._accept(span, now, out)
+                self._take_ready(now, out, everything=False)
+            return self._forward(out)
+        except Exception:
+            _rate_limited.exception("otel-llm roll-up failed; forwarding the batch unchanged")
+            return self._forward_raw(spans)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Forward everything buffered now, windows ignored, then flush the inner exporter."""
+        try:
+            flushed = self.flush(everything=True) is SpanExportResult.SUCCESS
+            return bool(self._inner.force_flush(timeout_millis)) and flushed
+        except Exception:
+            _rate_limited.exception("otel-llm roll-up force_flush failed")
+            return False
+
+    def shutdown(self) -> None:
+        """Stop the flush thread, forward everything buffered, shut the inner exporter down. Idempotent."""
+        if self._is_shut_down:
+            return
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        try:
+            self.flush(everything=True)
+        except Exception:
+            _rate_limited.exception("otel-llm roll-up flush at shutdown failed")
+        self._is_shut_down = True
+        self._inner.shutdown()
+
+    # --- public helpers
+    # ------------------------------------------------------------------------------------------
+
+    def flush(self, *, everything: bool = False) -> SpanExportResult:
+        """Forward the traces that are ready now (all buffered traces with ``everything``)."""
+        out: list[_Item] = []
+        with self._lock:
+            self._take_ready(self._clock(), out, everything=everything)
+        return self._forward(out)
+
+    @property
+    def stats(self) -> RollupStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return RollupStats(
+                evicted_traces=self._evicted,
+                expired_traces=self._expired,
+                late_spans=self._late,
+                overflow_spans=self._overflow,
+                buffered_traces=len(self._traces),
+                buffered_spans=self._buffered_spans,
+            )
+
+    # --- internals (callers hold self._lock unless said otherwise)
+    # -----------------------------------------------
+
+    def _accept(self, span: ReadableSpan, now: float, out: list[_Item]) -> None:
+        item = _Item(span, llm_call_of(span))
+        context = span.get_span_context()
+        trace_id = context.trace_id if context is not None else _NO_TRACE
+        if trace_id == _NO_TRACE:
+            out.append(item)
+            return
+        if trace_id in self._recent:
+            self._late += 1
+            out.append(item)
+            return
+        trace = self._traces.get(trace_id)
+        if trace is None:
+            trace = self._traces[trace_id] = _Trace(first_seen=now)
+            if len(self._traces) > self._max_traces:
+                oldest_id, oldest = self._traces.popitem(last=False)
+                self._evicted += 1
+                self._release(oldest_id, oldest, out)
+        is_root = _is_local_root(span)
+        if not is_root and len(trace.items) >= self._max_spans_per_trace:
+            self._overflow += 1
+            out.append(item)
+            return
+        trace.items.append(item)
+        self._buffered_spans += 1
+        if is_root and trace.root_seen is None:
+            trace.root_seen = now
+            self._roots.append((now, trace_id))
+            if len(self._roots) > 2 * self._max_traces:
+                # Entries of evicted traces wait for their window; drop them early so the deque stays bounded.
+                self._roots = deque(entry for entry in self._roots if entry[1] in self._traces)
+
+    def _take_ready(self, now: float, out: list[_Item], *, everything: bool) -> None:
+        if everything:
+            while self._traces:
+                trace_id, trace = self._traces.popitem(last=False)
+                self._release(trace_id, trace, out)
+            self._roots.clear()
+            return
+        while self._roots and now - self._roots[0][0] >= self._window_s:
+            _, trace_id = self._roots.popleft()
+            trace = self._traces.pop(trace_id, None)
+            if trace is not None:  # None: already evicted or expired
+                self._release(trace_id, trace, out)
+        while self._traces:
+            trace_id, trace = next(iter(self._traces.items()))
+            if now - trace.first_seen < self._max_age_s:
+                break
+            del self._traces[trace_id]
+            self._expired += trace.root_seen is None
+            self._release(trace_id, trace, out)
+
+    def _release(self, trace_id: int, trace: _Trace, out: list[_Item]) -> None:
+        """Move a trace out of the buffer into ``out`` with its roll-ups, and remember it as flushed."""
+        self._buffered_spans -= len(trace.items)
+        self._recent[trace_id] = None
+        if len(self._recent) > self._recent_limit:
+            self._recent.popitem(last=False)
+        rollups = rollup_attributes(trace.items)
+        for item in trace.items:
+            rolled = rollups.get(item.span.get_span_context().span_id)
+            out.append(item if rolled is None else _Item(with_attributes(item.span, rolled), item.call))
+
+    def _forward(self, items: list[_Item]) -> SpanExportResult:
+        """Enrich, call the hook, export to inner. Called without self._lock held."""
+        if not items:
+            return SpanExportResult.SUCCESS
+        batch: list[ReadableSpan] = []
+        for span, call in items:
+            enriched = with_attributes(span, enrichment(span, call))
+            batch.append(enriched)
+            if call is not None and self._on_llm_span is not None:
+                try:
+                    self._on_llm_span(enriched, call)
+                except Exception:
+                    _rate_limited.exception("otel-llm on_llm_span hook failed")
+        return self._export_to_inner(batch)
+
+    def _forward_raw(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            return self._export_to_inner(list(spans))
+        except Exception:
+            _rate_limited.exception("otel-llm roll-up could not forward a batch")
+            return SpanExportResult.FAILURE
+
+    def _export_to_inner(self, batch: list[ReadableSpan]) -> SpanExportResult:
+        # The flush thread is ours, not the BSP's: suppress instrumentation of the exporter's own I/O here
+        # too.
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            with self._export_lock:
+                return self._inner.export(batch)
+        finally:
+            detach(token)
+
+    def _ensure_thread(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(
+                target=self._run, args=(weakref.ref(self), self._stop, self._tick_s),
+                name="otel-llm-rollup", daemon=True,
+            )
+            self._thread.start()
+
+    @staticmethod
+    def _run(ref: weakref.ref[RollupSpanExporter], stop: threading.Event, tick_s: float) -> None:
+        # Holds only a weak reference between ticks, so an exporter dropped without shutdown can be collected.
+        while not stop.wait(tick_s):
+            exporter = ref()
+            if exporter is None:
+                return
+            try:
+                exporter.flush()
+            except Exception:
+                _rate_limited.exception("otel-llm roll-up flush thread failed")
+            del exporter
+
+
+class RollupBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's ``BatchSpanProcessor`` whose ``force_flush`` also empties the roll-up stage's buffer.
+
+    ``BatchSpanProcessor.force_flush`` exports its queue but never calls the exporter's ``force_flush``, so
+    without this a ``TracerProvider.force_flush()`` would leave spans waiting for their window. Other
+    arguments (and the ``OTEL_BSP_*`` variables) are the SDK's.
+    """
+
+    def __init__(self, span_exporter: RollupSpanExporter, **batch_options: Any) -> None:
+        if not isinstance(span_exporter, RollupSpanExporter):
+            raise ValueError("span_exporter must be a RollupSpanExporter")
+        super().__init__(span_exporter, **batch_options)
+        self._rollup = span_exporter
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        flushed = super().force_flush(timeout_millis)
+        return self._rollup.force_flush(30000 if timeout_millis is None else timeout_millis) and flushed
