@@ -1,0 +1,277 @@
+"""The one build script of the stack: ``otel-llm stack build`` and ``python -m otel_llm.stack.build``.
+
+Builds the collector with the official builder (ocb) from ``collector/builder-config.yaml`` and Jaeger v2
+with ``go install tool`` from the wrapper module in ``jaeger/module`` (its committed go.sum is the checksum
+source, no sum database needed), and installs ``prometheus`` and ``redis-server`` from Debian when missing.
+
+Built binaries are cached outside the clone under ``<cache>/bin/<name>-<version>-<hash>/<name>``, the hash
+taken over the files they are built from, so a second run rebuilds nothing and an edited manifest builds a new
+binary. Each build runs in a temporary directory under the cache, holds a per-target file lock and ends with
+an atomic rename, so two concurrent runs neither corrupt the cache nor build the same thing twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from otel_llm.stack import paths
+
+BUILD_COMMAND = "otel-llm stack build"
+DEBIAN_PACKAGES = ("prometheus", "redis-server")
+DEBIAN_BINARY_DIR = Path("/usr/bin")
+GO_FALLBACK = Path("/usr/local/go/bin/go")
+HASH_LENGTH = 12
+
+Log = Callable[[str], None]
+
+
+class StackBuildError(RuntimeError):
+    """A stack binary could not be built or installed; the message names it and the command that failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StackBinaries:
+    """Paths of the executables; from ``find_binaries`` a field is None when that binary is missing."""
+
+    collector: Path | None
+    jaeger: Path | None
+    prometheus: Path | None
+    promtool: Path | None
+    redis_server: Path | None
+
+    def missing(self) -> list[str]:
+        """Names of the fields that are None."""
+        return [field.name for field in dataclasses.fields(self) if getattr(self, field.name) is None]
+
+
+def _log_to_stderr(message: str) -> None:
+    print(f"[otel-llm stack build] {message}", file=sys.stderr, flush=True)
+
+
+def content_hash(*files: Path) -> str:
+    """A short sha256 over the names and contents of ``files``: the cache key of what is built from them."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(b"\0")
+        digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:HASH_LENGTH]
+
+
+def builder_path() -> Path:
+    return paths.binaries_dir() / f"builder-{paths.BUILDER_VERSION}" / "builder"
+
+
+def collector_path() -> Path:
+    key = f"{paths.COLLECTOR_NAME}-{paths.COLLECTOR_VERSION}-{content_hash(paths.COLLECTOR_MANIFEST)}"
+    return paths.binaries_dir() / key / paths.COLLECTOR_NAME
+
+
+def _jaeger_module_files() -> tuple[Path, Path]:
+    return paths.JAEGER_BUILD_MODULE / "go.mod", paths.JAEGER_BUILD_MODULE / "go.sum"
+
+
+def jaeger_path() -> Path:
+    key = f"{paths.JAEGER_NAME}-{paths.JAEGER_VERSION}-{content_hash(*_jaeger_module_files())}"
+    return paths.binaries_dir() / key / paths.JAEGER_NAME
+
+
+def _debian_binary(name: str) -> Path | None:
+    found = shutil.which(name) or shutil.which(name, path=str(DEBIAN_BINARY_DIR))
+    return Path(found) if found else None
+
+
+def _executable(path: Path) -> Path | None:
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def find_binaries() -> StackBinaries:
+    """The stack's binaries as they are now, without building anything (None for each missing one)."""
+    return StackBinaries(
+        collector=_executable(collector_path()),
+        jaeger=_executable(jaeger_path()),
+        prometheus=_debian_binary("prometheus"),
+        promtool=_debian_binary("promtool"),
+        redis_server=_debian_binary("redis-server"),
+    )
+
+
+def _go() -> Path:
+    found = shutil.which("go") or _executable(GO_FALLBACK)
+    if not found:
+        raise StackBuildError(f"the builds need Go >= 1.26: no `go` on PATH or at {GO_FALLBACK}")
+    return Path(found)
+
+
+def _run(command: list[str], *, what: str, cwd: Path, env: dict[str, str], log: Log) -> None:
+    """Run one build command; on failure raise with the command and the tail."""
+    log(f"{what}: {' '.join(command)} (in {cwd})")
+    started = time.monotonic()
+    with tempfile.TemporaryFile(mode="w+") as output:
+        completed = subprocess.run(
+            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, check=False
+        )
+        if completed.returncode != 0:
+            output.seek(0)
+            tail = output.read()[-4000:]
+            raise StackBuildError(f"{what} failed (exit {completed.returncode}): {' '.join(command)}\n{tail}")
+    log(f"{what}: done in {time.monotonic() - started:.0f}s")
+
+
+@contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock per cached target so concurrent runs build it once."""
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent.parent / f".{target.parent.name}.lock"
+    with open(lock_path, "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _build_cached(target: Path, build_into: Callable[[Path], None], log: Log) -> Path:
+    """Return ``target``, building it first when missing: ``build_into(tmp_dir)`` must leave the binary there.
+
+    The temporary directory sits next to the final one (same filesystem) and is renamed into place at once.
+    """
+    if _executable(target):
+        log(f"{target.name}: cached at {target}")
+        return target
+    with _locked(target):
+        if _executable(target):
+            log(f"{target.name}: built by a concurrent run at {target}")
+            return target
+        with tempfile.TemporaryDirectory(prefix=f".{target.parent.name}-", dir=target.parent.parent) as tmp:
+            work = Path(tmp)
+            build_into(work)
+            built = work / target.name
+            if not _executable(built):
+                raise StackBuildError(f"the build of {target.name} left no executable at {built}")
+            final_dir = work / "final"
+            final_dir.mkdir()
+            built.rename(final_dir / target.name)
+            final_dir.rename(target.parent)
+    log(f"{target.name}: built at {target}")
+    return target
+
+
+def _go_env(gobin: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{_go().parent}{os.pathsep}{env.get('PATH', '')}"
+    if gobin is not None:
+        env["GOBIN"] = str(gobin)
+    return env
+
+
+def ensure_builder(log: Log = _log_to_stderr) -> Path:
+    """The ocb binary ``<cache>/bin/builder-<version>/builder``, installed by ``go install`` when missing."""
+
+    def build_into(work: Path) -> None:
+        _run([str(_go()), "install", f"{paths.BUILDER_MODULE}@{paths.BUILDER_VERSION}"],
+             what=f"ocb {paths.BUILDER_VERSION}", cwd=work, env=_go_env(gobin=work), log=log)
+
+    return _build_cached(builder_path(), build_into, log)
+
+
+def build_collector(log: Log = _log_to_stderr) -> Path:
+    """The collector built by ocb from the manifest, ``dist.output_path`` pointed at the build directory."""
+    import yaml
+
+    builder = ensure_builder(log)
+
+    def build_into(work: Path) -> None:
+        manifest = yaml.safe_load(paths.COLLECTOR_MANIFEST.read_text())
+        manifest["dist"]["output_path"] = str(work / "src")
+        manifest_copy = work / "builder-config.yaml"
+        manifest_copy.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        _run([str(builder), "--config", str(manifest_copy)], what=f"{paths.COLLECTOR_NAME} (ocb)", cwd=work,
+             env=_go_env(), log=log)
+        (work / "src" / paths.COLLECTOR_NAME).rename(work / paths.COLLECTOR_NAME)
+
+    return _build_cached(collector_path(), build_into, log)
+
+
+def build_jaeger(log: Log = _log_to_stderr) -> Path:
+    """Jaeger v2 built by ``go install tool`` from a copy of the wrapper module, verified by its go.sum."""
+
+    def build_into(work: Path) -> None:
+        module = work / "module"
+        module.mkdir()
+        for file in _jaeger_module_files():
+            shutil.copyfile(file, module / file.name)
+        env = _go_env(gobin=work)
+        env["GOFLAGS"] = f"{env.get('GOFLAGS', '')} -mod=readonly".strip()
+        _run([str(_go()), "install", "tool"], what=f"{paths.JAEGER_NAME} {paths.JAEGER_VERSION} (go install)",
+             cwd=module, env=env, log=log)
+
+    return _build_cached(jaeger_path(), build_into, log)
+
+
+def ensure_debian_packages(log: Log = _log_to_stderr) -> None:
+    """Install prometheus and redis-server with apt-get when one of their binaries is missing (needs root)."""
+    missing = [name for name in ("prometheus", "promtool", "redis-server") if _debian_binary(name) is None]
+    if not missing:
+        log(f"Debian packages present: {', '.join(DEBIAN_PACKAGES)}")
+        return
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *DEBIAN_PACKAGES]
+    if os.geteuid() != 0:
+        raise StackBuildError(
+            f"missing {', '.join(missing)}; as root run: apt-get update && {' '.join(install)}"
+        )
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    _run(["apt-get", "update"], what="apt-get update", cwd=Path("/"), env=env, log=log)
+    _run(install, what="Debian packages", cwd=Path("/"), env=env, log=log)
+
+
+def build_all(log: Log = _log_to_stderr) -> StackBinaries:
+    """Build or install whatever is missing and return every binary's path; raises ``StackBuildError``.
+
+    The two Go builds run one after the other: each peaks at 1-2.3 GB with Go's default parallelism on a
+    2-core machine (docs/stack.md), so running them together would only add memory, not speed.
+    """
+    ensure_debian_packages(log)
+    build_collector(log)
+    build_jaeger(log)
+    binaries = find_binaries()
+    if binaries.missing():
+        raise StackBuildError(f"still missing after the build: {', '.join(binaries.missing())}")
+    return binaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m otel_llm.stack.build", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--check", action="store_true", help="build nothing; exit 1 when a binary is missing")
+    args = parser.parse_args(argv)
+    if args.check:
+        binaries = find_binaries()
+    else:
+        try:
+            binaries = build_all()
+        except StackBuildError as exc:
+            _log_to_stderr(f"error: {exc}")
+            return 1
+    found = {key: str(value) if value else None for key, value in dataclasses.asdict(binaries).items()}
+    print(json.dumps(found, indent=2))
+    return 1 if binaries.missing() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
