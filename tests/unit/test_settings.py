@@ -1,0 +1,133 @@
+"""OTEL_LLM_* parsing: defaults, accepted values, and one warning per bad variable naming what it accepts."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from otel_llm import settings
+from otel_llm.settings import (
+    DEFAULT_BAGGAGE_KEYS,
+    Settings,
+    env_bool,
+    env_choice,
+    env_csv,
+    env_float,
+    env_int,
+    load_settings,
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings():
+    settings.reset_warnings()
+    yield
+    settings.reset_warnings()
+
+
+def warnings_for(caplog, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and name in r.getMessage()]
+
+
+class TestLoadSettings:
+    def test_defaults_without_variables(self):
+        """An empty environment gives the documented defaults."""
+        loaded = load_settings({})
+        assert loaded == Settings()
+        assert loaded.baggage_keys == DEFAULT_BAGGAGE_KEYS
+        assert (loaded.rollup_window_ms, loaded.rollup_max_traces) == (2000, 10000)
+        assert loaded.rollup_max_age_ms == 60000
+        assert loaded.baggage_trust_incoming is False and loaded.enabled is True
+        assert "opentelemetry.instrumentation.openai_v2" in loaded.span_metrics_skip_scopes
+
+    def test_every_variable_is_read(self):
+        """Each OTEL_LLM_* variable reaches its field."""
+        loaded = load_settings({
+            "OTEL_LLM_ENABLED": "false",
+            "OTEL_LLM_BAGGAGE_KEYS": "a,b",
+            "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH": "12",
+            "OTEL_LLM_BAGGAGE_TRUST_INCOMING": "TRUE",
+            "OTEL_LLM_ROLLUP": "off",
+            "OTEL_LLM_ROLLUP_WINDOW_MS": "0",
+            "OTEL_LLM_ROLLUP_MAX_TRACES": "5",
+            "OTEL_LLM_ROLLUP_MAX_SPANS_PER_TRACE": "7",
+            "OTEL_LLM_ROLLUP_MAX_AGE_MS": "900",
+            "OTEL_LLM_METRICS_CARDINALITY_LIMIT": "3",
+            "OTEL_LLM_SPAN_METRICS": "no",
+            "OTEL_LLM_SPAN_METRICS_SKIP_SCOPES": "x.y",
+        })
+        assert loaded == Settings(
+            enabled=False, baggage_keys=("a", "b"), baggage_max_value_length=12, baggage_trust_incoming=True,
+            rollup_enabled=False, rollup_window_ms=0, rollup_max_traces=5, rollup_max_spans_per_trace=7,
+            rollup_max_age_ms=900, metrics_cardinality_limit=3, span_metrics=False,
+            span_metrics_skip_scopes=("x.y",),
+        )
+
+    def test_bad_value_warns_once_and_defaults(self, caplog):
+        """A bad variable logs one warning with its name and accepted range, however often it is loaded."""
+        environ = {"OTEL_LLM_ROLLUP_WINDOW_MS": "soon"}
+        with caplog.at_level(logging.WARNING):
+            assert load_settings(environ).rollup_window_ms == 2000
+            assert load_settings(environ).rollup_window_ms == 2000
+        messages = warnings_for(caplog, "OTEL_LLM_ROLLUP_WINDOW_MS")
+        assert len(messages) == 1
+        assert "'soon'" in messages[0] and "from 0 to 600000" in messages[0]
+
+    def test_each_bad_variable_gets_its_own_warning(self, caplog):
+        """Two bad variables give two warnings, one naming each."""
+        with caplog.at_level(logging.WARNING):
+            load_settings({"OTEL_LLM_ROLLUP": "maybe", "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH": "0"})
+        assert len(warnings_for(caplog, "OTEL_LLM_ROLLUP")) == 1
+        assert "true or false" in warnings_for(caplog, "OTEL_LLM_ROLLUP")[0]
+        assert "from 1 to 4096" in warnings_for(caplog, "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH")[0]
+
+    def test_settings_are_frozen(self):
+        """Settings cannot be changed after loading."""
+        with pytest.raises(AttributeError):
+            load_settings({}).enabled = False  # type: ignore[misc]
+
+
+class TestHelpers:
+    @pytest.mark.parametrize("raw,expected", [("1", True), ("Yes", True), ("on", True), ("0", False),
+                                              ("FALSE", False), ("off", False), ("", True), ("  ", True)])
+    def test_bool_words(self, raw, expected):
+        """true/false words in any case; empty means unset."""
+        assert env_bool("OTEL_LLM_X", True, environ={"OTEL_LLM_X": raw}) is expected
+
+    def test_int_range_and_garbage(self, caplog):
+        """Out-of-range and non-integer values give the default."""
+        with caplog.at_level(logging.WARNING):
+            assert env_int("A", 5, minimum=1, maximum=9, environ={"A": "10"}) == 5
+            assert env_int("B", 5, minimum=1, maximum=9, environ={"B": "2.5"}) == 5
+            assert env_int("C", 5, minimum=1, environ={"C": " 7 "}) == 7
+        assert len(warnings_for(caplog, "for A")) == 1 and len(warnings_for(caplog, "for B")) == 1
+
+    @pytest.mark.parametrize("raw", ["nan", "inf", "-1", "x"])
+    def test_float_rejects_non_finite_and_out_of_range(self, raw):
+        """NaN, infinities and values below the minimum give the default."""
+        assert env_float("F", 1.5, minimum=0, environ={"F": raw}) == 1.5
+
+    def test_float_accepts_decimal(self):
+        """A decimal in range is used."""
+        assert env_float("F", 1.5, minimum=0, maximum=2, environ={"F": "0.25"}) == 0.25
+
+    def test_csv_strips_dedupes_and_none(self, caplog):
+        """Blanks and repeats are dropped; 'none' is an empty list; only commas is a bad value."""
+        assert env_csv("L", ("d",), environ={"L": " a, b ,,a "}) == ("a", "b")
+        assert env_csv("L", ("d",), environ={"L": "None"}) == ()
+        with caplog.at_level(logging.WARNING):
+            assert env_csv("M", ("d",), environ={"M": ",,"}) == ("d",)
+        assert len(warnings_for(caplog, "for M")) == 1
+
+    def test_choice(self, caplog):
+        """A listed choice is used case-insensitively; others warn with the list."""
+        assert env_choice("C", "a", ("a", "b"), environ={"C": "B"}) == "b"
+        with caplog.at_level(logging.WARNING):
+            assert env_choice("D", "a", ("a", "b"), environ={"D": "z"}) == "a"
+        assert "one of a, b" in warnings_for(caplog, "for D")[0]
+
+    def test_reads_process_environment_by_default(self, monkeypatch):
+        """Without an explicit mapping the helpers read os.environ."""
+        monkeypatch.setenv("OTEL_LLM_TEST_ONLY", "42")
+        assert env_int("OTEL_LLM_TEST_ONLY", 1) == 42
