@@ -1,0 +1,259 @@
+"""Offline chat models for the reference app, presented as real providers.
+
+``FakeProviderChatModel`` is a LangChain chat model that answers without a network: it reports the model id,
+``_llm_type`` and ``ls_provider`` of a real provider (OpenAI ``gpt-4o-mini``, Bedrock
+``anthropic.claude-3-haiku-20240307-v1:0``), returns ``usage_metadata`` token counts, and streams its answer
+word by word through ``_stream``/``_astream`` (calling ``on_llm_new_token`` like a real integration), after a
+time to first token and spread over a total latency.
+
+It adds no telemetry itself: every span and metric about these calls comes from the instrumentation.
+
+Settings (milliseconds, non-negative numbers; a bad value warns once and falls back to the default):
+
+- ``OTEL_LLM_DEMO_LATENCY_MS`` (default 40): total duration of one model call.
+- ``OTEL_LLM_DEMO_TTFT_MS`` (default 15): time to the first streamed token, capped at the latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from otel_llm import semconv
+
+_logger = logging.getLogger(__name__)
+
+LATENCY_ENV = "OTEL_LLM_DEMO_LATENCY_MS"
+TTFT_ENV = "OTEL_LLM_DEMO_TTFT_MS"
+DEFAULT_LATENCY_MS = 40.0
+DEFAULT_TTFT_MS = 15.0
+DEFAULT_ANSWER_WORDS = 12
+
+# The words of the fake answers; a hash of the prompt picks them, so answers are repeatable.
+_VOCABULARY = (
+    "rinse",
+    "the",
+    "bottle",
+    "remove",
+    "label",
+    "sort",
+    "plastic",
+    "paper",
+    "glass",
+    "metal",
+    "bin",
+    "collection",
+    "day",
+    "is",
+    "tuesday",
+    "check",
+    "local",
+    "rules",
+    "recycle",
+    "compost",
+    "reuse",
+    "drop",
+    "point",
+    "nearby",
+)
+
+
+@dataclass(frozen=True)
+class ProviderModel:
+    """A provider as the app sees it: canonical name, LangSmith's word for it, model id, LangChain type."""
+
+    provider: str
+    ls_provider: str
+    model: str
+    llm_type: str
+
+
+# The two providers of the demo, keyed by canonical gen_ai.provider.name.
+PROVIDER_MODELS: dict[str, ProviderModel] = {
+    "openai": ProviderModel("openai", "openai", "gpt-4o-mini", "openai-chat"),
+    "aws.bedrock": ProviderModel(
+        "aws.bedrock",
+        "amazon_bedrock",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "amazon_bedrock_converse_chat",
+    ),
+}
+PROVIDERS = tuple(PROVIDER_MODELS)
+
+
+def _env_milliseconds(name: str, default: float) -> float:
+    """Non-negative milliseconds from the environment; a bad value warns (naming it) and gives default."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    return _parse_milliseconds(name, raw, default)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_milliseconds(name: str, raw: str, default: float) -> float:
+    """Cached so that a bad value warns once, not on every model built."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value >= 0 and value != float("inf"):
+        return value
+    _logger.warning("%s=%r is not a non-negative number of milliseconds; using %s", name, raw, default)
+    return default
+
+
+class FakeProviderChatModel(BaseChatModel):
+    """A chat model that answers offline while looking like a real provider's model to LangChain."""
+
+    model_name: str
+    ls_provider: str
+    llm_type: str
+    latency_ms: float = DEFAULT_LATENCY_MS
+    ttft_ms: float = DEFAULT_TTFT_MS
+    answer_words: int = DEFAULT_ANSWER_WORDS
+
+    @property
+    def _llm_type(self) -> str:
+        return self.llm_type
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider=self.ls_provider, ls_model_name=self.model_name, ls_model_type="chat"
+        )
+        if stop:
+            params["ls_stop"] = stop
+        return params
+
+    # --- the answer ---------------------------------------------------------------------------------------
+    def _words(self, messages: list[BaseMessage]) -> list[str]:
+        prompt = "\n".join(str(message.content) for message in messages)
+        digest = hashlib.sha256(f"{self.model_name}\n{prompt}".encode()).digest()
+        count = max(1, self.answer_words)
+        return [_VOCABULARY[digest[index % len(digest)] % len(_VOCABULARY)] for index in range(count)]
+
+    def _usage(self, messages: list[BaseMessage], output_tokens: int) -> dict[str, int]:
+        input_tokens = sum(len(str(message.content).split()) for message in messages)
+        return {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
+
+    def _chunks(self, messages: list[BaseMessage]) -> Iterator[tuple[float, ChatGenerationChunk]]:
+        """(seconds to wait before it, chunk) for each streamed token; the last chunk carries the usage."""
+        words = self._words(messages)
+        ttft = min(self.ttft_ms, self.latency_ms) / 1000.0
+        gap = (self.latency_ms / 1000.0 - ttft) / max(1, len(words) - 1) if len(words) > 1 else 0.0
+        response_metadata = {"model_name": self.model_name}
+        for index, word in enumerate(words):
+            last = index == len(words) - 1
+            message = AIMessageChunk(
+                content=word if index == 0 else f" {word}",
+                usage_metadata=self._usage(messages, len(words)) if last else None,
+                response_metadata=response_metadata if last else {},
+            )
+            yield (ttft if index == 0 else gap), ChatGenerationChunk(message=message)
+
+    def _result(self, messages: list[BaseMessage]) -> ChatResult:
+        words = self._words(messages)
+        message = AIMessage(
+            content=" ".join(words),
+            usage_metadata=self._usage(messages, len(words)),
+            response_metadata={"model_name": self.model_name},
+        )
+        return ChatResult(
+            generations=[ChatGeneration(message=message)], llm_output={"model_name": self.model_name}
+        )
+
+    # --- LangChain's interface ----------------------------------------------------------------------------
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        time.sleep(self.latency_ms / 1000.0)
+        return self._result(messages)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        await asyncio.sleep(self.latency_ms / 1000.0)
+        return self._result(messages)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for delay, chunk in self._chunks(messages):
+            time.sleep(delay)
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for delay, chunk in self._chunks(messages):
+            await asyncio.sleep(delay)
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+def chat_model(
+    provider: str,
+    *,
+    latency_ms: float | None = None,
+    ttft_ms: float | None = None,
+    answer_words: int = DEFAULT_ANSWER_WORDS,
+) -> FakeProviderChatModel:
+    """The fake chat model for ``provider`` (a ``PROVIDERS`` name or any alias ``semconv`` knows).
+
+    Latency and time to first token default to ``OTEL_LLM_DEMO_LATENCY_MS`` / ``OTEL_LLM_DEMO_TTFT_MS``.
+    """
+    spec = PROVIDER_MODELS.get(semconv.normalize_provider(provider) or "")
+    if spec is None:
+        raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}; got {provider!r}")
+    latency = _env_milliseconds(LATENCY_ENV, DEFAULT_LATENCY_MS) if latency_ms is None else latency_ms
+    ttft = _env_milliseconds(TTFT_ENV, DEFAULT_TTFT_MS) if ttft_ms is None else ttft_ms
+    if latency < 0 or ttft < 0:
+        raise ValueError("latency_ms and ttft_ms must be non-negative")
+    if answer_words < 1:
+        raise ValueError("answer_words must be at least 1")
+    return FakeProviderChatModel(
+        model_name=spec.model,
+        ls_provider=spec.ls_provider,
+        llm_type=spec.llm_type,
+        latency_ms=latency,
+        ttft_ms=ttft,
+        answer_words=answer_words,
+    )
