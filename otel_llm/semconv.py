@@ -38,6 +38,8 @@ LANGSMITH_SPAN_KIND = "langsmith.span.kind"
 LANGSMITH_LS_PROVIDER = "langsmith.metadata.ls_provider"
 LANGSMITH_LS_MODEL_NAME = "langsmith.metadata.ls_model_name"
 LANGSMITH_LANGGRAPH_NODE = "langsmith.metadata.langgraph_node"
+LANGSMITH_SPAN_TAGS = "langsmith.span.tags"  # run tags joined by ", " (the app's intent:<x> tag among them)
+LANGSMITH_INTENT = "langsmith.metadata.intent"  # run metadata "intent" (the seed's run config)
 OPENLLMETRY_REQUEST_TYPE = "llm.request.type"
 
 # --- otel-llm's own names, only where no convention exists ---------------------------------------------------------

@@ -1,0 +1,309 @@
+"""``otel-llm search``: find traces in Jaeger by service, provider, model, experiment arm, intent and
+duration.
+
+Asks Jaeger's query API (``GET /api/services``, ``GET /api/traces``: the HTTP API the Jaeger v2 query
+extension serves) and prints a table or JSON. Filters are sent to Jaeger as span tags
+(``gen_ai.provider.name``, ``gen_ai.request.model``, ``llm.experiment.arm``, ``langsmith.metadata.intent``) so
+it narrows the search, then checked again on each whole trace with the semconv rules, because storages differ
+in how they match tags (Jaeger's badger store matches them on any spans of one service, its memory store on
+one span). Without ``--service`` every service Jaeger knows is searched and the traces are merged by id.
+
+Exit codes: 0 traces printed; 2 Jaeger unreachable, not a Jaeger, or no trace matched (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from otel_llm import semconv
+
+JAEGER_URL_ENV = "OTEL_LLM_JAEGER_URL"
+DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
+DEFAULT_LOOKBACK = "1h"
+DEFAULT_LIMIT = 20
+# Traces asked of Jaeger per service when a filter is only checked here (minDuration together with tags).
+SCAN_LIMIT = 200
+REQUEST_TIMEOUT_SECONDS = 10.0
+EXIT_ERROR = 2
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h|d)\s*$")
+_MICROSECONDS_PER_UNIT = {
+    "us": 1,
+    "µs": 1,
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+    "d": 86_400_000_000,
+}
+
+
+class SearchError(Exception):
+    """A failure the user can act on; its message is the one line printed."""
+
+
+def parse_duration(text: str) -> int:
+    """Microseconds in a duration like ``250ms``, ``1.5s``, ``15m``, ``2h``, ``1d``; ValueError otherwise."""
+    match = _DURATION.match(text or "")
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit (us, ms, s, m, h, d), e.g. 500ms or 1h"
+        )
+    return int(float(match.group(1)) * _MICROSECONDS_PER_UNIT[match.group(2)])
+
+
+def _duration_arg(text: str) -> str:
+    """The duration text as typed, once it parses (kept as text so messages repeat what the user wrote)."""
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class TraceFilter:
+    """What a trace must satisfy; None means "any". ``min_duration_us`` applies to the whole trace."""
+
+    provider: str | None = None
+    model: str | None = None
+    arm: str | None = None
+    intent: str | None = None
+    min_duration_us: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_duration_us < 0:
+            raise ValueError("min_duration_us must be >= 0")
+        if self.provider is not None:
+            # Users type "bedrock" or "amazon_bedrock"; spans carry the canonical name.
+            object.__setattr__(self, "provider", semconv.normalize_provider(self.provider))
+
+    def jaeger_tags(self) -> dict[str, str]:
+        """The filters as Jaeger span tags: exact values on spans the reference app and our plugins write."""
+        pairs = {
+            semconv.GEN_AI_PROVIDER_NAME: self.provider,
+            semconv.GEN_AI_REQUEST_MODEL: self.model,
+            semconv.EXPERIMENT_ARM: self.arm,
+            semconv.LANGSMITH_INTENT: self.intent,
+        }
+        return {key: value for key, value in pairs.items() if value is not None}
+
+    def matches(self, trace: Any) -> bool:
+        if trace.duration_us < self.min_duration_us:
+            return False
+        if self.provider is not None and self.provider not in trace.providers:
+            return False
+        if self.model is not None and self.model not in trace.models:
+            return False
+        if self.arm is not None and self.arm not in trace.attribute_values(semconv.EXPERIMENT_ARM):
+            return False
+        return self.intent is None or self.intent in _intents(trace)
+
+
+def _intents(trace: Any) -> set[str]:
+    """Intents a trace carries: LangSmith metadata ``intent``, or ``intent:<x>`` among its run tags."""
+    intents = trace.attribute_values(semconv.LANGSMITH_INTENT)
+    for tags in trace.attribute_values(semconv.LANGSMITH_SPAN_TAGS):
+        intents.update(
+            tag.strip()[len("intent:") :] for tag in tags.split(",") if tag.strip().startswith("intent:")
+        )
+    return intents
+
+
+Fetch = Callable[[str], Any]
+
+
+def http_get_json(url: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> Any:
+    """GET a JSON document; SearchError (one line) when the server is unreachable or does not answer JSON."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise SearchError(f"{url} answered HTTP {exc.code}: is this a Jaeger query endpoint?") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SearchError(
+            f"cannot reach Jaeger at {url} ({reason}); start it with `otel-llm stack up` "
+            f"or point --jaeger-url / {JAEGER_URL_ENV} at it"
+        ) from None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise SearchError(f"{url} did not answer JSON: is this a Jaeger query endpoint?") from None
+
+
+class JaegerClient:
+    """The two calls of Jaeger's query HTTP API the search needs."""
+
+    def __init__(self, base_url: str, fetch: Fetch = http_get_json) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._fetch = fetch
+
+    def _data(self, path: str, params: Mapping[str, str] | None = None) -> list[Any]:
+        url = f"{self.base_url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        payload = self._fetch(url)
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("data", []), list):
+            raise SearchError(f'{url} did not answer like Jaeger (no "data" list)')
+        if payload.get("errors"):
+            raise SearchError(
+                f"Jaeger refused the query: {payload['errors'][0].get('msg', payload['errors'][0])}"
+            )
+        return payload.get("data") or []
+
+    def services(self) -> list[str]:
+        return sorted(str(name) for name in self._data("/api/services"))
+
+    def find_traces(
+        self,
+        service: str,
+        start_us: int,
+        end_us: int,
+        limit: int,
+        tags: Mapping[str, str],
+        min_duration_us: int,
+    ) -> list[Any]:
+        params = {"service": service, "start": str(start_us), "end": str(end_us), "limit": str(limit)}
+        if tags:
+            params["tags"] = json.dumps(dict(tags))
+        if min_duration_us:
+            params["minDuration"] = f"{min_duration_us}us"
+        return self._data("/api/traces", params)
+
+
+def search(
+    client: JaegerClient,
+    trace_filter: TraceFilter,
+    services: Sequence[str] | None,
+    lookback_us: int,
+    limit: int,
+    now_us: int | None = None,
+) -> list[Any]:
+    """Matching traces, newest first, at most ``limit``; SearchError when Jaeger has no services at all."""
+    from otel_llm.traces import from_jaeger
+
+    end_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+    services = list(services) if services else client.services()
+    if not services:
+        raise SearchError(f"Jaeger at {client.base_url} has no traces from any service yet")
+    tags = trace_filter.jaeger_tags()
+    # Jaeger's memory store applies minDuration and tags to one span: send minDuration only alone (any span
+    # that long makes the trace at least that long), and check the trace's duration here.
+    server_min_duration = 0 if tags else trace_filter.min_duration_us
+    fetch_limit = limit if not (tags and trace_filter.min_duration_us) else max(limit, SCAN_LIMIT)
+    raw_traces: dict[str, Any] = {}
+    for service in services:
+        for raw in client.find_traces(
+            service, end_us - lookback_us, end_us, fetch_limit, tags, server_min_duration
+        ):
+            if isinstance(raw, Mapping) and raw.get("traceID"):
+                raw_traces[str(raw["traceID"])] = raw
+    traces = [
+        trace for trace in from_jaeger({"data": list(raw_traces.values())}) if trace_filter.matches(trace)
+    ]
+    traces.sort(key=lambda trace: trace.start_us, reverse=True)
+    return traces[:limit]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="find traces in Jaeger by provider, model, experiment arm, intent or duration",
+        description="Find traces in Jaeger by service, provider, model, experiment arm, intent and duration.",
+    )
+    parser.add_argument(
+        "--jaeger-url",
+        default=None,
+        help=f"Jaeger query URL (default: ${JAEGER_URL_ENV} or {DEFAULT_JAEGER_URL})",
+    )
+    parser.add_argument(
+        "--service",
+        action="append",
+        help="only traces with spans of this service (repeatable; default: every service Jaeger knows)",
+    )
+    parser.add_argument(
+        "--provider", help="an LLM provider, e.g. openai, aws.bedrock (aliases like bedrock work)"
+    )
+    parser.add_argument("--model", help="a requested model id, e.g. gpt-4o-mini")
+    parser.add_argument("--arm", help=f"an experiment arm ({semconv.EXPERIMENT_ARM})")
+    parser.add_argument(
+        "--intent", help="the intent the graph classified (LangSmith metadata or intent:<x> tag)"
+    )
+    parser.add_argument(
+        "--min-duration",
+        type=_duration_arg,
+        default=None,
+        metavar="DURATION",
+        help="only traces lasting at least this long, e.g. 500ms, 2s",
+    )
+    parser.add_argument(
+        "--lookback",
+        type=_duration_arg,
+        default=DEFAULT_LOOKBACK,
+        metavar="DURATION",
+        help=f"how far back to look (default {DEFAULT_LOOKBACK}), e.g. 15m, 2h, 1d",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=DEFAULT_LIMIT,
+        help=f"at most this many traces, newest first (default {DEFAULT_LIMIT})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the traces as a JSON list")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from otel_llm.cli.render import render_trace_table
+    from otel_llm.traces import summaries_json
+
+    jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
+    try:
+        client = JaegerClient(jaeger_url)
+        min_duration_us = parse_duration(args.min_duration) if args.min_duration else 0
+        trace_filter = TraceFilter(args.provider, args.model, args.arm, args.intent, min_duration_us)
+        traces = search(client, trace_filter, args.service, parse_duration(args.lookback), args.limit)
+    except (SearchError, ValueError) as exc:
+        print(f"otel-llm search: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if not traces:
+        print(
+            f"otel-llm search: no trace matched {_describe(args)} in the last {args.lookback} "
+            f"at {jaeger_url}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    print(summaries_json(traces) if args.json else "\n".join(render_trace_table(traces)))
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> str:
+    """The filters as the user typed them, for the "nothing matched" line."""
+    filters = [f"--service {service}" for service in args.service or ()]
+    filters += [
+        f"--{name.replace('_', '-')} {value}"
+        for name in ("provider", "model", "arm", "intent", "min_duration")
+        if (value := getattr(args, name)) is not None
+    ]
+    return " ".join(filters) if filters else "(no filters)"
