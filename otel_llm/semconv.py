@@ -44,7 +44,8 @@ OPENLLMETRY_REQUEST_TYPE = "llm.request.type"
 
 # --- otel-llm's own names, only where no convention exists ---------------------------------------------------------
 EXPERIMENT_ID = "llm.experiment.id"
-EXPERIMENT_ARM = "llm.experiment.arm"
+EXPERIMENT_ARM = "llm.experiment.arm"  # "<provider>:<model>" of the arm the request was assigned
+EXPERIMENT_FALLBACK = "llm.experiment.fallback"  # true on a local root whose calls missed its arm's model
 LANGGRAPH_NODE = "llm.langgraph.node"
 # Roll-up of the LLM calls beneath an ancestor span (local root, LangGraph graph and node spans).
 ROLLUP_PROVIDER = "llm.rollup.provider"  # distinct providers, sorted, joined by ","; one value when one provider

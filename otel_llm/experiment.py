@@ -1,0 +1,240 @@
+"""Experiments: a request is assigned to an arm (a provider/model pair), and fallbacks are detected.
+
+App side (the API, once per request): :func:`experiment_arm` picks the arm for a key (user or session id)
+deterministically, puts ``llm.experiment.id`` and ``llm.experiment.arm`` into baggage (so the worker and
+every span carry them, see ``processors/baggage.py``) and onto the current span. Cost: one SHA-256 of the
+key and two baggage entries per request.
+
+Export side: :class:`ExperimentFallbackExporter` wraps the exporter behind the roll-up stage. A local root
+span that carries an arm and an LLM roll-up whose models do not include the arm's model was a fallback:
+the span gets ``llm.experiment.fallback=true`` and the counter ``llm.experiment.fallbacks`` goes up (labels:
+experiment, arm, and the provider/model actually used). Cost: a few attribute reads per span on the export
+thread; one span copy per fallback.
+
+Configuration: ``OTEL_LLM_EXPERIMENT_ARMS`` (``provider:model=weight,...``, e.g.
+``openai:gpt-4o-mini=50,aws.bedrock:anthropic.claude-3-haiku-20240307-v1:0=50``; the provider ends at the
+first ``:``, the weight follows the last ``=``, default 1)
+and ``OTEL_LLM_EXPERIMENT_ID`` (default ``default``). An unparsable value gives one warning and no experiment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from opentelemetry import baggage, context, metrics, trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_llm import semconv
+from otel_llm.processors.normalize import with_attributes
+from otel_llm.processors.ratelimit import RateLimitedLogger
+from otel_llm.settings import _warn_once
+
+_logger = logging.getLogger(__name__)
+_rate_limited = RateLimitedLogger(_logger)
+
+ENV_EXPERIMENT_ID = "OTEL_LLM_EXPERIMENT_ID"
+ENV_EXPERIMENT_ARMS = "OTEL_LLM_EXPERIMENT_ARMS"
+DEFAULT_EXPERIMENT_ID = "default"
+DEFAULT_WEIGHT = 1.0
+ARMS_ACCEPTS = "comma-separated provider:model[=weight] entries with weights >= 0, not all 0"
+FALLBACK_COUNTER = "llm.experiment.fallbacks"
+_HASH_SPACE = float(2**64)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: the provider and model a request in it should use, and its share of requests."""
+
+    provider: str
+    model: str
+    weight: float = DEFAULT_WEIGHT
+
+    @property
+    def name(self) -> str:
+        """The arm's label value, ``provider:model`` (what ``llm.experiment.arm`` holds)."""
+        return f"{self.provider}:{self.model}"
+
+
+def parse_arm_name(name: str) -> tuple[str, str] | None:
+    """``(provider, model)`` of an arm label, or None when it is not ``provider:model``."""
+    if not isinstance(name, str):
+        return None
+    provider, sep, model = name.partition(":")
+    return (provider, model) if sep and provider and model else None
+
+
+def parse_arms(text: str) -> tuple[Arm, ...]:
+    """Arms from ``provider:model[=weight],...``; ValueError naming the bad entry and the rule."""
+    arms: list[Arm] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        target, sep, weight_text = entry.rpartition("=")
+        if not sep:
+            target, weight_text = entry, ""
+        try:
+            weight = float(weight_text) if weight_text.strip() else DEFAULT_WEIGHT
+        except ValueError:
+            raise ValueError(f"arm {entry!r}: weight {weight_text!r} is not a number") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"arm {entry!r}: weight must be a finite number >= 0")
+        names = parse_arm_name(target.strip())
+        provider = semconv.normalize_provider(names[0]) if names else None
+        model = semconv.normalize_model(names[1]) if names else None
+        if provider is None or model is None:
+            raise ValueError(f"arm {entry!r}: expected provider:model[=weight]")
+        arms.append(Arm(provider, model, weight))
+    return tuple(arms)
+
+
+class Experiment:
+    """An experiment id and its arms; :meth:`assign` maps a key to an arm, the same in every process."""
+
+    def __init__(self, experiment_id: str, arms: Sequence[Arm]) -> None:
+        if not isinstance(experiment_id, str) or not experiment_id.strip():
+            raise ValueError("experiment_id must be a non-empty string")
+        arms = tuple(arms)
+        if not arms or not all(isinstance(arm, Arm) for arm in arms):
+            raise ValueError("arms must be a non-empty sequence of Arm")
+        names = [arm.name for arm in arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arms must be distinct provider:model pairs, got {names}")
+        total = sum(arm.weight for arm in arms)
+        if not all(math.isfinite(arm.weight) and arm.weight >= 0 for arm in arms) or total <= 0:
+            raise ValueError("arms must have finite weights >= 0 with a positive sum")
+        self.experiment_id = experiment_id.strip()
+        self.arms = arms
+        # Cumulative upper bounds in [0, 1]; the last is exactly 1 so rounding never falls off the end.
+        bounds, running = [], 0.0
+        for arm in arms:
+            running += arm.weight
+            bounds.append(running / total)
+        bounds[-1] = 1.0
+        self._bounds = tuple(bounds)
+
+    def assign(self, key: object) -> Arm:
+        """The arm for ``key`` (user or session id): SHA-256 of experiment id and key, weighted.
+
+        Stable across processes and restarts (no ``hash()`` salt). A None or empty key is assigned at random.
+        """
+        text = "" if key is None else str(key)
+        if not text:
+            text = uuid.uuid4().hex
+        digest = hashlib.sha256(f"{self.experiment_id}\x00{text}".encode("utf-8", "replace")).digest()
+        point = int.from_bytes(digest[:8], "big") / _HASH_SPACE
+        for arm, bound in zip(self.arms, self._bounds, strict=True):
+            if point < bound:
+                return arm
+        return self.arms[-1]
+
+    def context_for(self, arm: Arm, parent: context.Context | None = None) -> context.Context:
+        """A context whose baggage carries the experiment id and the arm."""
+        ctx = baggage.set_baggage(semconv.EXPERIMENT_ID, self.experiment_id, parent)
+        return baggage.set_baggage(semconv.EXPERIMENT_ARM, arm.name, ctx)
+
+
+def experiment_from_env(environ: Mapping[str, str] = os.environ) -> Experiment | None:
+    """The experiment the environment describes, or None (unset, or one warning for a bad value)."""
+    raw = (environ.get(ENV_EXPERIMENT_ARMS) or "").strip()
+    if not raw:
+        return None
+    experiment_id = (environ.get(ENV_EXPERIMENT_ID) or "").strip() or DEFAULT_EXPERIMENT_ID
+    try:
+        return Experiment(experiment_id, parse_arms(raw))
+    except ValueError:
+        _warn_once(ENV_EXPERIMENT_ARMS, raw, ARMS_ACCEPTS, "no experiment")
+        return None
+
+
+@contextmanager
+def experiment_arm(experiment: Experiment | None, key: object) -> Iterator[Arm | None]:
+    """Assigns ``key`` to an arm for the duration of the block: baggage, plus attributes on the current span.
+
+    Yields the arm (the app calls its provider/model), or None when ``experiment`` is None. Assignment
+    problems never reach the app: they are logged and the block runs without an arm.
+    """
+    arm = token = None
+    if experiment is not None:
+        try:
+            arm = experiment.assign(key)
+            token = context.attach(experiment.context_for(arm))
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attributes(
+                    {semconv.EXPERIMENT_ID: experiment.experiment_id, semconv.EXPERIMENT_ARM: arm.name}
+                )
+        except Exception:
+            _rate_limited.exception("otel-llm experiment assignment failed")
+    try:
+        yield arm
+    finally:
+        if token is not None:
+            context.detach(token)
+
+
+def _split(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(part for part in value.split(",") if part)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(part) for part in value)
+    return ()
+
+
+def fallback_of(span: ReadableSpan) -> dict[str, str] | None:
+    """Counter labels when ``span`` is a local root whose LLM calls missed its arm's model; else None."""
+    if span.parent is not None and not span.parent.is_remote:
+        return None
+    attributes = span.attributes or {}
+    arm = parse_arm_name(attributes.get(semconv.EXPERIMENT_ARM))  # type: ignore[arg-type]
+    models = _split(attributes.get(semconv.ROLLUP_MODELS)) or _split(attributes.get(semconv.ROLLUP_MODEL))
+    if arm is None or not models or arm[1] in models:
+        return None
+    return {
+        semconv.EXPERIMENT_ID: str(attributes.get(semconv.EXPERIMENT_ID, DEFAULT_EXPERIMENT_ID)),
+        semconv.EXPERIMENT_ARM: str(attributes.get(semconv.EXPERIMENT_ARM)),
+        semconv.GEN_AI_PROVIDER_NAME: str(attributes.get(semconv.ROLLUP_PROVIDER, semconv.UNKNOWN)),
+        semconv.GEN_AI_REQUEST_MODEL: ",".join(models),
+    }
+
+
+class ExperimentFallbackExporter(SpanExporter):
+    """Marks fallback local roots (``llm.experiment.fallback=true``), counts them, forwards to ``inner``.
+
+    Place it behind the roll-up stage: ``RollupSpanExporter(ExperimentFallbackExporter(otlp_exporter))``.
+    """
+
+    def __init__(self, inner: SpanExporter, meter_provider: metrics.MeterProvider | None = None) -> None:
+        if not callable(getattr(inner, "export", None)):
+            raise ValueError("inner must be a SpanExporter (an object with export())")
+        self._inner = inner
+        self._fallbacks = metrics.get_meter(__name__, meter_provider=meter_provider).create_counter(
+            FALLBACK_COUNTER, "{request}", "Requests whose LLM calls did not use their experiment arm's model"
+        )
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            spans = [self._mark(span) for span in spans]
+        except Exception:
+            _rate_limited.exception("otel-llm fallback detection failed; spans forwarded unmarked")
+        return self._inner.export(spans)
+
+    def _mark(self, span: ReadableSpan) -> ReadableSpan:
+        labels = fallback_of(span)
+        if labels is None:
+            return span
+        self._fallbacks.add(1, labels)
+        return with_attributes(span, {semconv.EXPERIMENT_FALLBACK: True})
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
