@@ -1,0 +1,197 @@
+"""Baggage to span attributes (allowlist, cap, bad values) and the edge propagator's trust model."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry import baggage, context, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from otel_llm import semconv, settings
+from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator, clean_value
+
+ARM = semconv.EXPERIMENT_ARM
+EXPERIMENT = semconv.EXPERIMENT_ID
+
+
+@pytest.fixture
+def pipeline():
+    """A real provider with the baggage processor and an in-memory exporter: (tracer, exporter)."""
+
+    def build(**options):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(BaggageAttributesProcessor(**options))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return provider.get_tracer("test"), exporter
+
+    return build
+
+
+def spans_with_baggage(tracer, entries: dict, nested: bool = True) -> None:
+    ctx = Context()
+    for key, value in entries.items():
+        ctx = baggage.set_baggage(key, value, ctx)
+    token = context.attach(ctx)
+    try:
+        with tracer.start_as_current_span("parent"):
+            if nested:
+                with tracer.start_as_current_span("child"):
+                    pass
+    finally:
+        context.detach(token)
+
+
+class TestBaggageAttributesProcessor:
+    def test_copies_only_allowlisted_entries(self, pipeline):
+        """Allowlisted entries become attributes on every span; others are ignored."""
+        tracer, exporter = pipeline()
+        spans_with_baggage(tracer, {ARM: "b", EXPERIMENT: "exp-1", "user.email": "x@y"})
+        spans = exporter.get_finished_spans()
+        assert [s.name for s in spans] == ["child", "parent"]
+        for span in spans:
+            assert span.attributes[ARM] == "b" and span.attributes[EXPERIMENT] == "exp-1"
+            assert "user.email" not in span.attributes
+
+    def test_span_without_baggage_gets_nothing(self, pipeline):
+        """No baggage: no attributes added."""
+        tracer, exporter = pipeline()
+        with tracer.start_as_current_span("plain"):
+            pass
+        assert dict(exporter.get_finished_spans()[0].attributes) == {}
+
+    def test_value_capped_and_non_printable_stripped(self, pipeline):
+        """Values lose control characters and are cut to the cap."""
+        tracer, exporter = pipeline(max_value_length=4)
+        spans_with_baggage(tracer, {ARM: "a\x00b\nc\x7fdef"}, nested=False)
+        assert exporter.get_finished_spans()[0].attributes[ARM] == "abcd"
+
+    def test_non_string_values_become_text(self, pipeline):
+        """A non-string baggage value (set programmatically) is recorded as its text."""
+        tracer, exporter = pipeline()
+        spans_with_baggage(tracer, {ARM: 42, EXPERIMENT: None}, nested=False)
+        attributes = exporter.get_finished_spans()[0].attributes
+        assert attributes[ARM] == "42" and attributes[EXPERIMENT] == "None"
+
+    def test_value_whose_str_raises_never_reaches_the_app(self, pipeline, caplog):
+        """A value that cannot be turned into text is logged and skipped; the span still ends normally."""
+
+        class Unprintable:
+            def __str__(self):
+                raise RuntimeError("boom")
+
+        tracer, exporter = pipeline()
+        with caplog.at_level(logging.ERROR):
+            spans_with_baggage(tracer, {ARM: Unprintable()}, nested=False)
+        assert ARM not in exporter.get_finished_spans()[0].attributes
+        assert any("baggage" in r.getMessage() for r in caplog.records)
+
+    def test_unsampled_span_is_left_alone(self):
+        """A non-recording span gets no attributes and no error."""
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(sampler=ALWAYS_OFF)
+        provider.add_span_processor(BaggageAttributesProcessor())
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        spans_with_baggage(provider.get_tracer("t"), {ARM: "a"})
+        assert exporter.get_finished_spans() == ()
+
+    def test_explicit_parent_context_is_used(self, pipeline):
+        """Baggage in the context passed to start_span counts, not only the current one."""
+        tracer, exporter = pipeline()
+        ctx = baggage.set_baggage(ARM, "explicit", Context())
+        tracer.start_span("s", context=ctx).end()
+        assert exporter.get_finished_spans()[0].attributes[ARM] == "explicit"
+
+    @pytest.mark.parametrize("options,message", [
+        ({"allowed_keys": "llm.experiment.arm"}, "not one string"),
+        ({"allowed_keys": ["ok", ""]}, "non-empty strings"),
+        ({"allowed_keys": [3]}, "non-empty strings"),
+        ({"max_value_length": 0}, "from 1 to 4096"),
+        ({"max_value_length": True}, "from 1 to 4096"),
+    ])
+    def test_bad_construction_names_the_parameter(self, options, message):
+        """Invalid arguments raise ValueError naming the parameter and the rule."""
+        with pytest.raises(ValueError, match=message):
+            BaggageAttributesProcessor(**options)
+
+    def test_sdk_interface_is_complete(self):
+        """force_flush reports success; shutdown and on_end are harmless."""
+        processor = BaggageAttributesProcessor()
+        assert processor.force_flush(10) is True
+        processor.on_end(None)  # type: ignore[arg-type]
+        processor.shutdown()
+
+    def test_clean_value_keeps_printable_unicode(self):
+        """Printable non-ASCII text is kept whole."""
+        assert clean_value("실험-b", 10) == "실험-b"
+
+
+class TestEdgeBaggagePropagator:
+    HEADER = {"baggage": f"{ARM}=b,user.id=42,{EXPERIMENT}=exp%201"}
+
+    def test_drops_incoming_baggage_by_default(self):
+        """Untrusted by default: nothing from the header reaches the context."""
+        extracted = EdgeBaggagePropagator(trust_incoming=False).extract(self.HEADER, Context())
+        assert baggage.get_all(extracted) == {}
+
+    def test_trusted_keeps_only_allowlisted_capped(self):
+        """Trusted: allowlisted keys only, values decoded and capped."""
+        propagator = EdgeBaggagePropagator([ARM, EXPERIMENT], max_value_length=4, trust_incoming=True)
+        extracted = propagator.extract(self.HEADER, Context())
+        assert dict(baggage.get_all(extracted)) == {ARM: "b", EXPERIMENT: "exp "}
+
+    def test_existing_context_baggage_is_kept(self):
+        """Dropping incoming baggage does not remove what the context already carried."""
+        ctx = baggage.set_baggage(ARM, "ours", Context())
+        extracted = EdgeBaggagePropagator(trust_incoming=False).extract(self.HEADER, ctx)
+        assert baggage.get_baggage(ARM, extracted) == "ours"
+
+    @pytest.mark.parametrize("header", [";;;", "=", "a" * 10000, ARM, "%%%=%%%", "\x00=\x01"])
+    def test_malformed_header_is_dropped_without_raising(self, header):
+        """Garbage headers leave the context without baggage and never raise."""
+        extracted = EdgeBaggagePropagator(trust_incoming=True).extract({"baggage": header}, Context())
+        assert ARM not in baggage.get_all(extracted)
+
+    def test_non_string_carrier_values_never_raise(self):
+        """A getter returning odd types is survived (the error is logged, the context returned)."""
+        extracted = EdgeBaggagePropagator(trust_incoming=True).extract({"baggage": 12}, Context())
+        assert baggage.get_all(extracted) == {}
+
+    def test_injects_like_w3c(self):
+        """Outgoing requests carry the same header the W3C propagator writes."""
+        ctx = baggage.set_baggage(ARM, "b c", Context())
+        ours, theirs = {}, {}
+        EdgeBaggagePropagator(trust_incoming=False).inject(ours, ctx)
+        W3CBaggagePropagator().inject(theirs, ctx)
+        assert ours == theirs == {"baggage": "llm.experiment.arm=b+c"}
+        assert EdgeBaggagePropagator(trust_incoming=False).fields == {"baggage"}
+
+    def test_settings_come_from_environment(self, monkeypatch):
+        """Built without arguments (as the entry point does), it reads OTEL_LLM_BAGGAGE_* variables."""
+        settings.reset_warnings()
+        monkeypatch.setenv("OTEL_LLM_BAGGAGE_TRUST_INCOMING", "true")
+        monkeypatch.setenv("OTEL_LLM_BAGGAGE_KEYS", ARM)
+        extracted = EdgeBaggagePropagator().extract(self.HEADER, Context())
+        assert dict(baggage.get_all(extracted)) == {ARM: "b"}
+
+    def test_registered_as_otel_propagator(self, monkeypatch):
+        """OTEL_PROPAGATORS=otel_llm_baggage resolves to this class through the entry point."""
+        from opentelemetry.util._importlib_metadata import entry_points
+
+        (entry_point,) = entry_points(group="opentelemetry_propagator", name="otel_llm_baggage")
+        assert entry_point.load() is EdgeBaggagePropagator
+
+    def test_server_span_records_trusted_baggage_only_when_trusted(self, pipeline):
+        """End to end at the edge: extract then start a span; the arm shows only when trusted."""
+        tracer, exporter = pipeline()
+        for trust in (False, True):
+            ctx = EdgeBaggagePropagator(trust_incoming=trust).extract(self.HEADER, Context())
+            tracer.start_span(f"server-{trust}", context=ctx, kind=trace.SpanKind.SERVER).end()
+        untrusted, trusted = exporter.get_finished_spans()
+        assert ARM not in untrusted.attributes and trusted.attributes[ARM] == "b"
