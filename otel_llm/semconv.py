@@ -27,6 +27,23 @@ GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
 ERROR_TYPE = "error.type"
 SESSION_ID = "session.id"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+TOKEN_TYPE_INPUT = "input"  # gen_ai.token.type values
+TOKEN_TYPE_OUTPUT = "output"
+# GenAI client metric instruments (semconv names; views and bucket boundaries in otel_llm/metrics/views.py).
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # s, on the LLM span
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+# gen_ai.operation.name values written by the LangChain instrumentation.
+OPERATION_CHAT = "chat"
+OPERATION_TEXT_COMPLETION = "text_completion"
+OPERATION_EXECUTE_TOOL = "execute_tool"
+OPERATION_RETRIEVAL = "retrieval"
+OPERATION_INVOKE_WORKFLOW = "invoke_workflow"
 
 # --- Deprecated GenAI names (read and translated, never written) ---------------------------------------------------
 GEN_AI_SYSTEM = "gen_ai.system"
@@ -40,6 +57,12 @@ LANGSMITH_LS_MODEL_NAME = "langsmith.metadata.ls_model_name"
 LANGSMITH_LANGGRAPH_NODE = "langsmith.metadata.langgraph_node"
 LANGSMITH_SPAN_TAGS = "langsmith.span.tags"  # run tags joined by ", " (the app's intent:<x> tag among them)
 LANGSMITH_INTENT = "langsmith.metadata.intent"  # run metadata "intent" (the seed's run config)
+# Also WRITTEN by otel_llm.instrumentation.langchain (LangSmith's OTel names, so the collector can ship its spans
+# to LangSmith): run name, metadata prefix, and LangSmith's content attributes (only when content capture is on).
+LANGSMITH_TRACE_NAME = "langsmith.trace.name"
+LANGSMITH_METADATA_PREFIX = "langsmith.metadata."
+LANGSMITH_PROMPT = "gen_ai.prompt"
+LANGSMITH_COMPLETION = "gen_ai.completion"
 OPENLLMETRY_REQUEST_TYPE = "llm.request.type"
 
 # --- otel-llm's own names, only where no convention exists ---------------------------------------------------------
