@@ -1,0 +1,16 @@
+"""otel-llm: OpenTelemetry plugins that make LLM applications observable end to end.
+
+``otel_llm.configure()`` sets everything up for an app that does not run under ``opentelemetry-instrument``;
+under the launcher the distro and configurator entry points do it from environment variables.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from otel_llm.configure import configure
+
+try:
+    __version__ = version("otel-llm")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__", "configure"]

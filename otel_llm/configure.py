@@ -1,0 +1,372 @@
+"""Auto-configuration: the ``opentelemetry-instrument`` distro and configurator, and ``otel_llm.configure()``.
+
+With otel-llm installed, ``opentelemetry-instrument python app.py`` loads, through the entry points in
+pyproject.toml:
+
+- ``OtelLLMDistro``: only ``os.environ.setdefault`` of ``DISTRO_DEFAULTS`` (OTLP exporters, our edge baggage
+  propagator, a span queue that survives bursts, a short batch delay for the roll-up window, ...). The
+  user's environment always wins.
+- ``OtelLLMConfigurator``: builds the providers the way the SDK's configurator does, reusing its helpers, so
+  every standard variable keeps working (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_*_EXPORTER incl.
+  ``console`` and ``none``, OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*,
+  OTEL_METRIC_EXPORT_INTERVAL, OTEL_PYTHON_ID_GENERATOR, OTEL_LOGS_EXPORTER), and adds otel-llm's pieces:
+  ``BaggageAttributesProcessor`` first; each span exporter behind ``RollupBatchSpanProcessor(
+  RollupSpanExporter(exporter, on_llm_span=span-derived metrics))``; a MeterProvider with the GenAI views and
+  the provider/model cardinality cap; dropped-span and roll-up counters as ``otel_llm.*`` metrics.
+
+``configure(**overrides)`` does the same for apps that do not use the launcher: idempotent (a second call
+returns the first call's ``Telemetry``), keyword arguments override OTEL_LLM_* variables. With
+OTEL_LLM_ENABLED=false everything is plain SDK behaviour. A broken optional piece warns once and the SDK
+default takes its place; nothing here raises into the application.
+
+Cost: setup only; the per-span costs are those of the pieces (see their modules).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import Any, TypeVar
+
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_PROPAGATORS, OTEL_TRACES_EXPORTER
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.sdk import _configuration as sdk_configuration
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_CONFIG_FILE,
+    OTEL_METRIC_EXPORT_INTERVAL,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
+from otel_llm.metrics.from_spans import SpanDerivedMetrics
+from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
+from otel_llm.metrics.views import genai_views
+from otel_llm.processors.baggage import BaggageAttributesProcessor
+from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
+from otel_llm.settings import Settings, load_settings
+
+_logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+OTEL_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+_TELEMETRY_AUTO_VERSION = "telemetry.auto.version"
+
+# What the distro sets when the user has not (docs/configuration.md explains each choice).
+DISTRO_DEFAULTS: Mapping[str, str] = {
+    OTEL_TRACES_EXPORTER: "otlp",
+    OTEL_METRICS_EXPORTER: "otlp",
+    # W3C trace context in and out; baggage out, and in only when OTEL_LLM_BAGGAGE_TRUST_INCOMING=true.
+    OTEL_PROPAGATORS: "tracecontext,otel_llm_baggage",
+    # The SDK's 2048 dropped spans of a tight loop here; 32768 dropped none (bench/bench_span_queue.py).
+    OTEL_BSP_MAX_QUEUE_SIZE: "32768",
+    # 5000 ms would let late LLM spans reach the roll-up stage after its 2 s window closed; 500 ms leaves the
+    # window 1.5 s for spans made after the request ended (langsmith: ~0.25 s).
+    OTEL_BSP_SCHEDULE_DELAY: "500",
+    # Dashboards and alerts see LLM latency within a Prometheus scrape or two, not after a minute.
+    OTEL_METRIC_EXPORT_INTERVAL: "15000",
+    # GenAI instrumentations emit the current conventions (gen_ai.provider.name, ...).
+    OTEL_SEMCONV_STABILITY_OPT_IN: "gen_ai_latest_experimental",
+}
+
+
+def apply_distro_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
+    """``setdefault`` every ``DISTRO_DEFAULTS`` entry: a variable the user set, even to "", is kept."""
+    for name, value in DISTRO_DEFAULTS.items():
+        environ.setdefault(name, value)
+
+
+class OtelLLMDistro(BaseDistro):
+    """The ``opentelemetry_distro`` entry point: environment defaults for LLM apps, nothing else."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        if load_settings().enabled:
+            apply_distro_defaults(os.environ)
+
+
+@dataclasses.dataclass(frozen=True)
+class Telemetry:
+    """What configure() installed: the providers, the settings used, and the pipeline's own counters."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    settings: Settings
+    rollup_stages: tuple[RollupSpanExporter, ...] = ()
+    drop_counters: tuple[DropCounter, ...] = ()
+    _shut_down: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush spans (through the roll-up stages), then metrics (including the span-derived ones)."""
+        try:
+            traced = self.tracer_provider.force_flush(timeout_millis)
+            return bool(self.meter_provider.force_flush(timeout_millis)) and traced
+        except Exception:
+            _logger.warning("otel-llm: force_flush failed", exc_info=True)
+            return False
+
+    def shutdown(self) -> None:
+        """Shut tracing down first (its last spans record metrics), then metrics. Idempotent."""
+        if self._shut_down.is_set():
+            return
+        self._shut_down.set()
+        for provider in (self.tracer_provider, self.meter_provider):
+            try:
+                provider.shutdown()
+            except Exception:
+                _logger.warning("otel-llm: shutting down %s failed", type(provider).__name__, exc_info=True)
+
+
+def _optional(piece: str, build: Callable[[], T], fallback: Callable[[], T]) -> T:
+    """``build()``, or, if it raises, one warning naming the piece and ``fallback()`` (the SDK default)."""
+    try:
+        return build()
+    except Exception as error:
+        _logger.warning("otel-llm: %s could not be set up (%s); using the SDK default", piece, error,
+                        exc_info=True)
+        return fallback()
+
+
+def build_telemetry(
+    settings: Settings,
+    *,
+    resource: Resource,
+    span_exporters: Sequence[SpanExporter],
+    metric_readers: Sequence[MetricReader],
+    sampler: Any = None,
+    id_generator: Any = None,
+    span_processors: Sequence[SpanProcessor] = (),
+    tracer_configurator: Any = None,
+    meter_configurator: Any = None,
+) -> Telemetry:
+    """The providers and pipeline for ``settings``, without touching any global. Plain SDK when disabled."""
+    if not settings.enabled:
+        return _plain_sdk(settings, resource, span_exporters, metric_readers, sampler, id_generator,
+                          span_processors, tracer_configurator, meter_configurator)
+
+    def plain_meter_provider() -> MeterProvider:
+        return MeterProvider(metric_readers, resource, _meter_configurator=meter_configurator)
+
+    meter_provider = _optional(
+        "the GenAI metric views and cardinality cap",
+        lambda: CardinalityLimitedMeterProvider(
+            metric_readers, resource, views=genai_views(),
+            cardinality_limit=settings.metrics_cardinality_limit, _meter_configurator=meter_configurator,
+        ),
+        plain_meter_provider,
+    )
+    span_metrics = None
+    if settings.span_metrics:
+        span_metrics = _optional(
+            "span-derived metrics",
+            lambda: SpanDerivedMetrics(meter_provider, settings.span_metrics_skip_scopes),
+            lambda: None,
+        )
+    tracer_provider = TracerProvider(sampler=sampler, resource=resource, id_generator=id_generator,
+                                     _tracer_configurator=tracer_configurator)
+    baggage = _optional(
+        "the baggage-to-attributes processor",
+        lambda: BaggageAttributesProcessor(settings.baggage_keys, settings.baggage_max_value_length),
+        lambda: None,
+    )
+    for processor in (baggage, *span_processors):
+        if processor is not None:
+            tracer_provider.add_span_processor(processor)
+
+    stages: list[RollupSpanExporter] = []
+    drop_counters: list[DropCounter] = []
+    for exporter in span_exporters:
+        # Only the first stage feeds the span-derived metrics: with two exporters a call still counts once.
+        hook = span_metrics.record if span_metrics is not None and not stages else None
+        processor = _export_processor(settings, exporter, hook)
+        if isinstance(processor, RollupBatchSpanProcessor):
+            stages.append(processor._rollup)
+        counter = _optional("dropped-span counting", lambda p=processor: count_dropped_spans(p), lambda: None)
+        if counter is not None:
+            drop_counters.append(counter)
+        tracer_provider.add_span_processor(processor)
+
+    _optional(
+        "the otel_llm.* pipeline metrics",
+        lambda: register_pipeline_metrics(meter_provider, drop_counters, stages),
+        lambda: None,
+    )
+    return Telemetry(tracer_provider, meter_provider, settings, tuple(stages), tuple(drop_counters))
+
+
+def _export_processor(settings: Settings, exporter: SpanExporter, hook: Callable | None) -> SpanProcessor:
+    if not settings.rollup_enabled:
+        return BatchSpanProcessor(exporter)
+
+    def staged() -> SpanProcessor:
+        return RollupBatchSpanProcessor(RollupSpanExporter(
+            exporter,
+            window_s=settings.rollup_window_ms / 1000,
+            max_traces=settings.rollup_max_traces,
+            max_spans_per_trace=settings.rollup_max_spans_per_trace,
+            max_age_s=settings.rollup_max_age_ms / 1000,
+            on_llm_span=hook,
+        ))
+
+    return _optional("the roll-up stage", staged, lambda: BatchSpanProcessor(exporter))
+
+
+def _plain_sdk(settings, resource, span_exporters, metric_readers, sampler, id_generator, span_processors,
+               tracer_configurator, meter_configurator) -> Telemetry:
+    tracer_provider = TracerProvider(sampler=sampler, resource=resource, id_generator=id_generator,
+                                     _tracer_configurator=tracer_configurator)
+    for processor in (*span_processors, *(BatchSpanProcessor(exporter) for exporter in span_exporters)):
+        tracer_provider.add_span_processor(processor)
+    meter_provider = MeterProvider(metric_readers, resource, _meter_configurator=meter_configurator)
+    return Telemetry(tracer_provider, meter_provider, settings)
+
+
+# --- from the environment, the SDK's way ----------------------------------------------------------------
+
+# Keyword arguments of the SDK's _initialize_components that the configurator honours.
+_SDK_KWARGS = frozenset({
+    "auto_instrumentation_version", "resource_attributes", "trace_exporter_names", "metric_exporter_names",
+    "log_exporter_names", "sampler", "id_generator", "exporter_args_map", "span_processors",
+    "setup_logging_handler", "tracer_configurator", "meter_configurator", "logger_configurator",
+})
+
+
+def _install(settings: Settings, *, span_exporters: Sequence[SpanExporter] | None = None,
+             metric_readers: Sequence[MetricReader] | None = None, **sdk_kwargs: Any) -> Telemetry:
+    """Build from the environment like the SDK's ``_initialize_components``, then set the globals."""
+    sdk = sdk_configuration
+    ignored = sorted(set(sdk_kwargs) - _SDK_KWARGS)
+    if ignored:
+        _logger.warning("otel-llm: configurator arguments %s are not supported and were ignored", ignored)
+    resource_attributes = dict(sdk_kwargs.get("resource_attributes") or {})
+    if sdk_kwargs.get("auto_instrumentation_version"):
+        resource_attributes[_TELEMETRY_AUTO_VERSION] = sdk_kwargs["auto_instrumentation_version"]
+    # Reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, and runs the resource detectors.
+    resource = Resource.create(resource_attributes)
+    _run_opamp(sdk, "pre_sdk_init_function", resource)
+    span_classes, metric_classes, log_classes = sdk._import_exporters(
+        list(sdk_kwargs.get("trace_exporter_names") or []) + sdk._get_exporter_names("traces"),
+        list(sdk_kwargs.get("metric_exporter_names") or []) + sdk._get_exporter_names("metrics"),
+        list(sdk_kwargs.get("log_exporter_names") or []) + sdk._get_exporter_names("logs"),
+    )
+    args_map = sdk_kwargs.get("exporter_args_map") or {}
+    if span_exporters is None:
+        span_exporters = [cls(**args_map.get(cls, {})) for cls in span_classes.values()]
+    if metric_readers is None:
+        metric_readers = [_metric_reader(cls, args_map.get(cls, {})) for cls in metric_classes.values()]
+    sampler = sdk_kwargs.get("sampler") or sdk._import_sampler(sdk._get_sampler())
+    id_generator = sdk_kwargs.get("id_generator") or sdk._import_id_generator(sdk._get_id_generator())
+    telemetry = build_telemetry(
+        settings,
+        resource=resource,
+        span_exporters=span_exporters,
+        metric_readers=metric_readers,
+        sampler=sampler,
+        id_generator=id_generator,
+        span_processors=tuple(sdk_kwargs.get("span_processors") or ()),
+        tracer_configurator=sdk_kwargs.get("tracer_configurator")
+        or sdk._import_tracer_configurator(sdk._get_tracer_configurator()),
+        meter_configurator=sdk_kwargs.get("meter_configurator")
+        or sdk._import_meter_configurator(sdk._get_meter_configurator()),
+    )
+    trace.set_tracer_provider(telemetry.tracer_provider)
+    metrics.set_meter_provider(telemetry.meter_provider)
+    if settings.enabled:
+        # opentelemetry.propagate read OTEL_PROPAGATORS when first imported, maybe before the distro ran.
+        _optional("OTEL_PROPAGATORS", lambda: propagate.set_global_textmap(propagate._load_propagators()),
+                  lambda: None)
+    setup_logging_handler = sdk_kwargs.get("setup_logging_handler")
+    if setup_logging_handler is None:
+        setup_logging_handler = os.getenv(
+            "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "false").strip().lower() == "true"
+    sdk._init_logging(
+        log_classes, resource, setup_logging_handler, exporter_args_map=args_map,
+        logger_configurator=sdk_kwargs.get("logger_configurator")
+        or sdk._import_logger_configurator(sdk._get_logger_configurator()),
+    )
+    _run_opamp(sdk, "post_sdk_init_function", resource)
+    return telemetry
+
+
+def _metric_reader(cls: type, args: Mapping[str, Any]) -> MetricReader:
+    # A pull exporter (e.g. Prometheus) is a MetricReader itself; push exporters get the periodic reader,
+    # which reads OTEL_METRIC_EXPORT_INTERVAL and OTEL_METRIC_EXPORT_TIMEOUT.
+    return cls(**args) if issubclass(cls, MetricReader) else PeriodicExportingMetricReader(cls(**args))
+
+
+def _run_opamp(sdk: Any, name: str, resource: Resource) -> None:
+    init = sdk._import_opamp(name)
+    if init is not None:
+        init(resource)
+
+
+class OtelLLMConfigurator(sdk_configuration._OTelSDKConfigurator):
+    """The ``opentelemetry_configurator`` entry point: the SDK's configuration plus otel-llm's pieces.
+
+    Plain SDK behaviour when OTEL_LLM_ENABLED=false or when OTEL_CONFIG_FILE (declarative configuration) is
+    set. If otel-llm's setup fails as a whole, it warns and the SDK's configuration runs instead.
+    """
+
+    def _configure(self, **kwargs: Any) -> None:
+        settings = load_settings()
+        if not settings.enabled or os.environ.get(OTEL_CONFIG_FILE):
+            super()._configure(**kwargs)
+            return
+        _configure_once(settings, fallback_to_sdk=functools.partial(super()._configure, **kwargs), **kwargs)
+
+
+# --- the programmatic entry point -----------------------------------------------------------------------
+
+_state_lock = threading.Lock()
+_installed: Telemetry | None = None
+
+
+def _configure_once(settings: Settings, *, fallback_to_sdk: Callable[[], None] | None = None,
+                    **install_kwargs: Any) -> Telemetry | None:
+    global _installed
+    with _state_lock:
+        if _installed is not None:
+            return _installed
+        try:
+            _installed = _install(settings, **install_kwargs)
+        except Exception as error:
+            _logger.warning("otel-llm: setup failed (%s); %s", error,
+                            "falling back to the SDK's configuration" if fallback_to_sdk else
+                            "OpenTelemetry is not configured", exc_info=True)
+            if fallback_to_sdk is not None:
+                fallback_to_sdk()
+        return _installed
+
+
+def configure(
+    *,
+    span_exporters: Sequence[SpanExporter] | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
+    resource_attributes: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Telemetry | None:
+    """Configure OpenTelemetry with otel-llm for this process, once; later calls return the same Telemetry.
+
+    ``overrides`` are ``Settings`` fields (``rollup_window_ms=500``, ``enabled=False``, ...) and win over the
+    OTEL_LLM_* variables. ``span_exporters`` / ``metric_readers`` replace the ones OTEL_TRACES_EXPORTER /
+    OTEL_METRICS_EXPORTER name. Applies the distro's environment defaults first (the user's variables win).
+    Returns None, with a warning, only if setup failed; the application runs on without telemetry.
+    """
+    fields = {field.name for field in dataclasses.fields(Settings)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown otel-llm setting(s) {unknown}; accepted: {sorted(fields)}")
+    settings = dataclasses.replace(load_settings(), **overrides)
+    if settings.enabled:
+        apply_distro_defaults(os.environ)
+    return _configure_once(settings, span_exporters=span_exporters, metric_readers=metric_readers,
+                           resource_attributes=resource_attributes)

@@ -1,0 +1,216 @@
+"""A cap on distinct provider and model values per GenAI instrument (the Python metrics SDK has none).
+
+Adds to every recording on a ``gen_ai.*`` histogram or counter, otel-llm's own and any instrumentation's
+(whatever gets its Meter from the MeterProvider otel-llm installs): once an instrument name has seen
+``limit`` distinct values of a key in ``CAPPED_ATTRIBUTES`` (provider, request model, response model), each
+further new value is recorded as ``_OTHER`` (the semantic conventions' fallback value) and counted in the
+``otel_llm.metrics.overflow`` counter (attributes ``otel_llm.metric.name``, ``otel_llm.attribute.key``).
+Values admitted before the cap keep their own series.
+
+The SDK's own per-view limit (``aggregation_cardinality_limit``, 2000 attribute sets by default) folds a
+whole data point into ``otel.metric.overflow=true`` and loses every attribute; this cap keeps operation,
+error type and the rest, and folds only the one unbounded value.
+
+Cost per recording on a capped instrument: three dict reads and set-membership tests; a lock only the first
+time a value is seen. Other instruments are returned unwrapped and cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.metrics import Counter, Histogram, Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.util.types import Attributes
+
+from otel_llm import semconv
+
+_logger = logging.getLogger(__name__)
+
+OVERFLOW_VALUE = "_OTHER"
+OVERFLOW_METRIC = "otel_llm.metrics.overflow"
+OVERFLOW_METRIC_NAME_KEY = "otel_llm.metric.name"
+OVERFLOW_ATTRIBUTE_KEY = "otel_llm.attribute.key"
+LIMITED_NAME_PREFIX = "gen_ai."
+CAPPED_ATTRIBUTES: tuple[str, ...] = (
+    semconv.GEN_AI_PROVIDER_NAME,
+    semconv.GEN_AI_REQUEST_MODEL,
+    semconv.GEN_AI_RESPONSE_MODEL,
+)
+SELF_METER_NAME = "otel_llm"
+
+
+def _check_limit(name: str, limit: Any) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"{name} must be a positive integer, got {limit!r}")
+
+
+class AttributeValueLimiter:
+    """Admits up to ``limit`` distinct values per capped key for one instrument; folds the rest to _OTHER."""
+
+    def __init__(self, metric_name: str, limit: int, overflow: Counter,
+                 keys: Sequence[str] = CAPPED_ATTRIBUTES):
+        _check_limit("limit", limit)
+        self._keys = tuple(keys)
+        self._limit = limit
+        self._seen: dict[str, set[Any]] = {key: set() for key in self._keys}
+        self._lock = threading.Lock()
+        self._overflow = overflow
+        self._overflow_attributes = {
+            key: {OVERFLOW_METRIC_NAME_KEY: metric_name, OVERFLOW_ATTRIBUTE_KEY: key} for key in self._keys
+        }
+
+    def limit(self, attributes: Attributes) -> Attributes:
+        """The attributes to record: the same mapping if nothing is over the cap, else a copy with _OTHER."""
+        if not attributes:
+            return attributes
+        limited: dict[str, Any] | None = None
+        for key in self._keys:
+            value = attributes.get(key)
+            if value is None or value == OVERFLOW_VALUE or self._admitted(key, value):
+                continue
+            if limited is None:
+                limited = dict(attributes)
+            limited[key] = OVERFLOW_VALUE
+            self._overflow.add(1, self._overflow_attributes[key])
+        return attributes if limited is None else limited
+
+    def _admitted(self, key: str, value: Any) -> bool:
+        seen = self._seen[key]
+        try:
+            # Reading a set while another thread adds to it is safe under the GIL; admissions take the lock.
+            if value in seen:
+                return True
+        except TypeError:  # unhashable (a list): never a valid provider or model
+            return False
+        with self._lock:
+            if value in seen:
+                return True
+            if len(seen) < self._limit:
+                seen.add(value)
+                return True
+        return False
+
+
+_failure_logged = threading.Event()
+
+
+def _safe_limit(limiter: AttributeValueLimiter, attributes: Attributes) -> Attributes:
+    """The limiter's answer, or the attributes unchanged if it fails: telemetry never raises into the app."""
+    try:
+        return limiter.limit(attributes)
+    except Exception:  # boundary into user code; log the first failure only
+        if not _failure_logged.is_set():
+            _failure_logged.set()
+            _logger.warning("otel-llm: metric cardinality limit failed; recording unchanged", exc_info=True)
+        return attributes
+
+
+class _LimitedHistogram(Histogram):
+    """Folds over-cap provider/model values, then records on the SDK histogram it wraps."""
+
+    def __init__(self, inner: Histogram, limiter: AttributeValueLimiter):  # a proxy: no base state
+        self._inner = inner
+        self._limiter = limiter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
+        self._inner.record(amount, _safe_limit(self._limiter, attributes), context)
+
+
+class _LimitedCounter(Counter):
+    """Folds over-cap provider/model values, then adds on the SDK counter it wraps."""
+
+    def __init__(self, inner: Counter, limiter: AttributeValueLimiter):  # a proxy: no base state
+        self._inner = inner
+        self._limiter = limiter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def add(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
+        self._inner.add(amount, _safe_limit(self._limiter, attributes), context)
+
+
+class _LimitedMeter(Meter):
+    """Delegates to an SDK Meter; wraps ``gen_ai.*`` histograms and counters with the provider's limiters."""
+
+    def __init__(self, inner: Meter, provider: CardinalityLimitedMeterProvider):
+        super().__init__(inner.name, inner.version, inner.schema_url)
+        self._inner = inner
+        self._provider = provider
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def create_histogram(self, name, unit="", description="", **kwargs) -> Histogram:
+        histogram = self._inner.create_histogram(name, unit, description, **kwargs)
+        limiter = self._provider.limiter_for(name)
+        return histogram if limiter is None else _LimitedHistogram(histogram, limiter)
+
+    def create_counter(self, name, unit="", description="") -> Counter:
+        counter = self._inner.create_counter(name, unit, description)
+        limiter = self._provider.limiter_for(name)
+        return counter if limiter is None else _LimitedCounter(counter, limiter)
+
+    def create_up_down_counter(self, name, unit="", description=""):
+        return self._inner.create_up_down_counter(name, unit, description)
+
+    def create_gauge(self, name, unit="", description=""):
+        return self._inner.create_gauge(name, unit, description)
+
+    def create_observable_counter(self, name, callbacks=None, unit="", description=""):
+        return self._inner.create_observable_counter(name, callbacks, unit, description)
+
+    def create_observable_gauge(self, name, callbacks=None, unit="", description=""):
+        return self._inner.create_observable_gauge(name, callbacks, unit, description)
+
+    def create_observable_up_down_counter(self, name, callbacks=None, unit="", description=""):
+        return self._inner.create_observable_up_down_counter(name, callbacks, unit, description)
+
+
+class CardinalityLimitedMeterProvider(MeterProvider):
+    """An SDK MeterProvider whose meters cap provider/model values on ``gen_ai.*`` instruments.
+
+    ``cardinality_limit``: distinct values admitted per capped key per instrument name (shared by every meter
+    creating an instrument of that name). Every other argument is the SDK MeterProvider's.
+    """
+
+    def __init__(self, *args: Any, cardinality_limit: int, **kwargs: Any):
+        _check_limit("cardinality_limit", cardinality_limit)
+        super().__init__(*args, **kwargs)
+        self._cardinality_limit = cardinality_limit
+        self._limiters: dict[str, AttributeValueLimiter] = {}
+        self._wrapped_meters: dict[Meter, _LimitedMeter] = {}
+        self._registry_lock = threading.Lock()
+        self._overflow = super().get_meter(SELF_METER_NAME).create_counter(
+            OVERFLOW_METRIC, "{measurement}",
+            "GenAI measurements whose provider or model value the cardinality cap folded to _OTHER",
+        )
+
+    def get_meter(self, name: str, version: str | None = None, schema_url: str | None = None,
+                  attributes: Attributes = None) -> Meter:
+        meter = super().get_meter(name, version, schema_url, attributes)
+        with self._registry_lock:
+            # One wrapper per SDK Meter (the SDK keeps one per scope), so repeated get_meter calls agree.
+            wrapped = self._wrapped_meters.get(meter)
+            if wrapped is None:
+                wrapped = self._wrapped_meters[meter] = _LimitedMeter(meter, self)
+        return wrapped
+
+    def limiter_for(self, instrument_name: str) -> AttributeValueLimiter | None:
+        """The shared limiter of a ``gen_ai.*`` instrument name (case-insensitive); None for other names."""
+        key = str(instrument_name).lower()
+        if not key.startswith(LIMITED_NAME_PREFIX):
+            return None
+        with self._registry_lock:
+            limiter = self._limiters.get(key)
+            if limiter is None:
+                limiter = AttributeValueLimiter(key, self._cardinality_limit, self._overflow)
+                self._limiters[key] = limiter
+        return limiter

@@ -1,0 +1,91 @@
+"""Span-derived GenAI metrics: duration and token usage of each LLM call, recorded from its ended span.
+
+Adds ``gen_ai.client.operation.duration`` (s) and ``gen_ai.client.token.usage`` ({token}, one recording per
+token type: ``input`` and ``output``) for every LLM span the roll-up stage sees, unless the span's
+instrumentation scope records these metrics itself (``skip_scopes``; OTEL_LLM_SPAN_METRICS_SKIP_SCOPES), so a
+call is never counted twice. ``record`` is the roll-up stage's ``on_llm_span`` hook, which it calls exactly
+once per LLM span; attach it to one stage only (configure() gives it to the first exporter's stage).
+
+Attributes: the normalised provider, model and operation from the ``LLMCall``, ``error.type`` on the duration
+of failed calls, and from the span (when set) ``gen_ai.response.model``, ``server.address``/``server.port``,
+``llm.experiment.arm`` and ``llm.langgraph.node``. The views (otel_llm.metrics.views) keep only their
+allowlists; the cardinality cap applies when the meter provider is otel-llm's.
+
+Cost: on the export thread, per LLM span: a scope check, a few dict reads, up to three histogram recordings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.sdk.trace import ReadableSpan
+
+from otel_llm import semconv
+from otel_llm.processors.normalize import LLMCall
+
+METER_NAME = "otel_llm.metrics.from_spans"
+# Span attributes copied onto the metrics as they are (low-cardinality by nature, checked by the views).
+_COPIED_SPAN_ATTRIBUTES = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT, semconv.EXPERIMENT_ARM)
+
+
+class SpanDerivedMetrics:
+    """Records duration and token usage of LLM calls whose instrumentation does not record them itself.
+
+    ``skip_scopes``: instrumentation scope names that record ``gen_ai.client.*`` metrics themselves; a name
+    matches exactly or as a dotted prefix (``opentelemetry.instrumentation.openai`` covers
+    ``opentelemetry.instrumentation.openai.v1``).
+    """
+
+    def __init__(self, meter_provider: metrics.MeterProvider | None, skip_scopes: Iterable[str] = ()):
+        if isinstance(skip_scopes, str):
+            raise ValueError("skip_scopes must be an iterable of scope names, not one string")
+        names = tuple(str(name).strip() for name in skip_scopes)
+        if any(not name for name in names):
+            raise ValueError("skip_scopes must not contain empty names")
+        self._skip_exact = frozenset(names)
+        self._skip_prefixes = tuple(name + "." for name in names)
+        meter = metrics.get_meter(METER_NAME, meter_provider=meter_provider)
+        self._duration = meter.create_histogram(
+            semconv.METRIC_OPERATION_DURATION, "s", "GenAI operation duration (from the LLM span)"
+        )
+        self._token_usage = meter.create_histogram(
+            semconv.METRIC_TOKEN_USAGE, "{token}", "Input and output tokens used (from the LLM span)"
+        )
+
+    def skips(self, scope_name: str) -> bool:
+        """True when spans of this instrumentation scope are left to the instrumentation's own metrics."""
+        return scope_name in self._skip_exact or scope_name.startswith(self._skip_prefixes)
+
+    def record(self, span: ReadableSpan, call: LLMCall) -> None:
+        """Record one LLM call (the roll-up stage's ``on_llm_span`` hook; it catches what this raises)."""
+        if self.skips(call.scope_name):
+            return
+        attributes = _metric_attributes(span.attributes or {}, call)
+        if call.error_type is not None:
+            self._duration.record(call.duration_s, {**attributes, semconv.ERROR_TYPE: call.error_type})
+        else:
+            self._duration.record(call.duration_s, attributes)
+        for token_type, count in ((semconv.TOKEN_TYPE_INPUT, call.input_tokens),
+                                  (semconv.TOKEN_TYPE_OUTPUT, call.output_tokens)):
+            if count is not None:
+                self._token_usage.record(count, {**attributes, semconv.GEN_AI_TOKEN_TYPE: token_type})
+
+
+def _metric_attributes(span_attributes: Any, call: LLMCall) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        semconv.GEN_AI_PROVIDER_NAME: call.provider,
+        semconv.GEN_AI_REQUEST_MODEL: call.model,
+        semconv.GEN_AI_OPERATION_NAME: call.operation,
+    }
+    if call.node is not None:
+        attributes[semconv.LANGGRAPH_NODE] = call.node
+    response_model = semconv.normalize_model(span_attributes.get(semconv.GEN_AI_RESPONSE_MODEL))
+    if response_model is not None:
+        attributes[semconv.GEN_AI_RESPONSE_MODEL] = response_model
+    for key in _COPIED_SPAN_ATTRIBUTES:
+        value = span_attributes.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            attributes[key] = value
+    return attributes

@@ -1,0 +1,141 @@
+"""Health of otel-llm's own span pipeline: dropped spans and roll-up counters, as observable metrics.
+
+The SDK's BatchSpanProcessor drops a span when its queue (OTEL_BSP_MAX_QUEUE_SIZE) is full, logging only
+"Queue full, dropping Span." (at most every 20 s) and counting nowhere by default. ``count_dropped_spans``
+hooks the processor's drop notification (its internal processor-metrics object, called only when a span is
+dropped), counts the drops by reason and logs ONE warning per processor naming OTEL_BSP_MAX_QUEUE_SIZE. If
+the SDK's internals change, it warns once that drops cannot be counted and leaves the processor alone.
+
+``register_pipeline_metrics`` publishes, on a meter of otel-llm's MeterProvider:
+
+- ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full`` or
+  ``already_shutdown``);
+- ``otel_llm.rollup.evicted_traces``, ``.expired_traces`` (``{trace}``), ``.late_spans``,
+  ``.overflow_spans`` (``{span}``) (observable counters) and ``otel_llm.rollup.buffered_traces``,
+  ``.buffered_spans`` (observable up-down counters), summed over the roll-up stages.
+
+Cost: nothing per span; a lock per dropped span; the callbacks run at metric collection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from otel_llm import semconv
+from otel_llm.processors.rollup import RollupStats
+
+_logger = logging.getLogger(__name__)
+
+METER_NAME = "otel_llm.pipeline"
+DROPPED_SPANS_METRIC = "otel_llm.spans.dropped"
+QUEUE_FULL = "queue_full"
+# RollupStats field -> (metric name, unit, monotonic counter?)
+ROLLUP_METRICS: dict[str, tuple[str, str, bool]] = {
+    "evicted_traces": ("otel_llm.rollup.evicted_traces", "{trace}", True),
+    "expired_traces": ("otel_llm.rollup.expired_traces", "{trace}", True),
+    "late_spans": ("otel_llm.rollup.late_spans", "{span}", True),
+    "overflow_spans": ("otel_llm.rollup.overflow_spans", "{span}", True),
+    "buffered_traces": ("otel_llm.rollup.buffered_traces", "{trace}", False),
+    "buffered_spans": ("otel_llm.rollup.buffered_spans", "{span}", False),
+}
+
+
+class HasRollupStats(Protocol):
+    """A roll-up stage, or anything else with a ``stats`` snapshot."""
+
+    @property
+    def stats(self) -> RollupStats: ...
+
+
+class DropCounter:
+    """Dropped-span counts by reason for one BatchSpanProcessor; warns once on the first full queue."""
+
+    def __init__(self, max_queue_size: int | None):
+        self._max_queue_size = max_queue_size
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, count: int, reason: str) -> None:
+        with self._lock:
+            first_full = reason == QUEUE_FULL and QUEUE_FULL not in self._counts
+            self._counts[reason] = self._counts.get(reason, 0) + count
+        if first_full:
+            _logger.warning(
+                "otel-llm: the span queue is full (OTEL_BSP_MAX_QUEUE_SIZE=%s), spans are being dropped. "
+                "Raise OTEL_BSP_MAX_QUEUE_SIZE or check the exporter; drops are counted in %s.",
+                self._max_queue_size, DROPPED_SPANS_METRIC,
+            )
+
+    def counts(self) -> dict[str, int]:
+        """Drops so far, by reason."""
+        with self._lock:
+            return dict(self._counts)
+
+
+class _CountingProcessorMetrics:
+    """Stands in for the SDK's processor-metrics object: counts drops, then passes every call on."""
+
+    def __init__(self, inner: Any, counter: DropCounter):
+        self._inner = inner
+        self._counter = counter
+
+    def drop_items(self, count: int, error_type: str = QUEUE_FULL) -> None:
+        self._counter.add(count, error_type)
+        self._inner.drop_items(count, error_type)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def count_dropped_spans(processor: BatchSpanProcessor) -> DropCounter | None:
+    """Count ``processor``'s dropped spans; None, with a warning, if this SDK's internals do not allow it."""
+    batch = getattr(processor, "_batch_processor", None)
+    inner_metrics = getattr(batch, "_metrics", None)
+    if inner_metrics is None or not callable(getattr(inner_metrics, "drop_items", None)):
+        _logger.warning("otel-llm: this OpenTelemetry SDK version does not let dropped spans be counted")
+        return None
+    counter = DropCounter(getattr(batch, "_max_queue_size", None))
+    batch._metrics = _CountingProcessorMetrics(inner_metrics, counter)
+    return counter
+
+
+def register_pipeline_metrics(
+    meter_provider: MeterProvider,
+    drop_counters: Sequence[DropCounter],
+    rollup_stages: Sequence[HasRollupStats],
+) -> None:
+    """Publish dropped spans and roll-up counters as observable instruments on ``meter_provider``."""
+    meter = meter_provider.get_meter(METER_NAME)
+    drop_counters = tuple(drop_counters)
+    rollup_stages = tuple(rollup_stages)
+
+    def observe_drops(_options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[str, int] = {QUEUE_FULL: 0}
+        for counter in drop_counters:
+            for reason, count in counter.counts().items():
+                totals[reason] = totals.get(reason, 0) + count
+        return [Observation(count, {semconv.ERROR_TYPE: reason}) for reason, count in totals.items()]
+
+    meter.create_observable_counter(
+        DROPPED_SPANS_METRIC, [observe_drops], "{span}",
+        "Spans the batch span processor dropped (full queue, or ended after shutdown)",
+    )
+    if not rollup_stages:
+        return
+    for field_name, (metric_name, unit, monotonic) in ROLLUP_METRICS.items():
+        callback = _stats_callback(rollup_stages, field_name)
+        create = meter.create_observable_counter if monotonic else meter.create_observable_up_down_counter
+        create(metric_name, [callback], unit, f"otel-llm roll-up stage: {field_name.replace('_', ' ')}")
+
+
+def _stats_callback(stages: Sequence[HasRollupStats], field_name: str):
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(sum(getattr(stage.stats, field_name) for stage in stages))]
+
+    return observe
