@@ -2,11 +2,14 @@
 duration.
 
 Asks Jaeger's query API (``GET /api/services``, ``GET /api/traces``: the HTTP API the Jaeger v2 query
-extension serves) and prints a table or JSON. Filters are sent to Jaeger as span tags
-(``gen_ai.provider.name``, ``gen_ai.request.model``, ``llm.experiment.arm``, ``langsmith.metadata.intent``) so
-it narrows the search, then checked again on each whole trace with the semconv rules, because storages differ
-in how they match tags (Jaeger's badger store matches them on any spans of one service, its memory store on
-one span). Without ``--service`` every service Jaeger knows is searched and the traces are merged by id.
+extension serves) and prints a table or JSON. Without ``--service`` every service Jaeger knows is asked, with
+the filters sent as span tags (``gen_ai.provider.name``, ``gen_ai.request.model``, ``llm.experiment.arm``,
+``langsmith.metadata.intent``), and the traces are merged by id. With ``--service`` only that service is asked
+for its recent traces (up to ``SCAN_LIMIT``), because Jaeger's badger store matches tags only on spans of the
+queried service while the LLM spans may belong to another service of the trace. Either way every filter is
+checked again on each whole trace with the semconv rules (storages differ in how they match tags: badger on
+any spans of one service, the memory store on one span), so provider aliases, deprecated attributes, the
+``intent:<x>`` run tag and the roll-up on roots count too.
 
 Exit codes: 0 traces printed; 2 Jaeger unreachable, not a Jaeger, or no trace matched (one line on stderr).
 """
@@ -32,7 +35,7 @@ JAEGER_URL_ENV = "OTEL_LLM_JAEGER_URL"
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
 DEFAULT_LOOKBACK = "1h"
 DEFAULT_LIMIT = 20
-# Traces asked of Jaeger per service when a filter is only checked here (minDuration together with tags).
+# Traces asked of Jaeger per service when a filter cannot be sent to it and is only checked here.
 SCAN_LIMIT = 200
 REQUEST_TIMEOUT_SECONDS = 10.0
 EXIT_ERROR = 2
@@ -204,18 +207,24 @@ def search(
     from otel_llm.traces import from_jaeger
 
     end_us = now_us if now_us is not None else int(time.time() * 1_000_000)
-    services = list(services) if services else client.services()
-    if not services:
-        raise SearchError(f"Jaeger at {client.base_url} has no traces from any service yet")
     tags = trace_filter.jaeger_tags()
+    if services:
+        # Jaeger's badger store matches tags only on spans of the queried service, and the LLM spans may be in
+        # another service of the trace: ask for the service's recent traces and filter them all here.
+        services, server_tags = list(services), {}
+    else:
+        services, server_tags = client.services(), tags
+        if not services:
+            raise SearchError(f"Jaeger at {client.base_url} has no traces from any service yet")
     # Jaeger's memory store applies minDuration and tags to one span: send minDuration only alone (any span
     # that long makes the trace at least that long), and check the trace's duration here.
-    server_min_duration = 0 if tags else trace_filter.min_duration_us
-    fetch_limit = limit if not (tags and trace_filter.min_duration_us) else max(limit, SCAN_LIMIT)
+    server_min_duration = 0 if server_tags else trace_filter.min_duration_us
+    checked_here_only = tags != server_tags or (server_tags and trace_filter.min_duration_us)
+    fetch_limit = max(limit, SCAN_LIMIT) if checked_here_only else limit
     raw_traces: dict[str, Any] = {}
     for service in services:
         for raw in client.find_traces(
-            service, end_us - lookback_us, end_us, fetch_limit, tags, server_min_duration
+            service, end_us - lookback_us, end_us, fetch_limit, server_tags, server_min_duration
         ):
             if isinstance(raw, Mapping) and raw.get("traceID"):
                 raw_traces[str(raw["traceID"])] = raw

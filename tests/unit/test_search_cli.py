@@ -14,7 +14,14 @@ import pytest
 
 from otel_llm import semconv
 from otel_llm.cli import search as search_cli
-from otel_llm.cli.search import EXIT_ERROR, JAEGER_URL_ENV, TraceFilter, parse_duration
+from otel_llm.cli.search import (
+    DEFAULT_LIMIT,
+    EXIT_ERROR,
+    JAEGER_URL_ENV,
+    SCAN_LIMIT,
+    TraceFilter,
+    parse_duration,
+)
 from otel_llm.traces import Span, Trace
 
 BEDROCK_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -173,7 +180,17 @@ def test_min_duration_alone_is_sent_to_jaeger(capsys, serve):
     server = serve({"/api/services": jaeger_json(["chat-api"]), "/api/traces": jaeger_json([])})
     run_search(capsys, "--jaeger-url", server.url, "--service", "chat-api", "--min-duration", "1.5s")
     [path] = server.requests
-    assert urllib.parse.parse_qs(urllib.parse.urlparse(path).query)["minDuration"] == ["1500000us"]
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+    assert query["minDuration"] == ["1500000us"] and query["limit"] == [str(DEFAULT_LIMIT)]
+
+
+def test_a_named_service_is_asked_without_tags_and_filtered_here(capsys, serve):
+    """With --service no filter is sent (badger matches tags per service) and more traces are scanned."""
+    server = serve({"/api/traces": jaeger_json([])})
+    run_search(capsys, "--jaeger-url", server.url, "--service", "chat-api", "--provider", "openai")
+    [path] = server.requests
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+    assert query["service"] == ["chat-api"] and "tags" not in query and query["limit"] == [str(SCAN_LIMIT)]
 
 
 @pytest.mark.parametrize(
