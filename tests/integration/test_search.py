@@ -151,7 +151,7 @@ def found_ids(stack, *args: str) -> set[str]:
 
 
 def test_table_lists_the_service_traces_with_every_column(stack, sent):
-    """A service's traces come back as rows: id, start, root, duration, provider/model, calls, tokens, error."""
+    """A service's traces as rows: id, start, root, duration, provider/model, calls, tokens, error."""
     result = search(stack, "--service", sent.api_service)
     assert result.returncode == 0, result.stderr
     header, _, *rows = result.stdout.splitlines()
