@@ -1,0 +1,115 @@
+"""``otel-llm stack build|up|down|status|logs``: build the binaries and run the local stack (docs/stack.md).
+
+Each command works on one state directory (``--state-dir``, default ``$OTEL_LLM_STATE_DIR`` or
+``~/.local/state/otel-llm``). ``up`` takes ports from the ``OTEL_LLM_*_PORT`` variables (defaults in docs/stack.md);
+once a stack runs, ``status``, ``logs``, ``down`` and a second ``up`` use the ports it recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+COMPONENT_NAMES = ("redis", "prometheus", "jaeger", "collector")
+DEFAULT_LOG_LINES = 50
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("stack", help="build, start, stop and inspect the local collector/Jaeger/"
+                                                 "Prometheus/Redis stack")
+    parser.add_argument("--state-dir", help="pid files, logs and data (default $OTEL_LLM_STATE_DIR or "
+                                            "~/.local/state/otel-llm)")
+    commands = parser.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
+    commands.add_parser("build", help="build the collector and Jaeger, install prometheus and redis-server "
+                                      "(only what is missing)").set_defaults(handler=_build)
+    up = commands.add_parser("up", help="start every component not running and wait until all are healthy")
+    up.add_argument("--jaeger-storage", choices=("badger", "memory"), default="badger",
+                    help="badger keeps traces across restarts (default); memory is for quick runs")
+    up.add_argument("--json", action="store_true", help="print the status as JSON once up")
+    up.set_defaults(handler=_up)
+    commands.add_parser("down", help="stop every component (ok when already stopped)").set_defaults(handler=_down)
+    status = commands.add_parser("status", help="endpoints and health of each component")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
+    logs = commands.add_parser("logs", help="the last lines of each component's log")
+    logs.add_argument("component", nargs="?", choices=COMPONENT_NAMES, help="one component (default: all)")
+    logs.add_argument("-n", "--lines", type=int, default=DEFAULT_LOG_LINES, help="lines per component")
+    logs.set_defaults(handler=_logs)
+
+
+def _state_dir(args: argparse.Namespace):
+    from pathlib import Path
+
+    from otel_llm.stack.run import default_state_dir
+
+    return Path(args.state_dir).expanduser() if args.state_dir else default_state_dir()
+
+
+def _recorded_or_new(args: argparse.Namespace, **kwargs):
+    from otel_llm.stack.run import Stack
+
+    state_dir = _state_dir(args)
+    return Stack.load(state_dir) or Stack.create(state_dir, **kwargs)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from otel_llm.stack.build import main
+
+    return int(main([]) or 0)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from otel_llm.stack.run import Stack, StackError
+
+    state_dir = _state_dir(args)
+    recorded = Stack.load(state_dir)
+    # A recorded stack with a live component is the one to complete; otherwise start afresh from the environment.
+    if recorded is not None and any(recorded.pid(c.name) is not None for c in recorded.components):
+        stack = recorded
+    else:
+        stack = Stack.create(state_dir, jaeger_storage=args.jaeger_storage)
+    try:
+        status = stack.up()
+    except StackError as exc:
+        print(f"otel-llm stack up: {exc}", file=sys.stderr)
+        return 1
+    _print_status(status, as_json=args.json)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from otel_llm.stack.run import Stack
+
+    stack = Stack.load(_state_dir(args))
+    if stack is not None:
+        stack.down()
+    print("stack stopped")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = _recorded_or_new(args).status()
+    _print_status(status, as_json=args.json)
+    return 0 if all(c["healthy"] for c in status["components"].values()) else 3
+
+
+def _logs(args: argparse.Namespace) -> int:
+    stack = _recorded_or_new(args)
+    names = [args.component] if args.component else [c.name for c in stack.components]
+    for name in names:
+        print(f"==> {stack.log_file(name)} <==")
+        print(stack.tail(name, args.lines))
+    return 0
+
+
+def _print_status(status: dict, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return
+    print(f"state dir: {status['state_dir']}")
+    for name, component in status["components"].items():
+        health = "healthy" if component["healthy"] else ("running, unhealthy" if component["running"] else "stopped")
+        print(f"  {name:<11} {health:<19} pid={component['pid']}  log={component['log']}")
+    for name, endpoint in status["endpoints"].items():
+        print(f"  {name:<17} {endpoint}")

@@ -1,0 +1,508 @@
+"""Run the local stack: the collector, Jaeger, Prometheus and Redis as background processes on 127.0.0.1.
+
+One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STATE_DIR`` or ``~/.local/state/otel-llm``) that
+holds, per component, a pid file (``<name>.pid``: pid and binary path) and a log (``logs/<name>.log``), plus the
+data directories (badger, the collector's persistent queue, the Prometheus TSDB, Redis' working dir) and
+``stack.json``: the ports and settings the running stack was started with, so ``status``/``down`` and a second ``up``
+see the same stack. Secrets (``LANGSMITH_API_KEY``) are never written there.
+
+Every component is started in its own process group (``start_new_session``) and stopped by signalling the group, so
+no process outlives ``down``. ``up`` is idempotent: a component whose recorded process is alive is left alone.
+Ports and data directories reach the configs as the environment variables listed in docs/stack.md (C's contract);
+the ports come from the same variables in the caller's environment, or are all picked free at random (tests).
+
+Start order follows the data path backwards: Redis, Prometheus, Jaeger, then the collector that exports into them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from otel_llm.settings import env_int
+from otel_llm.stack import paths
+from otel_llm.stack.build import BUILD_COMMAND, StackBinaries, find_binaries
+
+STATE_DIR_ENV = "OTEL_LLM_STATE_DIR"
+DEFAULT_STATE_DIR = Path("~/.local/state/otel-llm")
+STATE_FILE = "stack.json"
+LOCK_FILE = "stack.lock"
+HOST = "127.0.0.1"
+HEALTH_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 20.0
+POLL_INTERVAL_SECONDS = 0.1
+HTTP_PROBE_TIMEOUT_SECONDS = 1.0
+# Variables passed from the caller's environment to the configs when set (docs/stack.md); never persisted if secret.
+PASSTHROUGH_VARIABLES = (
+    "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB",
+    "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL",
+    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL",
+    "LANGSMITH_PROJECT",
+    "LANGSMITH_ENDPOINT",
+)
+SECRET_VARIABLES = ("LANGSMITH_API_KEY",)
+# Jaeger storage choice -> its config: badger persists across restarts; memory is for quick runs.
+JAEGER_CONFIGS = {"badger": paths.JAEGER_CONFIG, "memory": paths.JAEGER_CONFIG_MEMORY}
+
+
+class StackError(RuntimeError):
+    """The stack could not be started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One listening port: the variable that sets it, its default, and what it serves."""
+
+    env_var: str
+    default: int
+    purpose: str
+
+
+@dataclass(frozen=True)
+class Component:
+    """A process of the stack: its binary (a ``StackBinaries`` field), ports, command line and health probe."""
+
+    name: str
+    binary_field: str
+    ports: tuple[PortSpec, ...]
+    command: Callable[[Stack, Path], list[str]]
+    healthy: Callable[[Stack], bool]
+
+
+COLLECTOR_OTLP_GRPC = PortSpec("OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT", 4317, "collector OTLP/gRPC")
+COLLECTOR_OTLP_HTTP = PortSpec("OTEL_LLM_COLLECTOR_OTLP_HTTP_PORT", 4318, "collector OTLP/HTTP")
+COLLECTOR_HEALTH = PortSpec("OTEL_LLM_COLLECTOR_HEALTH_PORT", 13133, "collector health_check")
+COLLECTOR_PROMETHEUS = PortSpec("OTEL_LLM_COLLECTOR_PROMETHEUS_PORT", 8889, "collector prometheus exporter")
+COLLECTOR_TELEMETRY = PortSpec("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", 8888, "collector own metrics")
+JAEGER_OTLP_GRPC = PortSpec("OTEL_LLM_JAEGER_OTLP_GRPC_PORT", 14317, "Jaeger OTLP/gRPC")
+JAEGER_OTLP_HTTP = PortSpec("OTEL_LLM_JAEGER_OTLP_HTTP_PORT", 14318, "Jaeger OTLP/HTTP")
+JAEGER_QUERY_HTTP = PortSpec("OTEL_LLM_JAEGER_QUERY_HTTP_PORT", 16686, "Jaeger query HTTP")
+JAEGER_QUERY_GRPC = PortSpec("OTEL_LLM_JAEGER_QUERY_GRPC_PORT", 16685, "Jaeger query gRPC")
+JAEGER_HEALTH = PortSpec("OTEL_LLM_JAEGER_HEALTH_PORT", 14133, "Jaeger healthcheckv2")
+JAEGER_TELEMETRY = PortSpec("OTEL_LLM_JAEGER_TELEMETRY_PORT", 14888, "Jaeger own metrics")
+PROMETHEUS = PortSpec("OTEL_LLM_PROMETHEUS_PORT", 9090, "Prometheus")
+REDIS = PortSpec("OTEL_LLM_REDIS_PORT", 6379, "Redis")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_PROBE_TIMEOUT_SECONDS) as response:
+            return response.status == 200
+    except Exception:  # refused, reset, timeout, non-2xx: all mean "not healthy yet"
+        return False
+
+
+def redis_ping(port: int) -> bool:
+    """True when a Redis server on 127.0.0.1:port answers PING with PONG."""
+    try:
+        with socket.create_connection((HOST, port), timeout=HTTP_PROBE_TIMEOUT_SECONDS) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _collector_command(stack: Stack, binary: Path) -> list[str]:
+    return [str(binary), "--config", str(paths.COLLECTOR_CONFIG)]
+
+
+def _jaeger_command(stack: Stack, binary: Path) -> list[str]:
+    return [str(binary), "--config", str(JAEGER_CONFIGS[stack.jaeger_storage])]
+
+
+def _prometheus_command(stack: Stack, binary: Path) -> list[str]:
+    from otel_llm.stack.prometheus import render_prometheus_config  # the template's renderer, task C's module
+
+    config = stack.state_dir / "prometheus.yml"
+    config.write_text(render_prometheus_config(stack.env))
+    return [
+        str(binary),
+        f"--config.file={config}",
+        f"--web.listen-address={HOST}:{stack.port(PROMETHEUS)}",
+        f"--storage.tsdb.path={stack.state_dir / 'prometheus-data'}",
+    ]
+
+
+def _redis_command(stack: Stack, binary: Path) -> list[str]:
+    data_dir = stack.state_dir / "redis-data"
+    data_dir.mkdir(exist_ok=True)
+    # No persistence (no RDB snapshots, no AOF): a scratch queue for the demo and tests.
+    return [str(binary), "--bind", HOST, "--port", str(stack.port(REDIS)), "--save", "", "--appendonly", "no",
+            "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no"]
+
+
+COMPONENTS: tuple[Component, ...] = (
+    Component("redis", "redis_server", (REDIS,), _redis_command, lambda s: redis_ping(s.port(REDIS))),
+    Component("prometheus", "prometheus", (PROMETHEUS,), _prometheus_command,
+              lambda s: _http_ok(f"{s.prometheus_url}/-/ready")),
+    Component("jaeger", "jaeger",
+              (JAEGER_OTLP_GRPC, JAEGER_OTLP_HTTP, JAEGER_QUERY_HTTP, JAEGER_QUERY_GRPC, JAEGER_HEALTH,
+               JAEGER_TELEMETRY),
+              _jaeger_command,
+              lambda s: _http_ok(f"http://{HOST}:{s.port(JAEGER_HEALTH)}/status")
+              and _http_ok(f"{s.jaeger_query_url}/")),
+    Component("collector", "collector",
+              (COLLECTOR_OTLP_GRPC, COLLECTOR_OTLP_HTTP, COLLECTOR_HEALTH, COLLECTOR_PROMETHEUS, COLLECTOR_TELEMETRY),
+              _collector_command,
+              lambda s: _http_ok(f"http://{HOST}:{s.port(COLLECTOR_HEALTH)}/")),
+)
+COMPONENTS_BY_NAME = {component.name: component for component in COMPONENTS}
+ALL_PORTS: tuple[PortSpec, ...] = tuple(spec for component in COMPONENTS for spec in component.ports)
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$OTEL_LLM_STATE_DIR``, else ``~/.local/state/otel-llm``."""
+    raw = (os.environ if environ is None else environ).get(STATE_DIR_ENV, "").strip()
+    return Path(raw or DEFAULT_STATE_DIR).expanduser()
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 right now (all held open together so none repeats)."""
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def port_is_free(port: int) -> bool:
+    """True when a server could listen on 127.0.0.1:port now (SO_REUSEADDR, as the servers themselves do)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_holder(port: int) -> str | None:
+    """``"pid N (command)"`` of the process listening on a TCP port, when /proc tells (Linux, same user or root)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    command = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                    return f"pid {proc.name} ({command})"
+    return None
+
+
+def resolve_ports(environ: Mapping[str, str], *, random_ports: bool = False) -> dict[str, int]:
+    """Each port variable's value: from ``environ`` (a bad value warns once and defaults), or all random."""
+    if random_ports:
+        return dict(zip((spec.env_var for spec in ALL_PORTS), free_ports(len(ALL_PORTS)), strict=True))
+    return {spec.env_var: env_int(spec.env_var, spec.default, minimum=1, maximum=65535, environ=environ)
+            for spec in ALL_PORTS}
+
+
+class Stack:
+    """The local stack rooted at ``state_dir``; ``env`` holds the variables the configs read (docs/stack.md).
+
+    Build one with ``Stack.create`` (fresh settings from an environment, optionally on random ports) or
+    ``Stack.load`` (the settings a running stack recorded in ``stack.json``).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        env: Mapping[str, str],
+        *,
+        components: Sequence[str] = tuple(COMPONENTS_BY_NAME),
+        jaeger_storage: str = "badger",
+        binaries: StackBinaries | None = None,
+    ) -> None:
+        unknown = [name for name in components if name not in COMPONENTS_BY_NAME]
+        if unknown:
+            raise ValueError(f"components must be among {sorted(COMPONENTS_BY_NAME)}, got {unknown}")
+        if jaeger_storage not in JAEGER_CONFIGS:
+            raise ValueError(f"jaeger_storage must be one of {sorted(JAEGER_CONFIGS)}, got {jaeger_storage!r}")
+        missing_ports = [spec.env_var for spec in ALL_PORTS if not str(env.get(spec.env_var, "")).isdigit()]
+        if missing_ports:
+            raise ValueError(f"env must set every port variable to a number; missing {missing_ports}")
+        self.state_dir = Path(state_dir).expanduser().resolve()
+        self.env = dict(env)
+        self.components = tuple(COMPONENTS_BY_NAME[name] for name in COMPONENTS_BY_NAME if name in components)
+        self.jaeger_storage = jaeger_storage
+        self._binaries = binaries
+        self._processes: dict[str, subprocess.Popen] = {}
+
+    # --- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        state_dir: Path,
+        environ: Mapping[str, str] | None = None,
+        *,
+        random_ports: bool = False,
+        overrides: Mapping[str, str] | None = None,
+        **kwargs,
+    ) -> Stack:
+        """A stack with ports from ``environ`` (or random), data dirs inside ``state_dir``, then ``overrides``."""
+        environ = os.environ if environ is None else environ
+        state_dir = Path(state_dir).expanduser().resolve()
+        ports = resolve_ports(environ, random_ports=random_ports)
+        env = {name: str(port) for name, port in ports.items()}
+        env.update({name: environ[name] for name in PASSTHROUGH_VARIABLES + SECRET_VARIABLES if name in environ})
+        env["OTEL_LLM_COLLECTOR_STORAGE_DIR"] = str(state_dir / "collector-storage")
+        env["OTEL_LLM_JAEGER_BADGER_DIR"] = str(state_dir / "jaeger-badger")
+        env["OTEL_LLM_PROMETHEUS_URL"] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
+        env.update(overrides or {})
+        return cls(state_dir, env, **kwargs)
+
+    @classmethod
+    def load(cls, state_dir: Path, environ: Mapping[str, str] | None = None) -> Stack | None:
+        """The stack recorded in ``state_dir/stack.json`` (secrets from ``environ``), or None when none was."""
+        state_dir = Path(state_dir).expanduser().resolve()
+        try:
+            recorded = json.loads((state_dir / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        environ = os.environ if environ is None else environ
+        env = dict(recorded["env"])
+        env.update({name: environ[name] for name in SECRET_VARIABLES if name in environ})
+        return cls(state_dir, env, components=recorded["components"], jaeger_storage=recorded["jaeger_storage"])
+
+    def _save(self) -> None:
+        recorded = {
+            "env": {name: value for name, value in self.env.items() if name not in SECRET_VARIABLES},
+            "components": [component.name for component in self.components],
+            "jaeger_storage": self.jaeger_storage,
+        }
+        path = self.state_dir / STATE_FILE
+        path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+    # --- endpoints -----------------------------------------------------------------------------------------------
+    def port(self, spec: PortSpec) -> int:
+        return int(self.env[spec.env_var])
+
+    @property
+    def otlp_grpc_endpoint(self) -> str:
+        return f"{HOST}:{self.port(COLLECTOR_OTLP_GRPC)}"
+
+    @property
+    def otlp_http_endpoint(self) -> str:
+        return f"http://{HOST}:{self.port(COLLECTOR_OTLP_HTTP)}"
+
+    @property
+    def collector_metrics_url(self) -> str:
+        return f"http://{HOST}:{self.port(COLLECTOR_PROMETHEUS)}/metrics"
+
+    @property
+    def jaeger_query_url(self) -> str:
+        return f"http://{HOST}:{self.port(JAEGER_QUERY_HTTP)}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{HOST}:{self.port(PROMETHEUS)}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{HOST}:{self.port(REDIS)}/0"
+
+    def endpoints(self) -> dict[str, str]:
+        return {
+            "otlp_grpc": self.otlp_grpc_endpoint,
+            "otlp_http": self.otlp_http_endpoint,
+            "collector_metrics": self.collector_metrics_url,
+            "jaeger_query": self.jaeger_query_url,
+            "prometheus": self.prometheus_url,
+            "redis": self.redis_url,
+        }
+
+    # --- process bookkeeping -------------------------------------------------------------------------------------
+    def _pid_file(self, name: str) -> Path:
+        return self.state_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        """The pid of the component's live process, or None (a stale pid file is ignored)."""
+        process = self._processes.get(name)
+        if process is not None:
+            return process.pid if process.poll() is None else None
+        try:
+            pid_text, binary = self._pid_file(name).read_text().split("\n")[:2]
+            pid = int(pid_text)
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except (OSError, ValueError):
+            return None
+        # A zombie, or a recycled pid now running something else, is not our component.
+        state = stat.rsplit(")", 1)[1].split()[0]
+        return pid if state != "Z" and command == binary else None
+
+    def healthy(self, name: str) -> bool:
+        return self.pid(name) is not None and COMPONENTS_BY_NAME[name].healthy(self)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise up/down of one state dir across processes (two `otel-llm stack up` at once)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / LOCK_FILE, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _binary(self, component: Component) -> Path:
+        binaries = self._binaries if self._binaries is not None else find_binaries()
+        binary = getattr(binaries, component.binary_field)
+        if binary is None or not Path(binary).exists():
+            raise StackError(
+                f"The {component.name} binary is missing. Build it with `{BUILD_COMMAND}` (or `make stack-build`)."
+            )
+        return Path(binary)
+
+    def _check_ports(self, component: Component) -> None:
+        for spec in component.ports:
+            port = self.port(spec)
+            if not port_is_free(port):
+                holder = port_holder(port)
+                raise StackError(
+                    f"Port {port} ({spec.purpose}) on {HOST} is already in use"
+                    f"{f' by {holder}' if holder else ''}. Set {spec.env_var} to a free port, or stop what holds it."
+                )
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+    def up(self, timeout: float = HEALTH_TIMEOUT_SECONDS) -> dict:
+        """Start every component not already running, wait until all are healthy, and return ``status()``."""
+        with self._locked():
+            (self.state_dir / "logs").mkdir(exist_ok=True)
+            self._save()
+            to_start = [component for component in self.components if self.pid(component.name) is None]
+            # Every binary and port is checked before anything starts, so a failed `up` leaves nothing behind.
+            binaries = {component.name: self._binary(component) for component in to_start}
+            for component in to_start:
+                self._check_ports(component)
+            for component in self.components:
+                if component in to_start:
+                    self._start(component, timeout, binaries[component.name])
+                else:
+                    self._wait_healthy(component, timeout)
+        return self.status()
+
+    def down(self) -> None:
+        """Stop every component (collector first, so it can flush), remove pid files. Stopping a stopped stack is ok."""
+        with self._locked():
+            for component in reversed(self.components):
+                self._stop(component)
+
+    def start(self, name: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> None:
+        """Start one component (e.g. Jaeger after an outage) with the stack's recorded settings."""
+        with self._locked():
+            component = COMPONENTS_BY_NAME[name]
+            if self.pid(name) is None:
+                binary = self._binary(component)
+                self._check_ports(component)
+                self._start(component, timeout, binary)
+
+    def stop(self, name: str) -> None:
+        """Stop one component; the others keep running."""
+        with self._locked():
+            self._stop(COMPONENTS_BY_NAME[name])
+
+    def _start(self, component: Component, timeout: float, binary: Path) -> None:
+        command = component.command(self, binary)
+        log_path = self.log_file(component.name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(command)}\n".encode())
+            log.flush()
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                cwd=self.state_dir,
+                start_new_session=True,
+            )
+        self._processes[component.name] = process
+        self._pid_file(component.name).write_text(f"{process.pid}\n{command[0]}\n")
+        self._wait_healthy(component, timeout)
+
+    def _wait_healthy(self, component: Component, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.pid(component.name) is None:
+                raise StackError(f"{component.name} exited during start-up; last log lines:\n"
+                                 f"{self.tail(component.name, 20)}")
+            if component.healthy(self):
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"{component.name} not healthy after {timeout:.0f}s; last log lines:\n"
+                                 f"{self.tail(component.name, 20)}")
+            time.sleep(POLL_INTERVAL_SECONDS)
+
+    def _stop(self, component: Component) -> None:
+        pid = self.pid(component.name)
+        if pid is not None:
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+            while self.pid(component.name) is not None and time.monotonic() < deadline:
+                time.sleep(POLL_INTERVAL_SECONDS)
+            # Whatever is left of the group (children of a process that ignored SIGTERM) goes now.
+            _signal_group(pid, signal.SIGKILL)
+            process = self._processes.pop(component.name, None)
+            if process is not None:
+                process.wait()
+        self._pid_file(component.name).unlink(missing_ok=True)
+
+    # --- reporting -----------------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        """Endpoints, and per component: pid, running, healthy, log path (what `status --json` prints)."""
+        components = {}
+        for component in self.components:
+            pid = self.pid(component.name)
+            components[component.name] = {
+                "pid": pid,
+                "running": pid is not None,
+                "healthy": pid is not None and component.healthy(self),
+                "log": str(self.log_file(component.name)),
+                "ports": {spec.env_var: self.port(spec) for spec in component.ports},
+            }
+        return {
+            "state_dir": str(self.state_dir),
+            "jaeger_storage": self.jaeger_storage,
+            "langsmith_export": bool(self.env.get("LANGSMITH_API_KEY", "").strip()),
+            "endpoints": self.endpoints(),
+            "components": components,
+        }
+
+    def tail(self, name: str, lines: int = 50) -> str:
+        """The last ``lines`` lines of a component's log ('' when it has none)."""
+        try:
+            text = self.log_file(name).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)

@@ -1,0 +1,105 @@
+"""Spans and metrics through the real pipeline: collector (transform, span_metrics) into Jaeger and Prometheus."""
+
+from __future__ import annotations
+
+from opentelemetry.trace import SpanKind
+
+from otel_llm import semconv
+from tests.support.poll import poll
+from tests.support.queries import jaeger_spans, span_tags
+from tests.support.senders import post_otlp_json_span, sdk_meter_provider, sdk_tracer_provider, unique_service
+
+BEDROCK_CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
+SPAN_METRICS_CALLS = "traces_span_metrics_calls_total"
+
+
+def _only_span(stack, service: str) -> dict:
+    traces = poll(lambda: stack.find_traces(service), timeout=60, message=f"a trace of {service} in Jaeger")
+    spans = jaeger_spans(traces)
+    assert len(spans) == 1, spans
+    return spans[0]
+
+
+def test_python_sdk_span_arrives_in_jaeger_with_normalised_provider(stack):
+    """A span exported by the Python SDK with only an alias gen_ai.system gets the canonical provider name."""
+    service = unique_service("pipeline-python")
+    provider = sdk_tracer_provider(stack.otlp_grpc_endpoint, service)
+    with provider.get_tracer("test").start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT) as span:
+        span.set_attribute(semconv.GEN_AI_SYSTEM, "azure_openai")
+        span.set_attribute(semconv.GEN_AI_REQUEST_MODEL, "gpt-4o")
+        span.set_attribute(semconv.GEN_AI_OPERATION_NAME, "chat")
+    provider.shutdown()
+
+    tags = span_tags(_only_span(stack, service))
+    assert tags[semconv.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
+    assert tags[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o"
+
+
+def test_plain_otlp_span_with_bedrock_model_id_gets_aws_bedrock(stack):
+    """A non-Python service's span (gen_ai.system=anthropic, Bedrock model id) is attributed to aws.bedrock."""
+    service = unique_service("pipeline-java")
+    post_otlp_json_span(stack.otlp_http_endpoint, service, "chat",
+                        {semconv.GEN_AI_SYSTEM: "anthropic", semconv.GEN_AI_REQUEST_MODEL: BEDROCK_CLAUDE})
+
+    tags = span_tags(_only_span(stack, service))
+    assert tags[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+    assert tags[semconv.GEN_AI_REQUEST_MODEL] == BEDROCK_CLAUDE
+
+
+def test_span_metrics_by_provider_and_model_reach_prometheus(stack):
+    """span_metrics counts calls per provider and model; PromQL reads them back with those labels."""
+    service = unique_service("pipeline-metrics")
+    for _ in range(3):
+        post_otlp_json_span(stack.otlp_http_endpoint, service, "chat",
+                            {semconv.GEN_AI_SYSTEM: "anthropic", semconv.GEN_AI_REQUEST_MODEL: BEDROCK_CLAUDE,
+                             semconv.GEN_AI_OPERATION_NAME: "chat"})
+
+    def calls() -> float | None:
+        result = stack.prometheus_query(
+            f'sum by (gen_ai_provider_name, gen_ai_request_model, gen_ai_operation_name) '
+            f'({SPAN_METRICS_CALLS}{{service_name="{service}"}})')
+        return float(result[0]["value"][1]) == 3 and result[0]["metric"] if result else None
+
+    labels = poll(calls, timeout=60, message="3 span-metric calls in Prometheus")
+    assert labels == {"gen_ai_provider_name": "aws.bedrock", "gen_ai_request_model": BEDROCK_CLAUDE,
+                      "gen_ai_operation_name": "chat"}
+
+
+def test_span_metrics_duration_histogram_is_in_milliseconds(stack):
+    """The span-metrics duration histogram is exported in ms with explicit buckets, queryable by provider."""
+    service = unique_service("pipeline-duration")
+    post_otlp_json_span(stack.otlp_http_endpoint, service, "chat",
+                        {semconv.GEN_AI_PROVIDER_NAME: "openai", semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini"},
+                        duration_ms=120)
+
+    def count_under_250ms() -> list:
+        return stack.prometheus_query(
+            f'sum by (gen_ai_provider_name) (traces_span_metrics_duration_milliseconds_bucket'
+            f'{{service_name="{service}", le="250"}})')
+
+    result = poll(count_under_250ms, timeout=60, message="the duration histogram in Prometheus")
+    assert result[0]["metric"] == {"gen_ai_provider_name": "openai"}
+    assert float(result[0]["value"][1]) == 1
+
+
+def test_sdk_metrics_reach_prometheus_with_prometheus_names(stack):
+    """SDK instruments sent over OTLP come back by PromQL with unit suffixes and underscores."""
+    service = unique_service("pipeline-sdk-metrics")
+    meter_provider = sdk_meter_provider(stack.otlp_grpc_endpoint, service)
+    meter = meter_provider.get_meter("test")
+    labels = {semconv.GEN_AI_PROVIDER_NAME: "openai", semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini"}
+    meter.create_histogram("gen_ai.client.operation.duration", unit="s").record(0.42, labels)
+    meter.create_counter("chat_stream_tokens", unit="{token}").add(7, labels)
+    meter_provider.shutdown()
+
+    def series(promql: str):
+        return lambda: stack.prometheus_query(promql)
+
+    tokens = poll(series(f'chat_stream_tokens_total{{job="{service}"}}'), timeout=60,
+                  message="chat_stream_tokens_total in Prometheus")
+    assert float(tokens[0]["value"][1]) == 7
+    assert tokens[0]["metric"]["gen_ai_provider_name"] == "openai"
+    durations = poll(series(f'gen_ai_client_operation_duration_seconds_count{{job="{service}"}}'), timeout=60,
+                     message="gen_ai_client_operation_duration_seconds in Prometheus")
+    assert float(durations[0]["value"][1]) == 1
+    assert durations[0]["metric"]["gen_ai_request_model"] == "gpt-4o-mini"

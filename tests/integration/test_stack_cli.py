@@ -1,0 +1,93 @@
+"""``otel-llm stack up|status|down`` as a user runs it: a subprocess on a temp state dir and random ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from otel_llm.stack.run import ALL_PORTS, free_ports, redis_ping
+
+CLI = str(Path(sys.executable).parent / "otel-llm")
+CLI_TIMEOUT_SECONDS = 300
+
+
+def _environment(state_dir: Path, **extra: str) -> dict[str, str]:
+    ports = free_ports(len(ALL_PORTS))
+    env = {**os.environ, "OTEL_LLM_STATE_DIR": str(state_dir), "LANGSMITH_API_KEY": "", **extra}
+    env.update({spec.env_var: str(port) for spec, port in zip(ALL_PORTS, ports, strict=True)})
+    return env
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "stack", *args], env=env, capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT_SECONDS)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture()
+def cli_env(stack_binaries, tmp_path):
+    env = _environment(tmp_path / "state")
+    yield env
+    _run(env, "down")
+
+
+def test_up_is_idempotent_status_reports_endpoints_and_down_stops_everything(cli_env):
+    """up twice keeps one stack; status --json lists healthy endpoints; down leaves no process; down again is ok."""
+    first = _run(cli_env, "up", "--jaeger-storage", "memory", "--json")
+    assert first.returncode == 0, first.stderr
+    pids = {name: c["pid"] for name, c in json.loads(first.stdout)["components"].items()}
+    assert set(pids) == {"redis", "prometheus", "jaeger", "collector"}
+
+    second = _run(cli_env, "up", "--json")
+    assert second.returncode == 0, second.stderr
+    assert {name: c["pid"] for name, c in json.loads(second.stdout)["components"].items()} == pids
+
+    status = _run(cli_env, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert all(component["healthy"] for component in report["components"].values())
+    assert report["endpoints"]["otlp_grpc"] == f"127.0.0.1:{cli_env['OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT']}"
+    assert report["endpoints"]["prometheus"] == f"http://127.0.0.1:{cli_env['OTEL_LLM_PROMETHEUS_PORT']}"
+    assert redis_ping(int(cli_env["OTEL_LLM_REDIS_PORT"]))
+
+    assert _run(cli_env, "down").returncode == 0
+    assert not any(_alive(pid) for pid in pids.values())
+    stopped = _run(cli_env, "status", "--json")
+    assert stopped.returncode == 3
+    assert not any(c["running"] for c in json.loads(stopped.stdout)["components"].values())
+    assert _run(cli_env, "down").returncode == 0
+
+
+def test_up_names_the_taken_port_its_variable_and_holder(cli_env):
+    """A port in use fails `up` before anything starts, naming the port, its env var and the holding process."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(cli_env["OTEL_LLM_JAEGER_QUERY_HTTP_PORT"])))
+        squatter.listen()
+        result = _run(cli_env, "up")
+    assert result.returncode == 1
+    assert f"Port {cli_env['OTEL_LLM_JAEGER_QUERY_HTTP_PORT']}" in result.stderr
+    assert "OTEL_LLM_JAEGER_QUERY_HTTP_PORT" in result.stderr
+    assert f"pid {os.getpid()}" in result.stderr
+    assert not redis_ping(int(cli_env["OTEL_LLM_REDIS_PORT"]))  # nothing was left running
+
+
+def test_up_without_built_binaries_names_the_build_command(cli_env, tmp_path):
+    """With an empty build cache, `up` fails naming `otel-llm stack build` and starts nothing."""
+    env = {**cli_env, "OTEL_LLM_CACHE_DIR": str(tmp_path / "empty-cache")}
+    result = _run(env, "up")
+    assert result.returncode == 1
+    assert "otel-llm stack build" in result.stderr
+    assert not redis_ping(int(env["OTEL_LLM_REDIS_PORT"]))

@@ -1,0 +1,88 @@
+"""A local OTLP/HTTP traces receiver standing in for LangSmith's OTel endpoint (unreachable from here).
+
+It accepts what LangSmith documents: ``POST <base>/otel/v1/traces`` with ``Content-Type: application/x-protobuf``
+(gzip allowed), an ``x-api-key`` header and an optional ``Langsmith-Project`` header. Every request is recorded as a
+``ReceivedRequest`` (path, lower-cased headers, the decoded ``ExportTraceServiceRequest``); a request that does not
+fit the wire format is recorded too, with ``request=None``, and answered 400 so a test can see the mismatch.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+TRACES_PATH = "/otel/v1/traces"
+PROTOBUF = "application/x-protobuf"
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    request: ExportTraceServiceRequest | None
+
+    def spans(self) -> list:
+        """Every span in the request (empty for a rejected one)."""
+        if self.request is None:
+            return []
+        return [span for resource_spans in self.request.resource_spans
+                for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
+
+
+class OtlpHttpReceiver:
+    """Listens on 127.0.0.1 (random port) until ``close()``; ``base_url`` is what LANGSMITH_ENDPOINT is set to."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                request = None
+                if self.path == TRACES_PATH and headers.get("content-type") == PROTOBUF:
+                    if headers.get("content-encoding") == "gzip":
+                        body = gzip.decompress(body)
+                    request = ExportTraceServiceRequest.FromString(body)
+                receiver._record(ReceivedRequest(self.path, headers, request))
+                reply = ExportTraceServiceResponse().SerializeToString() if request is not None else b""
+                self.send_response(200 if request is not None else 400)
+                self.send_header("Content-Type", PROTOBUF)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _record(self, received: ReceivedRequest) -> None:
+        with self._lock:
+            self.requests.append(received)
+
+    def spans(self) -> list:
+        """Every span received so far, across requests."""
+        with self._lock:
+            requests = list(self.requests)
+        return [span for received in requests for span in received.spans()]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

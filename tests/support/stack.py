@@ -1,0 +1,65 @@
+"""``StackUnderTest``: the running stack as the tests see it (endpoints, the LangSmith stand-in, query helpers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from otel_llm.stack.run import Stack
+from tests.support import queries
+from tests.support.otlp_receiver import OtlpHttpReceiver
+
+TEST_LANGSMITH_API_KEY = "lsv2-test-key"
+TEST_LANGSMITH_PROJECT = "otel-llm-tests"
+# Short intervals so a test sees its data within seconds (docs/stack.md lists the variables).
+FAST_SETTINGS = {
+    "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s",
+    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "1s",
+}
+
+
+def start_stack(state_dir: Path, *, langsmith_endpoint: str, langsmith_api_key: str = TEST_LANGSMITH_API_KEY,
+                components: tuple[str, ...] | None = None, overrides: dict[str, str] | None = None) -> Stack:
+    """A stack on random free ports in ``state_dir``, exporting to LangSmith at ``langsmith_endpoint``.
+
+    An empty ``langsmith_api_key`` switches the LangSmith export off (the collector config's own rule).
+    """
+    langsmith = {"LANGSMITH_API_KEY": langsmith_api_key, "LANGSMITH_PROJECT": TEST_LANGSMITH_PROJECT,
+                 "LANGSMITH_ENDPOINT": langsmith_endpoint}
+    kwargs = {"components": components} if components is not None else {}
+    stack = Stack.create(state_dir, environ={}, random_ports=True,
+                         overrides={**FAST_SETTINGS, **langsmith, **(overrides or {})}, **kwargs)
+    try:
+        stack.up()
+    except BaseException:
+        stack.down()
+        raise
+    return stack
+
+
+class StackUnderTest:
+    """What the ``stack`` fixture yields. Endpoints are plain strings; the query helpers poll nothing themselves."""
+
+    def __init__(self, stack: Stack, langsmith_receiver: OtlpHttpReceiver) -> None:
+        self.runner = stack
+        self.langsmith_receiver = langsmith_receiver
+        self.otlp_grpc_endpoint = stack.otlp_grpc_endpoint  # "127.0.0.1:port"
+        self.otlp_http_endpoint = stack.otlp_http_endpoint  # "http://127.0.0.1:port"
+        self.collector_metrics_url = stack.collector_metrics_url
+        self.jaeger_query_url = stack.jaeger_query_url
+        self.prometheus_url = stack.prometheus_url
+        self.redis_url = stack.redis_url
+
+    def stop_jaeger(self) -> None:
+        self.runner.stop("jaeger")
+
+    def start_jaeger(self) -> None:
+        self.runner.start("jaeger")
+
+    def find_traces(self, service: str, tags: dict[str, str] | None = None, **kwargs) -> list[dict]:
+        return queries.jaeger_find_traces(self.jaeger_query_url, service, tags, **kwargs)
+
+    def get_trace(self, trace_id: str) -> dict | None:
+        return queries.jaeger_get_trace(self.jaeger_query_url, trace_id)
+
+    def prometheus_query(self, promql: str) -> list[dict]:
+        return queries.prometheus_query(self.prometheus_url, promql)

@@ -1,0 +1,157 @@
+"""otel_llm.stack.run and `otel-llm stack` without servers: ports, settings, state files, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from otel_llm.cli import main as cli_main
+from otel_llm.settings import reset_warnings
+from otel_llm.stack.build import BUILD_COMMAND, StackBinaries
+from otel_llm.stack.run import (
+    ALL_PORTS,
+    REDIS,
+    STATE_FILE,
+    Stack,
+    StackError,
+    free_ports,
+    port_holder,
+    port_is_free,
+    resolve_ports,
+)
+
+NO_BINARIES = StackBinaries(collector=None, jaeger=None, prometheus=None, promtool=None, redis_server=None)
+
+
+def _own_argv0() -> str:
+    return Path(f"/proc/{os.getpid()}/cmdline").read_bytes().split(b"\0")[0].decode()
+
+
+def _stack(tmp_path: Path, **kwargs) -> Stack:
+    return Stack.create(tmp_path / "state", environ={}, random_ports=True, **kwargs)
+
+
+class TestPorts:
+    def test_free_ports_are_distinct_and_bindable(self):
+        """free_ports gives distinct ports a server can listen on."""
+        ports = free_ports(5)
+        assert len(set(ports)) == 5
+        assert all(port_is_free(port) for port in ports)
+
+    def test_a_listening_port_is_taken_and_its_holder_is_named(self):
+        """A port with a listener is not free, and the holder is this process."""
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            port = listener.getsockname()[1]
+            assert not port_is_free(port)
+            assert port_holder(port) == f"pid {os.getpid()} ({_own_argv0()})"
+
+    def test_ports_come_from_env_vars_with_defaults(self):
+        """A set port variable wins; unset ones take the documented default."""
+        ports = resolve_ports({REDIS.env_var: "7001"})
+        assert ports[REDIS.env_var] == 7001
+        assert ports["OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT"] == 4317
+
+    def test_a_bad_port_variable_warns_once_and_defaults(self, caplog):
+        """An out-of-range port warns naming the variable, then uses the default."""
+        reset_warnings()
+        with caplog.at_level(logging.WARNING):
+            ports = resolve_ports({REDIS.env_var: "70000"})
+            resolve_ports({REDIS.env_var: "70000"})
+        assert ports[REDIS.env_var] == REDIS.default
+        warnings = [record.getMessage() for record in caplog.records if REDIS.env_var in record.getMessage()]
+        assert len(warnings) == 1
+
+    def test_random_ports_cover_every_port_variable_without_repeats(self):
+        """random_ports gives each of the stack's ports its own free port."""
+        ports = resolve_ports({}, random_ports=True)
+        assert set(ports) == {spec.env_var for spec in ALL_PORTS}
+        assert len(set(ports.values())) == len(ALL_PORTS)
+
+
+class TestStackSettings:
+    def test_data_dirs_live_in_the_state_dir(self, tmp_path):
+        """The collector queue, badger and Prometheus URL are derived from the state dir and ports."""
+        stack = _stack(tmp_path)
+        assert stack.env["OTEL_LLM_COLLECTOR_STORAGE_DIR"].startswith(str(stack.state_dir))
+        assert stack.env["OTEL_LLM_JAEGER_BADGER_DIR"].startswith(str(stack.state_dir))
+        assert stack.env["OTEL_LLM_PROMETHEUS_URL"] == stack.prometheus_url
+
+    def test_invalid_arguments_are_rejected_naming_the_parameter(self, tmp_path):
+        """Unknown components, storages and missing port variables raise ValueError."""
+        with pytest.raises(ValueError, match="components"):
+            _stack(tmp_path, components=("zipkin",))
+        with pytest.raises(ValueError, match="jaeger_storage"):
+            _stack(tmp_path, jaeger_storage="cassandra")
+        with pytest.raises(ValueError, match="OTEL_LLM_REDIS_PORT"):
+            Stack(tmp_path, {})
+
+    def test_the_api_key_is_never_written_to_the_state_file(self, tmp_path):
+        """stack.json keeps ports and settings but not LANGSMITH_API_KEY; load takes the key from the environment."""
+        stack = _stack(tmp_path, overrides={"LANGSMITH_API_KEY": "secret-key", "LANGSMITH_PROJECT": "p"},
+                       binaries=NO_BINARIES)
+        with pytest.raises(StackError):
+            stack.up()
+        recorded = (stack.state_dir / STATE_FILE).read_text()
+        assert "secret-key" not in recorded
+        loaded = Stack.load(stack.state_dir, environ={"LANGSMITH_API_KEY": "from-env"})
+        assert loaded.env["LANGSMITH_API_KEY"] == "from-env"
+        assert loaded.env["LANGSMITH_PROJECT"] == "p"
+        assert loaded.endpoints() == stack.endpoints()
+
+
+class TestLifecycleWithoutServers:
+    def test_missing_binary_names_the_build_command_and_starts_nothing(self, tmp_path):
+        """up with no binaries raises StackError naming `otel-llm stack build`; no pid file is written."""
+        stack = _stack(tmp_path, binaries=NO_BINARIES)
+        with pytest.raises(StackError, match=BUILD_COMMAND):
+            stack.up()
+        assert list(stack.state_dir.glob("*.pid")) == []
+
+    def test_down_and_status_of_a_stack_never_started(self, tmp_path):
+        """down is a no-op and status reports every component stopped, with endpoints."""
+        stack = _stack(tmp_path)
+        stack.down()
+        status = stack.status()
+        assert not any(component["running"] for component in status["components"].values())
+        assert status["endpoints"]["redis"] == stack.redis_url
+
+    def test_a_stale_pid_file_is_not_a_running_component(self, tmp_path):
+        """A pid file naming a live process that runs another binary does not count as running."""
+        stack = _stack(tmp_path)
+        stack.state_dir.mkdir(parents=True)
+        (stack.state_dir / "redis.pid").write_text(f"{os.getpid()}\n/usr/bin/redis-server\n")
+        assert stack.pid("redis") is None
+        (stack.state_dir / "redis.pid").write_text(f"{os.getpid()}\n{_own_argv0()}\n")
+        assert stack.pid("redis") == os.getpid()
+
+
+class TestCli:
+    def test_status_json_of_an_empty_state_dir_exits_3(self, tmp_path, capsys):
+        """`otel-llm stack status --json` prints the endpoints and exits 3 when nothing runs."""
+        code = cli_main(["stack", "--state-dir", str(tmp_path), "status", "--json"])
+        report = json.loads(capsys.readouterr().out)
+        assert code == 3
+        assert set(report["endpoints"]) >= {"otlp_grpc", "otlp_http", "jaeger_query", "prometheus", "redis"}
+
+    def test_up_without_binaries_exits_1_naming_the_build_command(self, tmp_path, capsys, monkeypatch):
+        """`otel-llm stack up` with an empty build cache fails with the build command in the message."""
+        monkeypatch.setenv("OTEL_LLM_CACHE_DIR", str(tmp_path / "empty-cache"))
+        for spec, port in zip(ALL_PORTS, free_ports(len(ALL_PORTS)), strict=True):
+            monkeypatch.setenv(spec.env_var, str(port))
+        code = cli_main(["stack", "--state-dir", str(tmp_path / "state"), "up"])
+        assert code == 1
+        assert BUILD_COMMAND in capsys.readouterr().err
+
+    def test_logs_prints_each_component_log(self, tmp_path, capsys):
+        """`otel-llm stack logs redis` prints the tail of the redis log."""
+        (tmp_path / "logs").mkdir()
+        (tmp_path / "logs" / "redis.log").write_text("line 1\nReady to accept connections\n")
+        assert cli_main(["stack", "--state-dir", str(tmp_path), "logs", "redis", "-n", "1"]) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == "Ready to accept connections"
