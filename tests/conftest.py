@@ -8,17 +8,19 @@ Fixtures (stable API, used by the integration, e2e and CLI tests of every task):
     ``otel_llm.stack.build.StackBinaries``: built or reused via ``build_all()`` (seconds when cached).
 ``langsmith_receiver`` (session)
     ``tests.support.otlp_receiver.OtlpHttpReceiver``: the local stand-in for LangSmith's OTel endpoint.
-    ``.requests`` is a list of ``ReceivedRequest(path, headers, request)`` (lower-cased headers, ``request`` the
-    decoded ``ExportTraceServiceRequest``); ``.spans()`` flattens them; ``.base_url`` is LANGSMITH_ENDPOINT.
+    ``.requests`` is a list of ``ReceivedRequest(path, headers, request)`` (lower-cased headers, ``request``
+    the decoded ``ExportTraceServiceRequest``); ``.spans()`` flattens them; ``.base_url`` is the
+    LANGSMITH_ENDPOINT the collector posts to.
 ``stack`` (session)
     ``tests.support.stack.StackUnderTest``: collector, Jaeger (badger), Prometheus and Redis started with
-    ``otel_llm.stack.run`` in a temporary state dir, stopped at session end (also when tests fail). Attributes:
-    ``otlp_grpc_endpoint`` ("127.0.0.1:port"), ``otlp_http_endpoint`` ("http://127.0.0.1:port"),
-    ``collector_metrics_url``, ``jaeger_query_url``, ``prometheus_url``, ``redis_url``, ``langsmith_receiver``,
-    ``runner`` (the ``otel_llm.stack.run.Stack``). Methods: ``stop_jaeger()``, ``start_jaeger()``,
-    ``find_traces(service, tags)``, ``get_trace(trace_id)``, ``prometheus_query(promql)``.
-    The collector exports to LangSmith with key ``TEST_LANGSMITH_API_KEY`` and project ``TEST_LANGSMITH_PROJECT``
-    (tests.support.stack), flushes span metrics every 1 s; Prometheus scrapes every 1 s.
+    ``otel_llm.stack.run`` in a temporary state dir, stopped at session end (also when tests fail).
+    Attributes: ``otlp_grpc_endpoint`` ("127.0.0.1:port"), ``otlp_http_endpoint`` ("http://127.0.0.1:port"),
+    ``collector_metrics_url``, ``jaeger_query_url``, ``prometheus_url``, ``redis_url``,
+    ``langsmith_receiver``, ``runner`` (the ``otel_llm.stack.run.Stack``). Methods: ``stop_jaeger()``,
+    ``start_jaeger()``, ``find_traces(service, tags)``, ``get_trace(trace_id)``, ``prometheus_query(promql)``.
+    The collector exports to LangSmith with key ``TEST_LANGSMITH_API_KEY`` and project
+    ``TEST_LANGSMITH_PROJECT`` (tests.support.stack), flushes span metrics every 1 s; Prometheus scrapes every
+    1 s.
 
 Waiting: use ``tests.support.poll.poll(probe, timeout=...)``, never a sleep.
 """

@@ -1,8 +1,9 @@
 """``otel-llm stack build|up|down|status|logs``: build the binaries and run the local stack (docs/stack.md).
 
 Each command works on one state directory (``--state-dir``, default ``$OTEL_LLM_STATE_DIR`` or
-``~/.local/state/otel-llm``). ``up`` takes ports from the ``OTEL_LLM_*_PORT`` variables (defaults in docs/stack.md);
-once a stack runs, ``status``, ``logs``, ``down`` and a second ``up`` use the ports it recorded.
+``~/.local/state/otel-llm``). ``up`` takes ports from the ``OTEL_LLM_*_PORT`` variables (defaults in
+docs/stack.md); once a stack runs, ``status``, ``logs``, ``down`` and a second ``up`` use the ports it
+recorded. ``status`` exits 0 when every component is healthy, 3 otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="badger keeps traces across restarts (default); memory is for quick runs")
     up.add_argument("--json", action="store_true", help="print the status as JSON once up")
     up.set_defaults(handler=_up)
-    commands.add_parser("down", help="stop every component (ok when already stopped)").set_defaults(handler=_down)
+    down = commands.add_parser("down", help="stop every component (ok when already stopped)")
+    down.set_defaults(handler=_down)
     status = commands.add_parser("status", help="endpoints and health of each component")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
@@ -64,7 +66,7 @@ def _up(args: argparse.Namespace) -> int:
 
     state_dir = _state_dir(args)
     recorded = Stack.load(state_dir)
-    # A recorded stack with a live component is the one to complete; otherwise start afresh from the environment.
+    # A recorded stack with a live component is the one to complete; otherwise start afresh from the env.
     if recorded is not None and any(recorded.pid(c.name) is not None for c in recorded.components):
         stack = recorded
     else:
@@ -109,7 +111,10 @@ def _print_status(status: dict, *, as_json: bool) -> None:
         return
     print(f"state dir: {status['state_dir']}")
     for name, component in status["components"].items():
-        health = "healthy" if component["healthy"] else ("running, unhealthy" if component["running"] else "stopped")
+        if component["healthy"]:
+            health = "healthy"
+        else:
+            health = "running, unhealthy" if component["running"] else "stopped"
         print(f"  {name:<11} {health:<19} pid={component['pid']}  log={component['log']}")
     for name, endpoint in status["endpoints"].items():
         print(f"  {name:<17} {endpoint}")

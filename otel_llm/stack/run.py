@@ -1,17 +1,18 @@
 """Run the local stack: the collector, Jaeger, Prometheus and Redis as background processes on 127.0.0.1.
 
-One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STATE_DIR`` or ``~/.local/state/otel-llm``) that
-holds, per component, a pid file (``<name>.pid``: pid and binary path) and a log (``logs/<name>.log``), plus the
-data directories (badger, the collector's persistent queue, the Prometheus TSDB, Redis' working dir) and
-``stack.json``: the ports and settings the running stack was started with, so ``status``/``down`` and a second ``up``
-see the same stack. Secrets (``LANGSMITH_API_KEY``) are never written there.
+One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STATE_DIR`` or ``~/.local/state/otel-llm``)
+that holds, per component, a pid file (``<name>.pid``: pid and binary path) and a log (``logs/<name>.log``),
+plus the data directories (badger, the collector's persistent queue, the Prometheus TSDB, Redis' working dir)
+and ``stack.json``: the ports and settings the stack was started with, so ``status``/``down`` and a second
+``up`` see the same stack. Secrets (``LANGSMITH_API_KEY``) are never written there.
 
-Every component is started in its own process group (``start_new_session``) and stopped by signalling the group, so
-no process outlives ``down``. ``up`` is idempotent: a component whose recorded process is alive is left alone.
-Ports and data directories reach the configs as the environment variables listed in docs/stack.md (C's contract);
+Every component is started in its own process group (``start_new_session``) and stopped by signalling the
+group, so no process outlives ``down``. ``up`` is idempotent: a component whose recorded process is alive is
+left alone. Ports and data directories reach the configs as the environment variables listed in docs/stack.md;
 the ports come from the same variables in the caller's environment, or are all picked free at random (tests).
 
-Start order follows the data path backwards: Redis, Prometheus, Jaeger, then the collector that exports into them.
+Start order follows the data path backwards: Redis, Prometheus, Jaeger, then the collector exporting into
+them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ HEALTH_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 20.0
 POLL_INTERVAL_SECONDS = 0.1
 HTTP_PROBE_TIMEOUT_SECONDS = 1.0
-# Variables passed from the caller's environment to the configs when set (docs/stack.md); never persisted if secret.
+# Variables passed from the caller's environment to the configs when set (docs/stack.md); secrets are
+# never persisted.
 PASSTHROUGH_VARIABLES = (
     "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB",
     "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL",
@@ -70,7 +72,7 @@ class PortSpec:
 
 @dataclass(frozen=True)
 class Component:
-    """A process of the stack: its binary (a ``StackBinaries`` field), ports, command line and health probe."""
+    """A process of the stack: its binary (``StackBinaries`` field), ports, command line and health probe."""
 
     name: str
     binary_field: str
@@ -152,7 +154,8 @@ COMPONENTS: tuple[Component, ...] = (
               lambda s: _http_ok(f"http://{HOST}:{s.port(JAEGER_HEALTH)}/status")
               and _http_ok(f"{s.jaeger_query_url}/")),
     Component("collector", "collector",
-              (COLLECTOR_OTLP_GRPC, COLLECTOR_OTLP_HTTP, COLLECTOR_HEALTH, COLLECTOR_PROMETHEUS, COLLECTOR_TELEMETRY),
+              (COLLECTOR_OTLP_GRPC, COLLECTOR_OTLP_HTTP, COLLECTOR_HEALTH, COLLECTOR_PROMETHEUS,
+               COLLECTOR_TELEMETRY),
               _collector_command,
               lambda s: _http_ok(f"http://{HOST}:{s.port(COLLECTOR_HEALTH)}/")),
 )
@@ -189,7 +192,7 @@ def port_is_free(port: int) -> bool:
 
 
 def port_holder(port: int) -> str | None:
-    """``"pid N (command)"`` of the process listening on a TCP port, when /proc tells (Linux, same user or root)."""
+    """``"pid N (command)"`` of the process listening on a TCP port, when /proc tells (same user or root)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as lines:
@@ -238,7 +241,8 @@ class Stack:
         if unknown:
             raise ValueError(f"components must be among {sorted(COMPONENTS_BY_NAME)}, got {unknown}")
         if jaeger_storage not in JAEGER_CONFIGS:
-            raise ValueError(f"jaeger_storage must be one of {sorted(JAEGER_CONFIGS)}, got {jaeger_storage!r}")
+            raise ValueError(
+                f"jaeger_storage must be one of {sorted(JAEGER_CONFIGS)}, got {jaeger_storage!r}")
         missing_ports = [spec.env_var for spec in ALL_PORTS if not str(env.get(spec.env_var, "")).isdigit()]
         if missing_ports:
             raise ValueError(f"env must set every port variable to a number; missing {missing_ports}")
@@ -249,7 +253,7 @@ class Stack:
         self._binaries = binaries
         self._processes: dict[str, subprocess.Popen] = {}
 
-    # --- construction ------------------------------------------------------------------------------------------
+    # --- construction
     @classmethod
     def create(
         cls,
@@ -260,12 +264,13 @@ class Stack:
         overrides: Mapping[str, str] | None = None,
         **kwargs,
     ) -> Stack:
-        """A stack with ports from ``environ`` (or random), data dirs inside ``state_dir``, then ``overrides``."""
+        """Ports from ``environ`` (or random), data dirs inside ``state_dir``, then ``overrides`` on top."""
         environ = os.environ if environ is None else environ
         state_dir = Path(state_dir).expanduser().resolve()
         ports = resolve_ports(environ, random_ports=random_ports)
         env = {name: str(port) for name, port in ports.items()}
-        env.update({name: environ[name] for name in PASSTHROUGH_VARIABLES + SECRET_VARIABLES if name in environ})
+        passed = PASSTHROUGH_VARIABLES + SECRET_VARIABLES
+        env.update({name: environ[name] for name in passed if name in environ})
         env["OTEL_LLM_COLLECTOR_STORAGE_DIR"] = str(state_dir / "collector-storage")
         env["OTEL_LLM_JAEGER_BADGER_DIR"] = str(state_dir / "jaeger-badger")
         env["OTEL_LLM_PROMETHEUS_URL"] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
@@ -274,7 +279,7 @@ class Stack:
 
     @classmethod
     def load(cls, state_dir: Path, environ: Mapping[str, str] | None = None) -> Stack | None:
-        """The stack recorded in ``state_dir/stack.json`` (secrets from ``environ``), or None when none was."""
+        """The stack recorded in ``state_dir/stack.json`` (secrets from ``environ``), or None."""
         state_dir = Path(state_dir).expanduser().resolve()
         try:
             recorded = json.loads((state_dir / STATE_FILE).read_text())
@@ -283,7 +288,8 @@ class Stack:
         environ = os.environ if environ is None else environ
         env = dict(recorded["env"])
         env.update({name: environ[name] for name in SECRET_VARIABLES if name in environ})
-        return cls(state_dir, env, components=recorded["components"], jaeger_storage=recorded["jaeger_storage"])
+        return cls(state_dir, env, components=recorded["components"],
+                   jaeger_storage=recorded["jaeger_storage"])
 
     def _save(self) -> None:
         recorded = {
@@ -294,7 +300,7 @@ class Stack:
         path = self.state_dir / STATE_FILE
         path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
 
-    # --- endpoints -----------------------------------------------------------------------------------------------
+    # --- endpoints
     def port(self, spec: PortSpec) -> int:
         return int(self.env[spec.env_var])
 
@@ -332,7 +338,7 @@ class Stack:
             "redis": self.redis_url,
         }
 
-    # --- process bookkeeping -------------------------------------------------------------------------------------
+    # --- process bookkeeping
     def _pid_file(self, name: str) -> Path:
         return self.state_dir / f"{name}.pid"
 
@@ -374,7 +380,8 @@ class Stack:
         binary = getattr(binaries, component.binary_field)
         if binary is None or not Path(binary).exists():
             raise StackError(
-                f"The {component.name} binary is missing. Build it with `{BUILD_COMMAND}` (or `make stack-build`)."
+                f"The {component.name} binary is missing. "
+                f"Build it with `{BUILD_COMMAND}` (or `make stack-build`)."
             )
         return Path(binary)
 
@@ -385,10 +392,11 @@ class Stack:
                 holder = port_holder(port)
                 raise StackError(
                     f"Port {port} ({spec.purpose}) on {HOST} is already in use"
-                    f"{f' by {holder}' if holder else ''}. Set {spec.env_var} to a free port, or stop what holds it."
+                    f"{f' by {holder}' if holder else ''}. "
+                    f"Set {spec.env_var} to a free port, or stop what holds it."
                 )
 
-    # --- lifecycle -----------------------------------------------------------------------------------------------
+    # --- lifecycle
     def up(self, timeout: float = HEALTH_TIMEOUT_SECONDS) -> dict:
         """Start every component not already running, wait until all are healthy, and return ``status()``."""
         with self._locked():
@@ -407,7 +415,7 @@ class Stack:
         return self.status()
 
     def down(self) -> None:
-        """Stop every component (collector first, so it can flush), remove pid files. Stopping a stopped stack is ok."""
+        """Stop every component (collector first, so it can flush); a stopped stack stays stopped."""
         with self._locked():
             for component in reversed(self.components):
                 self._stop(component)
@@ -473,7 +481,7 @@ class Stack:
                 process.wait()
         self._pid_file(component.name).unlink(missing_ok=True)
 
-    # --- reporting -----------------------------------------------------------------------------------------------
+    # --- reporting
     def status(self) -> dict:
         """Endpoints, and per component: pid, running, healthy, log path (what `status --json` prints)."""
         components = {}

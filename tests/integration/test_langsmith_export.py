@@ -1,8 +1,8 @@
-"""The collector's LangSmith exporter: OTLP/HTTP protobuf to ``$LANGSMITH_ENDPOINT/otel/v1/traces`` with the key
-and project headers when LANGSMITH_API_KEY is set, and nothing at all when it is not.
+"""The collector's LangSmith exporter: OTLP/HTTP protobuf to ``$LANGSMITH_ENDPOINT/otel/v1/traces`` with the
+key and project headers when LANGSMITH_API_KEY is set, and nothing at all when it is not.
 
-LangSmith itself is unreachable from here; ``OtlpHttpReceiver`` stands in for it and checks its documented wire
-format (path, content type, headers)."""
+LangSmith itself is unreachable from here; ``OtlpHttpReceiver`` stands in for it and checks its documented
+wire format (path, content type, headers)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _spans_of(receiver: OtlpHttpReceiver, service: str) -> list:
 
 
 def test_langsmith_receives_whole_trace_with_key_and_project_headers(stack):
-    """Both spans of a trace are posted as protobuf to /otel/v1/traces with x-api-key and Langsmith-Project."""
+    """Both spans of a trace are posted as protobuf to /otel/v1/traces with the key and project headers."""
     service = unique_service("langsmith-export")
     _send_parent_and_llm_child(stack.otlp_grpc_endpoint, service)
 
@@ -72,7 +72,7 @@ def keyless_collector(stack, tmp_path):
 
 
 def test_nothing_is_posted_to_langsmith_without_a_key(stack, keyless_collector):
-    """With no key the collector still exports to Jaeger, and has posted nothing to LangSmith when it stops."""
+    """With no key the collector still exports to Jaeger, and has posted nothing to LangSmith at its stop."""
     collector, receiver = keyless_collector
     service = unique_service("langsmith-no-key")
     _send_parent_and_llm_child(collector.otlp_grpc_endpoint, service)

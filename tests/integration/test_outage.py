@@ -1,5 +1,5 @@
-"""Jaeger down for 20 s under steady load: the collector's persistent sending queue delivers every span afterwards,
-and badger keeps what was stored before the restart."""
+"""Jaeger down for 20 s under steady load: the collector's persistent sending queue delivers every span
+afterwards, and badger keeps what was stored before the restart."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_spans_sent_while_jaeger_is_down_arrive_after_restart(stack):
         send(count=TRACES_AFTER)
         provider.force_flush()
     finally:
-        stack.start_jaeger()  # no-op when running; keeps the session stack whole if the test failed mid-outage
+        stack.start_jaeger()  # no-op when running; keeps the session stack whole if the test failed midway
         provider.shutdown()
 
     assert len(during) >= OUTAGE_SECONDS / SEND_INTERVAL_SECONDS / 2, "the load generator fell far behind"

@@ -1,4 +1,4 @@
-"""Spans and metrics through the real pipeline: collector (transform, span_metrics) into Jaeger and Prometheus."""
+"""Spans and metrics through the real pipeline: collector transform and span_metrics, Jaeger, Prometheus."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_python_sdk_span_arrives_in_jaeger_with_normalised_provider(stack):
 
 
 def test_plain_otlp_span_with_bedrock_model_id_gets_aws_bedrock(stack):
-    """A non-Python service's span (gen_ai.system=anthropic, Bedrock model id) is attributed to aws.bedrock."""
+    """A non-Python service's span (gen_ai.system=anthropic, Bedrock model id) gets provider aws.bedrock."""
     service = unique_service("pipeline-java")
     post_otlp_json_span(stack.otlp_http_endpoint, service, "chat",
                         {semconv.GEN_AI_SYSTEM: "anthropic", semconv.GEN_AI_REQUEST_MODEL: BEDROCK_CLAUDE})

@@ -45,7 +45,7 @@ def cli_env(stack_binaries, tmp_path):
 
 
 def test_up_is_idempotent_status_reports_endpoints_and_down_stops_everything(cli_env):
-    """up twice keeps one stack; status --json lists healthy endpoints; down leaves no process; down again is ok."""
+    """up twice keeps one stack; status --json lists healthy endpoints; down leaves no process, twice."""
     first = _run(cli_env, "up", "--jaeger-storage", "memory", "--json")
     assert first.returncode == 0, first.stderr
     pids = {name: c["pid"] for name, c in json.loads(first.stdout)["components"].items()}
@@ -72,7 +72,7 @@ def test_up_is_idempotent_status_reports_endpoints_and_down_stops_everything(cli
 
 
 def test_up_names_the_taken_port_its_variable_and_holder(cli_env):
-    """A port in use fails `up` before anything starts, naming the port, its env var and the holding process."""
+    """A port in use fails `up` before anything starts, naming the port, its env var and its holder."""
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", int(cli_env["OTEL_LLM_JAEGER_QUERY_HTTP_PORT"])))
         squatter.listen()

@@ -1,1 +1,3 @@
-"""Helpers for the integration and end-to-end tests: polling, a local OTLP/HTTP receiver, Jaeger/Prometheus queries."""
+"""Helpers for integration and end-to-end tests: polling, a local OTLP/HTTP receiver, Jaeger and
+Prometheus queries.
+"""

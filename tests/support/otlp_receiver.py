@@ -1,9 +1,10 @@
 """A local OTLP/HTTP traces receiver standing in for LangSmith's OTel endpoint (unreachable from here).
 
-It accepts what LangSmith documents: ``POST <base>/otel/v1/traces`` with ``Content-Type: application/x-protobuf``
-(gzip allowed), an ``x-api-key`` header and an optional ``Langsmith-Project`` header. Every request is recorded as a
-``ReceivedRequest`` (path, lower-cased headers, the decoded ``ExportTraceServiceRequest``); a request that does not
-fit the wire format is recorded too, with ``request=None``, and answered 400 so a test can see the mismatch.
+It accepts what LangSmith documents: ``POST <base>/otel/v1/traces`` with ``Content-Type:
+application/x-protobuf`` (gzip allowed), an ``x-api-key`` header and an optional ``Langsmith-Project`` header.
+Every request is recorded as a ``ReceivedRequest`` (path, lower-cased headers, the decoded
+``ExportTraceServiceRequest``); a request that does not fit the wire format is recorded too, with
+``request=None``, and answered 400 so a test can see the mismatch.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ReceivedRequest:
 
 
 class OtlpHttpReceiver:
-    """Listens on 127.0.0.1 (random port) until ``close()``; ``base_url`` is what LANGSMITH_ENDPOINT is set to."""
+    """Listens on 127.0.0.1 (random port) until ``close()``; ``base_url`` is the LANGSMITH_ENDPOINT to set."""
 
     def __init__(self) -> None:
         self.requests: list[ReceivedRequest] = []

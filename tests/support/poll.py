@@ -18,9 +18,9 @@ def poll(
     interval: float = DEFAULT_INTERVAL_SECONDS,
     message: str = "condition",
 ) -> T:
-    """Call ``probe`` until it returns something truthy and return that; fail with the last value at the deadline.
+    """Call ``probe`` until it returns something truthy and return that; fail at the deadline.
 
-    An exception from ``probe`` counts as "not yet" (a server still starting); the last one is shown on failure.
+    An exception from ``probe`` counts as "not yet" (a server still starting); failures show the last.
     """
     if timeout <= 0 or interval <= 0:
         raise ValueError(f"timeout and interval must be > 0, got {timeout} and {interval}")

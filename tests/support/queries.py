@@ -1,4 +1,4 @@
-"""Read back what reached Jaeger (its HTTP query APIs; the go-installed UI is a placeholder) and Prometheus."""
+"""Read back what reached Jaeger (HTTP query APIs; the go-installed UI is a placeholder) and Prometheus."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def unique_service(prefix: str) -> str:
 
 
 def sdk_tracer_provider(otlp_grpc_endpoint: str, service: str) -> TracerProvider:
-    """A TracerProvider exporting over OTLP/gRPC to the collector; call ``shutdown()`` to flush and close it."""
+    """A TracerProvider exporting over OTLP/gRPC to the collector; ``shutdown()`` flushes and closes it."""
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     exporter = OTLPSpanExporter(endpoint=otlp_grpc_endpoint, insecure=True)
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=BATCH_DELAY_MILLIS))

@@ -1,4 +1,4 @@
-"""``StackUnderTest``: the running stack as the tests see it (endpoints, the LangSmith stand-in, query helpers)."""
+"""``StackUnderTest``: the running stack as tests see it: endpoints, LangSmith stand-in, queries."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def start_stack(state_dir: Path, *, langsmith_endpoint: str, langsmith_api_key: 
 
 
 class StackUnderTest:
-    """What the ``stack`` fixture yields. Endpoints are plain strings; the query helpers poll nothing themselves."""
+    """What the ``stack`` fixture yields. Endpoints are plain strings; the query helpers do not poll."""
 
     def __init__(self, stack: Stack, langsmith_receiver: OtlpHttpReceiver) -> None:
         self.runner = stack

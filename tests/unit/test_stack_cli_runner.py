@@ -93,7 +93,7 @@ class TestStackSettings:
             Stack(tmp_path, {})
 
     def test_the_api_key_is_never_written_to_the_state_file(self, tmp_path):
-        """stack.json keeps ports and settings but not LANGSMITH_API_KEY; load takes the key from the environment."""
+        """stack.json keeps ports and settings but not LANGSMITH_API_KEY; load takes the key from the env."""
         stack = _stack(tmp_path, overrides={"LANGSMITH_API_KEY": "secret-key", "LANGSMITH_PROJECT": "p"},
                        binaries=NO_BINARIES)
         with pytest.raises(StackError):
