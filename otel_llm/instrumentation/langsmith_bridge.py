@@ -1,0 +1,122 @@
+"""Keeps langsmith[otel] from tracing LangChain runs a second time while the LangChain instrumentation is on.
+
+With ``LANGSMITH_TRACING=true`` and ``LANGSMITH_TRACING_MODE=otel`` (or ``hybrid``), langsmith's
+LangChainTracer turns each LangChain run into an OTel span after the fact, from a background thread.
+otel_llm's callback handler already makes those spans live, with LangSmith's attribute names, so the
+collector ships them to LangSmith. ``install()`` makes langsmith step aside (the choice and the
+measurements: docs/langgraph.md):
+
+1. ``otel`` mode: LangChain no longer attaches langsmith's LangChainTracer to runs (LangChain's configure
+   step asks ``langchain_core.tracers.context._tracing_v2_is_enabled``, which answers False unless a tracer
+   was set explicitly with ``tracing_v2_enabled()``). No duplicate span, and none of the tracer's cost.
+2. ``hybrid`` mode: the tracer stays (it uploads runs to LangSmith's API) but its OTel leg is dropped:
+   langsmith's hybrid batch handler only uploads.
+3. Inside ``@traceable`` functions langsmith makes a synthetic OTel span current (trace id = the LangSmith
+   trace UUID, never exported), so OTel spans opened there land in another trace under a missing parent. Its
+   ``_maybe_create_otel_context`` now gives None: those spans stay children of the current span (a node's).
+   ``@traceable`` runs themselves are still exported by langsmith (nothing else traces them).
+
+These are private langsmith / langchain_core functions (langsmith 0.15, langchain-core 1.7): a missing one
+is skipped with one warning, never an error. Cost: nothing per run; the tracing mode is read once, at
+install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+_logger = logging.getLogger(__name__)
+
+MODE_OTEL = "otel"
+MODE_HYBRID = "hybrid"
+
+
+def langsmith_tracing_mode() -> str | None:
+    """langsmith's tracing mode from its environment variables (``langsmith``, ``otel``, ``hybrid``), or None
+    when langsmith is not installed or the mode is invalid (langsmith then traces nothing)."""
+    try:
+        from langsmith.client import _resolve_tracing_mode
+    except ImportError:
+        return None
+    try:
+        return _resolve_tracing_mode(None)
+    except Exception:
+        return None
+
+
+def install(mode: str | None = None) -> Callable[[], None]:
+    """Applies the changes for ``mode`` (default: langsmith's, from env); returns a function undoing them."""
+    if mode is None:
+        mode = langsmith_tracing_mode()
+    undo: list[Callable[[], None]] = []
+    if mode is None:
+        return lambda: None
+    _patch(
+        undo, "langsmith.run_helpers", "_maybe_create_otel_context", lambda original: _no_synthetic_context
+    )
+    if mode == MODE_OTEL:
+        _patch(undo, "langchain_core.tracers.context", "_tracing_v2_is_enabled", _explicit_tracer_only)
+    elif mode == MODE_HYBRID:
+        _patch(
+            undo,
+            "langsmith._internal._background_thread",
+            "_hybrid_tracing_thread_handle_batch",
+            _upload_only,
+        )
+
+    def undo_all() -> None:
+        for step in reversed(undo):
+            step()
+
+    return undo_all
+
+
+def _patch(
+    undo: list[Callable[[], None]],
+    module_name: str,
+    attribute: str,
+    make: Callable[[Callable[..., Any]], Callable[..., Any]],
+) -> None:
+    try:
+        module = importlib.import_module(module_name)
+        original = getattr(module, attribute)
+    except (ImportError, AttributeError):
+        _logger.warning(
+            "otel_llm: %s.%s not found; LangSmith may duplicate or misparent LangChain spans "
+            "(see docs/langgraph.md)",
+            module_name,
+            attribute,
+        )
+        return
+    setattr(module, attribute, make(original))
+    undo.append(lambda: setattr(module, attribute, original))
+
+
+def _no_synthetic_context(run_tree: Any) -> None:
+    """Replaces langsmith's synthetic OTel context inside ``@traceable``: keep the real current span."""
+    return None
+
+
+def _explicit_tracer_only(original: Callable[[], Any]) -> Callable[[], Any]:
+    from langchain_core.tracers.context import tracing_v2_callback_var
+
+    def tracing_v2_is_enabled() -> bool:
+        """LangSmith's LangChain tracer only where the app asked for one (``tracing_v2_enabled()``)."""
+        return tracing_v2_callback_var.get() is not None
+
+    return tracing_v2_is_enabled
+
+
+def _upload_only(original: Callable[..., Any]) -> Callable[..., Any]:
+    from langsmith._internal._background_thread import _tracing_thread_handle_batch
+
+    def hybrid_batch_upload_only(
+        client: Any, tracing_queue: Any, batch: Any, use_multipart: bool, mark_task_done: bool = True
+    ) -> None:
+        """langsmith's hybrid batch handler without its OTel leg: the upload to LangSmith's API only."""
+        _tracing_thread_handle_batch(client, tracing_queue, batch, use_multipart, mark_task_done)
+
+    return hybrid_batch_upload_only
