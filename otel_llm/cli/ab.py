@@ -1,0 +1,125 @@
+"""``otel-llm ab``: which experiment arm is faster, and is the difference real?
+
+Reads the experiment's traces from Jaeger (requests, error rate, p50/p95/p99 trace duration, tokens per
+request) and time to first token from Prometheus, per arm (``llm.experiment.arm``); compares every arm with
+the fastest by a Mann-Whitney U test on trace durations; prints a table (or ``--json``) and optionally draws a
+PNG (``--chart``, needs the ``ab`` extra: matplotlib).
+
+Exit codes: 0 report printed; 2 a query API unreachable or no trace of the experiment found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from otel_llm.cli.search import (
+    DEFAULT_JAEGER_URL,
+    JAEGER_URL_ENV,
+    SearchError,
+    _duration_arg,
+    _positive_int,
+    parse_duration,
+)
+
+PROMETHEUS_URL_ENV = "OTEL_LLM_PROMETHEUS_URL"
+DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
+DEFAULT_LOOKBACK = "15m"
+DEFAULT_LIMIT = 2000
+EXIT_ERROR = 2
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"alpha must be a number between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ab",
+        help="per-arm A/B report of an experiment, with a significance test",
+        description="Per-arm report of an experiment from Jaeger and Prometheus: requests, error rate, "
+        "p50/p95/p99 latency, time to first token, tokens per request, and whether the slower arm is "
+        "significantly slower (Mann-Whitney U on trace durations).",
+    )
+    parser.add_argument(
+        "--jaeger-url",
+        default=None,
+        help=f"Jaeger query URL (default: ${JAEGER_URL_ENV} or {DEFAULT_JAEGER_URL})",
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=None,
+        help=f"Prometheus URL (default: ${PROMETHEUS_URL_ENV} or {DEFAULT_PROMETHEUS_URL})",
+    )
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="experiment id (llm.experiment.id); default: every trace that carries an arm",
+    )
+    parser.add_argument(
+        "--service",
+        action="append",
+        help="Jaeger service to read traces of (repeatable; default: every service)",
+    )
+    parser.add_argument(
+        "--lookback",
+        type=_duration_arg,
+        default=DEFAULT_LOOKBACK,
+        metavar="DURATION",
+        help=f"how far back to look (default {DEFAULT_LOOKBACK})",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=DEFAULT_LIMIT,
+        help=f"traces asked of Jaeger per service (default {DEFAULT_LIMIT})",
+    )
+    parser.add_argument("--alpha", type=_alpha, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--chart", metavar="PNG", default=None, help="also draw the report into this PNG file"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from otel_llm.ab.report import build_report, render_table
+    from otel_llm.ab.sources import PrometheusSource, SourceError, jaeger_samples
+    from otel_llm.cli.search import JaegerClient
+
+    jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
+    prometheus_url = args.prometheus_url or os.environ.get(PROMETHEUS_URL_ENV) or DEFAULT_PROMETHEUS_URL
+    lookback_us = parse_duration(args.lookback)
+    try:
+        samples = jaeger_samples(
+            JaegerClient(jaeger_url), args.service, lookback_us, args.limit, args.experiment
+        )
+        if not samples:
+            wanted = f"experiment {args.experiment}" if args.experiment else "an arm"
+            print(
+                f"otel-llm ab: no trace with {wanted} in Jaeger at {jaeger_url} in the last {args.lookback}",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        prometheus = PrometheusSource(prometheus_url)
+        arms = sorted({sample.arm for sample in samples})
+        window = f"{max(lookback_us // 1_000_000, 1)}s"
+        ttft = {q: prometheus.time_to_first_token(arms, q / 100, window) for q in (50, 95)}
+    except (SearchError, SourceError) as exc:
+        print(f"otel-llm ab: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    report = build_report(samples, ttft, args.alpha, args.experiment)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render_table(report))
+    if args.chart:
+        from otel_llm.ab.chart import write_chart
+
+        write_chart(report, args.chart)
+    return 0
