@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter, Setter
@@ -142,6 +142,23 @@ def extract(
     except Exception:
         _failures.warning("otel_llm.propagation: could not extract trace context from the message")
         return base
+
+
+@contextmanager
+def baggage_entries(entries: Mapping[str, Any]) -> Iterator[otel_context.Context]:
+    """Adds ``entries`` to the current baggage for the block (None values are skipped, others made text).
+
+    Used by the producer before :func:`producer_span`, e.g. ``baggage_entries({"session.id": session_id})``.
+    """
+    ctx = otel_context.get_current()
+    for key, value in entries.items():
+        if value is not None:
+            ctx = baggage.set_baggage(key, _as_str(value), ctx)
+    token = otel_context.attach(ctx)
+    try:
+        yield ctx
+    finally:
+        otel_context.detach(token)
 
 
 def _tracer(tracer_provider: trace.TracerProvider | None) -> trace.Tracer:

@@ -21,6 +21,7 @@ and HTTP client spans from OpenTelemetry's gRPC and httpx instrumentations, all 
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
@@ -34,7 +35,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from otel_llm import semconv
-from otel_llm.demo.models import PROVIDERS, chat_model
+from otel_llm.demo.models import chat_model
 from otel_llm.demo.services import character_stub
 
 SUBAGENTS = ("retrieval", "character", "weather", "general")
@@ -48,6 +49,7 @@ INTENT_KEYWORDS: Mapping[str, tuple[str, ...]] = {
 CHARACTER_NAME = "eco"
 WEATHER_CITY = "seoul"
 SERVICE_TIMEOUT_S = 5.0
+MAX_CACHED_MODELS = 16
 
 CORPUS = (
     Document(
@@ -64,6 +66,7 @@ class ChatState(TypedDict, total=False):
 
     message: str
     provider: str
+    model: str
     intent: str
     findings: Annotated[list[str], operator.add]
     answer: str
@@ -154,7 +157,7 @@ def _answer_prompt(state: ChatState) -> list[BaseMessage]:
 
 
 def _fan_out(state: ChatState) -> list[Send]:
-    branch = {"message": state["message"], "provider": state["provider"], "intent": state.get("intent")}
+    branch = {key: state[key] for key in ("message", "provider", "model", "intent") if key in state}
     return [Send(name, branch) for name in SUBAGENTS]
 
 
@@ -177,20 +180,28 @@ def _text(content: Any) -> str:
 
 
 class _Models:
-    """The chat model of each provider, built once per graph."""
+    """The chat model of each (provider, model) a request asks for, built on first use and kept."""
 
     def __init__(self, models: Mapping[str, BaseChatModel] | None) -> None:
-        self._models = (
-            dict(models) if models is not None else {provider: chat_model(provider) for provider in PROVIDERS}
-        )
+        self._fixed = dict(models) if models is not None else None
+        self._built: dict[tuple[str, str | None], BaseChatModel] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, state: ChatState) -> BaseChatModel:
-        provider = semconv.normalize_provider(state.get("provider"))
-        model = self._models.get(provider or "")
-        if model is None:
-            raise ValueError(
-                f"provider must be one of {', '.join(self._models)}; got {state.get('provider')!r}"
-            )
+        provider = semconv.normalize_provider(state.get("provider")) or ""
+        if self._fixed is not None:
+            if provider not in self._fixed:
+                raise ValueError(
+                    f"provider must be one of {', '.join(self._fixed)}; got {state.get('provider')!r}"
+                )
+            return self._fixed[provider]
+        key = (provider, semconv.normalize_model(state.get("model")))
+        with self._lock:
+            model = self._built.get(key)
+            if model is None:
+                model = chat_model(provider, model=key[1])
+                if len(self._built) < MAX_CACHED_MODELS:
+                    self._built[key] = model
         return model
 
 
@@ -273,7 +284,8 @@ def build_graph(
 ) -> Any:
     """The compiled reference graph; ``asynchronous`` picks async nodes (run it with ``ainvoke``/``astream``).
 
-    ``models`` maps canonical provider names to chat models (default: the fake models of every demo provider).
+    ``models`` maps canonical provider names to chat models; by default each request gets the fake model
+    of its ``provider`` and ``model`` (``otel_llm.demo.models.chat_model``).
     """
     make_nodes = _async_nodes if asynchronous else _sync_nodes
     nodes = make_nodes(clients, _Models(models), KeywordRetriever())

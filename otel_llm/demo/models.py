@@ -232,13 +232,15 @@ class FakeProviderChatModel(BaseChatModel):
 def chat_model(
     provider: str,
     *,
+    model: str | None = None,
     latency_ms: float | None = None,
     ttft_ms: float | None = None,
     answer_words: int = DEFAULT_ANSWER_WORDS,
 ) -> FakeProviderChatModel:
     """The fake chat model for ``provider`` (a ``PROVIDERS`` name or any alias ``semconv`` knows).
 
-    Latency and time to first token default to ``OTEL_LLM_DEMO_LATENCY_MS`` / ``OTEL_LLM_DEMO_TTFT_MS``.
+    ``model`` defaults to the provider's demo model; latency and time to first token default to
+    ``OTEL_LLM_DEMO_LATENCY_MS`` / ``OTEL_LLM_DEMO_TTFT_MS``.
     """
     spec = PROVIDER_MODELS.get(semconv.normalize_provider(provider) or "")
     if spec is None:

@@ -1,0 +1,360 @@
+"""The reference app's worker: consumes chat jobs from a Redis Stream, runs the graph, streams answers back.
+
+Each job runs inside a CONSUMER span (``otel_llm.propagation.consumer_span``) whose parent is the API's
+PRODUCER span, with the API's baggage (session, experiment arm) current; the graph runs with the seed's run
+config (``graph.run_config``: ``chat:<job_id>``, ``intent:*`` tag, job/user metadata, session as thread_id)
+and LangGraph's ``messages`` stream mode, and every token of the ``answer`` node is XADDed to
+``chat:answer:<job_id>`` as it comes, then a done (or error) entry; the job is acknowledged (XACK) at the end,
+inside the CONSUMER span.
+
+The queue polling (XREADGROUP with a block timeout) and the consumer group setup run with instrumentation
+suppressed: they belong to no request, and would otherwise make one root span per poll.
+
+``--graph sync`` runs jobs on a thread pool (``--concurrency`` threads), ``--graph async`` as asyncio tasks
+(at most ``--concurrency`` at once). SIGTERM/SIGINT stop polling, finish the jobs in flight and exit normally,
+so the launcher's exit handler flushes the telemetry. Run under ``opentelemetry-instrument``::
+
+    OTEL_SERVICE_NAME=chat-worker opentelemetry-instrument python -m otel_llm.demo.worker \\
+        --redis-url redis://127.0.0.1:6379/0 --grpc-target 127.0.0.1:50051 --http-url http://127.0.0.1:8081
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from otel_llm.demo.graph import classify_intent, run_config
+from otel_llm.demo.jobs import (
+    ANSWER_FIELD,
+    CONSUMER_GROUP,
+    DONE_FIELD,
+    ERROR_FIELD,
+    JOBS_STREAM,
+    MESSAGING_SYSTEM,
+    TOKEN_FIELD,
+    Job,
+    answer_stream,
+    decode_fields,
+)
+from otel_llm.propagation import consumer_span
+
+_logger = logging.getLogger(__name__)
+
+ANSWER_NODE = "answer"
+STREAM_MODES = ["messages", "values"]
+ANSWER_TTL_S = 600  # answer streams expire this long after their last entry
+MAX_ANSWER_ENTRIES = 10000
+POLL_BLOCK_MS = 500
+GRAPH_MODES = ("sync", "async")
+
+Publish = Callable[[Mapping[str, str]], None]
+AsyncPublish = Callable[[Mapping[str, str]], Awaitable[None]]
+
+
+def graph_input(job: Job) -> dict[str, Any]:
+    return {"message": job.message, "provider": job.provider, "model": job.model}
+
+
+def job_config(job: Job) -> dict[str, Any]:
+    """The seed's run config for the job (the intent tag from the same keyword rule as the intent node)."""
+    return run_config(
+        job.job_id, session_id=job.session_id, user_id=job.user_id, intent=classify_intent(job.message)
+    )
+
+
+def _answer_token(mode: str, payload: Any) -> str | None:
+    """The text of a streamed ``answer``-node chunk, else None."""
+    if mode != "messages":
+        return None
+    chunk, metadata = payload
+    if metadata.get("langgraph_node") != ANSWER_NODE:
+        return None
+    content = chunk.content
+    return content if isinstance(content, str) and content else None
+
+
+def run_job(graph: Any, job: Job, publish: Publish) -> str:
+    """Runs the sync graph for ``job``: publishes each token, then the done entry; gives the answer."""
+    final: dict[str, Any] = {}
+    for mode, payload in graph.stream(graph_input(job), job_config(job), stream_mode=STREAM_MODES):
+        if mode == "values":
+            final = payload
+        elif (token := _answer_token(mode, payload)) is not None:
+            publish({TOKEN_FIELD: token})
+    answer = str(final.get("answer", ""))
+    publish({DONE_FIELD: "1", ANSWER_FIELD: answer})
+    return answer
+
+
+async def arun_job(graph: Any, job: Job, publish: AsyncPublish) -> str:
+    """:func:`run_job` for the async graph."""
+    final: dict[str, Any] = {}
+    async for mode, payload in graph.astream(graph_input(job), job_config(job), stream_mode=STREAM_MODES):
+        if mode == "values":
+            final = payload
+        elif (token := _answer_token(mode, payload)) is not None:
+            await publish({TOKEN_FIELD: token})
+    answer = str(final.get("answer", ""))
+    await publish({DONE_FIELD: "1", ANSWER_FIELD: answer})
+    return answer
+
+
+def _error_entry(error: BaseException) -> dict[str, str]:
+    return {ERROR_FIELD: f"{type(error).__name__}: {error}"}
+
+
+def handle_message(
+    graph: Any,
+    message_id: str,
+    fields: Mapping[Any, Any],
+    publish_to: Callable[[str], Publish],
+    *,
+    acknowledge: Callable[[], None] = lambda: None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> str:
+    """Processes one job message in its CONSUMER span: run the graph, publish, acknowledge; re-raises."""
+    with consumer_span(
+        fields,
+        JOBS_STREAM,
+        system=MESSAGING_SYSTEM,
+        message_id=message_id,
+        consumer_group=CONSUMER_GROUP,
+        tracer_provider=tracer_provider,
+    ):
+        try:
+            job = Job.from_fields(fields)
+            publish = publish_to(job.job_id)
+            try:
+                return run_job(graph, job, publish)
+            except Exception as error:
+                publish(_error_entry(error))
+                raise
+        finally:
+            acknowledge()
+
+
+async def ahandle_message(
+    graph: Any,
+    message_id: str,
+    fields: Mapping[Any, Any],
+    publish_to: Callable[[str], AsyncPublish],
+    *,
+    acknowledge: Callable[[], Awaitable[None]] | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> str:
+    """:func:`handle_message` for the async graph."""
+    with consumer_span(
+        fields,
+        JOBS_STREAM,
+        system=MESSAGING_SYSTEM,
+        message_id=message_id,
+        consumer_group=CONSUMER_GROUP,
+        tracer_provider=tracer_provider,
+    ):
+        try:
+            job = Job.from_fields(fields)
+            publish = publish_to(job.job_id)
+            try:
+                return await arun_job(graph, job, publish)
+            except Exception as error:
+                await publish(_error_entry(error))
+                raise
+        finally:
+            if acknowledge is not None:
+                await acknowledge()
+
+
+# --- the Redis process -------------------------------------------------------------------------------------
+def _ensure_group(client: Any) -> None:
+    import redis
+
+    try:
+        client.xgroup_create(JOBS_STREAM, CONSUMER_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def _redis_publisher(client: Any, job_id: str) -> Publish:
+    stream = answer_stream(job_id)
+
+    def publish(entry: Mapping[str, str]) -> None:
+        client.xadd(stream, dict(entry), maxlen=MAX_ANSWER_ENTRIES, approximate=True)
+        if TOKEN_FIELD not in entry:
+            client.expire(stream, ANSWER_TTL_S)
+
+    return publish
+
+
+def _async_redis_publisher(client: Any, job_id: str) -> AsyncPublish:
+    stream = answer_stream(job_id)
+
+    async def publish(entry: Mapping[str, str]) -> None:
+        await client.xadd(stream, dict(entry), maxlen=MAX_ANSWER_ENTRIES, approximate=True)
+        if TOKEN_FIELD not in entry:
+            await client.expire(stream, ANSWER_TTL_S)
+
+    return publish
+
+
+def _messages(response: Any) -> list[tuple[str, dict[str, str]]]:
+    return [
+        (decode_fields({"id": message_id})["id"], fields)
+        for _stream, messages in response or ()
+        for message_id, fields in messages
+    ]
+
+
+def run_sync_worker(
+    redis_url: str, graph: Any, concurrency: int, consumer: str, stop: threading.Event
+) -> None:
+    """Polls the jobs stream and runs each job on a thread pool until ``stop`` is set; then drains."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    with suppress_instrumentation():
+        _ensure_group(client)
+    slots = threading.BoundedSemaphore(concurrency)
+
+    def process(message_id: str, fields: dict[str, str]) -> None:
+        try:
+            handle_message(
+                graph,
+                message_id,
+                fields,
+                lambda job_id: _redis_publisher(client, job_id),
+                acknowledge=lambda: client.xack(JOBS_STREAM, CONSUMER_GROUP, message_id),
+            )
+        except Exception:
+            _logger.exception("job %s failed", message_id)
+        finally:
+            slots.release()
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job") as pool:
+        while not stop.is_set():
+            if not slots.acquire(timeout=POLL_BLOCK_MS / 1000):
+                continue
+            with suppress_instrumentation():
+                response = client.xreadgroup(
+                    CONSUMER_GROUP, consumer, {JOBS_STREAM: ">"}, count=1, block=POLL_BLOCK_MS
+                )
+            messages = _messages(response)
+            if not messages:
+                slots.release()
+            for message_id, fields in messages:
+                pool.submit(process, message_id, fields)
+
+
+async def run_async_worker(
+    redis_url: str, graph: Any, concurrency: int, consumer: str, stop: asyncio.Event
+) -> None:
+    """Polls the jobs stream and runs each job as a task (at most ``concurrency``) until ``stop``; drains."""
+    import redis
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    with suppress_instrumentation():
+        _ensure_group(redis.Redis.from_url(redis_url))
+    slots = asyncio.BoundedSemaphore(concurrency)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def acknowledge(message_id: str) -> None:
+        await client.xack(JOBS_STREAM, CONSUMER_GROUP, message_id)
+
+    async def process(message_id: str, fields: dict[str, str]) -> None:
+        try:
+            await ahandle_message(
+                graph,
+                message_id,
+                fields,
+                lambda job_id: _async_redis_publisher(client, job_id),
+                acknowledge=lambda: acknowledge(message_id),
+            )
+        except Exception:
+            _logger.exception("job %s failed", message_id)
+        finally:
+            slots.release()
+
+    while not stop.is_set():
+        await slots.acquire()
+        with suppress_instrumentation():
+            response = await client.xreadgroup(
+                CONSUMER_GROUP, consumer, {JOBS_STREAM: ">"}, count=1, block=POLL_BLOCK_MS
+            )
+        messages = _messages(response)
+        if not messages:
+            slots.release()
+        for message_id, fields in messages:
+            task = asyncio.create_task(process(message_id, fields))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await client.aclose()
+
+
+def _service_clients(grpc_target: str, http_url: str, asynchronous: bool) -> Any:
+    import grpc
+    import httpx
+
+    from otel_llm.demo.graph import ServiceClients
+
+    if asynchronous:
+        return ServiceClients(grpc.aio.insecure_channel(grpc_target), httpx.AsyncClient(base_url=http_url))
+    return ServiceClients(grpc.insecure_channel(grpc_target), httpx.Client(base_url=http_url))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from otel_llm.demo.api import DEFAULT_REDIS_URL, REDIS_URL_ENV
+    from otel_llm.demo.graph import build_graph
+
+    parser = argparse.ArgumentParser(
+        prog="python -m otel_llm.demo.worker", description="The reference worker."
+    )
+    parser.add_argument("--redis-url", default=os.environ.get(REDIS_URL_ENV, DEFAULT_REDIS_URL))
+    parser.add_argument("--grpc-target", required=True, help="host:port of the character gRPC service")
+    parser.add_argument("--http-url", required=True, help="base URL of the weather HTTP service")
+    parser.add_argument("--graph", choices=GRAPH_MODES, default="sync")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--consumer", default=f"{socket.gethostname()}-{os.getpid()}")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asynchronous = args.graph == "async"
+    if not asynchronous:
+        graph = build_graph(_service_clients(args.grpc_target, args.http_url, False))
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        print("ready", flush=True)
+        run_sync_worker(args.redis_url, graph, args.concurrency, args.consumer, stop)
+        return 0
+
+    async def serve() -> None:
+        graph = build_graph(_service_clients(args.grpc_target, args.http_url, True), asynchronous=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        print("ready", flush=True)
+        await run_async_worker(args.redis_url, graph, args.concurrency, args.consumer, stop)
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
