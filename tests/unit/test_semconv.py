@@ -1,4 +1,4 @@
-"""The attribute vocabulary: provider aliases, model-id rules, LLM span detection, precedence, docs in sync."""
+"""The attribute vocabulary: provider aliases, model-id rules, LLM-span detection, docs in sync."""
 
 from __future__ import annotations
 
