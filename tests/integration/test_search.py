@@ -28,6 +28,8 @@ from otel_llm import semconv
 from otel_llm.cli.search import EXIT_ERROR, JAEGER_URL_ENV
 from tests.support.poll import poll
 
+# The console script users run (installed with the package next to this interpreter).
+OTEL_LLM = os.path.join(os.path.dirname(sys.executable), "otel-llm")
 pytestmark = pytest.mark.integration
 
 BEDROCK_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -134,7 +136,7 @@ def sent(stack) -> SentTraces:
 def search(stack, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, JAEGER_URL_ENV: stack.jaeger_query_url}
     return subprocess.run(
-        [sys.executable, "-m", "otel_llm.cli", "search", *args],
+        [OTEL_LLM, "search", *args],
         env=env,
         capture_output=True,
         text=True,

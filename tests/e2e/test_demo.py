@@ -1,0 +1,97 @@
+"""``otel-llm demo`` end to end in a subprocess: the embedded reference app, no servers, both providers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from otel_llm.demo.models import PROVIDER_MODELS
+
+# The console script users run (installed with the package next to this interpreter).
+OTEL_LLM = os.path.join(os.path.dirname(sys.executable), "otel-llm")
+pytestmark = pytest.mark.e2e
+
+REQUESTS = 4
+DEMO_TIMEOUT_S = 180
+
+
+def run_demo(*args: str) -> subprocess.CompletedProcess:
+    # No OTEL_* from the developer's shell: the demo must work on a fresh machine with nothing configured.
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LANGSMITH_"))}
+    return subprocess.run(
+        [OTEL_LLM, "demo", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_output() -> subprocess.CompletedProcess:
+    result = run_demo("--requests", str(REQUESTS))
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_demo_prints_one_tree_per_request_across_api_and_worker(demo_output):
+    """Each request is one trace whose tree starts at the API and reaches the worker's LangGraph nodes."""
+    headers = [line for line in demo_output.stdout.splitlines() if line.startswith("trace ")]
+    assert len(headers) == REQUESTS
+    assert all(" -> " in header and "LLM calls" in header for header in headers)
+    assert "(node)" in demo_output.stdout or "node=" in demo_output.stdout
+
+
+def test_demo_trees_hold_both_providers_llm_calls_with_tokens(demo_output):
+    """LLM call lines name each provider/model with a duration and token counts."""
+    for spec in PROVIDER_MODELS.values():
+        calls = [
+            line
+            for line in demo_output.stdout.splitlines()
+            if f"LLM {spec.provider}/{spec.model}" in line and "tokens " in line
+        ]
+        assert calls, f"no LLM call of {spec.provider}/{spec.model} in the trees"
+
+
+def test_demo_summary_has_a_row_per_provider_and_model(demo_output):
+    """The summary table lists calls, p50/p95 and tokens for both providers."""
+    lines = demo_output.stdout.splitlines()
+    start = lines.index("LLM calls per provider/model")
+    header, _, *rows = lines[start + 1 :]
+    assert header.split()[:6] == ["PROVIDER", "MODEL", "CALLS", "ERRORS", "P50", "P95"]
+    providers = {row.split()[0]: row.split() for row in rows if row.strip()}
+    for spec in PROVIDER_MODELS.values():
+        row = providers[spec.provider]
+        assert row[1] == spec.model and int(row[2]) >= 1 and int(row[-2]) > 0 and int(row[-1]) > 0
+
+
+def test_demo_reports_progress_on_stderr(demo_output):
+    """Progress lines arrive on stderr while the run goes (stdout stays the report)."""
+    progress = [line for line in demo_output.stderr.splitlines() if line.startswith("[demo] ")]
+    assert len(progress) >= 2 and progress[-1].startswith("[demo] done in ")
+    assert "[demo]" not in demo_output.stdout
+
+
+def test_demo_json_is_one_document_with_traces_and_summary():
+    """--json prints traces (with their trees), requests and the summary as one JSON document."""
+    result = run_demo("--requests", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert len(document["traces"]) == 2 and len(document["requests"]) == 2
+    assert {provider for trace in document["traces"] for provider in trace["providers"]} == set(
+        PROVIDER_MODELS
+    )
+    assert all(
+        trace["llm_calls"] > 0 and trace["tree"][0].startswith("trace ") for trace in document["traces"]
+    )
+    assert document["summary"][0].startswith("PROVIDER")
+
+
+def test_bad_request_count_is_rejected():
+    """--requests outside 1..200 exits 2 with argparse's message naming the option."""
+    result = run_demo("--requests", "0")
+    assert result.returncode == 2 and "--requests" in result.stderr
