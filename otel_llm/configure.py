@@ -240,57 +240,78 @@ _SDK_KWARGS = frozenset({
 })
 
 
-def _install(settings: Settings, *, span_exporters: Sequence[SpanExporter] | None = None,
-             metric_readers: Sequence[MetricReader] | None = None, **sdk_kwargs: Any) -> Telemetry:
-    """Build from the environment like the SDK's ``_initialize_components``, then set the globals."""
+def build_from_environment(
+    settings: Settings,
+    *,
+    resource: Resource | None = None,
+    span_exporters: Sequence[SpanExporter] | None = None,
+    metric_readers: Sequence[MetricReader] | None = None,
+    **sdk_kwargs: Any,
+) -> Telemetry:
+    """``build_telemetry`` with what the standard OTEL_* variables select, read by the SDK's own helpers.
+
+    ``sdk_kwargs`` are those of the SDK's ``_initialize_components`` (``_SDK_KWARGS``). Explicit
+    ``span_exporters`` / ``metric_readers`` replace those OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER
+    name. Touches no global.
+    """
     sdk = sdk_configuration
     ignored = sorted(set(sdk_kwargs) - _SDK_KWARGS)
     if ignored:
         _logger.warning("otel-llm: configurator arguments %s are not supported and were ignored", ignored)
-    resource_attributes = dict(sdk_kwargs.get("resource_attributes") or {})
-    if sdk_kwargs.get("auto_instrumentation_version"):
-        resource_attributes[_TELEMETRY_AUTO_VERSION] = sdk_kwargs["auto_instrumentation_version"]
-    # Reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, and runs the resource detectors.
-    resource = Resource.create(resource_attributes)
-    _run_opamp(sdk, "pre_sdk_init_function", resource)
-    span_classes, metric_classes, log_classes = sdk._import_exporters(
+    span_classes, metric_classes, _ = sdk._import_exporters(
         list(sdk_kwargs.get("trace_exporter_names") or []) + sdk._get_exporter_names("traces"),
         list(sdk_kwargs.get("metric_exporter_names") or []) + sdk._get_exporter_names("metrics"),
-        list(sdk_kwargs.get("log_exporter_names") or []) + sdk._get_exporter_names("logs"),
+        [],
     )
     args_map = sdk_kwargs.get("exporter_args_map") or {}
     if span_exporters is None:
         span_exporters = [cls(**args_map.get(cls, {})) for cls in span_classes.values()]
     if metric_readers is None:
         metric_readers = [_metric_reader(cls, args_map.get(cls, {})) for cls in metric_classes.values()]
-    sampler = sdk_kwargs.get("sampler") or sdk._import_sampler(sdk._get_sampler())
-    id_generator = sdk_kwargs.get("id_generator") or sdk._import_id_generator(sdk._get_id_generator())
-    telemetry = build_telemetry(
+    return build_telemetry(
         settings,
-        resource=resource,
+        resource=resource or _resource(sdk_kwargs),
         span_exporters=span_exporters,
         metric_readers=metric_readers,
-        sampler=sampler,
-        id_generator=id_generator,
+        sampler=sdk_kwargs.get("sampler") or sdk._import_sampler(sdk._get_sampler()),
+        id_generator=sdk_kwargs.get("id_generator") or sdk._import_id_generator(sdk._get_id_generator()),
         span_processors=tuple(sdk_kwargs.get("span_processors") or ()),
         tracer_configurator=sdk_kwargs.get("tracer_configurator")
         or sdk._import_tracer_configurator(sdk._get_tracer_configurator()),
         meter_configurator=sdk_kwargs.get("meter_configurator")
         or sdk._import_meter_configurator(sdk._get_meter_configurator()),
     )
+
+
+def _resource(sdk_kwargs: Mapping[str, Any]) -> Resource:
+    attributes = dict(sdk_kwargs.get("resource_attributes") or {})
+    if sdk_kwargs.get("auto_instrumentation_version"):
+        attributes[_TELEMETRY_AUTO_VERSION] = sdk_kwargs["auto_instrumentation_version"]
+    # Reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, and runs the OTEL_EXPERIMENTAL_RESOURCE_DETECTORS.
+    return Resource.create(attributes)
+
+
+def _install(settings: Settings, **build_kwargs: Any) -> Telemetry:
+    """What the SDK's ``_initialize_components`` does, with otel-llm's pipeline: build, then set globals."""
+    sdk = sdk_configuration
+    resource = _resource(build_kwargs)
+    _run_opamp(sdk, "pre_sdk_init_function", resource)
+    telemetry = build_from_environment(settings, resource=resource, **build_kwargs)
     trace.set_tracer_provider(telemetry.tracer_provider)
     metrics.set_meter_provider(telemetry.meter_provider)
     if settings.enabled:
         # opentelemetry.propagate read OTEL_PROPAGATORS when first imported, maybe before the distro ran.
         _optional("OTEL_PROPAGATORS", lambda: propagate.set_global_textmap(propagate._load_propagators()),
                   lambda: None)
-    setup_logging_handler = sdk_kwargs.get("setup_logging_handler")
+    _, _, log_classes = sdk._import_exporters(
+        [], [], list(build_kwargs.get("log_exporter_names") or []) + sdk._get_exporter_names("logs"))
+    setup_logging_handler = build_kwargs.get("setup_logging_handler")
     if setup_logging_handler is None:
         setup_logging_handler = os.getenv(
             "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "false").strip().lower() == "true"
     sdk._init_logging(
-        log_classes, resource, setup_logging_handler, exporter_args_map=args_map,
-        logger_configurator=sdk_kwargs.get("logger_configurator")
+        log_classes, resource, setup_logging_handler, exporter_args_map=build_kwargs.get("exporter_args_map"),
+        logger_configurator=build_kwargs.get("logger_configurator")
         or sdk._import_logger_configurator(sdk._get_logger_configurator()),
     )
     _run_opamp(sdk, "post_sdk_init_function", resource)

@@ -1,0 +1,169 @@
+"""Span-derived GenAI metrics: duration and token usage recorded once per LLM span, unless its scope does."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from otel_llm import semconv
+from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
+from otel_llm.metrics.from_spans import SpanDerivedMetrics
+from otel_llm.metrics.views import genai_views
+from otel_llm.processors.normalize import llm_call_of
+from otel_llm.settings import DEFAULT_SPAN_METRICS_SKIP_SCOPES
+from tests.support.metric_points import metric_points
+
+DURATION = semconv.METRIC_OPERATION_DURATION
+TOKENS = semconv.METRIC_TOKEN_USAGE
+LANGSMITH_BEDROCK = {
+    semconv.LANGSMITH_SPAN_KIND: "llm",
+    semconv.LANGSMITH_LS_PROVIDER: "amazon_bedrock",
+    semconv.GEN_AI_SYSTEM: "anthropic",
+    semconv.GEN_AI_REQUEST_MODEL: "anthropic.claude-3-haiku-20240307-v1:0",
+    semconv.GEN_AI_OPERATION_NAME: "chat",
+    semconv.GEN_AI_USAGE_INPUT_TOKENS: 120,
+    semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 30,
+    semconv.LANGSMITH_LANGGRAPH_NODE: "answer",
+    semconv.EXPERIMENT_ARM: "b",
+    semconv.SESSION_ID: "session-1",
+}
+
+
+class Harness:
+    """A real TracerProvider whose ended spans are handed to SpanDerivedMetrics, as the roll-up stage does."""
+
+    def __init__(self, skip_scopes=DEFAULT_SPAN_METRICS_SKIP_SCOPES) -> None:
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = CardinalityLimitedMeterProvider(
+            metric_readers=[self.reader], views=genai_views(), cardinality_limit=100
+        )
+        self.metrics = SpanDerivedMetrics(self.meter_provider, skip_scopes)
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+
+    def llm_span(self, attributes, scope="langsmith", error=None, start=1_000_000_000, end=3_500_000_000):
+        span = self.tracer_provider.get_tracer(scope).start_span("ChatBedrock", attributes=attributes,
+                                                                  start_time=start)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=end)
+        ended = self.spans.get_finished_spans()[-1]
+        self.metrics.record(ended, llm_call_of(ended))
+
+    def points(self, name):
+        return metric_points(self.reader, name)
+
+
+@pytest.fixture
+def harness():
+    harness = Harness()
+    yield harness
+    harness.meter_provider.shutdown()
+
+
+def test_duration_is_recorded_from_the_span(harness):
+    """One duration point, the span's length in seconds, labelled with the normalised provider and model."""
+    harness.llm_span(LANGSMITH_BEDROCK)
+    (attributes, point), = harness.points(DURATION)
+    assert point.count == 1
+    assert point.sum == pytest.approx(2.5)
+    assert attributes[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+    assert attributes[semconv.GEN_AI_REQUEST_MODEL] == "anthropic.claude-3-haiku-20240307-v1:0"
+    assert attributes[semconv.GEN_AI_OPERATION_NAME] == "chat"
+    assert semconv.ERROR_TYPE not in attributes
+
+
+def test_token_usage_is_recorded_per_token_type(harness):
+    """Input and output tokens are separate recordings told apart by gen_ai.token.type."""
+    harness.llm_span(LANGSMITH_BEDROCK)
+    sums = {attrs[semconv.GEN_AI_TOKEN_TYPE]: point.sum for attrs, point in harness.points(TOKENS)}
+    assert sums == {"input": 120, "output": 30}
+
+
+def test_node_and_arm_are_labels_but_session_is_not(harness):
+    """The LangGraph node and experiment arm reach the metrics; the session id never does."""
+    harness.llm_span(LANGSMITH_BEDROCK)
+    (attributes, _), = harness.points(DURATION)
+    assert attributes[semconv.LANGGRAPH_NODE] == "answer"
+    assert attributes[semconv.EXPERIMENT_ARM] == "b"
+    assert semconv.SESSION_ID not in attributes
+
+
+def test_response_model_and_server_are_copied_when_set(harness):
+    """gen_ai.response.model and server.address/port of the span become metric attributes."""
+    harness.llm_span({**LANGSMITH_BEDROCK, semconv.GEN_AI_RESPONSE_MODEL: "claude-3-haiku",
+                      semconv.SERVER_ADDRESS: "bedrock-runtime.us-east-1.amazonaws.com",
+                      semconv.SERVER_PORT: 443})
+    (attributes, _), = harness.points(DURATION)
+    assert attributes[semconv.GEN_AI_RESPONSE_MODEL] == "claude-3-haiku"
+    assert attributes[semconv.SERVER_ADDRESS] == "bedrock-runtime.us-east-1.amazonaws.com"
+    assert attributes[semconv.SERVER_PORT] == 443
+
+
+def test_failed_calls_carry_error_type_on_duration_only(harness):
+    """An ERROR span's duration has error.type (_OTHER when unnamed); token usage has none."""
+    harness.llm_span(LANGSMITH_BEDROCK, error="throttled")
+    (attributes, _), = harness.points(DURATION)
+    assert attributes[semconv.ERROR_TYPE] == "_OTHER"
+    assert all(semconv.ERROR_TYPE not in attrs for attrs, _ in harness.points(TOKENS))
+
+
+def test_named_error_type_is_kept(harness):
+    """error.type set by the instrumentation is used as it is."""
+    harness.llm_span({**LANGSMITH_BEDROCK, semconv.ERROR_TYPE: "ThrottlingException"}, error="x")
+    (attributes, _), = harness.points(DURATION)
+    assert attributes[semconv.ERROR_TYPE] == "ThrottlingException"
+
+
+def test_missing_token_counts_record_no_token_usage(harness):
+    """A call without usage records its duration only: no zero-token points are invented."""
+    attributes = {key: value for key, value in LANGSMITH_BEDROCK.items() if "usage" not in key}
+    harness.llm_span(attributes)
+    assert len(harness.points(DURATION)) == 1
+    assert harness.points(TOKENS) == []
+
+
+def test_deprecated_token_names_are_read(harness):
+    """OpenLLMetry-style prompt/completion token counts are recorded as input/output."""
+    harness.llm_span({semconv.GEN_AI_SYSTEM: "openai", semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+                      semconv.OPENLLMETRY_REQUEST_TYPE: "chat", semconv.GEN_AI_USAGE_PROMPT_TOKENS: 7,
+                      semconv.GEN_AI_USAGE_COMPLETION_TOKENS: 3}, scope="my.own.instrumentation")
+    sums = {attrs[semconv.GEN_AI_TOKEN_TYPE]: point.sum for attrs, point in harness.points(TOKENS)}
+    assert sums == {"input": 7, "output": 3}
+
+
+@pytest.mark.parametrize("scope", [
+    "opentelemetry.instrumentation.openai_v2",  # exact
+    "opentelemetry.instrumentation.openai.v1",  # dotted prefix (OpenLLMetry)
+])
+def test_scopes_that_record_their_own_metrics_are_skipped(harness, scope):
+    """Spans of instrumentations that record gen_ai.client.* themselves add nothing: never twice."""
+    harness.llm_span(LANGSMITH_BEDROCK, scope=scope)
+    assert harness.points(DURATION) == []
+    assert harness.points(TOKENS) == []
+
+
+def test_prefix_matching_needs_a_dot(harness):
+    """A scope merely starting with a skipped name's letters is not skipped."""
+    assert harness.metrics.skips("opentelemetry.instrumentation.openai")
+    assert not harness.metrics.skips("opentelemetry.instrumentation.openai_custom")
+
+
+def test_an_empty_skip_list_records_every_scope():
+    """With OTEL_LLM_SPAN_METRICS_SKIP_SCOPES=none every LLM span is recorded."""
+    harness = Harness(skip_scopes=())
+    harness.llm_span(LANGSMITH_BEDROCK, scope="opentelemetry.instrumentation.openai_v2")
+    assert len(harness.points(DURATION)) == 1
+    harness.meter_provider.shutdown()
+
+
+@pytest.mark.parametrize("bad", ["opentelemetry.instrumentation.openai_v2", ["ok", ""], ["  "]])
+def test_bad_skip_scopes_are_rejected(bad):
+    """A bare string (not a list) or an empty scope name is a ValueError naming skip_scopes."""
+    with pytest.raises(ValueError, match="skip_scopes"):
+        SpanDerivedMetrics(None, bad)
