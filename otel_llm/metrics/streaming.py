@@ -7,7 +7,7 @@ Adds, per finished stream (never per token):
   (s, the stream's mean gap between tokens), labelled ``provider``, ``model``, ``node``, ``status`` and
   ``llm.experiment.arm`` (from baggage);
 - ``chat_stream_active`` (up-down counter) while a stream is being read;
-- ``chat_stream_token_latency`` (s) per publish the caller times (the worker's Redis XADD) and
+- ``chat_stream_token_latency`` (s) per token publish (the worker's Redis XADD, via ``publishing_stream``) and
   ``chat_stream_recovery`` per recovery attempt (``type``, ``status``);
 - the semantic conventions' ``gen_ai.client.operation.time_to_first_chunk`` and ``time_per_output_chunk``
   for raw SDK streams (``record_chunk_metrics=True``); the LangChain instrumentation records those for
@@ -22,9 +22,11 @@ interval), not one per token.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -358,6 +360,65 @@ async def _async_tracked(iterable: AsyncIterable[T], tracker: StreamTracker) -> 
         raise
     finally:
         tracker.first, tracker.last, tracker.count = first, last, count
+        tracker.finish(status)
+
+
+_default_metrics: StreamMetrics | None = None
+
+
+def default_stream_metrics() -> StreamMetrics:
+    """Instruments on the global meter provider (a proxy until one is set), created on first use."""
+    global _default_metrics
+    if _default_metrics is None:
+        _default_metrics = StreamMetrics()
+    return _default_metrics
+
+
+@contextmanager
+def publishing_stream(
+    publish: Callable[[T], Any],
+    *,
+    provider: Any = None,
+    model: Any = None,
+    node: Any = None,
+    stream_metrics: StreamMetrics | None = None,
+) -> Iterator[Callable[[T], Any]]:
+    """Wraps the function that publishes each token downstream (the worker's XADD) for one stream.
+
+    Yields ``publish_token``: call it instead of ``publish`` per token; it counts the token and times the
+    publish (``chat_stream_token_latency``). Works for sync and async ``publish`` (an awaitable result is
+    timed when awaited). The stream is recorded when the block ends: ``success``, or ``error`` when it raises.
+    The GenAI chunk metrics are left to the LangChain instrumentation.
+    """
+    tracker = StreamTracker(
+        stream_metrics or default_stream_metrics(),
+        stream_labels(provider, model, node),
+        record_chunk_metrics=False,
+    )
+    clock = tracker._metrics.clock
+
+    async def timed(awaitable: Awaitable[Any], started: float) -> Any:
+        try:
+            return await awaitable
+        finally:
+            tracker.record_publish(clock() - started)
+
+    def publish_token(entry: T) -> Any:
+        if tracker.count == 0:
+            tracker.begin()
+        tracker.token()
+        started = clock()
+        result = publish(entry)
+        if inspect.isawaitable(result):
+            return timed(result, started)
+        tracker.record_publish(clock() - started)
+        return result
+
+    status = STATUS_ERROR
+    try:
+        yield publish_token
+        status = STATUS_SUCCESS
+    finally:
         tracker.finish(status)
 
 

@@ -278,3 +278,42 @@ class TestLangChainHandler:
         handler.on_llm_new_token("a", run_id=run_id)
         handler.on_llm_error(RuntimeError("x"), run_id=run_id)
         assert only_point(reader, "chat_stream_requests")[0]["status"] == "error"
+
+
+class TestPublishingStream:
+    def test_sync_publish_counts_tokens_and_times_publishes(self, reader, clock, stream_metrics):
+        """Each publish_token counts a token and records the publish latency; the end records the stream."""
+        published = []
+
+        def publish(entry):
+            clock.now += 0.002
+            published.append(entry)
+
+        with streaming.publishing_stream(
+            publish, provider="openai", model="gpt-4o-mini", node="answer", stream_metrics=stream_metrics
+        ) as publish_token:
+            for token in "abc":
+                publish_token({"token": token})
+        assert [e["token"] for e in published] == ["a", "b", "c"]
+        latency = only_point(reader, "chat_stream_token_latency")[1]
+        assert (latency.count, latency.sum) == (3, pytest.approx(0.006))
+        attrs, tokens = only_point(reader, "chat_stream_tokens")
+        assert tokens.value == 3 and attrs["status"] == "success" and attrs["node"] == "answer"
+        assert points(reader, semconv.METRIC_TIME_TO_FIRST_CHUNK) == []
+
+    def test_async_publish_and_error_status(self, reader, clock, stream_metrics):
+        """An async publish is timed when awaited; an exception in the block records status=error."""
+
+        async def publish(entry):
+            clock.now += 0.001
+
+        async def run():
+            with streaming.publishing_stream(publish, stream_metrics=stream_metrics) as publish_token:
+                await publish_token({"token": "x"})
+                raise RuntimeError("graph failed")
+
+        with pytest.raises(RuntimeError):
+            asyncio.run(run())
+        assert only_point(reader, "chat_stream_token_latency")[1].sum == pytest.approx(0.001)
+        assert only_point(reader, "chat_stream_requests")[0]["status"] == "error"
+        assert only_point(reader, "chat_stream_active")[1].value == 0
