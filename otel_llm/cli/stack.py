@@ -12,7 +12,8 @@ import argparse
 import json
 import sys
 
-COMPONENT_NAMES = ("redis", "prometheus", "jaeger", "collector")
+from otel_llm.stack.run import COMPONENTS_BY_NAME, JAEGER_CONFIGS  # stdlib-only module: cheap for --help
+
 DEFAULT_LOG_LINES = 50
 
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands.add_parser("build", help="build the collector and Jaeger, install prometheus and redis-server "
                                       "(only what is missing)").set_defaults(handler=_build)
     up = commands.add_parser("up", help="start every component not running and wait until all are healthy")
-    up.add_argument("--jaeger-storage", choices=("badger", "memory"), default="badger",
+    up.add_argument("--jaeger-storage", choices=sorted(JAEGER_CONFIGS), default="badger",
                     help="badger keeps traces across restarts (default); memory is for quick runs")
     up.add_argument("--json", action="store_true", help="print the status as JSON once up")
     up.set_defaults(handler=_up)
@@ -35,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
     logs = commands.add_parser("logs", help="the last lines of each component's log")
-    logs.add_argument("component", nargs="?", choices=COMPONENT_NAMES, help="one component (default: all)")
+    logs.add_argument("component", nargs="?", choices=list(COMPONENTS_BY_NAME),
+                      help="one component (default: all)")
     logs.add_argument("-n", "--lines", type=int, default=DEFAULT_LOG_LINES, help="lines per component")
     logs.set_defaults(handler=_logs)
 

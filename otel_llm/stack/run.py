@@ -354,12 +354,13 @@ class Stack:
             pid_text, binary = self._pid_file(name).read_text().split("\n")[:2]
             pid = int(pid_text)
             stat = Path(f"/proc/{pid}/stat").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            # The executable, not argv[0]: redis-server rewrites its argv; Debian's is a symlink.
+            executable = os.readlink(f"/proc/{pid}/exe")
         except (OSError, ValueError):
             return None
         # A zombie, or a recycled pid now running something else, is not our component.
         state = stat.rsplit(")", 1)[1].split()[0]
-        return pid if state != "Z" and command == binary else None
+        return pid if state != "Z" and executable == os.path.realpath(binary) else None
 
     def healthy(self, name: str) -> bool:
         return self.pid(name) is not None and COMPONENTS_BY_NAME[name].healthy(self)
