@@ -48,6 +48,7 @@ from otel_llm.demo.jobs import (
     answer_stream,
     decode_fields,
 )
+from otel_llm.metrics.streaming import publishing_stream
 from otel_llm.propagation import consumer_span
 
 _logger = logging.getLogger(__name__)
@@ -88,11 +89,12 @@ def _answer_token(mode: str, payload: Any) -> str | None:
 def run_job(graph: Any, job: Job, publish: Publish) -> str:
     """Runs the sync graph for ``job``: publishes each token, then the done entry; gives the answer."""
     final: dict[str, Any] = {}
-    for mode, payload in graph.stream(graph_input(job), job_config(job), stream_mode=STREAM_MODES):
-        if mode == "values":
-            final = payload
-        elif (token := _answer_token(mode, payload)) is not None:
-            publish({TOKEN_FIELD: token})
+    with publishing_stream(publish, provider=job.provider, model=job.model, node=ANSWER_NODE) as emit:
+        for mode, payload in graph.stream(graph_input(job), job_config(job), stream_mode=STREAM_MODES):
+            if mode == "values":
+                final = payload
+            elif (token := _answer_token(mode, payload)) is not None:
+                emit({TOKEN_FIELD: token})
     answer = str(final.get("answer", ""))
     publish({DONE_FIELD: "1", ANSWER_FIELD: answer})
     return answer
@@ -101,11 +103,12 @@ def run_job(graph: Any, job: Job, publish: Publish) -> str:
 async def arun_job(graph: Any, job: Job, publish: AsyncPublish) -> str:
     """:func:`run_job` for the async graph."""
     final: dict[str, Any] = {}
-    async for mode, payload in graph.astream(graph_input(job), job_config(job), stream_mode=STREAM_MODES):
-        if mode == "values":
-            final = payload
-        elif (token := _answer_token(mode, payload)) is not None:
-            await publish({TOKEN_FIELD: token})
+    with publishing_stream(publish, provider=job.provider, model=job.model, node=ANSWER_NODE) as emit:
+        async for mode, payload in graph.astream(graph_input(job), job_config(job), stream_mode=STREAM_MODES):
+            if mode == "values":
+                final = payload
+            elif (token := _answer_token(mode, payload)) is not None:
+                await emit({TOKEN_FIELD: token})
     answer = str(final.get("answer", ""))
     await publish({DONE_FIELD: "1", ANSWER_FIELD: answer})
     return answer
