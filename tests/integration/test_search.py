@@ -9,6 +9,7 @@ shared Jaeger never match the exact assertions.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -48,46 +49,39 @@ class SentTraces:
 def send_request(
     api, worker, *, provider_attrs: dict, model: str, arm: str, intent_attrs: dict, duration_ns: int
 ) -> str:
-    """One reference-shaped request; returns its trace id."""
-    end = time.time_ns()
-    start = end - duration_ns
+    """One reference-shaped request starting ``duration_ns`` ago; returns its trace id.
+
+    Each span starts 1 ms after the previous one from the request's start, as in a real request, so the
+    trace's start and its latest span agree on which of two traces is newer.
+    """
+    start_times = itertools.count(time.time_ns() - duration_ns, 1_000_000)
     arm_attrs = {semconv.EXPERIMENT_ARM: arm}
-    with api.start_as_current_span(
-        "POST /api/v1/chat",
-        kind=trace_api.SpanKind.SERVER,
-        attributes=arm_attrs,
-        start_time=start,
-        end_on_exit=False,
-    ) as root:
-        with api.start_as_current_span("chat send", kind=trace_api.SpanKind.PRODUCER, attributes=arm_attrs):
-            with worker.start_as_current_span(
-                "chat process", kind=trace_api.SpanKind.CONSUMER, attributes=arm_attrs
-            ):
-                graph_attrs = {semconv.LANGSMITH_SPAN_KIND: "chain", **intent_attrs, **arm_attrs}
-                with worker.start_as_current_span("LangGraph", attributes=graph_attrs):
+    graph_attrs = {semconv.LANGSMITH_SPAN_KIND: "chain", **intent_attrs, **arm_attrs}
+    llm_attrs = {
+        **arm_attrs,
+        **{key: value for key, value in intent_attrs.items() if key == semconv.LANGSMITH_INTENT},
+        semconv.LANGSMITH_SPAN_KIND: "llm",
+        semconv.GEN_AI_OPERATION_NAME: "chat",
+        semconv.GEN_AI_REQUEST_MODEL: model,
+        semconv.GEN_AI_USAGE_INPUT_TOKENS: 20,
+        semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 8,
+        **provider_attrs,
+    }
+
+    def span(tracer, name: str, kind=trace_api.SpanKind.INTERNAL, attributes=arm_attrs):
+        return tracer.start_as_current_span(
+            name, kind=kind, attributes=attributes, start_time=next(start_times)
+        )
+
+    with span(api, "POST /api/v1/chat", trace_api.SpanKind.SERVER) as root:
+        with span(api, "chat send", trace_api.SpanKind.PRODUCER):
+            with span(worker, "chat process", trace_api.SpanKind.CONSUMER):
+                with span(worker, "LangGraph", attributes=graph_attrs):
                     for node in ("intent", "general"):
-                        node_attrs = {**graph_attrs, semconv.LANGGRAPH_NODE: node}
-                        with worker.start_as_current_span(node, attributes=node_attrs):
-                            llm_attrs = {
-                                **arm_attrs,
-                                **{
-                                    key: value
-                                    for key, value in intent_attrs.items()
-                                    if key == semconv.LANGSMITH_INTENT
-                                },
-                                semconv.LANGSMITH_SPAN_KIND: "llm",
-                                semconv.GEN_AI_OPERATION_NAME: "chat",
-                                semconv.GEN_AI_REQUEST_MODEL: model,
-                                semconv.GEN_AI_USAGE_INPUT_TOKENS: 20,
-                                semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 8,
-                                **provider_attrs,
-                            }
-                            with worker.start_as_current_span(
-                                f"chat {model}", kind=trace_api.SpanKind.CLIENT, attributes=llm_attrs
-                            ):
+                        with span(worker, node, attributes={**graph_attrs, semconv.LANGGRAPH_NODE: node}):
+                            with span(worker, f"chat {model}", trace_api.SpanKind.CLIENT, llm_attrs):
                                 pass
-        root.end(end_time=end)
-        return format(root.get_span_context().trace_id, "032x")
+    return format(root.get_span_context().trace_id, "032x")
 
 
 @pytest.fixture(scope="module")
