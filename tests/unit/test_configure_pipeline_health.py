@@ -1,0 +1,120 @@
+"""The pipeline's own health: dropped spans counted and logged once, roll-up counters published as metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_llm.configure import build_telemetry
+from otel_llm.metrics.health import DROPPED_SPANS_METRIC, QUEUE_FULL, count_dropped_spans
+from otel_llm.settings import Settings
+from tests.support.metric_points import metric_points
+from tests.support.poll import poll
+
+
+class BlockingExporter(SpanExporter):
+    """Holds the export thread until released, so the span queue fills like behind a stalled backend."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def export(self, spans):
+        self.entered.set()
+        self.release.wait(30)
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self):
+        self.release.set()
+
+
+@pytest.fixture
+def small_queue(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
+
+
+def _build(settings: Settings, exporter: SpanExporter):
+    reader = InMemoryMetricReader()
+    telemetry = build_telemetry(settings, resource=Resource.create({}), span_exporters=[exporter],
+                                metric_readers=[reader])
+    return telemetry, reader
+
+
+def _value(reader: InMemoryMetricReader, name: str, attributes: dict | None = None) -> int:
+    return sum(point.value for attrs, point in metric_points(reader, name) if attributes in (None, attrs))
+
+
+def test_dropped_spans_are_counted_logged_once_and_published(small_queue, caplog):
+    """A full queue drops spans: counted, one warning names OTEL_BSP_MAX_QUEUE_SIZE, a metric reports it."""
+    exporter = BlockingExporter()
+    telemetry, reader = _build(Settings(rollup_window_ms=0), exporter)
+    tracer = telemetry.tracer_provider.get_tracer("burst")
+    with caplog.at_level(logging.WARNING, logger="otel_llm.metrics.health"):
+        tracer.start_span("first").end()
+        poll(exporter.entered.is_set, timeout=10, interval=0.01, message="export thread blocked")
+        for index in range(40):
+            tracer.start_span(f"burst-{index}").end()
+    (counter,) = telemetry.drop_counters
+    dropped = counter.counts()[QUEUE_FULL]
+    assert 40 - 4 <= dropped <= 40  # at most the queue's 4 slots were free
+    warnings = [record.getMessage() for record in caplog.records if record.name == "otel_llm.metrics.health"]
+    assert len(warnings) == 1
+    assert "OTEL_BSP_MAX_QUEUE_SIZE=4" in warnings[0]
+    assert _value(reader, DROPPED_SPANS_METRIC, {"error.type": QUEUE_FULL}) == dropped
+    exporter.release.set()
+    telemetry.shutdown()
+
+
+def test_no_drops_reports_zero(small_queue):
+    """With a free-flowing exporter the dropped-span metric exists and is 0."""
+    exporter = BlockingExporter()
+    exporter.release.set()
+    telemetry, reader = _build(Settings(rollup_window_ms=0), exporter)
+    telemetry.tracer_provider.get_tracer("t").start_span("one").end()
+    assert telemetry.force_flush()
+    assert _value(reader, DROPPED_SPANS_METRIC) == 0
+    telemetry.shutdown()
+
+
+def test_rollup_counters_are_published(small_queue):
+    """Buffered and evicted traces of the roll-up stage appear as otel_llm.rollup.* metrics."""
+    exporter = BlockingExporter()
+    exporter.release.set()
+    telemetry, reader = _build(Settings(rollup_max_traces=1, rollup_window_ms=60_000), exporter)
+    tracer = telemetry.tracer_provider.get_tracer("t")
+    with tracer.start_as_current_span("root-a"):  # children end first; their roots stay open for now
+        tracer.start_span("child-a").end()
+        poll(lambda: _value(reader, "otel_llm.rollup.buffered_spans") == 1, timeout=10, interval=0.02,
+             message="child buffered")
+        assert _value(reader, "otel_llm.rollup.buffered_traces") == 1
+        with tracer.start_as_current_span("root-b", context=Context()):  # a second trace
+            pass
+    poll(lambda: _value(reader, "otel_llm.rollup.evicted_traces") >= 1, timeout=10, interval=0.02,
+         message="first trace evicted by max_traces=1")
+    telemetry.shutdown()
+
+
+def test_counting_is_skipped_with_a_warning_when_the_sdk_changes(caplog):
+    """A processor without the SDK internals is left alone: None and one warning, never an exception."""
+
+    class NotTheSdkProcessor:
+        pass
+
+    with caplog.at_level(logging.WARNING, logger="otel_llm.metrics.health"):
+        assert count_dropped_spans(NotTheSdkProcessor()) is None
+    assert "cannot" in caplog.text or "does not" in caplog.text
