@@ -37,9 +37,12 @@ from pydantic import BaseModel, Field
 
 from otel_llm import semconv
 from otel_llm.demo.jobs import (
+    DONE_FIELD,
+    ERROR_FIELD,
     JOBS_STREAM,
     MESSAGING_SYSTEM,
     STREAM_START,
+    TOKEN_FIELD,
     Job,
     answer_stream,
     assemble,
@@ -165,10 +168,10 @@ def create_app(
                 entries, cursor = await backend.read(job_id, cursor, block_s=STREAM_POLL_S)
                 for entry in entries:
                     if is_final(entry):
-                        yield _sse("error" if "error" in entry else "done", entry)
+                        yield _sse(ERROR_FIELD if ERROR_FIELD in entry else DONE_FIELD, entry)
                         return
-                    yield _sse("token", entry)
-            yield _sse("error", {"error": f"no answer within {STREAM_DEADLINE_S} s"})
+                    yield _sse(TOKEN_FIELD, entry)
+            yield _sse(ERROR_FIELD, {ERROR_FIELD: f"no answer within {STREAM_DEADLINE_S} s"})
 
         return StreamingResponse(events(), media_type="text/event-stream")
 

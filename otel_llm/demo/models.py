@@ -12,15 +12,16 @@ Settings (milliseconds, non-negative numbers; a bad value warns once and falls b
 
 - ``OTEL_LLM_DEMO_LATENCY_MS`` (default 40): total duration of one model call.
 - ``OTEL_LLM_DEMO_TTFT_MS`` (default 15): time to the first streamed token, capped at the latency.
+- ``OTEL_LLM_DEMO_LATENCY_MS_<PROVIDER>`` / ``OTEL_LLM_DEMO_TTFT_MS_<PROVIDER>``: the same for one provider
+  (name upper-cased, other characters ``_``: ``OTEL_LLM_DEMO_LATENCY_MS_AWS_BEDROCK``), e.g. for an A/B
+  experiment whose arms differ in latency.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
-import logging
-import os
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -32,9 +33,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from otel_llm import semconv
+from otel_llm.settings import env_float
 
-_logger = logging.getLogger(__name__)
-
+_NON_ALNUM = re.compile(r"[^A-Z0-9]")
 LATENCY_ENV = "OTEL_LLM_DEMO_LATENCY_MS"
 TTFT_ENV = "OTEL_LLM_DEMO_TTFT_MS"
 DEFAULT_LATENCY_MS = 40.0
@@ -93,25 +94,15 @@ PROVIDER_MODELS: dict[str, ProviderModel] = {
 PROVIDERS = tuple(PROVIDER_MODELS)
 
 
-def _env_milliseconds(name: str, default: float) -> float:
-    """Non-negative milliseconds from the environment; a bad value warns (naming it) and gives default."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    return _parse_milliseconds(name, raw, default)
+def provider_variable(name: str, provider: str) -> str:
+    """The per-provider form of a setting: ``OTEL_LLM_DEMO_LATENCY_MS_AWS_BEDROCK`` for aws.bedrock."""
+    return f"{name}_{_NON_ALNUM.sub('_', provider.upper())}"
 
 
-@functools.lru_cache(maxsize=16)
-def _parse_milliseconds(name: str, raw: str, default: float) -> float:
-    """Cached so that a bad value warns once, not on every model built."""
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value >= 0 and value != float("inf"):
-        return value
-    _logger.warning("%s=%r is not a non-negative number of milliseconds; using %s", name, raw, default)
-    return default
+def _env_milliseconds(name: str, provider: str, default: float) -> float:
+    """The provider's own variable, else the shared one, else ``default``; bad values warn once (settings)."""
+    shared = env_float(name, default, minimum=0)
+    return env_float(provider_variable(name, provider), shared, minimum=0)
 
 
 class FakeProviderChatModel(BaseChatModel):
@@ -245,14 +236,18 @@ def chat_model(
     spec = PROVIDER_MODELS.get(semconv.normalize_provider(provider) or "")
     if spec is None:
         raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}; got {provider!r}")
-    latency = _env_milliseconds(LATENCY_ENV, DEFAULT_LATENCY_MS) if latency_ms is None else latency_ms
-    ttft = _env_milliseconds(TTFT_ENV, DEFAULT_TTFT_MS) if ttft_ms is None else ttft_ms
+    latency = (
+        _env_milliseconds(LATENCY_ENV, spec.provider, DEFAULT_LATENCY_MS)
+        if latency_ms is None
+        else latency_ms
+    )
+    ttft = _env_milliseconds(TTFT_ENV, spec.provider, DEFAULT_TTFT_MS) if ttft_ms is None else ttft_ms
     if latency < 0 or ttft < 0:
         raise ValueError("latency_ms and ttft_ms must be non-negative")
     if answer_words < 1:
         raise ValueError("answer_words must be at least 1")
     return FakeProviderChatModel(
-        model_name=spec.model,
+        model_name=semconv.normalize_model(model) or spec.model,
         ls_provider=spec.ls_provider,
         llm_type=spec.llm_type,
         latency_ms=latency,

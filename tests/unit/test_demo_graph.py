@@ -1,0 +1,148 @@
+"""The reference graph: intent, parallel subagents (retrieval, gRPC, HTTP, LLM), streaming answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import httpx
+import pytest
+
+from otel_llm.demo.graph import (
+    SUBAGENTS,
+    ServiceClients,
+    build_graph,
+    classify_intent,
+    run_config,
+)
+from otel_llm.demo.services import ServerThread, create_http_app, start_grpc_server
+
+REQUEST = {
+    "message": "how do I recycle a plastic bottle",
+    "provider": "aws.bedrock",
+    "model": "anthropic.claude-3-haiku-20240307-v1:0",
+}
+
+
+@pytest.fixture(scope="module")
+def services():
+    """The local gRPC and HTTP services on loopback: (grpc target, http url)."""
+    server, port = start_grpc_server()
+    http = ServerThread(create_http_app()).start()
+    yield f"127.0.0.1:{port}", http.url
+    http.stop()
+    server.stop(grace=None)
+
+
+@pytest.fixture(autouse=True)
+def no_latency(monkeypatch):
+    monkeypatch.setenv("OTEL_LLM_DEMO_LATENCY_MS", "0")
+
+
+def assert_complete(state):
+    """Every subagent contributed, and the answer is the answer model's streamed text."""
+    assert sorted(finding.split(":")[0] for finding in state["findings"]) == sorted(SUBAGENTS)
+    assert "character: Eco" in " ".join(state["findings"])
+    assert "weather: Seoul" in " ".join(state["findings"])
+    assert state["intent"] == "waste"
+    assert len(state["answer"].split()) == 12
+
+
+class TestGraph:
+    def test_sync_graph_runs_every_subagent_then_answers(self, services):
+        """The sync graph calls the gRPC and HTTP services and the LLMs, and answers with all findings."""
+        target, url = services
+        with grpc.insecure_channel(target) as channel, httpx.Client(base_url=url) as http:
+            state = build_graph(ServiceClients(channel, http)).invoke(REQUEST, run_config("j1"))
+        assert_complete(state)
+
+    def test_async_graph_has_the_same_result(self, services):
+        """The async graph (aio gRPC channel, async httpx) gives the same findings and answer."""
+        target, url = services
+
+        async def run():
+            async with grpc.aio.insecure_channel(target) as channel, httpx.AsyncClient(base_url=url) as http:
+                return await build_graph(ServiceClients(channel, http), asynchronous=True).ainvoke(REQUEST)
+
+        asyncio_state = asyncio.run(run())
+        assert_complete(asyncio_state)
+        with grpc.insecure_channel(target) as channel, httpx.Client(base_url=url) as http:
+            assert (
+                build_graph(ServiceClients(channel, http)).invoke(REQUEST)["answer"]
+                == asyncio_state["answer"]
+            )
+
+    def test_answer_node_streams_its_tokens(self, services):
+        """LangGraph's messages stream mode yields the answer node's tokens one by one."""
+        target, url = services
+        with grpc.insecure_channel(target) as channel, httpx.Client(base_url=url) as http:
+            graph = build_graph(ServiceClients(channel, http))
+            tokens = [
+                chunk.content
+                for chunk, metadata in graph.stream(REQUEST, stream_mode="messages")
+                if metadata["langgraph_node"] == "answer" and chunk.content
+            ]
+            answer = graph.invoke(REQUEST)["answer"]
+        assert len(tokens) == 12 and "".join(tokens) == answer
+
+    def test_provider_and_model_of_the_request_pick_the_chat_model(self, services):
+        """The answer depends on the request's provider/model: another model gives another answer."""
+        target, url = services
+        with grpc.insecure_channel(target) as channel, httpx.Client(base_url=url) as http:
+            graph = build_graph(ServiceClients(channel, http))
+            bedrock = graph.invoke(REQUEST)["answer"]
+            openai = graph.invoke({**REQUEST, "provider": "openai", "model": "gpt-4o-mini"})["answer"]
+        assert bedrock != openai
+
+    def test_unknown_provider_fails_the_run(self, services):
+        """A request for a provider the graph has no model for fails with ValueError."""
+        target, url = services
+        with grpc.insecure_channel(target) as channel, httpx.Client(base_url=url) as http:
+            with pytest.raises(ValueError, match="provider"):
+                build_graph(ServiceClients(channel, http)).invoke({**REQUEST, "provider": "nope"})
+
+    def test_service_failure_fails_the_run(self, services):
+        """A node whose service is down fails the run (the worker reports it) instead of answering wrongly."""
+        _, url = services
+        with grpc.insecure_channel("127.0.0.1:1") as channel, httpx.Client(base_url=url) as http:
+            with pytest.raises(grpc.RpcError):
+                build_graph(ServiceClients(channel, http)).invoke(REQUEST)
+
+
+class TestRouting:
+    @pytest.mark.parametrize(
+        ("message", "intent"),
+        [
+            ("Recycle this bottle", "waste"),
+            ("who is eco", "character"),
+            ("rain tomorrow", "weather"),
+            ("hello there", "general"),
+            ("", "general"),
+        ],
+    )
+    def test_keyword_intent(self, message, intent):
+        """The first intent whose keyword the message contains, else general."""
+        assert classify_intent(message) == intent
+
+    def test_run_config_is_the_seeds(self):
+        """Run name chat:<job>, intent tag added to a copy of the tags, job/user/intent metadata, thread."""
+        tags = ["env:test"]
+        config = run_config(
+            "j1", session_id="s1", user_id="u1", intent="waste", tags=tags, metadata={"k": "v"}
+        )
+        assert config == {
+            "run_name": "chat:j1",
+            "tags": ["env:test", "intent:waste"],
+            "metadata": {"job_id": "j1", "user_id": "u1", "intent": "waste", "k": "v"},
+            "configurable": {"thread_id": "s1"},
+        }
+        assert tags == ["env:test"]
+
+    def test_run_config_without_session_has_no_thread(self):
+        """No session, no thread_id; no intent, no intent tag."""
+        assert run_config("j2") == {
+            "run_name": "chat:j2",
+            "tags": [],
+            "configurable": {},
+            "metadata": {"job_id": "j2", "user_id": None, "intent": None},
+        }
