@@ -1,0 +1,238 @@
+"""The stack's configs, checked by the real binaries.
+
+Every collector and Jaeger variant goes through ``validate`` (invalid ones must fail with their error), the
+rendered Prometheus config and rules through ``promtool``, and the collector's generated GenAI normalisation
+through the running collector, case by case against ``otel_llm.semconv.resolve_provider``. Variants declare
+their expectation on their first line: ``# expect: valid`` or ``# expect-error: <substring>``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from otel_llm import semconv
+from otel_llm.stack import paths
+from otel_llm.stack.prometheus import write_prometheus_config
+from otel_llm.stack.run import ALL_PORTS, free_ports
+from tests.support.poll import poll
+from tests.support.senders import post_otlp_json_span, unique_service
+
+VALIDATE_TIMEOUT_SECONDS = 60
+EXPECT_VALID = "# expect: valid"
+EXPECT_ERROR = "# expect-error: "
+
+
+def _variants(main_configs: tuple[Path, ...], testdata: Path) -> list[tuple[Path, str | None]]:
+    """(config, expected error substring or None) for the main configs and every testdata variant."""
+    variants: list[tuple[Path, str | None]] = [(config, None) for config in main_configs]
+    for path in sorted(testdata.glob("*.yaml")):
+        first_line = path.read_text().splitlines()[0]
+        if first_line.startswith(EXPECT_ERROR):
+            variants.append((path, first_line.removeprefix(EXPECT_ERROR)))
+        elif first_line == EXPECT_VALID:
+            variants.append((path, None))
+        else:
+            raise ValueError(f"{path}: first line must be '{EXPECT_VALID}' or '{EXPECT_ERROR}<substring>'")
+    return variants
+
+
+COLLECTOR_VARIANTS = _variants((paths.COLLECTOR_CONFIG,), paths.COLLECTOR_TESTDATA)
+JAEGER_VARIANTS = _variants((paths.JAEGER_CONFIG, paths.JAEGER_CONFIG_MEMORY), paths.JAEGER_TESTDATA)
+
+
+def _stack_like_env(tmp_path: Path) -> dict[str, str]:
+    """Every variable of docs/stack.md set as the runner sets them: free ports, temporary directories."""
+    ports = free_ports(len(ALL_PORTS))
+    env = {spec.env_var: str(port) for spec, port in zip(ALL_PORTS, ports, strict=True)}
+    env.update({
+        "OTEL_LLM_COLLECTOR_STORAGE_DIR": str(tmp_path / "queue"),
+        "OTEL_LLM_JAEGER_BADGER_DIR": str(tmp_path / "badger"),
+        "OTEL_LLM_PROMETHEUS_URL": "http://127.0.0.1:1",
+        "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s",
+        "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB": "256",
+        "LANGSMITH_API_KEY": "lsv2-validate",
+        "LANGSMITH_PROJECT": "validate",
+        "LANGSMITH_ENDPOINT": "http://127.0.0.1:1",
+    })
+    return env
+
+
+def _validate(binary: Path, config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
+    return _run([str(binary), "validate", "--config", str(config)], env={**base, **(env or {})})
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=VALIDATE_TIMEOUT_SECONDS,
+                          check=False)
+
+
+def _assert_outcome(result: subprocess.CompletedProcess, expected_error: str | None) -> None:
+    output = result.stdout + result.stderr
+    if expected_error is None:
+        assert result.returncode == 0, output
+    else:
+        assert result.returncode != 0, f"validate passed, expected a failure with {expected_error!r}"
+        assert expected_error in output, output
+
+
+class TestCollectorConfigs:
+    @pytest.mark.parametrize(("config", "expected_error"), COLLECTOR_VARIANTS,
+                             ids=[path.name for path, _ in COLLECTOR_VARIANTS])
+    def test_variant_validates_as_declared(self, stack_binaries, config, expected_error):
+        """`otelcol-llm validate` accepts the valid variants and rejects the invalid ones with their error."""
+        _assert_outcome(_validate(stack_binaries.collector, config), expected_error)
+
+    def test_pipeline_config_validates_with_the_runners_environment(self, stack_binaries, tmp_path):
+        """collector/config.yaml validates with every env var set as the runner sets them."""
+        result = _validate(stack_binaries.collector, paths.COLLECTOR_CONFIG, _stack_like_env(tmp_path))
+        _assert_outcome(result, None)
+
+    def test_span_metrics_dimensions_are_the_llm_attributes(self):
+        """span_metrics groups by exactly the semconv names of the issue (provider, model, operation, ...)."""
+        config = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
+        dimensions = [item["name"] for item in config["connectors"]["span_metrics"]["dimensions"]]
+        assert dimensions == [
+            semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL, semconv.GEN_AI_OPERATION_NAME,
+            semconv.EXPERIMENT_ARM, semconv.LANGGRAPH_NODE, semconv.ROLLUP_PROVIDER, semconv.ROLLUP_MODEL,
+        ]
+        assert config["connectors"]["span_metrics"]["histogram"]["unit"] == "ms"
+
+
+class TestJaegerConfigs:
+    @pytest.mark.parametrize(("config", "expected_error"), JAEGER_VARIANTS,
+                             ids=[path.name for path, _ in JAEGER_VARIANTS])
+    def test_variant_validates_as_declared(self, stack_binaries, config, expected_error):
+        """`jaeger validate` accepts config.yaml and config-memory.yaml, rejects the invalid variants."""
+        _assert_outcome(_validate(stack_binaries.jaeger, config), expected_error)
+
+    def test_badger_config_validates_with_the_runners_environment(self, stack_binaries, tmp_path):
+        """jaeger/config.yaml validates with its ports and badger directory from the environment."""
+        result = _validate(stack_binaries.jaeger, paths.JAEGER_CONFIG, _stack_like_env(tmp_path))
+        _assert_outcome(result, None)
+
+
+class TestPrometheusConfig:
+    def test_rendered_config_passes_promtool_check(self, stack_binaries, tmp_path):
+        """The template rendered with the runner's variables is a config promtool accepts, rules included."""
+        config = write_prometheus_config(tmp_path / "prometheus.yml", _stack_like_env(tmp_path))
+        result = _run([str(stack_binaries.promtool), "check", "config", str(config)])
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert str(paths.PROMETHEUS_RULES_DIR) in result.stdout + result.stderr  # the rules were loaded too
+
+    def test_rules_pass_promtool_check(self, stack_binaries):
+        """Every rule file parses, with valid PromQL and templates."""
+        rule_files = sorted(paths.PROMETHEUS_RULES_DIR.glob("*.yml"))
+        assert rule_files
+        result = _run([str(stack_binaries.promtool), "check", "rules", *map(str, rule_files)])
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_rule_unit_tests_pass(self, stack_binaries):
+        """`promtool test rules`: each alert fires on a breaching series and stays silent on a healthy one."""
+        test_files = sorted(paths.PROMETHEUS_RULE_TESTS_DIR.glob("*.yml"))
+        assert test_files
+        result = _run([str(stack_binaries.promtool), "test", "rules", *map(str, test_files)])
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "SUCCESS" in result.stdout
+
+
+# --- the generated normalisation, run by the collector ---------------------------------------------------
+def _normalisation_cases() -> list[tuple[str, dict[str, object]]]:
+    """(case id, span attributes): every alias and model rule of semconv, the precedence rules, bad values."""
+    chat = {semconv.GEN_AI_OPERATION_NAME: "chat"}
+    cases: list[tuple[str, dict[str, object]]] = []
+    for canonical, aliases in semconv.PROVIDER_ALIASES.items():
+        for alias in aliases:
+            cases.append((f"system-alias-{alias}", {**chat, semconv.GEN_AI_SYSTEM: alias}))
+        upper = canonical.upper()
+        cases.append((f"provider-name-upper-{canonical}", {**chat, semconv.GEN_AI_PROVIDER_NAME: upper}))
+    models = ("gpt-4o-mini", "o1", "o3-mini", "text-embedding-3-small", "claude-3-5-sonnet-latest",
+              "gemini-1.5-pro", "mistral-large-latest", "command-r-plus", "grok-2", "deepseek-chat",
+              "llama3:8b",
+              "anthropic.claude-3-haiku-20240307-v1:0", "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+              "meta.llama3-70b-instruct-v1:0", "arn:aws:bedrock:us-east-1:123456789012:inference-profile/x")
+    for model in models:
+        cases.append((f"model-only-{model}", {**chat, semconv.GEN_AI_REQUEST_MODEL: model}))
+    bedrock_claude = "anthropic.claude-3-haiku-20240307-v1:0"
+    cases += [
+        ("bedrock-id-beats-system", {**chat, semconv.GEN_AI_SYSTEM: "anthropic",
+                                     semconv.GEN_AI_REQUEST_MODEL: bedrock_claude}),
+        ("ls-provider-beats-system", {semconv.LANGSMITH_SPAN_KIND: "llm", semconv.GEN_AI_SYSTEM: "anthropic",
+                                      semconv.LANGSMITH_LS_PROVIDER: "amazon_bedrock",
+                                      semconv.GEN_AI_REQUEST_MODEL: "claude-3-haiku"}),
+        ("provider-name-beats-ls-provider", {**chat, semconv.GEN_AI_PROVIDER_NAME: "Azure OpenAI",
+                                             semconv.LANGSMITH_LS_PROVIDER: "openai"}),
+        ("framework-system-falls-to-model", {**chat, semconv.GEN_AI_SYSTEM: "LangChain",
+                                             semconv.GEN_AI_REQUEST_MODEL: "gpt-4o"}),
+        ("system-beats-non-bedrock-model", {**chat, semconv.GEN_AI_SYSTEM: "groq",
+                                            semconv.GEN_AI_REQUEST_MODEL: "llama-3.1-70b"}),
+        ("ls-model-name-when-no-request-model", {semconv.LANGSMITH_SPAN_KIND: "llm",
+                                                 semconv.LANGSMITH_LS_MODEL_NAME: "gemini-2.0-flash"}),
+        ("response-model-last", {**chat, semconv.GEN_AI_RESPONSE_MODEL: "claude-3-opus"}),
+        ("blank-request-model-skipped", {**chat, semconv.GEN_AI_REQUEST_MODEL: "   ",
+                                         semconv.LANGSMITH_LS_MODEL_NAME: "grok-beta"}),
+        ("unknown-provider-cleaned", {**chat, semconv.GEN_AI_SYSTEM: "  My Provider!! "}),
+        ("huge-provider-capped", {**chat, semconv.GEN_AI_SYSTEM: "p" * 300}),
+        ("punctuation-provider-falls-through", {**chat, semconv.GEN_AI_PROVIDER_NAME: "!!!",
+                                                semconv.LANGSMITH_LS_PROVIDER: "OpenAI"}),
+        ("empty-system-falls-to-model", {**chat, semconv.GEN_AI_SYSTEM: "",
+                                         semconv.GEN_AI_REQUEST_MODEL: "claude-3"}),
+        ("integer-system", {**chat, semconv.GEN_AI_SYSTEM: 42}),
+        ("openllmetry-request-type", {semconv.OPENLLMETRY_REQUEST_TYPE: "completion",
+                                      semconv.GEN_AI_SYSTEM: "Mistral"}),
+        ("system-and-model-without-operation", {semconv.GEN_AI_SYSTEM: "vertex_ai",
+                                                semconv.GEN_AI_REQUEST_MODEL: "gemini-1.5-pro"}),
+        ("not-llm-chain-span", {semconv.LANGSMITH_SPAN_KIND: "chain", semconv.GEN_AI_SYSTEM: "openai",
+                                semconv.GEN_AI_OPERATION_NAME: "chain"}),
+        ("not-llm-tool-span-keeps-alias", {semconv.GEN_AI_OPERATION_NAME: "execute_tool",
+                                           semconv.GEN_AI_PROVIDER_NAME: "bedrock"}),
+        ("not-llm-framework-only", {semconv.GEN_AI_SYSTEM: "langchain",
+                                    semconv.GEN_AI_REQUEST_MODEL: "gpt-4o"}),
+        ("canonical-untouched", {**chat, semconv.GEN_AI_PROVIDER_NAME: "openai",
+                                 semconv.GEN_AI_REQUEST_MODEL: bedrock_claude}),
+        ("nothing-to-infer", {**chat, semconv.GEN_AI_REQUEST_MODEL: "my-own-model"}),
+    ]
+    return cases
+
+
+def _expected_provider(attributes: dict[str, object]) -> str | None:
+    """What otel_llm would make of the span: resolved for LLM spans, the attribute as sent otherwise."""
+    as_sent = attributes.get(semconv.GEN_AI_PROVIDER_NAME)
+    if not semconv.is_llm_span(attributes):
+        return None if as_sent is None else str(as_sent)
+    resolved = semconv.resolve_provider(attributes)
+    return resolved if resolved is not None else as_sent
+
+
+def _string_attribute(span, key: str) -> str | None:
+    """An OTLP span attribute as text (a non-string value printed), or None when absent."""
+    for attribute in span.attributes:
+        if attribute.key == key:
+            return str(getattr(attribute.value, attribute.value.WhichOneof("value")))
+    return None
+
+
+def test_collector_normalises_providers_like_semconv(stack):
+    """Spans from a service without otel_llm leave the collector with semconv.resolve_provider's provider."""
+    service = unique_service("normalise")
+    cases = dict(_normalisation_cases())
+    prefix = f"{service}:{uuid.uuid4().hex[:6]}:"
+    for case_id, attributes in cases.items():
+        post_otlp_json_span(stack.otlp_http_endpoint, service, prefix + case_id, attributes)
+
+    def received():
+        spans = {span.name.removeprefix(prefix): span for span in stack.langsmith_receiver.spans()
+                 if span.name.startswith(prefix)}
+        return spans if len(spans) == len(cases) else None
+
+    spans = poll(received, timeout=30, message=f"{len(cases)} normalisation spans at LangSmith's stand-in")
+    outcomes = {case_id: (_string_attribute(spans[case_id], semconv.GEN_AI_PROVIDER_NAME),
+                          _expected_provider(attributes)) for case_id, attributes in cases.items()}
+    mismatches = {case_id: outcome for case_id, outcome in outcomes.items() if outcome[0] != outcome[1]}
+    assert not mismatches, f"case: (collector, semconv) {mismatches}"
