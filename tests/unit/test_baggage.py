@@ -8,7 +8,7 @@ import pytest
 from opentelemetry import baggage, context, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
@@ -91,6 +91,26 @@ class TestBaggageAttributesProcessor:
             spans_with_baggage(tracer, {ARM: Unprintable()}, nested=False)
         assert ARM not in exporter.get_finished_spans()[0].attributes
         assert any("baggage" in r.getMessage() for r in caplog.records)
+
+    def test_sdk_attribute_limits_still_apply(self):
+        """The SDK's attribute length and count limits hold for baggage attributes too."""
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(span_limits=SpanLimits(max_attribute_length=3, max_attributes=2))
+        provider.add_span_processor(BaggageAttributesProcessor())
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        ctx = baggage.set_baggage(ARM, "abcdef", Context())
+        ctx = baggage.set_baggage(EXPERIMENT, "exp-1", ctx)
+        provider.get_tracer("t").start_span("s", context=ctx, attributes={"own": 1}).end()
+        span = exporter.get_finished_spans()[0]
+        assert dict(span.attributes) == {ARM: "abc", EXPERIMENT: "exp"}
+        assert span.dropped_attributes == 1
+
+    def test_changed_baggage_is_not_served_from_cache(self, pipeline):
+        """Consecutive spans with different baggage each get their own values."""
+        tracer, exporter = pipeline()
+        for arm in ("a", "b", "a"):
+            spans_with_baggage(tracer, {ARM: arm}, nested=False)
+        assert [s.attributes[ARM] for s in exporter.get_finished_spans()] == ["a", "b", "a"]
 
     def test_unsampled_span_is_left_alone(self):
         """A non-recording span gets no attributes and no error."""
