@@ -1,8 +1,8 @@
 """Cost of otel-llm's span processors: µs per span on the application thread, and on the export thread.
 
 Application thread: the bare SDK (TracerProvider + BatchSpanProcessor with a no-op exporter) against the same
-plus otel-llm's whole chain (BaggageAttributesProcessor + RollupBatchSpanProcessor(RollupSpanExporter(no-op))),
-for
+plus otel-llm's whole chain (BaggageAttributesProcessor +
+RollupBatchSpanProcessor(RollupSpanExporter(no-op))), for
   (a) a plain non-LLM span with no allowlisted baggage,
   (b) the same with 2 allowlisted baggage entries in the context,
   (c) an LLM span (langsmith-style attributes) under 3 open ancestors (it rolls up into them at export).
@@ -12,8 +12,8 @@ processes on a shared machine do not count. Variants are interleaved, each round
 order. The best (minimum) loop of each variant is the most stable estimate of its cost, so "added" is
 min(otel-llm) - min(bare); the medians and the median of the per-round differences are printed beside it.
 
-Export thread: RollupSpanExporter.export (window 0, so enrichment and roll-up happen in the call) over finished
-spans, against the no-op exporter alone, per span.
+Export thread: RollupSpanExporter.export (window 0, so enrichment and roll-up happen in the call) over
+finished spans, against the no-op exporter alone, per span.
 
 Run: .venv/bin/python bench/bench_processors.py [--spans 1000] [--rounds 41]
 """
