@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
@@ -105,27 +104,39 @@ def enrichment(span: ReadableSpan, call: LLMCall | None) -> dict[str, Any]:
     return {key: value for key, value in wanted.items() if attributes.get(key) != value}
 
 
+class EnrichedSpan(ReadableSpan):
+    """A copy of an ended span with merged attributes; it reports the original's dropped-attribute count."""
+
+    def __init__(self, original: ReadableSpan, attributes: Mapping[str, Any]) -> None:
+        super().__init__(
+            name=original.name,
+            context=original.get_span_context(),
+            parent=original.parent,
+            resource=original.resource,
+            attributes=attributes,
+            # The SDK's bounded containers, when present, so the copy keeps the dropped-event and -link
+            # counts.
+            events=getattr(original, "_events", original.events),
+            links=getattr(original, "_links", original.links),
+            kind=original.kind,
+            status=original.status,
+            start_time=original.start_time,
+            end_time=original.end_time,
+            instrumentation_scope=original.instrumentation_scope,
+        )
+        self._dropped_attribute_count = original.dropped_attributes
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_attribute_count
+
+
 def with_attributes(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
     """A copy of ``span`` with ``extra`` merged into its attributes; the span itself when ``extra`` is empty.
 
-    The copy keeps the original's dropped-attribute count, events, links, resource and scope.
+    ``extra`` must hold valid attribute values (text, numbers, bools or sequences of them): they are not
+    validated again. The copy keeps the original's dropped counts, events, links, resource and scope.
     """
     if not extra:
         return span
-    merged = BoundedAttributes(attributes={**(span.attributes or {}), **extra}, immutable=True)
-    merged.dropped = span.dropped_attributes
-    return ReadableSpan(
-        name=span.name,
-        context=span.get_span_context(),
-        parent=span.parent,
-        resource=span.resource,
-        attributes=merged,
-        # The SDK's bounded containers, when present, so the copy keeps the dropped-event and -link counts.
-        events=getattr(span, "_events", span.events),
-        links=getattr(span, "_links", span.links),
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return EnrichedSpan(span, {**(span.attributes or {}), **extra})

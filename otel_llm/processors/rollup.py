@@ -73,6 +73,7 @@ class RollupStats(NamedTuple):
 class _Item(NamedTuple):
     span: ReadableSpan
     call: LLMCall | None
+    rolled: dict[str, Any] | None = None  # the llm.rollup.* attributes, set when the trace is released
 
 
 @dataclass
@@ -132,17 +133,17 @@ def _is_local_root(span: ReadableSpan) -> bool:
     return parent is None or parent.is_remote
 
 
-def rollup_attributes(items: Sequence[tuple[ReadableSpan, LLMCall | None]]) -> dict[int, dict[str, Any]]:
+def rollup_attributes(items: Sequence[_Item]) -> dict[int, dict[str, Any]]:
     """The ``llm.rollup.*`` attributes per span id for every buffered ancestor of an LLM call in ``items``."""
     parent_of: dict[int, int | None] = {}
     llm_span_ids: set[int] = set()
-    for span, call in items:
+    for span, call, _ in items:
         span_id = span.get_span_context().span_id
         parent_of[span_id] = _local_parent_id(span)
         if call is not None:
             llm_span_ids.add(span_id)
     totals: dict[int, _Totals] = {}
-    for span, call in items:
+    for span, call, _ in items:
         if call is None:
             continue
         ancestor = _local_parent_id(span)
@@ -349,15 +350,18 @@ class RollupSpanExporter(SpanExporter):
         rollups = rollup_attributes(trace.items)
         for item in trace.items:
             rolled = rollups.get(item.span.get_span_context().span_id)
-            out.append(item if rolled is None else _Item(with_attributes(item.span, rolled), item.call))
+            out.append(item if rolled is None else item._replace(rolled=rolled))
 
     def _forward(self, items: list[_Item]) -> SpanExportResult:
         """Enrich, call the hook, export to inner. Called without self._lock held."""
         if not items:
             return SpanExportResult.SUCCESS
         batch: list[ReadableSpan] = []
-        for span, call in items:
-            enriched = with_attributes(span, enrichment(span, call))
+        for span, call, rolled in items:
+            extra = enrichment(span, call)
+            if rolled:
+                extra.update(rolled)
+            enriched = with_attributes(span, extra)
             batch.append(enriched)
             if call is not None and self._on_llm_span is not None:
                 try:
