@@ -45,8 +45,8 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -419,6 +419,9 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         node = attributes.get(semconv.LANGGRAPH_NODE)
         if node is not None:
             labels[semconv.LANGGRAPH_NODE] = node
+        arm = baggage.get_baggage(semconv.EXPERIMENT_ARM)  # per-arm TTFT (docs/experiments.md)
+        if arm is not None:
+            labels[semconv.EXPERIMENT_ARM] = str(arm)
         run.llm_labels = labels
         run.capture = self._capture_content
         run.started = self._clock()
