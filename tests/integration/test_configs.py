@@ -94,6 +94,17 @@ class TestCollectorConfigs:
         result = _validate(stack_binaries.collector, paths.COLLECTOR_CONFIG, _stack_like_env(tmp_path))
         _assert_outcome(result, None)
 
+    @pytest.mark.parametrize(("variable", "value", "expected_error"), [
+        ("OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB", "lots", "'limit_mib' expected type 'uint32'"),
+        ("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "http", "prometheus.port' expected type 'int'"),
+        ("OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL", "soon", "'metrics_flush_interval' time: invalid duration"),
+    ])
+    def test_bad_env_value_fails_validation_naming_the_field(self, stack_binaries, variable, value,
+                                                             expected_error):
+        """A typed setting given a wrong value in the environment is rejected by validate, field named."""
+        _assert_outcome(_validate(stack_binaries.collector, paths.COLLECTOR_CONFIG, {variable: value}),
+                        expected_error)
+
     def test_span_metrics_dimensions_are_the_llm_attributes(self):
         """span_metrics groups by exactly the semconv names of the issue (provider, model, operation, ...)."""
         config = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
