@@ -31,21 +31,13 @@ def _send_parent_and_llm_child(otlp_grpc_endpoint: str, service: str) -> None:
     provider.shutdown()
 
 
-def _spans_of(receiver: OtlpHttpReceiver, service: str) -> list:
-    return [span for received in receiver.requests if received.request is not None
-            for resource_spans in received.request.resource_spans
-            if any(a.key == "service.name" and a.value.string_value == service
-                   for a in resource_spans.resource.attributes)
-            for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
-
-
 def test_langsmith_receives_whole_trace_with_key_and_project_headers(stack):
     """Both spans of a trace are posted as protobuf to /otel/v1/traces with the key and project headers."""
     service = unique_service("langsmith-export")
     _send_parent_and_llm_child(stack.otlp_grpc_endpoint, service)
 
-    spans = poll(lambda: len(_spans_of(stack.langsmith_receiver, service)) == 2
-                 and _spans_of(stack.langsmith_receiver, service), timeout=60, message="2 spans at LangSmith")
+    spans = poll(lambda: len(found := stack.langsmith_receiver.spans(service)) == 2 and found,
+                 timeout=60, message="2 spans at LangSmith")
     for received in stack.langsmith_receiver.requests:
         assert received.path == TRACES_PATH
         assert received.headers["content-type"] == PROTOBUF

@@ -54,7 +54,7 @@ def test_spans_sent_while_jaeger_is_down_arrive_after_restart(stack):
 
     assert len(during) >= OUTAGE_SECONDS / SEND_INTERVAL_SECONDS / 2, "the load generator fell far behind"
     every = set(range(sequence))
-    found = poll(lambda: stored() == every and stored(), timeout=120,
+    found = poll(lambda: (seen := stored()) == every and seen, timeout=120,
                  message=f"all {len(every)} traces (during the outage: {len(during)}) in Jaeger")
     assert before <= found  # badger kept what was stored before the restart
     assert during <= found

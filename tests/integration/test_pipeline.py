@@ -11,6 +11,7 @@ from tests.support.senders import post_otlp_json_span, sdk_meter_provider, sdk_t
 
 BEDROCK_CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 SPAN_METRICS_CALLS = "traces_span_metrics_calls_total"
+SPAN_METRICS_DURATION_BUCKET = "traces_span_metrics_duration_milliseconds_bucket"
 
 
 def _only_span(stack, service: str) -> dict:
@@ -54,13 +55,15 @@ def test_span_metrics_by_provider_and_model_reach_prometheus(stack):
                             {semconv.GEN_AI_SYSTEM: "anthropic", semconv.GEN_AI_REQUEST_MODEL: BEDROCK_CLAUDE,
                              semconv.GEN_AI_OPERATION_NAME: "chat"})
 
-    def calls() -> float | None:
+    def labels_once_all_3_are_counted() -> dict | None:
         result = stack.prometheus_query(
             f'sum by (gen_ai_provider_name, gen_ai_request_model, gen_ai_operation_name) '
             f'({SPAN_METRICS_CALLS}{{service_name="{service}"}})')
-        return float(result[0]["value"][1]) == 3 and result[0]["metric"] if result else None
+        if len(result) == 1 and float(result[0]["value"][1]) == 3:
+            return result[0]["metric"]
+        return None
 
-    labels = poll(calls, timeout=60, message="3 span-metric calls in Prometheus")
+    labels = poll(labels_once_all_3_are_counted, timeout=60, message="3 span-metric calls in Prometheus")
     assert labels == {"gen_ai_provider_name": "aws.bedrock", "gen_ai_request_model": BEDROCK_CLAUDE,
                       "gen_ai_operation_name": "chat"}
 
@@ -74,7 +77,7 @@ def test_span_metrics_duration_histogram_is_in_milliseconds(stack):
 
     def count_under_250ms() -> list:
         return stack.prometheus_query(
-            f'sum by (gen_ai_provider_name) (traces_span_metrics_duration_milliseconds_bucket'
+            f'sum by (gen_ai_provider_name) ({SPAN_METRICS_DURATION_BUCKET}'
             f'{{service_name="{service}", le="250"}})')
 
     result = poll(count_under_250ms, timeout=60, message="the duration histogram in Prometheus")

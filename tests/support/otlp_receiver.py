@@ -29,12 +29,20 @@ class ReceivedRequest:
     headers: dict[str, str]
     request: ExportTraceServiceRequest | None
 
-    def spans(self) -> list:
-        """Every span in the request (empty for a rejected one)."""
+    def spans(self, service: str | None = None) -> list:
+        """The request's spans (only that ``service.name``'s when given); none for a rejected request."""
         if self.request is None:
             return []
         return [span for resource_spans in self.request.resource_spans
+                if service is None or _service_name(resource_spans.resource) == service
                 for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
+
+
+def _service_name(resource) -> str | None:
+    for attribute in resource.attributes:
+        if attribute.key == "service.name":
+            return attribute.value.string_value
+    return None
 
 
 class OtlpHttpReceiver:
@@ -77,11 +85,11 @@ class OtlpHttpReceiver:
         with self._lock:
             self.requests.append(received)
 
-    def spans(self) -> list:
-        """Every span received so far, across requests."""
+    def spans(self, service: str | None = None) -> list:
+        """Every span received so far (of that ``service.name`` when given), across requests."""
         with self._lock:
             requests = list(self.requests)
-        return [span for received in requests for span in received.spans()]
+        return [span for received in requests for span in received.spans(service)]
 
     def close(self) -> None:
         self._server.shutdown()
