@@ -82,17 +82,22 @@ def _assert_outcome(result: subprocess.CompletedProcess, expected_error: str | N
         assert expected_error in output, output
 
 
-class TestCollectorConfigs:
-    @pytest.mark.parametrize(("config", "expected_error"), COLLECTOR_VARIANTS,
-                             ids=[path.name for path, _ in COLLECTOR_VARIANTS])
-    def test_variant_validates_as_declared(self, stack_binaries, config, expected_error):
-        """`otelcol-llm validate` accepts the valid variants and rejects the invalid ones with their error."""
-        _assert_outcome(_validate(stack_binaries.collector, config), expected_error)
+VARIANTS = [("collector", path, error) for path, error in COLLECTOR_VARIANTS] + [
+    ("jaeger", path, error) for path, error in JAEGER_VARIANTS]
 
-    def test_pipeline_config_validates_with_the_runners_environment(self, stack_binaries, tmp_path):
-        """collector/config.yaml validates with every env var set as the runner sets them."""
-        result = _validate(stack_binaries.collector, paths.COLLECTOR_CONFIG, _stack_like_env(tmp_path))
-        _assert_outcome(result, None)
+
+class TestValidate:
+    @pytest.mark.parametrize(("binary", "config", "expected_error"), VARIANTS,
+                             ids=[f"{binary}-{path.name}" for binary, path, _ in VARIANTS])
+    def test_variant_validates_as_declared(self, stack_binaries, binary, config, expected_error):
+        """`validate` accepts the main configs and valid variants, rejects invalid ones with their error."""
+        _assert_outcome(_validate(getattr(stack_binaries, binary), config), expected_error)
+
+    @pytest.mark.parametrize(("binary", "config"), [("collector", paths.COLLECTOR_CONFIG),
+                                                    ("jaeger", paths.JAEGER_CONFIG)])
+    def test_config_validates_with_the_runners_environment(self, stack_binaries, tmp_path, binary, config):
+        """The stack's configs validate with every env var set as the runner sets them."""
+        _assert_outcome(_validate(getattr(stack_binaries, binary), config, _stack_like_env(tmp_path)), None)
 
     @pytest.mark.parametrize(("variable", "value", "expected_error"), [
         ("OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB", "lots", "'limit_mib' expected type 'uint32'"),
@@ -105,28 +110,16 @@ class TestCollectorConfigs:
         _assert_outcome(_validate(stack_binaries.collector, paths.COLLECTOR_CONFIG, {variable: value}),
                         expected_error)
 
-    def test_span_metrics_dimensions_are_the_llm_attributes(self):
-        """span_metrics groups by exactly the semconv names of the issue (provider, model, operation, ...)."""
-        config = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
-        dimensions = [item["name"] for item in config["connectors"]["span_metrics"]["dimensions"]]
-        assert dimensions == [
-            semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL, semconv.GEN_AI_OPERATION_NAME,
-            semconv.EXPERIMENT_ARM, semconv.LANGGRAPH_NODE, semconv.ROLLUP_PROVIDER, semconv.ROLLUP_MODEL,
-        ]
-        assert config["connectors"]["span_metrics"]["histogram"]["unit"] == "ms"
 
-
-class TestJaegerConfigs:
-    @pytest.mark.parametrize(("config", "expected_error"), JAEGER_VARIANTS,
-                             ids=[path.name for path, _ in JAEGER_VARIANTS])
-    def test_variant_validates_as_declared(self, stack_binaries, config, expected_error):
-        """`jaeger validate` accepts config.yaml and config-memory.yaml, rejects the invalid variants."""
-        _assert_outcome(_validate(stack_binaries.jaeger, config), expected_error)
-
-    def test_badger_config_validates_with_the_runners_environment(self, stack_binaries, tmp_path):
-        """jaeger/config.yaml validates with its ports and badger directory from the environment."""
-        result = _validate(stack_binaries.jaeger, paths.JAEGER_CONFIG, _stack_like_env(tmp_path))
-        _assert_outcome(result, None)
+def test_span_metrics_dimensions_are_the_llm_attributes():
+    """span_metrics groups by exactly the semconv names of the issue (provider, model, operation, ...)."""
+    config = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
+    dimensions = [item["name"] for item in config["connectors"]["span_metrics"]["dimensions"]]
+    assert dimensions == [
+        semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL, semconv.GEN_AI_OPERATION_NAME,
+        semconv.EXPERIMENT_ARM, semconv.LANGGRAPH_NODE, semconv.ROLLUP_PROVIDER, semconv.ROLLUP_MODEL,
+    ]
+    assert config["connectors"]["span_metrics"]["histogram"]["unit"] == "ms"
 
 
 class TestPrometheusConfig:
