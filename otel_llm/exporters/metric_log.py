@@ -211,7 +211,13 @@ class MetricLogExporter(SpanExporter):
 
 
 def processor_from_env(environ: Mapping[str, str] = os.environ) -> BatchSpanProcessor | None:
-    """A ``BatchSpanProcessor`` around a :class:`MetricLogExporter` when ``OTEL_LLM_METRIC_LOG`` is set.
+    """A ``BatchSpanProcessor`` around ``exporter_from_env(environ)``, or None when that is None."""
+    exporter = exporter_from_env(environ)
+    return BatchSpanProcessor(exporter) if exporter is not None else None
+
+
+def exporter_from_env(environ: Mapping[str, str] = os.environ) -> MetricLogExporter | None:
+    """A :class:`MetricLogExporter` if ``OTEL_LLM_METRIC_LOG`` is set; configure() puts it behind the roll-up.
 
     ``OTEL_LLM_METRIC_LOG_SPANS``: comma-separated span name patterns that replace the default selection.
     A file that cannot be opened logs one warning naming the variable and leaves the lines off.
@@ -234,4 +240,4 @@ def processor_from_env(environ: Mapping[str, str] = os.environ) -> BatchSpanProc
             exc,
         )
         return None
-    return BatchSpanProcessor(exporter)
+    return exporter
