@@ -19,8 +19,10 @@ runs on the export thread (or this stage's own flush thread), never on the appli
 Memory is bounded: ``max_traces`` (the oldest trace is flushed early, counted as evicted),
 ``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as overflow), ``max_age_s``
 (a trace whose root never arrives is flushed after this, counted as expired), and a bounded set of recently
-flushed trace ids so that spans arriving after their trace was flushed are forwarded alone, enriched but not
-rolled up, counted as late.
+flushed trace ids to recognise late spans: spans arriving after their trace was flushed. Those are counted
+and buffered again as the trace's *late part*, which leaves once ``window_s`` passed without a new span of it
+(or its own local root's window passed); they roll up among themselves, so a LangGraph run that ends after the
+request span left still gets its roll-up, and so does a worker's CONSUMER span running in the API's process.
 
 Cost: nothing on the application thread. On the export thread, a few dict operations per span plus one
 attribute copy for each span that changes; flushing a trace is linear in its spans times the ancestor depth.
@@ -78,7 +80,11 @@ class _Item(NamedTuple):
 
 @dataclass
 class _Trace:
+    """The buffered spans of one trace (or of its late part, after an earlier part was flushed)."""
+
     first_seen: float
+    late: bool = False  # an earlier part of this trace was already flushed
+    last_seen: float = 0.0
     root_seen: float | None = None
     items: list[_Item] = field(default_factory=list)
 
@@ -198,9 +204,11 @@ class RollupSpanExporter(SpanExporter):
         self._clock = clock
         self._recent_limit = max(MIN_RECENT_TRACES, max_traces)
         self._tick_s = min(MAX_TICK_S, max(MIN_TICK_S, self._window_s / 4))
-        # Traces in first-seen order (eviction and expiry take from the front); roots in arrival order.
+        # Traces in first-seen order (eviction and expiry take from the front); roots in arrival order; late
+        # parts in order of their last span's arrival.
         self._traces: OrderedDict[int, _Trace] = OrderedDict()
-        self._roots: deque[tuple[float, int]] = deque()
+        self._roots: deque[tuple[float, int, _Trace]] = deque()
+        self._late_parts: OrderedDict[int, _Trace] = OrderedDict()
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._buffered_spans = 0
         self._evicted = self._expired = self._late = self._overflow = 0
@@ -296,17 +304,18 @@ class RollupSpanExporter(SpanExporter):
         if trace_id == _NO_TRACE:
             out.append(item)
             return
-        if trace_id in self._recent:
-            self._late += 1
-            out.append(item)
-            return
         trace = self._traces.get(trace_id)
         if trace is None:
-            trace = self._traces[trace_id] = _Trace(first_seen=now)
+            trace = self._traces[trace_id] = _Trace(first_seen=now, late=trace_id in self._recent)
             if len(self._traces) > self._max_traces:
                 oldest_id, oldest = self._traces.popitem(last=False)
                 self._evicted += 1
                 self._release(oldest_id, oldest, out)
+        if trace.late:
+            self._late += 1
+            trace.last_seen = now
+            self._late_parts[trace_id] = trace
+            self._late_parts.move_to_end(trace_id)
         is_root = _is_local_root(span)
         if not is_root and len(trace.items) >= self._max_spans_per_trace:
             self._overflow += 1
@@ -316,10 +325,10 @@ class RollupSpanExporter(SpanExporter):
         self._buffered_spans += 1
         if is_root and trace.root_seen is None:
             trace.root_seen = now
-            self._roots.append((now, trace_id))
+            self._roots.append((now, trace_id, trace))
             if len(self._roots) > 2 * self._max_traces:
                 # Entries of evicted traces wait for their window; drop them early so the deque stays bounded.
-                self._roots = deque(entry for entry in self._roots if entry[1] in self._traces)
+                self._roots = deque(entry for entry in self._roots if self._traces.get(entry[1]) is entry[2])
 
     def _take_ready(self, now: float, out: list[_Item], *, everything: bool) -> None:
         if everything:
@@ -329,10 +338,16 @@ class RollupSpanExporter(SpanExporter):
             self._roots.clear()
             return
         while self._roots and now - self._roots[0][0] >= self._window_s:
-            _, trace_id = self._roots.popleft()
-            trace = self._traces.pop(trace_id, None)
-            if trace is not None:  # None: already evicted or expired
+            _, trace_id, trace = self._roots.popleft()
+            if self._traces.get(trace_id) is trace:  # else already evicted or expired
+                del self._traces[trace_id]
                 self._release(trace_id, trace, out)
+        while self._late_parts:
+            trace_id, trace = next(iter(self._late_parts.items()))
+            if now - trace.last_seen < self._window_s:
+                break
+            del self._traces[trace_id]
+            self._release(trace_id, trace, out)
         while self._traces:
             trace_id, trace = next(iter(self._traces.items()))
             if now - trace.first_seen < self._max_age_s:
@@ -344,7 +359,9 @@ class RollupSpanExporter(SpanExporter):
     def _release(self, trace_id: int, trace: _Trace, out: list[_Item]) -> None:
         """Move a trace out of the buffer into ``out`` with its roll-ups, and remember it as flushed."""
         self._buffered_spans -= len(trace.items)
+        self._late_parts.pop(trace_id, None)
         self._recent[trace_id] = None
+        self._recent.move_to_end(trace_id)
         if len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
         rollups = rollup_attributes(trace.items)

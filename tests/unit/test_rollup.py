@@ -352,14 +352,59 @@ class TestWindowAndBounds:
         assert h.stage.stats.expired_traces == 1 and h.stage.stats.buffered_spans == 0
 
     def test_span_after_flush_is_late(self):
-        """A span of an already flushed trace is forwarded alone, enriched, counted as late."""
-        h = Harness()
+        """A span of an already flushed trace is counted late and held until window_s passes without more."""
+        h = Harness(window_s=2.0)
         root = h.start("root")
         root.end()
         h.flush_after_window()
         h.llm(root, langsmith_llm())
-        assert h.stage.stats.late_spans == 1
+        h.clock.advance(1.0)
+        h.llm(root, langsmith_llm(), name="SecondCall")
+        h.clock.advance(1.9)
+        h.stage.flush()
+        assert set(h.exported()) == {"root"}
+        assert h.stage.stats.late_spans == 2
+        h.clock.advance(0.1)
+        h.stage.flush()
         assert h.exported()["ChatModel"].attributes[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+        assert "SecondCall" in h.exported() and h.stage.stats.buffered_traces == 0
+
+    def test_late_part_rolls_up_within_itself(self):
+        """LangGraph spans arriving after the root was flushed still get the roll-up of the calls beneath."""
+        h = Harness(window_s=2.0)
+        root = h.start("POST /chat", kind=SpanKind.SERVER)
+        graph = h.start("LangGraph", root, attributes=CHAIN)
+        root.end()
+        h.flush_after_window()
+        h.llm(graph, langsmith_llm())
+        graph.end()
+        h.flush_after_window()
+        exported = h.exported()
+        assert exported["LangGraph"].attributes[semconv.ROLLUP_CALLS] == 1
+        assert semconv.ROLLUP_CALLS not in exported["POST /chat"].attributes
+        assert h.stage.stats.late_spans == 2
+
+    def test_worker_part_in_the_same_process_rolls_up_to_its_consumer(self):
+        """API and worker in one process: the worker's CONSUMER, after the API part left, gets its roll-up."""
+        h = Harness(window_s=2.0)
+        server = h.start("POST /chat", kind=SpanKind.SERVER)
+        producer = h.start("enqueue", server, kind=SpanKind.PRODUCER)
+        producer.end()
+        server.end()
+        h.flush_after_window()
+        remote = trace.SpanContext(server.context.trace_id, producer.context.span_id, is_remote=True,
+                                   trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        consumer = h.tracer.start_span("consume", context=parent, kind=SpanKind.CONSUMER)
+        h.llm(consumer, langsmith_llm())
+        h.clock.advance(1.5)
+        consumer.end()
+        h.clock.advance(1.9)
+        h.stage.flush()
+        assert "consume" not in h.exported()
+        h.clock.advance(0.1)
+        h.stage.flush()
+        assert h.exported()["consume"].attributes[semconv.ROLLUP_PROVIDER] == "aws.bedrock"
 
     def test_spans_past_the_per_trace_cap_overflow(self):
         """Past max_spans_per_trace, non-root spans go straight through; the root is still buffered."""
