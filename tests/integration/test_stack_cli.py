@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from otel_llm.stack.run import ALL_PORTS, free_ports, redis_ping
+from tests.support.poll import poll
 
 CLI = str(Path(sys.executable).parent / "otel-llm")
 CLI_TIMEOUT_SECONDS = 300
@@ -69,6 +71,32 @@ def test_up_is_idempotent_status_reports_endpoints_and_down_stops_everything(cli
     assert stopped.returncode == 3
     assert not any(c["running"] for c in json.loads(stopped.stdout)["components"].values())
     assert _run(cli_env, "down").returncode == 0
+
+
+def test_up_restarts_only_a_component_that_died(cli_env):
+    """After Redis is killed, status exits 3 and `up` starts a new Redis, leaving the others as they were."""
+    before = json.loads(_run(cli_env, "up", "--jaeger-storage", "memory", "--json").stdout)["components"]
+    os.kill(before["redis"]["pid"], signal.SIGKILL)
+    assert poll(lambda: _run(cli_env, "status").returncode == 3, timeout=30, message="status: Redis gone")
+
+    after = _run(cli_env, "up", "--json")
+    assert after.returncode == 0, after.stderr
+    components = json.loads(after.stdout)["components"]
+    assert components["redis"]["pid"] != before["redis"]["pid"]
+    assert {name: components[name]["pid"] for name in ("prometheus", "jaeger", "collector")} == {
+        name: before[name]["pid"] for name in ("prometheus", "jaeger", "collector")}
+    assert redis_ping(int(cli_env["OTEL_LLM_REDIS_PORT"]))
+
+
+def test_two_concurrent_ups_make_one_stack(cli_env):
+    """Two `up` started at once on one state dir both succeed and report the same processes."""
+    command = [CLI, "stack", "up", "--jaeger-storage", "memory", "--json"]
+    runs = [subprocess.Popen(command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=CLI_TIMEOUT_SECONDS) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    pids = [{name: c["pid"] for name, c in json.loads(out)["components"].items()} for out, _ in outputs]
+    assert pids[0] == pids[1]
 
 
 def test_up_names_the_taken_port_its_variable_and_holder(cli_env):
