@@ -48,6 +48,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
@@ -266,6 +267,10 @@ def build_from_environment(
     args_map = sdk_kwargs.get("exporter_args_map") or {}
     if span_exporters is None:
         span_exporters = [cls(**args_map.get(cls, {})) for cls in span_classes.values()]
+    if settings.enabled:
+        # METRIC| lines need the roll-up attributes, so they get a roll-up stage like any span exporter.
+        metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)", exporter_from_env, lambda: None)
+        span_exporters = [*span_exporters, *([metric_lines] if metric_lines is not None else [])]
     if metric_readers is None:
         metric_readers = [_metric_reader(cls, args_map.get(cls, {})) for cls in metric_classes.values()]
     return build_telemetry(

@@ -23,6 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from otel_llm import semconv
 from otel_llm.configure import (
@@ -272,6 +273,21 @@ def test_bad_otel_llm_variable_warns_once_and_still_builds(clean_env, caplog):
     assert len(warnings) == 1
     assert settings.rollup_window_ms == Settings().rollup_window_ms
     telemetry.shutdown()
+
+
+def test_metric_log_lines_come_after_the_rollup(clean_env, tmp_path):
+    """OTEL_LLM_METRIC_LOG=<file>: the request line names the provider the roll-up found beneath it."""
+    log = tmp_path / "metric.log"
+    clean_env.setenv("OTEL_LLM_METRIC_LOG", str(log))
+    telemetry = build_from_environment(FAST)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER, attributes={"http.route": "/chat"}):
+        with tracer.start_as_current_span("ChatBedrock", attributes=LLM_ATTRIBUTES):
+            pass
+    telemetry.shutdown()
+    request_lines = [line for line in log.read_text().splitlines() if "event=request" in line]
+    assert len(request_lines) == 1
+    assert "provider=aws.bedrock" in request_lines[0]
 
 
 # --- otel-llm's pipeline ----------------------------------------------------------------------------------
