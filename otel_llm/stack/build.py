@@ -145,7 +145,7 @@ def _locked(target: Path) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def _build_cached(target: Path, build_into: Callable[[Path], None], log: Log) -> Path:
+def build_cached(target: Path, build_into: Callable[[Path], None], log: Log) -> Path:
     """Return ``target``, building it first when missing: ``build_into(tmp_dir)`` must leave the binary there.
 
     The temporary directory sits next to the final one (same filesystem) and is renamed into place at once.
@@ -166,6 +166,7 @@ def _build_cached(target: Path, build_into: Callable[[Path], None], log: Log) ->
             final_dir = work / "final"
             final_dir.mkdir()
             built.rename(final_dir / target.name)
+            shutil.rmtree(target.parent, ignore_errors=True)  # a leftover without the executable
             final_dir.rename(target.parent)
     log(f"{target.name}: built at {target}")
     return target
@@ -186,7 +187,7 @@ def ensure_builder(log: Log = _log_to_stderr) -> Path:
         _run([str(_go()), "install", f"{paths.BUILDER_MODULE}@{paths.BUILDER_VERSION}"],
              what=f"ocb {paths.BUILDER_VERSION}", cwd=work, env=_go_env(gobin=work), log=log)
 
-    return _build_cached(builder_path(), build_into, log)
+    return build_cached(builder_path(), build_into, log)
 
 
 def build_collector(log: Log = _log_to_stderr) -> Path:
@@ -204,7 +205,7 @@ def build_collector(log: Log = _log_to_stderr) -> Path:
              env=_go_env(), log=log)
         (work / "src" / paths.COLLECTOR_NAME).rename(work / paths.COLLECTOR_NAME)
 
-    return _build_cached(collector_path(), build_into, log)
+    return build_cached(collector_path(), build_into, log)
 
 
 def build_jaeger(log: Log = _log_to_stderr) -> Path:
@@ -220,7 +221,7 @@ def build_jaeger(log: Log = _log_to_stderr) -> Path:
         _run([str(_go()), "install", "tool"], what=f"{paths.JAEGER_NAME} {paths.JAEGER_VERSION} (go install)",
              cwd=module, env=env, log=log)
 
-    return _build_cached(jaeger_path(), build_into, log)
+    return build_cached(jaeger_path(), build_into, log)
 
 
 def ensure_debian_packages(log: Log = _log_to_stderr) -> None:
