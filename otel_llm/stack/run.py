@@ -33,6 +33,7 @@ from pathlib import Path
 from otel_llm.settings import env_int
 from otel_llm.stack import paths
 from otel_llm.stack.build import BUILD_COMMAND, StackBinaries, find_binaries
+from otel_llm.stack.prometheus import write_prometheus_config
 
 STATE_DIR_ENV = "OTEL_LLM_STATE_DIR"
 DEFAULT_STATE_DIR = Path("~/.local/state/otel-llm")
@@ -123,10 +124,7 @@ def _jaeger_command(stack: Stack, binary: Path) -> list[str]:
 
 
 def _prometheus_command(stack: Stack, binary: Path) -> list[str]:
-    from otel_llm.stack.prometheus import render_prometheus_config  # the template's renderer, task C's module
-
-    config = stack.state_dir / "prometheus.yml"
-    config.write_text(render_prometheus_config(stack.env))
+    config = write_prometheus_config(stack.state_dir / "prometheus.yml", stack.env)
     return [
         str(binary),
         f"--config.file={config}",
@@ -401,18 +399,8 @@ class Stack:
     def up(self, timeout: float = HEALTH_TIMEOUT_SECONDS) -> dict:
         """Start every component not already running, wait until all are healthy, and return ``status()``."""
         with self._locked():
-            (self.state_dir / "logs").mkdir(exist_ok=True)
             self._save()
-            to_start = [component for component in self.components if self.pid(component.name) is None]
-            # Every binary and port is checked before anything starts, so a failed `up` leaves nothing behind.
-            binaries = {component.name: self._binary(component) for component in to_start}
-            for component in to_start:
-                self._check_ports(component)
-            for component in self.components:
-                if component in to_start:
-                    self._start(component, timeout, binaries[component.name])
-                else:
-                    self._wait_healthy(component, timeout)
+            self._start_missing(self.components, timeout)
         return self.status()
 
     def down(self) -> None:
@@ -424,19 +412,30 @@ class Stack:
     def start(self, name: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> None:
         """Start one component (e.g. Jaeger after an outage) with the stack's recorded settings."""
         with self._locked():
-            component = COMPONENTS_BY_NAME[name]
-            if self.pid(name) is None:
-                binary = self._binary(component)
-                self._check_ports(component)
-                self._start(component, timeout, binary)
+            self._start_missing((COMPONENTS_BY_NAME[name],), timeout)
 
     def stop(self, name: str) -> None:
         """Stop one component; the others keep running."""
         with self._locked():
             self._stop(COMPONENTS_BY_NAME[name])
 
-    def _start(self, component: Component, timeout: float, binary: Path) -> None:
-        command = component.command(self, binary)
+    def _start_missing(self, components: Sequence[Component], timeout: float) -> None:
+        to_start = [component for component in components if self.pid(component.name) is None]
+        # Binaries, ports and configs are all checked before anything starts: a failed `up` starts nothing.
+        commands = {}
+        for component in to_start:
+            binary = self._binary(component)
+            self._check_ports(component)
+            try:
+                commands[component.name] = component.command(self, binary)
+            except ValueError as exc:  # a setting the config cannot take, e.g. a bad scrape interval
+                raise StackError(f"Cannot configure {component.name}: {exc}") from exc
+        for component in components:
+            if component.name in commands:
+                self._launch(component, commands[component.name])
+            self._wait_healthy(component, timeout)
+
+    def _launch(self, component: Component, command: list[str]) -> None:
         log_path = self.log_file(component.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
@@ -453,7 +452,6 @@ class Stack:
             )
         self._processes[component.name] = process
         self._pid_file(component.name).write_text(f"{process.pid}\n{command[0]}\n")
-        self._wait_healthy(component, timeout)
 
     def _wait_healthy(self, component: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ from otel_llm.stack.run import (
 )
 
 NO_BINARIES = StackBinaries(collector=None, jaeger=None, prometheus=None, promtool=None, redis_server=None)
+# Existing files, never run: for checks that must fail before any process starts.
+ANY_BINARIES = StackBinaries(*(Path(sys.executable),) * 5)
 
 
 def _own_argv0() -> str:
@@ -111,6 +114,14 @@ class TestLifecycleWithoutServers:
         """up with no binaries raises StackError naming `otel-llm stack build`; no pid file is written."""
         stack = _stack(tmp_path, binaries=NO_BINARIES)
         with pytest.raises(StackError, match=BUILD_COMMAND):
+            stack.up()
+        assert list(stack.state_dir.glob("*.pid")) == []
+
+    def test_a_setting_the_config_cannot_take_fails_before_anything_starts(self, tmp_path):
+        """A bad Prometheus scrape interval raises StackError naming the variable; no pid file is written."""
+        stack = _stack(tmp_path, overrides={"OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "soon"},
+                       binaries=ANY_BINARIES)
+        with pytest.raises(StackError, match="OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL"):
             stack.up()
         assert list(stack.state_dir.glob("*.pid")) == []
 
