@@ -3,8 +3,9 @@
 Starts (or reuses) the stack like ``otel-llm stack up`` (``otel_llm.stack.run``), then the app's three
 processes under ``opentelemetry-instrument`` with environment variables only (services, worker, API: ``python
 -m otel_llm.demo.<name>``, OTLP to the stack's collector), sends the chat requests to the API, waits for every
-answer, stops the app processes (their exit flushes the telemetry), reads the requests' traces back from
-Jaeger and prints them with the same renderer as the embedded demo, then the endpoints to explore. The stack
+answer and reads the requests' traces back from Jaeger while the app still runs (its roll-up stage holds each
+trace for a short window before exporting it), then stops the app processes and prints the traces with the
+same renderer as the embedded demo, then the endpoints to explore. The stack
 keeps running afterwards (``otel-llm stack down`` stops it).
 """
 
@@ -96,10 +97,14 @@ def start_process(
 
 
 def stop_processes(processes: Sequence[AppProcess]) -> None:
-    """SIGTERM each process group (the launcher flushes telemetry on exit); SIGKILL after the timeout."""
+    """SIGINT each process group, SIGKILL what outlives the timeout.
+
+    SIGINT, not SIGTERM: uvicorn re-raises the signal it caught after its graceful shutdown, and only SIGINT
+    (as KeyboardInterrupt) lets the interpreter run the launcher's exit handler that flushes the telemetry.
+    """
     for app in processes:
         if app.process.poll() is None:
-            os.killpg(app.process.pid, signal.SIGTERM)
+            os.killpg(app.process.pid, signal.SIGINT)
     for app in processes:
         try:
             app.process.wait(timeout=STOP_TIMEOUT_S)
@@ -132,11 +137,16 @@ def wait_for(probe: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def send_requests(api_url: str, count: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """POST ``count`` chat requests, then wait until each answer is done; the finished jobs."""
+    from otel_llm.demo.api import demo_experiment
+    from otel_llm.demo.embedded import sessions_covering_arms
+
+    # Sessions whose experiment arms alternate, so the requests cover every demo provider.
+    sessions = sessions_covering_arms(demo_experiment(), count)
     jobs = []
     for index in range(count):
         body = {
             "message": DEMO_MESSAGES[index % len(DEMO_MESSAGES)],
-            "session_id": f"demo-session-{index % 2}",
+            "session_id": sessions[index],
             "user_id": f"demo-user-{index}",
         }
         accepted = _http_json(f"{api_url}/api/v1/chat", body)
@@ -234,8 +244,7 @@ def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) 
             )
             processes.append(api)
             jobs = send_requests(f"http://127.0.0.1:{api.first_line['port']}", requests, progress)
-            progress("stopping the app (flushes its telemetry), reading the traces back from Jaeger")
-            stop_processes(processes)
+            progress("reading the requests' traces back from Jaeger")
             lookback_us = time.time_ns() // 1000 - started_us + 60_000_000
             traces = read_traces(stack.jaeger_query_url, [job["job_id"] for job in jobs], lookback_us)
     except (DemoStackError, OSError, KeyError) as exc:
@@ -264,4 +273,4 @@ class _JobResult:
         self.job_id = job.get("job_id")
         self.provider = semconv.normalize_provider(job.get("provider"))
         self.model = job.get("model")
-        self.answer = job.get("answer")
+        self.answer = job.get("text") or job.get("answer")  # GET /api/v1/chat/{job_id} names it "text"

@@ -8,13 +8,15 @@ print the same shapes. Pure functions from traces to lines; no I/O.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 from otel_llm.traces import LlmCall, Span, Trace
 
 PERCENTILES = (50, 95)
 NO_VALUE = "-"
+# Consecutive identical leaf siblings from this many on are drawn as one line (count and total duration).
+COLLAPSE_MIN_RUN = 3
 
 
 def format_duration(microseconds: float) -> str:
@@ -73,8 +75,54 @@ def _span_label(span: Span, parent_service: str | None, call: LlmCall | None) ->
     return "  ".join(parts)
 
 
+def _collapsed_walk(trace: Trace, calls: Mapping[str, LlmCall]) -> Iterator[tuple[int, list[Span], bool]]:
+    """``trace.walk()`` as (depth, spans, is_last), runs of identical plain leaf siblings merged as one item.
+
+    A run: ``COLLAPSE_MIN_RUN`` or more consecutive siblings of one name and service, without children or LLM
+    calls (e.g. an XADD per streamed token).
+    """
+    items = list(trace.walk())
+
+    def plain_leaf(span: Span) -> bool:
+        return span.span_id not in trace.children and span.span_id not in calls
+
+    index = 0
+    while index < len(items):
+        depth, first, _ = items[index]
+        end = index + 1
+        if plain_leaf(first):
+            while (
+                end < len(items)
+                and items[end][0] == depth
+                and plain_leaf(items[end][1])
+                and (
+                    items[end][1].parent_id,
+                    items[end][1].name,
+                    items[end][1].service,
+                )
+                == (first.parent_id, first.name, first.service)
+            ):
+                end += 1
+        run = end - index if end - index >= COLLAPSE_MIN_RUN else 1
+        yield depth, [span for _, span, _ in items[index : index + run]], items[index + run - 1][2]
+        index += run
+
+
+def _run_label(spans: Sequence[Span], parent_service: str | None) -> str:
+    parts = [spans[0].name]
+    if spans[0].service != parent_service:
+        parts.append(f"[{spans[0].service}]")
+    parts.append(f"×{len(spans)}  {format_duration(sum(span.duration_us for span in spans))} in total")
+    if any(span.error for span in spans):
+        parts.append("ERROR")
+    return "  ".join(parts)
+
+
 def render_tree(trace: Trace) -> list[str]:
-    """The trace as a tree: service where it changes, LangGraph node, LLM provider/model, duration, tokens."""
+    """The trace as a tree: service where it changes, LangGraph node, LLM provider/model, duration, tokens.
+
+    Runs of identical leaf siblings (an XADD per streamed token) are one line with their count and total time.
+    """
     calls = {call.span.span_id: call for call in trace.llm_calls}
     services = {span.span_id: span.service for span in trace.spans}
     header = (
@@ -84,12 +132,18 @@ def render_tree(trace: Trace) -> list[str]:
     lines = [header + ("  ERROR" if trace.error else "")]
     # open_levels[d]: the ancestor at depth d still has siblings below it, so its vertical bar continues.
     open_levels: list[bool] = []
-    for depth, span, last in trace.walk():
+    for depth, spans, last in _collapsed_walk(trace, calls):
         del open_levels[depth:]
         prefix = "".join("│   " if still_open else "    " for still_open in open_levels[1:])
         branch = "" if depth == 0 else ("└── " if last else "├── ")
+        span = spans[0]
         parent_service = services.get(span.parent_id) if span.parent_id else None
-        lines.append(prefix + branch + _span_label(span, parent_service, calls.get(span.span_id)))
+        label = (
+            _span_label(span, parent_service, calls.get(span.span_id))
+            if len(spans) == 1
+            else _run_label(spans, parent_service)
+        )
+        lines.append(prefix + branch + label)
         open_levels.append(not last)
     return lines
 

@@ -134,3 +134,25 @@ def test_percentile_is_nearest_rank():
     assert percentile([4, 1, 3, 2], 50) == 2
     assert percentile([4, 1, 3, 2], 95) == 4
     assert percentile([7], 95) == 7
+
+
+def test_runs_of_identical_leaf_siblings_are_one_line():
+    """Three or more consecutive same-name leaves (XADD per token) become one line with count and total."""
+    spans = [Span("t1", "root", None, "answer", "chat-worker", 0, 10_000, {}, False)]
+    spans += [
+        Span("t1", f"x{index}", "root", "XADD", "chat-worker", 10 + index, 500, {}, False)
+        for index in range(4)
+    ]
+    spans += [Span("t1", "y0", "root", "EXPIRE", "chat-worker", 100, 300, {}, False)]
+    spans += [
+        Span("t1", f"z{index}", "root", "XACK", "chat-worker", 200 + index, 100, {}, False)
+        for index in range(2)
+    ]
+    [trace] = group_traces(spans)
+    assert render_tree(trace)[1:] == [
+        "answer  [chat-worker]  10.0 ms",
+        "├── XADD  ×4  2.00 ms in total",
+        "├── EXPIRE  0.30 ms",
+        "├── XACK  0.10 ms",
+        "└── XACK  0.10 ms",
+    ]
