@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_llm import semconv
@@ -210,17 +210,12 @@ class MetricLogExporter(SpanExporter):
                 self._stream.close()
 
 
-def processor_from_env(environ: Mapping[str, str] = os.environ) -> BatchSpanProcessor | None:
-    """A ``BatchSpanProcessor`` around ``exporter_from_env(environ)``, or None when that is None."""
-    exporter = exporter_from_env(environ)
-    return BatchSpanProcessor(exporter) if exporter is not None else None
-
-
 def exporter_from_env(environ: Mapping[str, str] = os.environ) -> MetricLogExporter | None:
-    """A :class:`MetricLogExporter` if ``OTEL_LLM_METRIC_LOG`` is set; configure() puts it behind the roll-up.
+    """A :class:`MetricLogExporter` when ``OTEL_LLM_METRIC_LOG`` is set, else None.
 
     ``OTEL_LLM_METRIC_LOG_SPANS``: comma-separated span name patterns that replace the default selection.
-    A file that cannot be opened logs one warning naming the variable and leaves the lines off.
+    A file that cannot be opened logs one warning naming the variable and leaves the lines off. Give it a
+    roll-up stage like any span exporter (``configure()`` does), so request lines carry provider and model.
     """
     destination = (environ.get(ENV_METRIC_LOG) or "").strip()
     if not destination:
@@ -230,7 +225,7 @@ def exporter_from_env(environ: Mapping[str, str] = os.environ) -> MetricLogExpor
     if destination.lower() in (STDOUT, STDERR):
         destination = destination.lower()
     try:
-        exporter = MetricLogExporter(destination, select)
+        return MetricLogExporter(destination, select)
     except OSError as exc:
         _logger.warning(
             "Cannot open %s=%r (%s); it accepts stdout, stderr or a writable file path. "
@@ -240,4 +235,3 @@ def exporter_from_env(environ: Mapping[str, str] = os.environ) -> MetricLogExpor
             exc,
         )
         return None
-    return exporter

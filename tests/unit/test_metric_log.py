@@ -9,7 +9,7 @@ import re
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -199,17 +199,17 @@ class TestExporter:
 
 class TestFromEnv:
     def test_off_by_default(self):
-        """Without OTEL_LLM_METRIC_LOG there is no processor."""
-        assert metric_log.processor_from_env({}) is None
+        """Without OTEL_LLM_METRIC_LOG there is no exporter."""
+        assert metric_log.exporter_from_env({}) is None
 
     def test_env_file_and_patterns(self, tmp_path):
         """OTEL_LLM_METRIC_LOG=<path> and OTEL_LLM_METRIC_LOG_SPANS write through a batch processor."""
         path = tmp_path / "m.log"
-        processor = metric_log.processor_from_env(
+        exporter = metric_log.exporter_from_env(
             {"OTEL_LLM_METRIC_LOG": str(path), "OTEL_LLM_METRIC_LOG_SPANS": "ask_llm_*"}
         )
         provider = TracerProvider()
-        provider.add_span_processor(processor)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
         tracer = provider.get_tracer("t")
         with tracer.start_as_current_span("root"):
             with tracer.start_as_current_span("ask_llm_total"):
@@ -219,15 +219,15 @@ class TestFromEnv:
         assert line.startswith("METRIC|event=span|name=ask_llm_total|ms=")
 
     def test_unwritable_path_warns_once_and_is_off(self, tmp_path, caplog):
-        """A path that cannot be opened gives one warning naming the variable, and no processor."""
+        """A path that cannot be opened gives one warning naming the variable, and no exporter."""
         reset_warnings()
         with caplog.at_level(logging.WARNING):
-            processor = metric_log.processor_from_env({"OTEL_LLM_METRIC_LOG": str(tmp_path / "no" / "such")})
-        assert processor is None
+            exporter = metric_log.exporter_from_env({"OTEL_LLM_METRIC_LOG": str(tmp_path / "no" / "such")})
+        assert exporter is None
         assert [r for r in caplog.records if "OTEL_LLM_METRIC_LOG" in r.getMessage()]
 
     def test_global_provider_untouched(self):
         """Building from env does not install a global tracer provider."""
         before = trace.get_tracer_provider()
-        metric_log.processor_from_env({"OTEL_LLM_METRIC_LOG": "stderr"})
+        metric_log.exporter_from_env({"OTEL_LLM_METRIC_LOG": "stderr"})
         assert trace.get_tracer_provider() is before
