@@ -19,9 +19,10 @@ REQUESTS = 4
 DEMO_TIMEOUT_S = 180
 
 
-def run_demo(*args: str) -> subprocess.CompletedProcess:
+def run_demo(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # No OTEL_* from the developer's shell: the demo must work on a fresh machine with nothing configured.
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LANGSMITH_"))}
+    env.update(extra_env or {})
     return subprocess.run(
         [OTEL_LLM, "demo", *args],
         env=env,
@@ -95,3 +96,31 @@ def test_bad_request_count_is_rejected():
     """--requests outside 1..200 exits 2 with argparse's message naming the option."""
     result = run_demo("--requests", "0")
     assert result.returncode == 2 and "--requests" in result.stderr
+
+
+def test_demo_on_the_stack_reads_both_providers_traces_back_from_jaeger(stack_binaries, tmp_path):
+    """--stack starts its own stack and the app, prints trees read back from Jaeger and the endpoints."""
+    from otel_llm.stack.run import ALL_PORTS, STATE_DIR_ENV, free_ports
+
+    ports = {
+        spec.env_var: str(port) for spec, port in zip(ALL_PORTS, free_ports(len(ALL_PORTS)), strict=True)
+    }
+    env = {STATE_DIR_ENV: str(tmp_path / "state"), **ports}
+    try:
+        result = run_demo("--stack", "--requests", "2", extra_env=env)
+    finally:
+        subprocess.run(
+            [OTEL_LLM, "stack", "down"], env={**os.environ, **env}, capture_output=True, timeout=60
+        )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("2 traces from 2 requests, read from Jaeger")
+    assert (
+        sum(line.startswith("trace ") and "chat-api -> chat-worker" in line for line in out.splitlines()) == 2
+    )
+    for spec in PROVIDER_MODELS.values():
+        assert f"LLM {spec.provider}/{spec.model}" in out
+    assert "LLM calls per provider/model" in out
+    jaeger_url = f"http://127.0.0.1:{ports['OTEL_LLM_JAEGER_QUERY_HTTP_PORT']}"
+    assert f"Jaeger query API  {jaeger_url}" in out
+    assert f"Prometheus        http://127.0.0.1:{ports['OTEL_LLM_PROMETHEUS_PORT']}" in out
