@@ -11,7 +11,8 @@ The queue polling (XREADGROUP with a block timeout) and the consumer group setup
 suppressed: they belong to no request, and would otherwise make one root span per poll.
 
 ``--graph sync`` runs jobs on a thread pool (``--concurrency`` threads), ``--graph async`` as asyncio tasks
-(at most ``--concurrency`` at once). SIGTERM/SIGINT stop polling, finish the jobs in flight and exit normally,
+(at most ``--concurrency`` at once). When the consumer group exists it prints one JSON line (``{"pid": ...,
+"consumer": ..., "graph": ...}``). SIGTERM/SIGINT stop polling, finish the jobs in flight and exit normally,
 so the launcher's exit handler flushes the telemetry. Run under ``opentelemetry-instrument``::
 
     OTEL_SERVICE_NAME=chat-worker opentelemetry-instrument python -m otel_llm.demo.worker \\
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -180,14 +182,16 @@ async def ahandle_message(
 
 
 # --- the Redis process -------------------------------------------------------------------------------------
-def _ensure_group(client: Any) -> None:
+def ensure_consumer_group(redis_url: str) -> None:
+    """Creates the consumer group (and the stream) unless it exists; jobs queued before it are kept."""
     import redis
 
-    try:
-        client.xgroup_create(JOBS_STREAM, CONSUMER_GROUP, id="0", mkstream=True)
-    except redis.ResponseError as error:
-        if "BUSYGROUP" not in str(error):
-            raise
+    with suppress_instrumentation(), redis.Redis.from_url(redis_url) as client:
+        try:
+            client.xgroup_create(JOBS_STREAM, CONSUMER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
 
 
 def _redis_publisher(client: Any, job_id: str) -> Publish:
@@ -227,8 +231,6 @@ def run_sync_worker(
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    with suppress_instrumentation():
-        _ensure_group(client)
     slots = threading.BoundedSemaphore(concurrency)
 
     def process(message_id: str, fields: dict[str, str]) -> None:
@@ -264,12 +266,9 @@ async def run_async_worker(
     redis_url: str, graph: Any, concurrency: int, consumer: str, stop: asyncio.Event
 ) -> None:
     """Polls the jobs stream and runs each job as a task (at most ``concurrency``) until ``stop``; drains."""
-    import redis
     import redis.asyncio
 
     client = redis.asyncio.Redis.from_url(redis_url)
-    with suppress_instrumentation():
-        _ensure_group(redis.Redis.from_url(redis_url))
     slots = asyncio.BoundedSemaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
 
@@ -336,13 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ensure_consumer_group(args.redis_url)
+    ready = json.dumps({"pid": os.getpid(), "consumer": args.consumer, "graph": args.graph})
     asynchronous = args.graph == "async"
     if not asynchronous:
         graph = build_graph(_service_clients(args.grpc_target, args.http_url, False))
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        print("ready", flush=True)
+        print(ready, flush=True)
         run_sync_worker(args.redis_url, graph, args.concurrency, args.consumer, stop)
         return 0
 
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        print("ready", flush=True)
+        print(ready, flush=True)
         await run_async_worker(args.redis_url, graph, args.concurrency, args.consumer, stop)
 
     asyncio.run(serve())
