@@ -68,6 +68,11 @@ DEFAULT_MAX_ATTRIBUTE_LENGTH = 256
 DEFAULT_MAX_CONTENT_LENGTH = 4096
 # Metadata values that are lists or dicts become JSON only when this small (a big one would cost per run).
 MAX_JSON_ITEMS = 16
+# Tuples repeat from run to run (LangGraph's langgraph_path / langgraph_triggers): their JSON is remembered.
+MAX_CACHED_JSON = 1024
+# Metadata not copied: checkpoint_ns repeats langgraph_checkpoint_ns; lc_versions is the same for the whole
+# process (library versions belong on the resource). Each attribute costs the SDK a copy and a check.
+SKIPPED_METADATA = frozenset({"checkpoint_ns", "lc_versions"})
 
 KIND_CHAIN = "chain"
 KIND_LLM = "llm"
@@ -439,6 +444,8 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         if metadata:
             prefix = semconv.LANGSMITH_METADATA_PREFIX
             for key, value in metadata.items():
+                if key in SKIPPED_METADATA:
+                    continue
                 text = _attribute_value(value, cap)
                 if text is not None:
                     attributes[prefix + str(key)] = text
@@ -550,18 +557,42 @@ def _run_name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], d
     return default
 
 
+_tuple_json: dict[tuple, str] = {}
+
+
 def _attribute_value(value: Any, cap: int) -> Any:
     """A metadata value as an attribute: scalars, capped strings, small lists/dicts as JSON, else None."""
+    kind = type(value)
+    if kind is str:
+        return value[:cap]
+    if kind is int or kind is float or kind is bool:
+        return value
+    if kind is tuple:
+        try:
+            text = _tuple_json.get(value)
+        except TypeError:  # an unhashable item
+            return _json(value, cap)
+        if text is None:
+            text = _json(value, cap)
+            if text is not None:
+                if len(_tuple_json) >= MAX_CACHED_JSON:
+                    _tuple_json.clear()
+                _tuple_json[value] = text
+        return text
     if isinstance(value, str):
         return value[:cap]
     if isinstance(value, (bool, int, float)):
         return value
-    if isinstance(value, (list, tuple, dict)) and len(value) <= MAX_JSON_ITEMS:
-        try:
-            return json.dumps(value, default=str, separators=(",", ":"))[:cap]
-        except (TypeError, ValueError):
-            return None
-    return None
+    return _json(value, cap) if isinstance(value, (list, tuple, dict)) else None
+
+
+def _json(value: Any, cap: int) -> str | None:
+    if len(value) > MAX_JSON_ITEMS:
+        return None
+    try:
+        return json.dumps(value, default=str, separators=(",", ":"))[:cap]
+    except (TypeError, ValueError):
+        return None
 
 
 def _is_control_flow(error: BaseException) -> bool:

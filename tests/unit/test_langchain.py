@@ -368,6 +368,7 @@ class TestHandler:
             "big": "x" * 1000,
             "obj": object(),
             "items": ["a", 1],
+            "path": ("a", ["unhashable"]),
             "n": 3,
             "none": None,
             5: "int key",
@@ -383,6 +384,7 @@ class TestHandler:
         assert attributes["langsmith.metadata.big"] == "x" * 8
         assert attributes["langsmith.metadata.items"] == '["a",1]'
         assert attributes["langsmith.metadata.n"] == 3
+        assert attributes["langsmith.metadata.path"] == '["a",["u'  # capped at 8
         assert "langsmith.metadata.obj" not in attributes and "langsmith.metadata.none" not in attributes
         assert attributes["langsmith.metadata.5"] == "int key"
         assert span.status.status_code is StatusCode.UNSET
