@@ -2,10 +2,12 @@
 
 Spans from services that do not run otel_llm (a Go service, a bare langsmith[otel] worker) reach the
 collector with ``gen_ai.system``, LangSmith's ``ls_provider`` or only a model id. The statements generated
-here give such a span the ``gen_ai.provider.name`` that ``semconv.resolve_provider`` would: same alias table,
-same model-id rules, same precedence (provider name, then ``ls_provider``, then a Bedrock-only model id, then
-``gen_ai.system`` unless it names a framework, then the provider the model id implies), same normalisation
-(lower case, runs outside ``[a-z0-9_.]`` turned into ``_``, capped length). Nothing else on the span changes.
+here give such a span what the SDK's export-side enrichment (``otel_llm.processors.normalize``) gives it: on
+LLM spans the ``gen_ai.provider.name`` of ``semconv.resolve_provider`` (same alias table, model-id rules and
+precedence: provider name, ``ls_provider``, a Bedrock-only model id, ``gen_ai.system`` unless a framework, the
+provider the model id implies; same normalisation) and the ``gen_ai.request.model`` of
+``semconv.resolve_model``, each ``unknown`` when nothing is derivable; on any span, LangSmith's
+``langgraph_node`` metadata as ``llm.langgraph.node``.
 
 Cost in the collector: one group condition per span (``semconv.is_llm_span`` in OTTL, and "provider not
 already canonical", so spans the otel_llm SDK normalised are skipped); matching LLM spans run about forty
@@ -70,7 +72,7 @@ def _alias_map() -> str:
 
 
 def llm_span_condition() -> str:
-    """``semconv.is_llm_span`` and "provider not already canonical", as one OTTL condition."""
+    """``semconv.is_llm_span`` and "not already enriched by the SDK", as one OTTL condition."""
     kind, operation = _attr(semconv.LANGSMITH_SPAN_KIND), _attr(semconv.GEN_AI_OPERATION_NAME)
     request_type, model = _attr(semconv.OPENLLMETRY_REQUEST_TYPE), _attr(semconv.GEN_AI_REQUEST_MODEL)
     provider, system = _attr(semconv.GEN_AI_PROVIDER_NAME), _attr(semconv.GEN_AI_SYSTEM)
@@ -88,7 +90,8 @@ def llm_span_condition() -> str:
         f" and (({provider_set} and not IsMatch({provider}, {frameworks}))"
         f" or ({provider_unset} and {system} != nil and not IsMatch({system}, {frameworks})))))"
     )
-    return f"{is_llm} and ({provider} == nil or not IsMatch({provider}, {canonical}))"
+    already_done = f"{provider} != nil and IsMatch({provider}, {canonical}) and {model} != nil"
+    return f"{is_llm} and not ({already_done})"
 
 
 def _model_statements() -> list[str]:
@@ -97,8 +100,16 @@ def _model_statements() -> list[str]:
     for name in (semconv.GEN_AI_RESPONSE_MODEL, semconv.LANGSMITH_LS_MODEL_NAME,
                  semconv.GEN_AI_REQUEST_MODEL):
         statements.append(f'set({_cache(MODEL)}, {_attr(name)}) where IsMatch({_attr(name)}, "\\\\S")')
-    statements.append(f"set({_cache(MODEL)}, Trim({_cache(MODEL)})) where IsString({_cache(MODEL)})")
-    return statements
+    return statements + _as_capped_text(_cache(MODEL), semconv.MAX_MODEL_LENGTH)
+
+
+def _as_capped_text(path: str, limit: int) -> list[str]:
+    """``semconv.normalize_model``: the value at ``path`` as text, spaces stripped, at most ``limit`` long."""
+    return [
+        f"set({path}, String({path})) where {path} != nil and not IsString({path})",
+        f"set({path}, Trim({path})) where {path} != nil",
+        f"set({path}, Substring({path}, 0, {limit})) where {path} != nil and Len({path}) > {limit}",
+    ]
 
 
 def _inference_statements() -> list[str]:
@@ -145,13 +156,33 @@ def genai_statements() -> list[str]:
         f"set({provider}, {candidate}) where {candidate} != nil",
         *_normalize_statements(semconv.GEN_AI_PROVIDER_NAME),
         f"set({provider}, {candidate}) where {candidate} != nil",
-        f"set({_attr(semconv.GEN_AI_PROVIDER_NAME)}, {provider}) where {provider} != nil",
+        f"set({_attr(semconv.GEN_AI_PROVIDER_NAME)}, Coalesce([{provider}, {_quote(semconv.UNKNOWN)}]))",
+        f"set({_attr(semconv.GEN_AI_REQUEST_MODEL)}, Coalesce([{_cache(MODEL)}, {_quote(semconv.UNKNOWN)}]))",
+    ]
+
+
+def langgraph_node_condition() -> str:
+    """Spans with LangSmith's node metadata and without our ``llm.langgraph.node``."""
+    return f"{_attr(semconv.LANGSMITH_LANGGRAPH_NODE)} != nil and {_attr(semconv.LANGGRAPH_NODE)} == nil"
+
+
+def langgraph_node_statements() -> list[str]:
+    """``processors.normalize.langgraph_node``: LangSmith's node name, stripped and capped, as ours."""
+    node = _attr(semconv.LANGGRAPH_NODE)
+    return [
+        f"set({node}, {_attr(semconv.LANGSMITH_LANGGRAPH_NODE)})",
+        *_as_capped_text(node, semconv.MAX_MODEL_LENGTH),
+        f'delete_key(span.attributes, {_quote(semconv.LANGGRAPH_NODE)}) where {node} == ""',
     ]
 
 
 def transform_config() -> list[dict]:
-    """The ``trace_statements`` value of the transform processor: one span-context group."""
-    return [{"context": "span", "conditions": [llm_span_condition()], "statements": genai_statements()}]
+    """The ``trace_statements`` value of the transform processor: the LLM-span group, then the node group."""
+    return [
+        {"context": "span", "conditions": [llm_span_condition()], "statements": genai_statements()},
+        {"context": "span", "conditions": [langgraph_node_condition()],
+         "statements": langgraph_node_statements()},
+    ]
 
 
 def _yaml_scalar(text: str) -> str:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_llm import semconv
+from otel_llm.processors.normalize import enrichment, llm_call_of
 from otel_llm.stack import paths
 from otel_llm.stack.prometheus import write_prometheus_config
 from otel_llm.stack.run import ALL_PORTS, free_ports
@@ -201,17 +203,26 @@ def _normalisation_cases() -> list[tuple[str, dict[str, object]]]:
         ("canonical-untouched", {**chat, semconv.GEN_AI_PROVIDER_NAME: "openai",
                                  semconv.GEN_AI_REQUEST_MODEL: bedrock_claude}),
         ("nothing-to-infer", {**chat, semconv.GEN_AI_REQUEST_MODEL: "my-own-model"}),
+        ("nothing-at-all", {**chat}),
+        ("huge-model-capped", {**chat, semconv.GEN_AI_REQUEST_MODEL: "gpt-" + "x" * 300}),
+        ("node-from-langsmith-metadata", {semconv.LANGSMITH_SPAN_KIND: "chain",
+                                          semconv.LANGSMITH_LANGGRAPH_NODE: " intent "}),
+        ("node-on-llm-span", {semconv.LANGSMITH_SPAN_KIND: "llm", semconv.LANGSMITH_LS_PROVIDER: "openai",
+                              semconv.LANGSMITH_LS_MODEL_NAME: "gpt-4o",
+                              semconv.LANGSMITH_LANGGRAPH_NODE: "answer"}),
+        ("node-ours-kept", {semconv.LANGGRAPH_NODE: "mine", semconv.LANGSMITH_LANGGRAPH_NODE: "theirs"}),
     ]
     return cases
 
 
-def _expected_provider(attributes: dict[str, object]) -> str | None:
-    """What otel_llm would make of the span: resolved for LLM spans, the attribute as sent otherwise."""
-    as_sent = attributes.get(semconv.GEN_AI_PROVIDER_NAME)
-    if not semconv.is_llm_span(attributes):
-        return None if as_sent is None else str(as_sent)
-    resolved = semconv.resolve_provider(attributes)
-    return resolved if resolved is not None else as_sent
+ENRICHED = (semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL, semconv.LANGGRAPH_NODE)
+
+
+def _expected(attributes: dict[str, object]) -> dict[str, str | None]:
+    """What the SDK's export-side enrichment (processors.normalize) makes of a span with these attributes."""
+    span = ReadableSpan(name="expected", attributes=attributes)
+    after = {**attributes, **enrichment(span, llm_call_of(span))}
+    return {key: None if after.get(key) is None else str(after[key]) for key in ENRICHED}
 
 
 def _string_attribute(span, key: str) -> str | None:
@@ -223,7 +234,7 @@ def _string_attribute(span, key: str) -> str | None:
 
 
 def test_collector_normalises_providers_like_semconv(stack):
-    """Spans from a service without otel_llm leave the collector with semconv.resolve_provider's provider."""
+    """Spans from a service without otel_llm leave the collector enriched exactly as the SDK enriches them."""
     service = unique_service("normalise")
     cases = dict(_normalisation_cases())
     prefix = f"{service}:{uuid.uuid4().hex[:6]}:"
@@ -236,7 +247,7 @@ def test_collector_normalises_providers_like_semconv(stack):
         return spans if len(spans) == len(cases) else None
 
     spans = poll(received, timeout=30, message=f"{len(cases)} normalisation spans at LangSmith's stand-in")
-    outcomes = {case_id: (_string_attribute(spans[case_id], semconv.GEN_AI_PROVIDER_NAME),
-                          _expected_provider(attributes)) for case_id, attributes in cases.items()}
+    outcomes = {case_id: ({key: _string_attribute(spans[case_id], key) for key in ENRICHED},
+                          _expected(attributes)) for case_id, attributes in cases.items()}
     mismatches = {case_id: outcome for case_id, outcome in outcomes.items() if outcome[0] != outcome[1]}
-    assert not mismatches, f"case: (collector, semconv) {mismatches}"
+    assert not mismatches, f"case: (collector, SDK enrichment) {mismatches}"

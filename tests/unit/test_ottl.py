@@ -56,8 +56,9 @@ class TestGeneratedStatements:
                    if statement.startswith('set(cache["candidate"], span.attributes[')]
         assert [_literals(statement)[1] for statement in sources] == [
             semconv.GEN_AI_SYSTEM, semconv.LANGSMITH_LS_PROVIDER, semconv.GEN_AI_PROVIDER_NAME]
-        last_statement = ottl.genai_statements()[-1]
-        assert last_statement.startswith(f'set(span.attributes["{semconv.GEN_AI_PROVIDER_NAME}"]')
+        written = [_literals(statement)[0] for statement in ottl.genai_statements()[-2:]]
+        assert written == [semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL]
+        assert all(f'"{semconv.UNKNOWN}"' in statement for statement in ottl.genai_statements()[-2:])
 
     def test_bedrock_model_ids_beat_gen_ai_system(self):
         """The system is taken only when the model id is not Bedrock's (resolve_provider, step 3)."""
