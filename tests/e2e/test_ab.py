@@ -1,0 +1,113 @@
+"""`otel-llm ab` end to end: the reference app in a two-arm experiment on the real stack.
+
+One arm's fake provider is slower (per-provider demo latency); the report must name it and call the difference
+significant. With both arms equally fast it must not (alpha 0.01 there: under no difference the test's false
+alarm rate is alpha).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from otel_llm.ab.sources import jaeger_samples
+from otel_llm.cli.demo_stack import API_SERVICE
+from otel_llm.cli.search import JaegerClient
+from otel_llm.demo.models import LATENCY_ENV, PROVIDER_MODELS, TTFT_ENV, provider_variable
+from tests.e2e.reference_app import ReferenceApp
+from tests.support.poll import poll
+
+pytestmark = pytest.mark.e2e
+
+REQUESTS = 40
+CONCURRENCY = 8
+MESSAGES = ("How do I recycle a plastic bottle?", "Will it rain tomorrow?", "Tell me about your character.")
+OPENAI, BEDROCK = (PROVIDER_MODELS[name] for name in ("openai", "aws.bedrock"))
+OPENAI_ARM, BEDROCK_ARM = (f"{spec.provider}:{spec.model}" for spec in (OPENAI, BEDROCK))
+LOOKBACK = "15m"
+OTEL_LLM = str(Path(sys.executable).with_name("otel-llm"))  # the installed console script
+
+
+def experiment_env(experiment_id: str, openai_ms: int, bedrock_ms: int) -> dict[str, str]:
+    return {
+        "OTEL_LLM_EXPERIMENT_ID": experiment_id,
+        "OTEL_LLM_EXPERIMENT_ARMS": f"{OPENAI_ARM}=50,{BEDROCK_ARM}=50",
+        provider_variable(LATENCY_ENV, OPENAI.provider): str(openai_ms),
+        provider_variable(LATENCY_ENV, BEDROCK.provider): str(bedrock_ms),
+        provider_variable(TTFT_ENV, OPENAI.provider): str(openai_ms // 3),
+        provider_variable(TTFT_ENV, BEDROCK.provider): str(bedrock_ms // 3),
+    }
+
+
+def ab_report(stack, experiment_id: str, *extra: str) -> dict:
+    """Waits until Jaeger holds every request's whole trace, then runs `otel-llm ab --json`."""
+    client = JaegerClient(stack.jaeger_query_url)
+
+    def complete():
+        samples = jaeger_samples(client, [API_SERVICE], 15 * 60 * 1_000_000, 1000, experiment_id)
+        return len(samples) == REQUESTS and all(s.tokens for s in samples)
+
+    poll(complete, timeout=90, message=f"{REQUESTS} complete traces of {experiment_id} in Jaeger")
+    result = subprocess.run(
+        [
+            OTEL_LLM,
+            "ab",
+            "--jaeger-url",
+            stack.jaeger_query_url,
+            "--prometheus-url",
+            stack.prometheus_url,
+            "--experiment",
+            experiment_id,
+            "--service",
+            API_SERVICE,
+            "--lookback",
+            LOOKBACK,
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def run_experiment(stack, log_path, openai_ms: int, bedrock_ms: int, *extra: str) -> dict:
+    """Runs the app in a fresh experiment, sends REQUESTS conversations, reports while the app still runs."""
+    experiment_id = f"ab-{uuid.uuid4().hex[:8]}"
+    env = experiment_env(experiment_id, openai_ms, bedrock_ms)
+    bodies = [(MESSAGES[i % len(MESSAGES)], f"{experiment_id}-{i}", f"user-{i}") for i in range(REQUESTS)]
+    with ReferenceApp(stack, log_path, env=env) as app:
+        jobs = app.load(bodies, concurrency=CONCURRENCY)
+        assert {job["status"] for job in jobs} == {"done"}
+        assert {job["provider"] for job in jobs} == {OPENAI.provider, BEDROCK.provider}
+        # Inside the block: the API process does not flush its last spans on SIGTERM.
+        return ab_report(stack, experiment_id, *extra)
+
+
+def test_slower_arm_named_and_significant(stack, tmp_path):
+    """Bedrock 5x slower than OpenAI: the report names the Bedrock arm significantly slower, and charts it."""
+    chart = tmp_path / "ab.png"
+    report = run_experiment(stack, tmp_path / "app.log", 30, 150, "--chart", str(chart))
+    assert report["slower_arm"] == BEDROCK_ARM
+    assert report["significant"] is True
+    arms = {arm["arm"]: arm for arm in report["arms"]}
+    assert arms.keys() == {OPENAI_ARM, BEDROCK_ARM}
+    assert sum(arm["requests"] for arm in arms.values()) == REQUESTS
+    assert arms[BEDROCK_ARM]["p50_s"] > arms[OPENAI_ARM]["p50_s"]
+    assert all(arm["tokens_per_request"] > 0 and arm["error_rate"] == 0 for arm in arms.values())
+    assert all(arm["ttft_p50_s"] is not None for arm in arms.values())
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_identical_arms_not_significant(stack, tmp_path):
+    """Both arms equally fast: the report does not call the difference significant."""
+    report = run_experiment(stack, tmp_path / "app.log", 60, 60, "--alpha", "0.01")
+    assert report["significant"] is False
+    assert all(comparison["p_value"] is not None for comparison in report["comparisons"])
