@@ -230,122 +230,21 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
     def ignore_custom_event(self) -> bool:
         return True
 
-    # --- start callbacks ------------------------------------------------------------------------------------
-    def on_chain_start(
-        self,
-        serialized: dict[str, Any] | None,
-        inputs: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        try:
-            name = _run_name(serialized, kwargs, "chain")
-            attributes = self._common_attributes(KIND_CHAIN, name, tags, metadata)
-            if parent_run_id is None:
-                attributes[semconv.GEN_AI_OPERATION_NAME] = semconv.OPERATION_INVOKE_WORKFLOW
-            self._start(run_id, parent_run_id, tags, name, SpanKind.INTERNAL, attributes)
-        except Exception:
-            _boundary_log.exception("LangChain chain span not started")
+    # --- start callbacks (LangChain passes tags, metadata, name, invocation_params as keywords) -----------
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._start_internal(KIND_CHAIN, None, serialized, run_id, kwargs)
 
-    def on_chat_model_start(
-        self,
-        serialized: dict[str, Any] | None,
-        messages: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        try:
-            self._start_llm(
-                semconv.OPERATION_CHAT, serialized, messages, run_id, parent_run_id, tags, metadata, kwargs
-            )
-        except Exception:
-            _boundary_log.exception("LangChain chat model span not started")
+    def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._start_internal(KIND_TOOL, semconv.OPERATION_EXECUTE_TOOL, serialized, run_id, kwargs)
 
-    def on_llm_start(
-        self,
-        serialized: dict[str, Any] | None,
-        prompts: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        try:
-            self._start_llm(
-                semconv.OPERATION_TEXT_COMPLETION,
-                serialized,
-                prompts,
-                run_id,
-                parent_run_id,
-                tags,
-                metadata,
-                kwargs,
-            )
-        except Exception:
-            _boundary_log.exception("LangChain LLM span not started")
+    def on_retriever_start(self, serialized: Any, query: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._start_internal(KIND_RETRIEVER, semconv.OPERATION_RETRIEVAL, serialized, run_id, kwargs)
 
-    def on_tool_start(
-        self,
-        serialized: dict[str, Any] | None,
-        input_str: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        try:
-            name = _run_name(serialized, kwargs, "tool")
-            attributes = self._common_attributes(KIND_TOOL, name, tags, metadata)
-            attributes[semconv.GEN_AI_OPERATION_NAME] = semconv.OPERATION_EXECUTE_TOOL
-            attributes[semconv.GEN_AI_TOOL_NAME] = name
-            self._start(
-                run_id,
-                parent_run_id,
-                tags,
-                f"{semconv.OPERATION_EXECUTE_TOOL} {name}",
-                SpanKind.INTERNAL,
-                attributes,
-            )
-        except Exception:
-            _boundary_log.exception("LangChain tool span not started")
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._start_llm(semconv.OPERATION_CHAT, serialized, messages, run_id, kwargs)
 
-    def on_retriever_start(
-        self,
-        serialized: dict[str, Any] | None,
-        query: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        try:
-            name = _run_name(serialized, kwargs, "retriever")
-            attributes = self._common_attributes(KIND_RETRIEVER, name, tags, metadata)
-            attributes[semconv.GEN_AI_OPERATION_NAME] = semconv.OPERATION_RETRIEVAL
-            self._start(
-                run_id,
-                parent_run_id,
-                tags,
-                f"{semconv.OPERATION_RETRIEVAL} {name}",
-                SpanKind.INTERNAL,
-                attributes,
-            )
-        except Exception:
-            _boundary_log.exception("LangChain retriever span not started")
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._start_llm(semconv.OPERATION_TEXT_COMPLETION, serialized, prompts, run_id, kwargs)
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._runs.get(run_id)
@@ -382,54 +281,74 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         self._end(run_id, error)
 
     # --- internals ------------------------------------------------------------------------------------------
-    def _start_llm(
-        self,
-        operation: str,
-        serialized: dict[str, Any] | None,
-        prompt: Any,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: list[str] | None,
-        metadata: dict[str, Any] | None,
-        kwargs: Mapping[str, Any],
+    def _start_internal(
+        self, kind: str, operation: str | None, serialized: Any, run_id: UUID, kwargs: Mapping[str, Any]
     ) -> None:
-        meta = metadata if isinstance(metadata, Mapping) else {}
-        params = kwargs.get("invocation_params")
-        params = params if isinstance(params, Mapping) else {}
-        model = semconv.normalize_model(
-            meta.get("ls_model_name") or params.get("model") or params.get("model_name")
-        )
-        provider = semconv.normalize_provider(meta.get("ls_provider")) or semconv.provider_from_model(model)
-        attributes = self._common_attributes(KIND_LLM, _run_name(serialized, kwargs, "llm"), tags, metadata)
-        attributes[semconv.GEN_AI_OPERATION_NAME] = operation
-        attributes[semconv.GEN_AI_PROVIDER_NAME] = provider or semconv.UNKNOWN
-        attributes[semconv.GEN_AI_REQUEST_MODEL] = model or semconv.UNKNOWN
-        if self._capture_content:
-            attributes[semconv.LANGSMITH_PROMPT] = _content_text(prompt, self._max_content_length)
-        run = self._start(
-            run_id,
-            parent_run_id,
-            tags,
-            f"{operation} {model or semconv.UNKNOWN}",
-            SpanKind.CLIENT,
-            attributes,
-        )
-        if run is None:
-            return
-        labels = {
-            semconv.GEN_AI_OPERATION_NAME: operation,
-            semconv.GEN_AI_PROVIDER_NAME: provider or semconv.UNKNOWN,
-            semconv.GEN_AI_REQUEST_MODEL: model or semconv.UNKNOWN,
-        }
-        node = attributes.get(semconv.LANGGRAPH_NODE)
-        if node is not None:
-            labels[semconv.LANGGRAPH_NODE] = node
-        arm = baggage.get_baggage(semconv.EXPERIMENT_ARM)  # per-arm TTFT (docs/experiments.md)
-        if arm is not None:
-            labels[semconv.EXPERIMENT_ARM] = str(arm)
-        run.llm_labels = labels
-        run.capture = self._capture_content
-        run.started = self._clock()
+        """A chain, tool or retriever run: an INTERNAL span named after the run (``<operation> <name>``)."""
+        try:
+            name = _run_name(serialized, kwargs, kind)
+            tags, parent_run_id = kwargs.get("tags"), kwargs.get("parent_run_id")
+            attributes = self._common_attributes(kind, name, tags, kwargs.get("metadata"))
+            if operation is None and parent_run_id is None:
+                operation = semconv.OPERATION_INVOKE_WORKFLOW  # the top-level chain: the graph
+            elif operation is not None:
+                name = f"{operation} {name}"
+            if operation is not None:
+                attributes[semconv.GEN_AI_OPERATION_NAME] = operation
+            if kind == KIND_TOOL:
+                attributes[semconv.GEN_AI_TOOL_NAME] = attributes[semconv.LANGSMITH_TRACE_NAME]
+            self._start(run_id, parent_run_id, tags, name, SpanKind.INTERNAL, attributes)
+        except Exception:
+            _boundary_log.exception("LangChain run span not started")
+
+    def _start_llm(
+        self, operation: str, serialized: Any, prompt: Any, run_id: UUID, kwargs: Mapping[str, Any]
+    ) -> None:
+        """A chat model or LLM run: a CLIENT span ``<operation> <model>``, provider, model, metric labels."""
+        try:
+            metadata, tags = kwargs.get("metadata"), kwargs.get("tags")
+            meta = metadata if isinstance(metadata, Mapping) else {}
+            params = kwargs.get("invocation_params")
+            params = params if isinstance(params, Mapping) else {}
+            model = semconv.normalize_model(
+                meta.get("ls_model_name") or params.get("model") or params.get("model_name")
+            )
+            provider = (
+                semconv.normalize_provider(meta.get("ls_provider"))
+                or semconv.provider_from_model(model)
+                or semconv.UNKNOWN
+            )
+            model = model or semconv.UNKNOWN
+            attributes = self._common_attributes(
+                KIND_LLM, _run_name(serialized, kwargs, KIND_LLM), tags, metadata
+            )
+            attributes[semconv.GEN_AI_OPERATION_NAME] = operation
+            attributes[semconv.GEN_AI_PROVIDER_NAME] = provider
+            attributes[semconv.GEN_AI_REQUEST_MODEL] = model
+            if self._capture_content:
+                attributes[semconv.LANGSMITH_PROMPT] = _content_text(prompt, self._max_content_length)
+            span_name = f"{operation} {model}"
+            run = self._start(
+                run_id, kwargs.get("parent_run_id"), tags, span_name, SpanKind.CLIENT, attributes
+            )
+            if run is None:
+                return
+            labels = {
+                semconv.GEN_AI_OPERATION_NAME: operation,
+                semconv.GEN_AI_PROVIDER_NAME: provider,
+                semconv.GEN_AI_REQUEST_MODEL: model,
+            }
+            node = attributes.get(semconv.LANGGRAPH_NODE)
+            if node is not None:
+                labels[semconv.LANGGRAPH_NODE] = node
+            arm = baggage.get_baggage(semconv.EXPERIMENT_ARM)  # per-arm TTFT (docs/experiments.md)
+            if arm is not None:
+                labels[semconv.EXPERIMENT_ARM] = str(arm)
+            run.llm_labels = labels
+            run.capture = self._capture_content
+            run.started = self._clock()
+        except Exception:
+            _boundary_log.exception("LangChain LLM span not started")
 
     def _common_attributes(
         self, kind: str, name: str, tags: Sequence[str] | None, metadata: Mapping[str, Any] | None
