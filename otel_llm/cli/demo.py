@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 DEFAULT_REQUESTS = 4
@@ -78,8 +78,14 @@ def request_rows(results: Iterable[Any]) -> list[list[str]]:
     return rows
 
 
-def print_report(traces: Sequence[Any], results: Sequence[Any], as_json: bool, header: str) -> None:
-    """The traces as trees, the requests, and the per-provider/model summary (or all of it as JSON)."""
+def print_report(
+    traces: Sequence[Any],
+    results: Sequence[Any],
+    as_json: bool,
+    header: str,
+    endpoints: Mapping[str, str] | None = None,
+) -> None:
+    """The traces as trees, the requests, the per-provider/model summary and the endpoints (or as JSON)."""
     from otel_llm.cli.render import format_table, render_summary, render_tree
 
     if as_json:
@@ -90,6 +96,7 @@ def print_report(traces: Sequence[Any], results: Sequence[Any], as_json: bool, h
                 for row in request_rows(results)
             ],
             "summary": render_summary(traces),
+            **({"endpoints": dict(endpoints)} if endpoints else {}),
         }
         print(json.dumps(document, indent=2))
         return
@@ -104,6 +111,10 @@ def print_report(traces: Sequence[Any], results: Sequence[Any], as_json: bool, h
     print()
     print("LLM calls per provider/model")
     print("\n".join(render_summary(traces)))
+    if endpoints:
+        print()
+        print("Endpoints (the stack keeps running; `otel-llm stack down` stops it)")
+        print("\n".join(f"  {name:<17} {url}" for name, url in endpoints.items()))
 
 
 def run(args: argparse.Namespace) -> int:

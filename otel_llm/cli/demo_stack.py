@@ -253,16 +253,15 @@ def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) 
     finally:
         stop_processes(processes)
     results = [_JobResult(job) for job in jobs]
-    print_report(traces, results, as_json, f"{len(traces)} traces from {requests} requests, read from Jaeger")
-    if not as_json:
-        print()
-        print("Endpoints (the stack keeps running; `otel-llm stack down` stops it)")
-        print(
-            f"  Jaeger query API  {stack.jaeger_query_url}  (e.g. otel-llm search --jaeger-url "
-            f"{stack.jaeger_query_url} --provider aws.bedrock)"
-        )
-        print(f"  Prometheus        {stack.prometheus_url}")
-        print(f"  OTLP gRPC         {stack.otlp_grpc_endpoint}")
+    endpoints = {
+        "Jaeger query API": stack.jaeger_query_url,
+        "Prometheus": stack.prometheus_url,
+        "OTLP gRPC": stack.otlp_grpc_endpoint,
+        "OTLP HTTP": stack.otlp_http_endpoint,
+        "search": f"otel-llm search --jaeger-url {stack.jaeger_query_url} --provider aws.bedrock",
+    }
+    header = f"{len(traces)} traces from {requests} requests, read from Jaeger"
+    print_report(traces, results, as_json, header, endpoints)
     return 0
 
 

@@ -122,5 +122,6 @@ def test_demo_on_the_stack_reads_both_providers_traces_back_from_jaeger(stack_bi
         assert f"LLM {spec.provider}/{spec.model}" in out
     assert "LLM calls per provider/model" in out
     jaeger_url = f"http://127.0.0.1:{ports['OTEL_LLM_JAEGER_QUERY_HTTP_PORT']}"
-    assert f"Jaeger query API  {jaeger_url}" in out
-    assert f"Prometheus        http://127.0.0.1:{ports['OTEL_LLM_PROMETHEUS_PORT']}" in out
+    endpoints = out[out.index("Endpoints (the stack keeps running") :].splitlines()[1:]
+    assert endpoints[0].split() == ["Jaeger", "query", "API", jaeger_url]
+    assert endpoints[1].split() == ["Prometheus", f"http://127.0.0.1:{ports['OTEL_LLM_PROMETHEUS_PORT']}"]
