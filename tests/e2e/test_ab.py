@@ -78,10 +78,12 @@ def ab_report(stack, experiment_id: str, *extra: str) -> dict:
     return json.loads(result.stdout)
 
 
-def run_experiment(stack, log_path, openai_ms: int, bedrock_ms: int, *extra: str) -> dict:
+def run_experiment(
+    stack, log_path, openai_ms: int, bedrock_ms: int, *extra: str, env: dict | None = None
+) -> dict:
     """Runs the app in a fresh experiment, sends REQUESTS conversations, reports while the app still runs."""
     experiment_id = f"ab-{uuid.uuid4().hex[:8]}"
-    env = experiment_env(experiment_id, openai_ms, bedrock_ms)
+    env = {**experiment_env(experiment_id, openai_ms, bedrock_ms), **(env or {})}
     bodies = [(MESSAGES[i % len(MESSAGES)], f"{experiment_id}-{i}", f"user-{i}") for i in range(REQUESTS)]
     with ReferenceApp(stack, log_path, env=env) as app:
         jobs = app.load(bodies, concurrency=CONCURRENCY)
@@ -91,10 +93,26 @@ def run_experiment(stack, log_path, openai_ms: int, bedrock_ms: int, *extra: str
         return ab_report(stack, experiment_id, *extra)
 
 
-def test_slower_arm_named_and_significant(stack, tmp_path):
+@pytest.fixture(scope="module")
+def slow_bedrock(stack, tmp_path_factory):
+    """Bedrock 5x slower than OpenAI, with METRIC lines on: (report, chart path, METRIC log path)."""
+    directory = tmp_path_factory.mktemp("ab-slow")
+    chart, metric_log = directory / "ab.png", directory / "metric.log"
+    report = run_experiment(
+        stack,
+        directory / "app.log",
+        30,
+        150,
+        "--chart",
+        str(chart),
+        env={"OTEL_LLM_METRIC_LOG": str(metric_log)},
+    )
+    return report, chart, metric_log
+
+
+def test_slower_arm_named_and_significant(slow_bedrock):
     """Bedrock 5x slower than OpenAI: the report names the Bedrock arm significantly slower, and charts it."""
-    chart = tmp_path / "ab.png"
-    report = run_experiment(stack, tmp_path / "app.log", 30, 150, "--chart", str(chart))
+    report, chart, _ = slow_bedrock
     assert report["slower_arm"] == BEDROCK_ARM
     assert report["significant"] is True
     arms = {arm["arm"]: arm for arm in report["arms"]}
@@ -104,6 +122,23 @@ def test_slower_arm_named_and_significant(stack, tmp_path):
     assert all(arm["tokens_per_request"] > 0 and arm["error_rate"] == 0 for arm in arms.values())
     assert all(arm["ttft_p50_s"] is not None for arm in arms.values())
     assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_metric_lines_from_the_app_carry_provider_model_and_arm(slow_bedrock):
+    """OTEL_LLM_METRIC_LOG: request lines carry the roll-up's provider/model and arm; LLM calls get lines."""
+    lines = slow_bedrock[2].read_text().splitlines()
+    requests_ = [
+        dict(field.split("=", 1) for field in line.split("|")[1:])
+        for line in lines
+        if line.startswith("METRIC|event=request|")
+    ]
+    served = {(r["provider"], r["model"], r["arm"]) for r in requests_ if r["provider"] != "unknown"}
+    assert served == {
+        (OPENAI.provider, OPENAI.model, OPENAI_ARM),
+        (BEDROCK.provider, BEDROCK.model, BEDROCK_ARM),
+    }
+    assert all(float(r["ms_total"]) > 0 for r in requests_)
+    assert any(line.startswith(f"METRIC|event=span|name=chat {BEDROCK.model}|ms=") for line in lines)
 
 
 def test_identical_arms_not_significant(stack, tmp_path):
