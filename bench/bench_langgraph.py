@@ -29,7 +29,8 @@ sys.path.insert(0, str(HERE / "peers"))
 
 import setup as peer_setup  # noqa: E402
 
-CONTENDERS = ("otel_llm", *peer_setup.PEER_PACKAGES)
+# otel_llm: the full pipeline; otel_llm_plain: the instrumentation on the plain SDK pipeline the peers get.
+CONTENDERS = ("otel_llm", "otel_llm_plain", *peer_setup.PEER_PACKAGES)
 
 
 def run_process(python: Path, contender: str, mode: str, args: argparse.Namespace, stress: int) -> dict:
@@ -113,7 +114,7 @@ def main() -> int:
     args = parser.parse_args()
     results = []
     for contender in [name.strip() for name in args.peers.split(",") if name.strip()]:
-        if contender == "otel_llm":
+        if contender.startswith("otel_llm"):
             python, reason = Path(sys.executable), ""
         else:
             python, reason = peer_setup.ensure(args.cache, contender)

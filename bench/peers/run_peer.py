@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 from reference_graph import RUN_CONFIG, build_graph  # noqa: E402
 
-PEERS = ("otel_llm", "langsmith", "openinference", "openllmetry")
+PEERS = ("otel_llm", "otel_llm_plain", "langsmith", "openinference", "openllmetry")
 LLM_NAME_MARKERS = ("chat ", "FakeProviderChat", "ChatModel")
 
 
@@ -98,6 +98,14 @@ class Peer:
         self.provider = TracerProvider()
         self.provider.add_span_processor(self.counter)
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter, max_queue_size=65536))
+
+    def _setup_otel_llm_plain(self) -> None:
+        """otel-llm's LangChain instrumentation alone, on the same plain SDK pipeline as the peers."""
+        self._plain_provider()
+        from otel_llm.instrumentation.langchain import LangChainInstrumentor
+
+        self.enable = lambda: LangChainInstrumentor().instrument(tracer_provider=self.provider)
+        self.versions = _versions("otel-llm")
 
     def _setup_otel_llm(self) -> None:
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader

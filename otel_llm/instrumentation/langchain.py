@@ -68,7 +68,8 @@ DEFAULT_MAX_ATTRIBUTE_LENGTH = 256
 DEFAULT_MAX_CONTENT_LENGTH = 4096
 # Metadata values that are lists or dicts become JSON only when this small (a big one would cost per run).
 MAX_JSON_ITEMS = 16
-# Tuples repeat from run to run (LangGraph's langgraph_path / langgraph_triggers): their JSON is remembered.
+# Tuples (LangGraph's langgraph_path / langgraph_triggers) and metadata keys repeat from run to run: their
+# JSON and attribute names are remembered, up to this many each.
 MAX_CACHED_JSON = 1024
 # Metadata not copied: checkpoint_ns repeats langgraph_checkpoint_ns; lc_versions is the same for the whole
 # process (library versions belong on the resource). Each attribute costs the SDK a copy and a check.
@@ -359,15 +360,22 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             semconv.LANGSMITH_TRACE_NAME: name[:cap],
         }
         if tags:
-            attributes[semconv.LANGSMITH_SPAN_TAGS] = ", ".join(str(tag) for tag in tags)[:cap]
+            try:
+                joined = ", ".join(tags)
+            except TypeError:  # a tag that is not a string
+                joined = ", ".join(map(str, tags))
+            attributes[semconv.LANGSMITH_SPAN_TAGS] = joined[:cap]
         if metadata:
-            prefix = semconv.LANGSMITH_METADATA_PREFIX
+            names = _metadata_names
             for key, value in metadata.items():
-                if key in SKIPPED_METADATA:
-                    continue
-                text = _attribute_value(value, cap)
+                attribute = names.get(key)
+                if attribute is None:
+                    if key in SKIPPED_METADATA:
+                        continue
+                    attribute = _metadata_name(key)
+                text = value[:cap] if type(value) is str else _attribute_value(value, cap)
                 if text is not None:
-                    attributes[prefix + str(key)] = text
+                    attributes[attribute] = text
             node = metadata.get("langgraph_node")
             if node is not None:
                 attributes[semconv.LANGGRAPH_NODE] = str(node)[:cap]
@@ -477,6 +485,18 @@ def _run_name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], d
 
 
 _tuple_json: dict[tuple, str] = {}
+_metadata_names: dict[Any, str] = {}  # metadata key -> attribute name (keys repeat from run to run)
+
+
+def _metadata_name(key: Any) -> str:
+    name = semconv.LANGSMITH_METADATA_PREFIX + str(key)
+    if len(_metadata_names) >= MAX_CACHED_JSON:
+        _metadata_names.clear()
+    try:
+        _metadata_names[key] = name
+    except TypeError:  # an unhashable key cannot be cached (nor come from a real dict)
+        pass
+    return name
 
 
 def _attribute_value(value: Any, cap: int) -> Any:
