@@ -142,6 +142,10 @@ def http_get_json(url: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> Any:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
+        # Jaeger answers a query it refuses with an error status and {"errors": [{"msg": ...}]}: pass that on.
+        refusal = _json_or_none(exc.read())
+        if isinstance(refusal, Mapping) and refusal.get("errors"):
+            return refusal
         raise SearchError(f"{url} answered HTTP {exc.code}: is this a Jaeger query endpoint?") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -149,10 +153,17 @@ def http_get_json(url: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> Any:
             f"cannot reach Jaeger at {url} ({reason}); start it with `otel-llm stack up` "
             f"or point --jaeger-url / {JAEGER_URL_ENV} at it"
         ) from None
+    payload = _json_or_none(body)
+    if payload is None:
+        raise SearchError(f"{url} did not answer JSON: is this a Jaeger query endpoint?")
+    return payload
+
+
+def _json_or_none(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError:
-        raise SearchError(f"{url} did not answer JSON: is this a Jaeger query endpoint?") from None
+        return None
 
 
 class JaegerClient:
@@ -167,12 +178,12 @@ class JaegerClient:
     def _data(self, path: str, params: Mapping[str, str] | None = None) -> list[Any]:
         url = f"{self.base_url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
         payload = self._fetch(url)
-        if not isinstance(payload, Mapping) or not isinstance(payload.get("data", []), list):
+        errors = payload.get("errors") if isinstance(payload, Mapping) else None
+        if isinstance(errors, list) and errors:
+            reason = errors[0].get("msg", errors[0]) if isinstance(errors[0], Mapping) else errors[0]
+            raise SearchError(f"Jaeger refused the query: {reason}")
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("data", "absent") or [], list):
             raise SearchError(f'{url} did not answer like Jaeger (no "data" list)')
-        if payload.get("errors"):
-            raise SearchError(
-                f"Jaeger refused the query: {payload['errors'][0].get('msg', payload['errors'][0])}"
-            )
         return payload.get("data") or []
 
     def services(self) -> list[str]:

@@ -122,9 +122,19 @@ def test_a_server_that_is_not_jaeger_gives_one_line(capsys, serve):
     missing = serve({})
     code, _, err = run_search(capsys, "--jaeger-url", missing.url)
     assert code == EXIT_ERROR and "HTTP 404" in err and err.count("\n") == 1
-    other_json = serve({"/api/services": (200, "application/json", b'{"data": "nope"}')})
-    code, _, err = run_search(capsys, "--jaeger-url", other_json.url)
-    assert code == EXIT_ERROR and "did not answer like Jaeger" in err
+    for body in (b'{"data": "nope"}', b'{"status": "ok"}', b"[1, 2]"):
+        other_json = serve({"/api/services": (200, "application/json", body)})
+        code, _, err = run_search(capsys, "--jaeger-url", other_json.url)
+        assert code == EXIT_ERROR and "did not answer like Jaeger" in err
+
+
+def test_a_query_jaeger_refuses_gives_its_message(capsys, serve):
+    """Jaeger's own error (HTTP 400 with an errors list) is passed on in one line."""
+    refusal = {"data": None, "errors": [{"code": 400, "msg": "malformed parameter minDuration"}]}
+    server = serve({"/api/traces": (400, "application/json", json.dumps(refusal).encode())})
+    code, _, err = run_search(capsys, "--jaeger-url", server.url, "--service", "chat-api")
+    assert code == EXIT_ERROR
+    assert err == "otel-llm search: Jaeger refused the query: malformed parameter minDuration\n"
 
 
 def test_no_services_and_no_matches_are_errors(capsys, serve):
