@@ -20,6 +20,14 @@ ARM = semconv.EXPERIMENT_ARM
 EXPERIMENT = semconv.EXPERIMENT_ID
 
 
+@pytest.fixture(autouse=True)
+def empty_current_context():
+    """Each test starts from an empty context, whatever an earlier test left attached."""
+    token = context.attach(Context())
+    yield
+    context.detach(token)
+
+
 @pytest.fixture
 def pipeline():
     """A real provider with the baggage processor and an in-memory exporter: (tracer, exporter)."""

@@ -7,7 +7,8 @@ import threading
 import time
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import context, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,6 +19,14 @@ from otel_llm.processors.normalize import LLMCall
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter, RollupStats
 
 BEDROCK_HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+@pytest.fixture(autouse=True)
+def empty_current_context():
+    """Each test starts from an empty context, whatever an earlier test left attached."""
+    token = context.attach(Context())
+    yield
+    context.detach(token)
 
 
 class FakeClock:
