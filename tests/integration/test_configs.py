@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,10 @@ from otel_llm.processors.normalize import enrichment, llm_call_of
 from otel_llm.stack import paths
 from otel_llm.stack.prometheus import write_prometheus_config
 from otel_llm.stack.run import ALL_PORTS, free_ports
+from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
 from tests.support.senders import post_otlp_json_span, unique_service
+from tests.support.stack import start_stack
 
 VALIDATE_TIMEOUT_SECONDS = 60
 EXPECT_VALID = "# expect: valid"
@@ -233,16 +234,33 @@ def _string_attribute(span, key: str) -> str | None:
     return None
 
 
-def test_collector_normalises_providers_like_semconv(stack):
+@pytest.fixture(scope="module")
+def lone_collector(stack_binaries, tmp_path_factory):
+    """The collector alone (collector/config.yaml) with LangSmith's stand-in as its window on processed spans.
+
+    Not the shared stack: the case spans name every provider and must not turn up in other tests' searches.
+    """
+    receiver = OtlpHttpReceiver()
+    runner = start_stack(tmp_path_factory.mktemp("lone-collector"), langsmith_endpoint=receiver.base_url,
+                         components=("collector",))
+    try:
+        yield runner, receiver
+    finally:
+        runner.down()
+        receiver.close()
+
+
+def test_collector_enriches_spans_like_the_sdk(lone_collector):
     """Spans from a service without otel_llm leave the collector enriched exactly as the SDK enriches them."""
+    runner, receiver = lone_collector
     service = unique_service("normalise")
     cases = dict(_normalisation_cases())
-    prefix = f"{service}:{uuid.uuid4().hex[:6]}:"
+    prefix = f"{service}:"
     for case_id, attributes in cases.items():
-        post_otlp_json_span(stack.otlp_http_endpoint, service, prefix + case_id, attributes)
+        post_otlp_json_span(runner.otlp_http_endpoint, service, prefix + case_id, attributes)
 
     def received():
-        spans = {span.name.removeprefix(prefix): span for span in stack.langsmith_receiver.spans()
+        spans = {span.name.removeprefix(prefix): span for span in receiver.spans()
                  if span.name.startswith(prefix)}
         return spans if len(spans) == len(cases) else None
 
