@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -269,3 +271,22 @@ def test_collector_enriches_spans_like_the_sdk(lone_collector):
                           _expected(attributes)) for case_id, attributes in cases.items()}
     mismatches = {case_id: outcome for case_id, outcome in outcomes.items() if outcome[0] != outcome[1]}
     assert not mismatches, f"case: (collector, SDK enrichment) {mismatches}"
+
+
+def test_jaeger_monitor_api_reads_span_metrics_from_prometheus(stack):
+    """Jaeger's SPM (`/api/metrics/calls`) finds a service's call rate in the collector's span metrics."""
+    service = unique_service("spm")
+    for _ in range(5):
+        post_otlp_json_span(stack.otlp_http_endpoint, service, "chat",
+                            {semconv.GEN_AI_OPERATION_NAME: "chat"})
+
+    def call_rate_points() -> list:
+        now_ms = int(time.time() * 1000)
+        response = requests.get(f"{stack.jaeger_query_url}/api/metrics/calls", timeout=10, params={
+            "service": service, "endTs": now_ms, "lookback": 600_000, "step": 1000, "ratePer": 60_000,
+            "spanKind": "client"})  # post_otlp_json_span makes CLIENT spans
+        response.raise_for_status()
+        return [point for series in response.json().get("metrics", []) for point in series["metricPoints"]
+                if point.get("gaugeValue", {}).get("doubleValue", 0) > 0]
+
+    assert poll(call_rate_points, timeout=60, message=f"a positive call rate for {service} from Jaeger SPM")
