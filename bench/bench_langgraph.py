@@ -10,7 +10,8 @@ timing ``--rounds`` rounds of ``--runs`` graph runs; the ratio is the median tra
 untraced round (and best over best), all within one invocation. otel-llm's side is the whole pipeline: the
 callback handler (node and LLM spans, time to first chunk), baggage processor, export-side enrichment and
 roll-up, span-derived metrics, metric views. Then a completeness stress per contender: ``--stress`` requests
-on 16 threads; spans started/ended, spans per trace, LLM spans re-parented to the request span.
+on 16 threads; spans started/ended, spans per trace, LLM spans re-parented to the request span, client spans
+opened in a node that are children of that node's span.
 
 Results and the command: docs/performance.md, section "LangGraph tracing".
 """
@@ -83,12 +84,13 @@ def table(results: list[dict]) -> str:
     lines = [
         "| contender | untraced ms/run | traced ms/run | CPU ratio (median; best) | spans/run "
         "| stress spans started/ended "
-        "| never ended | spans per trace (min-max) | LLM spans under the request span |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| never ended | spans per trace (min-max) | LLM spans under the request span "
+        "| client spans under their node |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         if "error" in result:
-            lines.append(f"| {result['peer']} | not run: {result['error']} |||||||")
+            lines.append(f"| {result['peer']} | not run: {result['error']} ||||||||")
             continue
         stress = result.get("stress", {})
         lines.append(
@@ -97,7 +99,8 @@ def table(results: list[dict]) -> str:
             f"{stress.get('spans_started', '-')}/{stress.get('spans_ended', '-')} | "
             f"{stress.get('never_ended', '-')} | "
             f"{stress.get('spans_per_trace_min', '-')}-{stress.get('spans_per_trace_max', '-')} | "
-            f"{stress.get('llm_spans_under_request', '-')} |"
+            f"{stress.get('llm_spans_under_request', '-')} | "
+            f"{stress.get('client_spans_under_their_node', '-')} |"
         )
     return "\n".join(lines)
 

@@ -137,15 +137,19 @@ def application_thread(count: int, rounds: int) -> list[dict]:
             for variant in order:
                 samples[variant].append(time_once(providers[variant], loop, setup, count))
         paired = [ours - bare for ours, bare in zip(samples["otel-llm"], samples["bare"], strict=True)]
-        results.append({
-            "scenario": key, "label": label,
-            "bare_min_us": min(samples["bare"]), "otel_llm_min_us": min(samples["otel-llm"]),
-            "added_us": min(samples["otel-llm"]) - min(samples["bare"]),
-            "bare_median_us": statistics.median(samples["bare"]),
-            "otel_llm_median_us": statistics.median(samples["otel-llm"]),
-            "added_paired_median_us": statistics.median(paired),
-            "target_us": TARGETS_US[key],
-        })
+        results.append(
+            {
+                "scenario": key,
+                "label": label,
+                "bare_min_us": min(samples["bare"]),
+                "otel_llm_min_us": min(samples["otel-llm"]),
+                "added_us": min(samples["otel-llm"]) - min(samples["bare"]),
+                "bare_median_us": statistics.median(samples["bare"]),
+                "otel_llm_median_us": statistics.median(samples["otel-llm"]),
+                "added_paired_median_us": statistics.median(paired),
+                "target_us": TARGETS_US[key],
+            }
+        )
     for provider in providers.values():
         provider.shutdown()
     return results
@@ -207,11 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in application_thread(args.spans, args.rounds):
         ok = row["added_us"] <= row["target_us"]
         within &= ok
-        print(f"| ({row['scenario']}) {row['label']} "
-              f"| {row['bare_min_us']:.2f} ({row['bare_median_us']:.2f}) "
-              f"| {row['otel_llm_min_us']:.2f} ({row['otel_llm_median_us']:.2f}) "
-              f"| {row['added_us']:+.2f} ({row['added_paired_median_us']:+.2f}) "
-              f"| <= {row['target_us']:.0f} {'ok' if ok else 'MISSED'} |")
+        print(
+            f"| ({row['scenario']}) {row['label']} "
+            f"| {row['bare_min_us']:.2f} ({row['bare_median_us']:.2f}) "
+            f"| {row['otel_llm_min_us']:.2f} ({row['otel_llm_median_us']:.2f}) "
+            f"| {row['added_us']:+.2f} ({row['added_paired_median_us']:+.2f}) "
+            f"| <= {row['target_us']:.0f} {'ok' if ok else 'MISSED'} |"
+        )
     print("\nExport thread, roll-up stage (window 0: enrichment + roll-up + forwarding), µs per span:\n")
     print("| batch | µs per span |")
     print("|---|---|")

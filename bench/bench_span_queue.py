@@ -49,8 +49,9 @@ LLM = {
 
 
 def make_request(tracer) -> None:
-    with tracer.start_as_current_span("POST /api/v1/chat", kind=SpanKind.SERVER,
-                                      attributes={"http.route": "/api/v1/chat"}):
+    with tracer.start_as_current_span(
+        "POST /api/v1/chat", kind=SpanKind.SERVER, attributes={"http.route": "/api/v1/chat"}
+    ):
         for name in ("LangGraph", "intent", "answer"):
             with tracer.start_as_current_span(name, attributes={semconv.LANGSMITH_SPAN_KIND: "chain"}):
                 pass
@@ -60,11 +61,16 @@ def make_request(tracer) -> None:
 
 def burst(endpoint: str, queue_size: int, delay_ms: int, traces: int) -> tuple[float, float]:
     """(dropped share of spans, burst seconds) for one run."""
-    os.environ.update({
-        "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_BSP_MAX_QUEUE_SIZE": str(queue_size), "OTEL_BSP_SCHEDULE_DELAY": str(delay_ms),
-    })
+    os.environ.update(
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_BSP_MAX_QUEUE_SIZE": str(queue_size),
+            "OTEL_BSP_SCHEDULE_DELAY": str(delay_ms),
+        }
+    )
     telemetry = build_from_environment(Settings(), resource=Resource.create({}))
     tracer = telemetry.tracer_provider.get_tracer("bench")
     started = time.perf_counter()
@@ -96,8 +102,13 @@ def main() -> None:
     parser.add_argument("--traces", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    sink = subprocess.Popen([sys.executable, "-c", SINK_PROCESS], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    sink = subprocess.Popen(
+        [sys.executable, "-c", SINK_PROCESS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     endpoint = sink.stdout.readline().strip()
     print(f"Burst of {args.traces} requests x 5 spans, OTLP/HTTP to 127.0.0.1, median of {args.repeat}\n")
     print("| OTEL_BSP_MAX_QUEUE_SIZE | OTEL_BSP_SCHEDULE_DELAY (ms) | spans dropped | burst (s) |")
@@ -110,8 +121,10 @@ def main() -> None:
     sink.stdin.close()
     sink.wait()
     per_span = bytes_per_queued_span(5000)
-    print(f"\nMemory held per queued LLM span: {per_span / 1024:.1f} KiB; a full 32768 queue of such spans "
-          f"holds about {per_span * 32768 / 2**20:.0f} MiB (spans with prompts/completions hold more).")
+    print(
+        f"\nMemory held per queued LLM span: {per_span / 1024:.1f} KiB; a full 32768 queue of such spans "
+        f"holds about {per_span * 32768 / 2**20:.0f} MiB (spans with prompts/completions hold more)."
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The benchmark's graph: the reference app's shape with fake models and no sleeps, importable in any venv.
 
-intent (an LLM call) -> Send to three subagents in parallel (a retriever, a service-call stand-in, a general
-LLM call) -> answer (a streamed LLM call, 24 chunks). Models are offline LangChain chat models presented as
-OpenAI gpt-4o-mini and Bedrock Claude (``ls_provider``, usage metadata), so every instrumentation sees what a
-real integration reports. Needs only langgraph and langchain-core: the peer virtualenvs import it by path.
+intent (an LLM call) -> Send to three subagents in parallel (a retriever, a node opening a client span of
+its own, a general LLM call) -> answer (a streamed LLM call, 24 chunks). Models are offline LangChain chat
+models presented as OpenAI gpt-4o-mini and Bedrock Claude (``ls_provider``, usage metadata), so every
+instrumentation sees what a real integration reports. Needs only langgraph and langchain-core: the peer
+virtualenvs import it by path.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.retrievers import BaseRetriever
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+from opentelemetry import trace
 
 ANSWER_WORDS = tuple("rinse the bottle remove the label and sort plastic paper glass metal".split()) * 2
 SUBAGENTS = ("retrieval", "service", "general")
+SERVICE_CALL_SPAN = "service call"
 
 
 class FakeProviderChat(BaseChatModel):
@@ -109,7 +112,9 @@ def build_graph():
         return {"findings": [doc.page_content for doc in retriever.invoke(state["message"])]}
 
     def service(state: State) -> dict:
-        return {"findings": [state["message"].upper()]}
+        # Stands for the gRPC/HTTP client span a real node opens: it should be a child of this node's span.
+        with trace.get_tracer("bench.app").start_as_current_span(SERVICE_CALL_SPAN):
+            return {"findings": [state["message"].upper()]}
 
     def general(state: State) -> dict:
         return {"findings": [bedrock.invoke(state["message"]).text]}

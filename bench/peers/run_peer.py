@@ -1,6 +1,7 @@
 """Runs the reference graph, untraced or traced by one instrumentation, in this process; prints one JSON line.
 
-    python bench/peers/run_peer.py {otel_llm,langsmith,openinference,openllmetry} --mode {untraced,traced}
+    python bench/peers/run_peer.py {otel_llm,otel_llm_plain,langsmith,openinference,openllmetry}
+    --mode {untraced,traced}
     [--runs N] [--rounds R] [--stress S]
 
 CPU: ``time.process_time`` (every thread: LangGraph's Send workers, the span processors' export threads,
@@ -10,7 +11,8 @@ cannot be switched off again once on (OpenLLMetry's uninstrument leaves its hand
 alternates untraced and traced processes. Every run is inside a request span (the worker's consumer span),
 in both modes. Completeness (traced, ``--stress`` > 0): ``--stress`` requests on ``--concurrency`` threads,
 then a full flush: spans started and ended (counted by a span processor), spans per trace (min/max: a trace
-with fewer spans than the others lost some), LLM spans whose parent is the request span (re-parented).
+with fewer spans than the others lost some), LLM spans whose parent is the request span (re-parented),
+client spans opened in the ``service`` node whose parent is that node's span.
 
 Spans go to a no-op exporter through the SDK's BatchSpanProcessor (otel_llm: its full pipeline from
 ``build_telemetry``: baggage processor, roll-up/enrichment stage, span-derived metrics, views). Needs only
@@ -36,7 +38,7 @@ if sys.argv[1:2] == ["langsmith"] and "traced" in sys.argv[2:]:
 from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
-from reference_graph import RUN_CONFIG, build_graph  # noqa: E402
+from reference_graph import RUN_CONFIG, SERVICE_CALL_SPAN, build_graph  # noqa: E402
 
 PEERS = ("otel_llm", "otel_llm_plain", "langsmith", "openinference", "openllmetry")
 LLM_NAME_MARKERS = ("chat ", "FakeProviderChat", "ChatModel")
@@ -191,7 +193,15 @@ def stress(peer: Peer, graph, requests: int, concurrency: int) -> dict:
     spans = peer.exporter.spans
     per_trace: dict[int, int] = {}
     request_ids = {span.context.span_id for span in spans if span.name == "request"}
+    names = {span.context.span_id: span.name for span in spans}
     reparented = 0
+    calls_under_node = sum(
+        1
+        for span in spans
+        if span.name == SERVICE_CALL_SPAN
+        and span.parent
+        and names.get(span.parent.span_id, "").startswith("service")
+    )
     for span in spans:
         per_trace[span.context.trace_id] = per_trace.get(span.context.trace_id, 0) + 1
         is_llm = any(marker in span.name for marker in LLM_NAME_MARKERS)
@@ -210,6 +220,7 @@ def stress(peer: Peer, graph, requests: int, concurrency: int) -> dict:
         "spans_per_trace_min": min(counts, default=0),
         "spans_per_trace_max": max(counts, default=0),
         "llm_spans_under_request": reparented,
+        "client_spans_under_their_node": f"{calls_under_node}/{requests}",
     }
 
 
