@@ -180,10 +180,21 @@ def _messaging_attributes(
     return attributes
 
 
-def _mark_error(span: trace.Span, error: BaseException) -> None:
-    span.record_exception(error)
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-    span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
+@contextmanager
+def _messaging_span(
+    tracer_provider: trace.TracerProvider | None, name: str, kind: SpanKind, attributes: Mapping[str, Any]
+) -> Iterator[trace.Span]:
+    """The span, current for the block; an exception of the block marks it failed and propagates."""
+    with _tracer(tracer_provider).start_as_current_span(
+        name, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
+        try:
+            yield span
+        except BaseException as error:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
+            raise
 
 
 @contextmanager
@@ -208,19 +219,11 @@ def producer_span(
     span_attributes = _messaging_attributes(
         system, destination, OPERATION_SEND, operation_name, attributes or {}
     )
-    with _tracer(tracer_provider).start_as_current_span(
-        f"{operation_name} {destination}",
-        kind=SpanKind.PRODUCER,
-        attributes=span_attributes,
-        record_exception=False,
-        set_status_on_exception=False,
+    with _messaging_span(
+        tracer_provider, f"{operation_name} {destination}", SpanKind.PRODUCER, span_attributes
     ) as span:
         inject(carrier)
-        try:
-            yield span
-        except BaseException as error:
-            _mark_error(span, error)
-            raise
+        yield span
 
 
 @contextmanager
@@ -248,18 +251,10 @@ def consumer_span(
     span_attributes = _messaging_attributes(system, destination, OPERATION_PROCESS, operation_name, extra)
     token = otel_context.attach(extract(carrier))
     try:
-        with _tracer(tracer_provider).start_as_current_span(
-            f"{operation_name} {destination}",
-            kind=SpanKind.CONSUMER,
-            attributes=span_attributes,
-            record_exception=False,
-            set_status_on_exception=False,
+        with _messaging_span(
+            tracer_provider, f"{operation_name} {destination}", SpanKind.CONSUMER, span_attributes
         ) as span:
-            try:
-                yield span
-            except BaseException as error:
-                _mark_error(span, error)
-                raise
+            yield span
     finally:
         otel_context.detach(token)
 

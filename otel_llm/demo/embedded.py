@@ -22,7 +22,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from otel_llm.demo.api import create_app, demo_experiment
 from otel_llm.demo.graph import ServiceClients, build_graph
 from otel_llm.demo.jobs import Job, MemoryBroker, assemble, is_final
 from otel_llm.demo.models import LATENCY_ENV, TTFT_ENV
-from otel_llm.demo.services import ServerThread, create_http_app, start_grpc_server
+from otel_llm.demo.services import LocalServices, local_services
 from otel_llm.demo.worker import ahandle_message, handle_message
 from otel_llm.experiment import Experiment, experiment_from_env
 from otel_llm.processors.baggage import BaggageAttributesProcessor
@@ -115,27 +115,20 @@ def _env_defaults(values: Mapping[str, str]) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-class _Services:
-    """The gRPC and HTTP services on loopback, instrumented with the services' provider."""
+def _instrumented_services(provider: TracerProvider) -> AbstractContextManager[LocalServices]:
+    """The gRPC and HTTP services on loopback, their server spans made with the services' provider."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.grpc import server_interceptor
 
-    def __init__(self, provider: TracerProvider) -> None:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-        from opentelemetry.instrumentation.grpc import server_interceptor
-
-        self.grpc_server, port = start_grpc_server(
-            interceptors=[server_interceptor(tracer_provider=provider)]
-        )
-        self.grpc_target = f"127.0.0.1:{port}"
-        app = create_http_app()
-        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, exclude_spans=EXCLUDED_ASGI_SPANS)
-        self.http = ServerThread(app).start()
-
-    def stop(self) -> None:
-        self.http.stop()
-        self.grpc_server.stop(grace=1).wait()
+    return local_services(
+        grpc_interceptors=[server_interceptor(tracer_provider=provider)],
+        prepare_http_app=lambda app: FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=provider, exclude_spans=EXCLUDED_ASGI_SPANS
+        ),
+    )
 
 
-def _sync_clients(services: _Services, provider: TracerProvider) -> ServiceClients:
+def _sync_clients(services: LocalServices, provider: TracerProvider) -> ServiceClients:
     import grpc
     import httpx
     from opentelemetry.instrumentation.grpc import client_interceptor
@@ -145,12 +138,12 @@ def _sync_clients(services: _Services, provider: TracerProvider) -> ServiceClien
     channel = intercept_channel(
         grpc.insecure_channel(services.grpc_target), client_interceptor(tracer_provider=provider)
     )
-    http = httpx.Client(base_url=services.http.url)
+    http = httpx.Client(base_url=services.http_url)
     HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider)
     return ServiceClients(channel, http)
 
 
-def _async_clients(services: _Services, provider: TracerProvider) -> ServiceClients:
+def _async_clients(services: LocalServices, provider: TracerProvider) -> ServiceClients:
     import grpc
     import httpx
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
@@ -159,13 +152,13 @@ def _async_clients(services: _Services, provider: TracerProvider) -> ServiceClie
     channel = grpc.aio.insecure_channel(
         services.grpc_target, interceptors=aio_client_interceptors(tracer_provider=provider)
     )
-    http = httpx.AsyncClient(base_url=services.http.url)
+    http = httpx.AsyncClient(base_url=services.http_url)
     HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider)
     return ServiceClients(channel, http)
 
 
 def _sync_worker(
-    broker: MemoryBroker, services: _Services, provider: TracerProvider, concurrency: int
+    broker: MemoryBroker, services: LocalServices, provider: TracerProvider, concurrency: int
 ) -> list[threading.Thread]:
     clients = _sync_clients(services, provider)
     graph = build_graph(clients)
@@ -194,7 +187,7 @@ def _sync_worker(
 
 
 def _async_worker(
-    broker: MemoryBroker, services: _Services, provider: TracerProvider, concurrency: int
+    broker: MemoryBroker, services: LocalServices, provider: TracerProvider, concurrency: int
 ) -> list[threading.Thread]:
     async def serve() -> None:
         clients = _async_clients(services, provider)
@@ -258,8 +251,7 @@ def run_embedded(
         cleanup.callback(lambda: [provider.shutdown() for provider in providers.values()])
         cleanup.enter_context(_env_defaults({LATENCY_ENV: str(latency_ms), TTFT_ENV: str(ttft_ms)}))
         say("starting the gRPC and HTTP services on 127.0.0.1")
-        services = _Services(providers[SERVICE_SERVICES])
-        cleanup.callback(services.stop)
+        services = cleanup.enter_context(_instrumented_services(providers[SERVICE_SERVICES]))
         instrumentor = LangChainInstrumentor()
         instrumentor.instrument(tracer_provider=providers[SERVICE_WORKER])
         cleanup.callback(instrumentor.uninstrument)

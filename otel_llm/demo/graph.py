@@ -39,6 +39,7 @@ from otel_llm.demo.models import chat_model
 from otel_llm.demo.services import character_stub
 
 SUBAGENTS = ("retrieval", "character", "weather", "general")
+NODES = ("intent", *SUBAGENTS, "answer")
 GENERAL_INTENT = "general"
 # Keyword routing stands in for parsing the intent model's answer: the fake models cannot classify.
 INTENT_KEYWORDS: Mapping[str, tuple[str, ...]] = {
@@ -233,14 +234,7 @@ def _sync_nodes(clients: ServiceClients, model_for: _Models, retriever: KeywordR
             )
         }
 
-    return {
-        "intent": intent,
-        "retrieval": retrieval,
-        "character": character_node,
-        "weather": weather,
-        "general": general,
-        "answer": answer,
-    }
+    return dict(zip(NODES, (intent, retrieval, character_node, weather, general, answer), strict=True))
 
 
 def _async_nodes(clients: ServiceClients, model_for: _Models, retriever: KeywordRetriever) -> dict[str, Any]:
@@ -269,14 +263,7 @@ def _async_nodes(clients: ServiceClients, model_for: _Models, retriever: Keyword
         chunks = [_text(chunk.content) async for chunk in model_for(state).astream(_answer_prompt(state))]
         return {"answer": "".join(chunks)}
 
-    return {
-        "intent": intent,
-        "retrieval": retrieval,
-        "character": character_node,
-        "weather": weather,
-        "general": general,
-        "answer": answer,
-    }
+    return dict(zip(NODES, (intent, retrieval, character_node, weather, general, answer), strict=True))
 
 
 def build_graph(

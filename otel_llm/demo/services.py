@@ -19,8 +19,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -32,6 +34,7 @@ GRPC_METHOD = f"/{GRPC_SERVICE}/Get"
 LOOPBACK = "127.0.0.1"
 GRPC_WORKERS = 16
 STARTUP_POLL_S = 0.01
+STOP_GRACE_S = 1.0
 
 CHARACTERS = {
     "eco": {"name": "Eco", "role": "recycling guide", "catchphrase": "Sort it right!"},
@@ -145,6 +148,38 @@ class ServerThread:
         self._socket.close()
 
 
+@dataclass(frozen=True)
+class LocalServices:
+    """Where the running local services listen."""
+
+    grpc_target: str  # host:port
+    http_url: str  # base URL
+
+
+@contextmanager
+def local_services(
+    grpc_interceptors: Sequence[grpc.ServerInterceptor] = (),
+    prepare_http_app: Callable[[FastAPI], None] | None = None,
+) -> Iterator[LocalServices]:
+    """Both services on 127.0.0.1 free ports for the block (embedded mode, tests); stopped after it.
+
+    ``grpc_interceptors`` go to the gRPC server; ``prepare_http_app`` gets the HTTP app before it serves (e.g.
+    to instrument it).
+    """
+    server, port = start_grpc_server(interceptors=grpc_interceptors)
+    try:
+        app = create_http_app()
+        if prepare_http_app is not None:
+            prepare_http_app(app)
+        http = ServerThread(app).start()
+        try:
+            yield LocalServices(f"{LOOPBACK}:{port}", http.url)
+        finally:
+            http.stop()
+    finally:
+        server.stop(grace=STOP_GRACE_S).wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m otel_llm.demo.services", description=__doc__.split("\n")[0]
@@ -158,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uvicorn.Server(uvicorn.Config(create_http_app(), log_level="warning")).run(sockets=[sock])
     finally:
-        grpc_server.stop(grace=2).wait()
+        grpc_server.stop(grace=STOP_GRACE_S).wait()
     return 0
 
 

@@ -32,6 +32,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry import trace
@@ -120,6 +121,20 @@ def _error_entry(error: BaseException) -> dict[str, str]:
     return {ERROR_FIELD: f"{type(error).__name__}: {error}"}
 
 
+def _job_span(
+    fields: Mapping[Any, Any], message_id: str, tracer_provider: trace.TracerProvider | None
+) -> AbstractContextManager[trace.Span]:
+    """The CONSUMER span of a job message, in the context the API put into it."""
+    return consumer_span(
+        fields,
+        JOBS_STREAM,
+        system=MESSAGING_SYSTEM,
+        message_id=message_id,
+        consumer_group=CONSUMER_GROUP,
+        tracer_provider=tracer_provider,
+    )
+
+
 def handle_message(
     graph: Any,
     message_id: str,
@@ -130,14 +145,7 @@ def handle_message(
     tracer_provider: trace.TracerProvider | None = None,
 ) -> str:
     """Processes one job message in its CONSUMER span: run the graph, publish, acknowledge; re-raises."""
-    with consumer_span(
-        fields,
-        JOBS_STREAM,
-        system=MESSAGING_SYSTEM,
-        message_id=message_id,
-        consumer_group=CONSUMER_GROUP,
-        tracer_provider=tracer_provider,
-    ):
+    with _job_span(fields, message_id, tracer_provider):
         try:
             job = Job.from_fields(fields)
             publish = publish_to(job.job_id)
@@ -160,14 +168,7 @@ async def ahandle_message(
     tracer_provider: trace.TracerProvider | None = None,
 ) -> str:
     """:func:`handle_message` for the async graph."""
-    with consumer_span(
-        fields,
-        JOBS_STREAM,
-        system=MESSAGING_SYSTEM,
-        message_id=message_id,
-        consumer_group=CONSUMER_GROUP,
-        tracer_provider=tracer_provider,
-    ):
+    with _job_span(fields, message_id, tracer_provider):
         try:
             job = Job.from_fields(fields)
             publish = publish_to(job.job_id)

@@ -15,7 +15,7 @@ from otel_llm.demo.graph import (
     classify_intent,
     run_config,
 )
-from otel_llm.demo.services import ServerThread, create_http_app, start_grpc_server
+from otel_llm.demo.services import local_services
 
 REQUEST = {
     "message": "how do I recycle a plastic bottle",
@@ -27,11 +27,8 @@ REQUEST = {
 @pytest.fixture(scope="module")
 def services():
     """The local gRPC and HTTP services on loopback: (grpc target, http url)."""
-    server, port = start_grpc_server()
-    http = ServerThread(create_http_app()).start()
-    yield f"127.0.0.1:{port}", http.url
-    http.stop()
-    server.stop(grace=None)
+    with local_services() as running:
+        yield running.grpc_target, running.http_url
 
 
 @pytest.fixture(autouse=True)

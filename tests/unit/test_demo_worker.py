@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_llm import semconv
 from otel_llm.demo.graph import ServiceClients, build_graph
 from otel_llm.demo.jobs import Job, MemoryBroker, assemble
-from otel_llm.demo.services import ServerThread, create_http_app, start_grpc_server
+from otel_llm.demo.services import local_services
 from otel_llm.demo.worker import ahandle_message, handle_message, job_config
 from otel_llm.propagation import baggage_entries, producer_span
 
@@ -26,11 +26,8 @@ JOB = Job("job-1", "is it going to rain on collection day", "s-1", "u-1", "opena
 @pytest.fixture(scope="module")
 def services():
     """The local gRPC and HTTP services on loopback: (grpc target, http url)."""
-    server, port = start_grpc_server()
-    http = ServerThread(create_http_app()).start()
-    yield f"127.0.0.1:{port}", http.url
-    http.stop()
-    server.stop(grace=None)
+    with local_services() as running:
+        yield running.grpc_target, running.http_url
 
 
 @pytest.fixture(autouse=True)
