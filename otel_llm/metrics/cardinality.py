@@ -109,30 +109,23 @@ def _safe_limit(limiter: AttributeValueLimiter, attributes: Attributes) -> Attri
         return attributes
 
 
-class _LimitedHistogram(Histogram):
-    """Folds over-cap provider/model values, then records on the SDK histogram it wraps."""
+class _Limiting:
+    """A proxy around an SDK instrument: folds over-cap provider/model values, then calls the instrument."""
 
-    def __init__(self, inner: Histogram, limiter: AttributeValueLimiter):  # a proxy: no base state
+    def __init__(self, inner: Any, limiter: AttributeValueLimiter):  # no base state: the inner one is real
         self._inner = inner
         self._limiter = limiter
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
+
+class _LimitedHistogram(_Limiting, Histogram):
     def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
         self._inner.record(amount, _safe_limit(self._limiter, attributes), context)
 
 
-class _LimitedCounter(Counter):
-    """Folds over-cap provider/model values, then adds on the SDK counter it wraps."""
-
-    def __init__(self, inner: Counter, limiter: AttributeValueLimiter):  # a proxy: no base state
-        self._inner = inner
-        self._limiter = limiter
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
+class _LimitedCounter(_Limiting, Counter):
     def add(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
         self._inner.add(amount, _safe_limit(self._limiter, attributes), context)
 
