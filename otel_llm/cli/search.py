@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_llm import semconv
+from otel_llm.traces import Trace, from_jaeger, summaries_json
 
 JAEGER_URL_ENV = "OTEL_LLM_JAEGER_URL"
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
@@ -111,7 +112,7 @@ class TraceFilter:
         }
         return {key: value for key, value in pairs.items() if value is not None}
 
-    def matches(self, trace: Any) -> bool:
+    def matches(self, trace: Trace) -> bool:
         if trace.duration_us < self.min_duration_us:
             return False
         if self.provider is not None and self.provider not in trace.providers:
@@ -123,7 +124,7 @@ class TraceFilter:
         return self.intent is None or self.intent in _intents(trace)
 
 
-def _intents(trace: Any) -> set[str]:
+def _intents(trace: Trace) -> set[str]:
     """Intents a trace carries: LangSmith metadata ``intent``, or ``intent:<x>`` among its run tags."""
     intents = trace.attribute_values(semconv.LANGSMITH_INTENT)
     for tags in trace.attribute_values(semconv.LANGSMITH_SPAN_TAGS):
@@ -213,10 +214,8 @@ def search(
     lookback_us: int,
     limit: int,
     now_us: int | None = None,
-) -> list[Any]:
+) -> list[Trace]:
     """Matching traces, newest first, at most ``limit``; SearchError when Jaeger has no services at all."""
-    from otel_llm.traces import from_jaeger
-
     end_us = now_us if now_us is not None else int(time.time() * 1_000_000)
     tags = trace_filter.jaeger_tags()
     if services:
@@ -296,7 +295,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from otel_llm.cli.render import render_trace_table
-    from otel_llm.traces import summaries_json
 
     jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
     try:
