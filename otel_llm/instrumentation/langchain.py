@@ -45,7 +45,7 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from opentelemetry import baggage, trace
+from opentelemetry import baggage, metrics, trace
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -85,6 +85,9 @@ HIDDEN_TAG = "langsmith:hidden"
 CONTROL_FLOW_ERRORS = frozenset({"GraphBubbleUp"})
 EVICTED_ERROR_TYPE = "otel_llm.run_not_ended"
 TRACER_NAME = __name__
+# Health of the handler's state, observed at collection time (docs/attributes.md).
+METRIC_OPEN_RUNS = "otel_llm.langchain.open_runs"
+METRIC_EVICTED_RUNS = "otel_llm.langchain.evicted_runs"
 
 
 class RunSpan(trace.Span):
@@ -623,6 +626,7 @@ class LangChainInstrumentor(BaseInstrumentor):
         )
         # (context var, inheritable, handler class, env var): with no class LangChain adds var.get() to every
         # run's callback manager, once (identity check).
+        _observe_state(handler, kwargs.get("meter_provider"))
         hook = (ContextVar("otel_llm_langchain_handler", default=handler), True, None, None)
         _configure_hooks.append(hook)
         self.handler, self._hook = handler, hook
@@ -636,3 +640,20 @@ class LangChainInstrumentor(BaseInstrumentor):
         if self._undo_bridge is not None:
             self._undo_bridge()
         self.handler = self._hook = self._undo_bridge = None
+
+
+def _observe_state(handler: OpenTelemetryCallbackHandler, meter_provider: Any) -> None:
+    """``otel_llm.langchain.open_runs`` (now) and ``otel_llm.langchain.evicted_runs`` (since start)."""
+    meter = metrics.get_meter(TRACER_NAME, meter_provider=meter_provider)
+    meter.create_observable_up_down_counter(
+        METRIC_OPEN_RUNS,
+        [lambda options: [metrics.Observation(handler.open_runs)]],
+        "{run}",
+        "LangChain runs started and not yet ended",
+    )
+    meter.create_observable_counter(
+        METRIC_EVICTED_RUNS,
+        [lambda options: [metrics.Observation(handler.evicted_runs)]],
+        "{run}",
+        "LangChain runs that never ended, ended by the cap OTEL_LLM_LANGCHAIN_MAX_OPEN_RUNS",
+    )

@@ -445,6 +445,25 @@ class TestInstrumentor:
         ]
         assert entry_point.load() is LangChainInstrumentor
 
+    def test_open_and_evicted_runs_are_observable_metrics(self, telemetry):
+        """otel_llm.langchain.open_runs shows a run in flight, then none; evicted_runs counts from zero."""
+        _, _, reader, handler = telemetry
+
+        def observed() -> dict:
+            return {
+                metric.name: metric.data.data_points[0].value
+                for resource in reader.get_metrics_data().resource_metrics
+                for scope in resource.scope_metrics
+                for metric in scope.metrics
+                if metric.name.startswith("otel_llm.langchain.")
+            }
+
+        run_id = uuid.uuid4()
+        handler.on_chain_start({}, {}, run_id=run_id, name="in flight")
+        assert observed() == {lc.METRIC_OPEN_RUNS: 1, lc.METRIC_EVICTED_RUNS: 0}
+        handler.on_chain_end({}, run_id=run_id)
+        assert observed()[lc.METRIC_OPEN_RUNS] == 0
+
     def test_uninstrument_stops_tracing_runs(self, telemetry):
         """After uninstrument no LangChain run makes a span."""
         exporter, _, _, _ = telemetry
