@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "per-provider/model summary. Needs nothing running unless --stack is given.",
     )
     parser.add_argument(
-        "--requests", type=_request_count, default=DEFAULT_REQUESTS, help="chat requests to send (default 4)"
+        "--requests",
+        type=_request_count,
+        default=DEFAULT_REQUESTS,
+        help=f"chat requests to send, 1..{MAX_REQUESTS} (default {DEFAULT_REQUESTS})",
     )
     parser.add_argument(
         "--stack",
