@@ -125,3 +125,21 @@ def test_demo_on_the_stack_reads_both_providers_traces_back_from_jaeger(stack_bi
     endpoints = out[out.index("Endpoints (the stack keeps running") :].splitlines()[1:]
     assert endpoints[0].split() == ["Jaeger", "query", "API", jaeger_url]
     assert endpoints[1].split() == ["Prometheus", f"http://127.0.0.1:{ports['OTEL_LLM_PROMETHEUS_PORT']}"]
+
+
+def test_demo_on_the_stack_without_built_binaries_names_the_build_command(tmp_path):
+    """--stack with an empty binary cache exits 1 with one line naming `otel-llm stack build`."""
+    from otel_llm.stack.run import ALL_PORTS, STATE_DIR_ENV, free_ports
+
+    ports = {
+        spec.env_var: str(port) for spec, port in zip(ALL_PORTS, free_ports(len(ALL_PORTS)), strict=True)
+    }
+    env = {
+        STATE_DIR_ENV: str(tmp_path / "state"),
+        "OTEL_LLM_CACHE_DIR": str(tmp_path / "empty-cache"),
+        **ports,
+    }
+    result = run_demo("--stack", "--requests", "1", extra_env=env)
+    assert result.returncode == 1 and result.stdout == ""
+    [error] = [line for line in result.stderr.splitlines() if not line.startswith("[demo] ")]
+    assert error.startswith("otel-llm demo --stack: ") and "otel-llm stack build" in error
