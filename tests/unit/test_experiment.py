@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,6 +22,14 @@ from otel_llm.settings import reset_warnings
 
 BEDROCK_HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 ARMS_ENV = f"openai:gpt-4o-mini=50,aws.bedrock:{BEDROCK_HAIKU}=50"
+
+@pytest.fixture(autouse=True)
+def fresh_context():
+    """Each test starts with no current span or baggage, whatever an earlier test left attached."""
+    token = otel_context.attach(otel_context.Context())
+    yield
+    otel_context.detach(token)
+
 
 
 class TestParsing:

@@ -7,6 +7,7 @@ import logging
 import re
 
 import pytest
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
@@ -16,6 +17,15 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from otel_llm import semconv
 from otel_llm.exporters import metric_log
 from otel_llm.settings import reset_warnings
+
+
+@pytest.fixture(autouse=True)
+def fresh_context():
+    """Each test starts with no current span or baggage, whatever an earlier test left attached."""
+    token = otel_context.attach(otel_context.Context())
+    yield
+    otel_context.detach(token)
+
 
 
 @pytest.fixture

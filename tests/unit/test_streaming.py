@@ -14,6 +14,15 @@ from otel_llm import semconv
 from otel_llm.metrics import streaming
 
 
+@pytest.fixture(autouse=True)
+def fresh_context():
+    """Each test starts with no current span or baggage, whatever an earlier test left attached."""
+    token = context.attach(context.Context())
+    yield
+    context.detach(token)
+
+
+
 class FakeClock:
     """A clock the test advances by hand, so durations are exact."""
 
