@@ -11,10 +11,12 @@ The table of variables, defaults and accepted values is docs/configuration.md.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from otel_llm import semconv
 
@@ -49,6 +51,7 @@ DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = (
     "opentelemetry.instrumentation.ollama",
 )
 
+_Number = TypeVar("_Number", int, float)
 _warned_variables: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -100,20 +103,7 @@ def env_int(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     """A decimal integer within [minimum, maximum] (either bound optional)."""
-    raw = _raw(name, environ)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    out_of_range = value is not None and (
-        (minimum is not None and value < minimum) or (maximum is not None and value > maximum)
-    )
-    if value is None or out_of_range:
-        _warn_once(name, raw, f"an integer {_range_text(minimum, maximum)}", default)
-        return default
-    return value
+    return _env_number(name, default, int, "an integer", minimum, maximum, environ)
 
 
 def env_float(
@@ -125,21 +115,33 @@ def env_float(
     environ: Mapping[str, str] | None = None,
 ) -> float:
     """A finite decimal number within [minimum, maximum] (either bound optional)."""
+    return _env_number(name, default, float, "a number", minimum, maximum, environ)
+
+
+def _env_number(
+    name: str,
+    default: _Number,
+    parse: Callable[[str], _Number],
+    kind: str,
+    minimum: float | None,
+    maximum: float | None,
+    environ: Mapping[str, str] | None,
+) -> _Number:
     raw = _raw(name, environ)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
         value = None
-    if (
-        value is None
-        or value != value  # NaN
-        or value in (float("inf"), float("-inf"))
-        or (minimum is not None and value < minimum)
-        or (maximum is not None and value > maximum)
-    ):
-        _warn_once(name, raw, f"a number {_range_text(minimum, maximum)}", default)
+    valid = (
+        value is not None
+        and math.isfinite(value)
+        and (minimum is None or value >= minimum)
+        and (maximum is None or value <= maximum)
+    )
+    if not valid:
+        _warn_once(name, raw, f"{kind} {_range_text(minimum, maximum)}".rstrip(), default)
         return default
     return value
 

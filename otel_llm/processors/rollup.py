@@ -342,18 +342,25 @@ class RollupSpanExporter(SpanExporter):
             if self._traces.get(trace_id) is trace:  # else already evicted or expired
                 del self._traces[trace_id]
                 self._release(trace_id, trace, out)
-        while self._late_parts:
-            trace_id, trace = next(iter(self._late_parts.items()))
-            if now - trace.last_seen < self._window_s:
+        self._release_due(self._late_parts, lambda trace: trace.last_seen, self._window_s, now, out)
+        self._release_due(self._traces, lambda trace: trace.first_seen, self._max_age_s, now, out)
+
+    def _release_due(
+        self,
+        ordered: OrderedDict[int, _Trace],
+        since: Callable[[_Trace], float],
+        limit_s: float,
+        now: float,
+        out: list[_Item],
+    ) -> None:
+        """Release traces from the front of ``ordered`` (sorted by ``since``) while ``limit_s`` has passed."""
+        while ordered:
+            trace_id, trace = next(iter(ordered.items()))
+            if now - since(trace) < limit_s:
                 break
             del self._traces[trace_id]
-            self._release(trace_id, trace, out)
-        while self._traces:
-            trace_id, trace = next(iter(self._traces.items()))
-            if now - trace.first_seen < self._max_age_s:
-                break
-            del self._traces[trace_id]
-            self._expired += trace.root_seen is None
+            if ordered is self._traces and trace.root_seen is None:
+                self._expired += 1
             self._release(trace_id, trace, out)
 
     def _release(self, trace_id: int, trace: _Trace, out: list[_Item]) -> None:
@@ -444,6 +451,11 @@ class RollupBatchSpanProcessor(BatchSpanProcessor):
             raise ValueError("span_exporter must be a RollupSpanExporter")
         super().__init__(span_exporter, **batch_options)
         self._rollup = span_exporter
+
+    @property
+    def rollup_stage(self) -> RollupSpanExporter:
+        """The roll-up stage this processor feeds (for its ``stats``)."""
+        return self._rollup
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         flushed = super().force_flush(timeout_millis)

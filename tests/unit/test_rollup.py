@@ -532,6 +532,13 @@ class TestWithBatchSpanProcessor:
         assert {s.name for s in inner.get_finished_spans()} == {"root", "ChatModel"}
         provider.shutdown()
 
+    def test_processor_exposes_its_stage(self):
+        """rollup_stage gives the stage whose stats the pipeline-health metrics publish."""
+        stage = RollupSpanExporter(InMemorySpanExporter())
+        processor = RollupBatchSpanProcessor(stage)
+        assert processor.rollup_stage is stage
+        processor.shutdown()
+
     def test_flush_thread_forwards_ready_traces(self):
         """With no further spans or flushes, the stage's own thread forwards a trace after its window."""
         inner = InMemorySpanExporter()
