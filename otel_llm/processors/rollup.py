@@ -58,6 +58,10 @@ MIN_RECENT_TRACES = 1024
 # The flush thread checks for ready traces this often: a quarter of the window, within these bounds.
 MIN_TICK_S = 0.05
 MAX_TICK_S = 1.0
+# At most this many distinct providers (and models) are listed on one ancestor; past it the rest become one
+# OVERFLOW_VALUE entry, so a pathological trace cannot make a huge attribute.
+MAX_ROLLUP_VALUES = 16
+OVERFLOW_VALUE = "_OTHER"
 _NO_TRACE = 0
 
 
@@ -111,8 +115,8 @@ class _Totals:
             self.output_tokens = (self.output_tokens or 0) + call.output_tokens
 
     def attributes(self) -> dict[str, Any]:
-        providers = tuple(sorted(self.providers))
-        models = tuple(sorted(self.models))
+        providers = _bounded_sorted(self.providers)
+        models = _bounded_sorted(self.models)
         rolled: dict[str, Any] = {
             semconv.ROLLUP_PROVIDERS: providers,
             semconv.ROLLUP_PROVIDER: ",".join(providers),
@@ -127,6 +131,13 @@ class _Totals:
         if self.output_tokens is not None:
             rolled[semconv.ROLLUP_OUTPUT_TOKENS] = self.output_tokens
         return rolled
+
+
+def _bounded_sorted(values: set[str]) -> tuple[str, ...]:
+    ordered = sorted(values)
+    if len(ordered) <= MAX_ROLLUP_VALUES:
+        return tuple(ordered)
+    return (*ordered[: MAX_ROLLUP_VALUES - 1], OVERFLOW_VALUE)
 
 
 def _local_parent_id(span: ReadableSpan) -> int | None:
@@ -204,6 +215,20 @@ class RollupSpanExporter(SpanExporter):
         self._clock = clock
         self._recent_limit = max(MIN_RECENT_TRACES, max_traces)
         self._tick_s = min(MAX_TICK_S, max(MIN_TICK_S, self._window_s / 4))
+        self._is_shut_down = False
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            weak_reset = weakref.WeakMethod(self._reset)
+            os.register_at_fork(after_in_child=lambda: (reset := weak_reset()) is not None and reset())
+
+    def _reset(self) -> None:
+        """Fresh buffers, counters, locks and no flush thread; also run in a forked child, where the parent's
+        spans are the parent's to export, its locks may be held by threads that do not exist, and the flush
+        thread did not survive (``export`` starts a new one)."""
+        self._lock = threading.Lock()  # guards the buffer and counters
+        self._export_lock = threading.Lock()  # serialises calls into the inner exporter
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         # Traces in first-seen order (eviction and expiry take from the front); roots in arrival order; late
         # parts in order of their last span's arrival.
         self._traces: OrderedDict[int, _Trace] = OrderedDict()
@@ -212,23 +237,8 @@ class RollupSpanExporter(SpanExporter):
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._buffered_spans = 0
         self._evicted = self._expired = self._late = self._overflow = 0
-        self._is_shut_down = False
-        self._thread: threading.Thread | None = None
-        self._init_locks()
-        if hasattr(os, "register_at_fork"):
-            weak_reinit = weakref.WeakMethod(self._init_locks)
-            os.register_at_fork(after_in_child=lambda: (reinit := weak_reinit()) is not None and reinit())
 
-    def _init_locks(self) -> None:
-        # Called again in a forked child: locks held by a parent thread would never be released there, and the
-        # flush thread does not survive the fork (export starts a new one).
-        self._lock = threading.Lock()  # guards the buffer and counters
-        self._export_lock = threading.Lock()  # serialises calls into the inner exporter
-        self._stop = threading.Event()
-        self._thread = None
-
-    # --- SpanExporter
-    # --------------------------------------------------------------------------------------------
+    # --- SpanExporter ---
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Buffer ``spans``, then forward every trace that is ready now (plus pass-through spans)."""
@@ -271,8 +281,7 @@ class RollupSpanExporter(SpanExporter):
         self._is_shut_down = True
         self._inner.shutdown()
 
-    # --- public helpers
-    # ------------------------------------------------------------------------------------------
+    # --- public helpers ---
 
     def flush(self, *, everything: bool = False) -> SpanExportResult:
         """Forward the traces that are ready now (all buffered traces with ``everything``)."""
@@ -294,8 +303,7 @@ class RollupSpanExporter(SpanExporter):
                 buffered_spans=self._buffered_spans,
             )
 
-    # --- internals (callers hold self._lock unless said otherwise)
-    # -----------------------------------------------
+    # --- internals (callers hold self._lock unless said otherwise) ---
 
     def _accept(self, span: ReadableSpan, now: float, out: list[_Item]) -> None:
         item = _Item(span, llm_call_of(span))

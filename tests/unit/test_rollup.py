@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -16,7 +17,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_llm import semconv
 from otel_llm.processors.normalize import LLMCall
-from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter, RollupStats
+from otel_llm.processors.rollup import (
+    MAX_ROLLUP_VALUES,
+    OVERFLOW_VALUE,
+    RollupBatchSpanProcessor,
+    RollupSpanExporter,
+    RollupStats,
+)
 
 BEDROCK_HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -299,6 +306,20 @@ class TestRollup:
         rolled = {s.name: dict(s.attributes) for s in second_inner.get_finished_spans()}
         assert rolled == {s.name: dict(s.attributes) for s in spans}
 
+    def test_distinct_values_are_capped(self):
+        """Past MAX_ROLLUP_VALUES distinct models, the rest are listed as one _OTHER entry."""
+        h = Harness(window_s=0)
+        root = h.start("root")
+        for index in range(MAX_ROLLUP_VALUES + 5):
+            h.llm(root, {semconv.GEN_AI_OPERATION_NAME: "chat",
+                         semconv.GEN_AI_REQUEST_MODEL: f"model-{index:02d}"})
+        root.end()
+        rolled = h.exported()["root"].attributes
+        models = rolled[semconv.ROLLUP_MODELS]
+        assert len(models) == MAX_ROLLUP_VALUES and models[-1] == OVERFLOW_VALUE
+        assert models[:2] == ("model-00", "model-01")
+        assert rolled[semconv.ROLLUP_CALLS] == MAX_ROLLUP_VALUES + 5
+
     def test_remote_parent_makes_a_local_root(self):
         """A CONSUMER span continuing a remote trace is the local root and gets the roll-up."""
         h = Harness(window_s=0)
@@ -512,6 +533,18 @@ class TestLifecycle:
         """Invalid arguments raise ValueError naming the parameter."""
         with pytest.raises(ValueError, match=message):
             RollupSpanExporter(InMemorySpanExporter(), **options)
+
+    def test_forked_child_starts_empty(self):
+        """After fork the child holds none of the parent's buffered spans; the parent keeps them."""
+        h = Harness()
+        h.start("child-of-open-root", h.start("open-root")).end()
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit code only
+            os._exit(0 if h.stage.stats.buffered_spans == 0 and h.stage.export([]) is SpanExportResult.SUCCESS
+                     else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert h.stage.stats.buffered_spans == 1
 
     def test_inner_must_be_an_exporter(self):
         """Something without export() is refused at construction."""
