@@ -37,6 +37,7 @@ from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_PROP
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk.environment_variables import (
+    _OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED,
     OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_BSP_SCHEDULE_DELAY,
     OTEL_CONFIG_FILE,
@@ -150,12 +151,16 @@ def build_telemetry(
     meter_configurator: Any = None,
 ) -> Telemetry:
     """The providers and pipeline for ``settings``, without touching any global. Plain SDK when disabled."""
-    if not settings.enabled:
-        return _plain_sdk(settings, resource, span_exporters, metric_readers, sampler, id_generator,
-                          span_processors, tracer_configurator, meter_configurator)
 
     def plain_meter_provider() -> MeterProvider:
         return MeterProvider(metric_readers, resource, _meter_configurator=meter_configurator)
+
+    tracer_provider = TracerProvider(sampler=sampler, resource=resource, id_generator=id_generator,
+                                     _tracer_configurator=tracer_configurator)
+    if not settings.enabled:
+        for processor in (*span_processors, *(BatchSpanProcessor(exporter) for exporter in span_exporters)):
+            tracer_provider.add_span_processor(processor)
+        return Telemetry(tracer_provider, plain_meter_provider(), settings)
 
     meter_provider = _optional(
         "the GenAI metric views and cardinality cap",
@@ -172,8 +177,6 @@ def build_telemetry(
             lambda: SpanDerivedMetrics(meter_provider, settings.span_metrics_skip_scopes),
             lambda: None,
         )
-    tracer_provider = TracerProvider(sampler=sampler, resource=resource, id_generator=id_generator,
-                                     _tracer_configurator=tracer_configurator)
     baggage = _optional(
         "the baggage-to-attributes processor",
         lambda: BaggageAttributesProcessor(settings.baggage_keys, settings.baggage_max_value_length),
@@ -188,9 +191,9 @@ def build_telemetry(
     for exporter in span_exporters:
         # Only the first stage feeds the span-derived metrics: with two exporters a call still counts once.
         hook = span_metrics.record if span_metrics is not None and not stages else None
-        processor = _export_processor(settings, exporter, hook)
-        if isinstance(processor, RollupBatchSpanProcessor):
-            stages.append(processor._rollup)
+        processor, stage = _export_processor(settings, exporter, hook)
+        if stage is not None:
+            stages.append(stage)
         counter = _optional("dropped-span counting", lambda p=processor: count_dropped_spans(p), lambda: None)
         if counter is not None:
             drop_counters.append(counter)
@@ -204,31 +207,24 @@ def build_telemetry(
     return Telemetry(tracer_provider, meter_provider, settings, tuple(stages), tuple(drop_counters))
 
 
-def _export_processor(settings: Settings, exporter: SpanExporter, hook: Callable | None) -> SpanProcessor:
+def _export_processor(settings: Settings, exporter: SpanExporter,
+                      hook: Callable | None) -> tuple[BatchSpanProcessor, RollupSpanExporter | None]:
+    """The batch processor for one exporter and its roll-up stage (None when off or broken)."""
     if not settings.rollup_enabled:
-        return BatchSpanProcessor(exporter)
+        return BatchSpanProcessor(exporter), None
 
-    def staged() -> SpanProcessor:
-        return RollupBatchSpanProcessor(RollupSpanExporter(
+    def staged() -> tuple[BatchSpanProcessor, RollupSpanExporter]:
+        stage = RollupSpanExporter(
             exporter,
             window_s=settings.rollup_window_ms / 1000,
             max_traces=settings.rollup_max_traces,
             max_spans_per_trace=settings.rollup_max_spans_per_trace,
             max_age_s=settings.rollup_max_age_ms / 1000,
             on_llm_span=hook,
-        ))
+        )
+        return RollupBatchSpanProcessor(stage), stage
 
-    return _optional("the roll-up stage", staged, lambda: BatchSpanProcessor(exporter))
-
-
-def _plain_sdk(settings, resource, span_exporters, metric_readers, sampler, id_generator, span_processors,
-               tracer_configurator, meter_configurator) -> Telemetry:
-    tracer_provider = TracerProvider(sampler=sampler, resource=resource, id_generator=id_generator,
-                                     _tracer_configurator=tracer_configurator)
-    for processor in (*span_processors, *(BatchSpanProcessor(exporter) for exporter in span_exporters)):
-        tracer_provider.add_span_processor(processor)
-    meter_provider = MeterProvider(metric_readers, resource, _meter_configurator=meter_configurator)
-    return Telemetry(tracer_provider, meter_provider, settings)
+    return _optional("the roll-up stage", staged, lambda: (BatchSpanProcessor(exporter), None))
 
 
 # --- from the environment, the SDK's way ----------------------------------------------------------------
@@ -313,7 +309,7 @@ def _install(settings: Settings, **build_kwargs: Any) -> Telemetry:
     setup_logging_handler = build_kwargs.get("setup_logging_handler")
     if setup_logging_handler is None:
         setup_logging_handler = os.getenv(
-            "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED", "false").strip().lower() == "true"
+            _OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED, "false").strip().lower() == "true"
     sdk._init_logging(
         log_classes, resource, setup_logging_handler, exporter_args_map=build_kwargs.get("exporter_args_map"),
         logger_configurator=build_kwargs.get("logger_configurator")
