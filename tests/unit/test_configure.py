@@ -495,3 +495,16 @@ def test_configurator_entry_point_configures_from_the_environment():
         telemetry.shutdown()
     """, OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none", OTEL_SERVICE_NAME="svc")
     assert out == {**out, "global": True, "stages": 1, "auto_version": "0.66b2", "service": "svc"}
+
+
+def test_disabled_configurator_is_the_sdks():
+    """OTEL_LLM_ENABLED=false under the launcher: the SDK's configuration, plain batch processors only."""
+    out = _run("""
+        import json
+        from opentelemetry import trace
+        from otel_llm.configure import OtelLLMConfigurator
+        OtelLLMConfigurator().configure()
+        processors = trace.get_tracer_provider()._active_span_processor._span_processors
+        print(json.dumps({"processors": [type(p).__name__ for p in processors]}))
+    """, OTEL_LLM_ENABLED="false", OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
+    assert out["processors"] == ["BatchSpanProcessor"]
