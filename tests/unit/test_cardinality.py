@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -195,3 +198,25 @@ def test_invalid_limits_are_rejected_at_construction(limit):
     """cardinality_limit must be a positive int; the error names the parameter."""
     with pytest.raises(ValueError, match="cardinality_limit"):
         CardinalityLimitedMeterProvider(cardinality_limit=limit)
+
+
+def test_instruments_created_before_the_provider_is_set_are_capped():
+    """An instrumentation's histogram made from the API proxy before configure() is capped once it is set."""
+    code = textwrap.dedent("""
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
+        meter = metrics.get_meter("early.instrumentation")
+        early = meter.create_histogram("gen_ai.client.operation.duration")
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(CardinalityLimitedMeterProvider([reader], cardinality_limit=1))
+        for model in ("a", "b", "c"):
+            early.record(1.0, {"gen_ai.request.model": model})
+        points = [point for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+                  for metric in sm.metrics if metric.name == "gen_ai.client.operation.duration"
+                  for point in metric.data.data_points]
+        print(sorted((point.attributes["gen_ai.request.model"], point.count) for point in points))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert result.stdout.strip() == "[('_OTHER', 2), ('a', 1)]"
