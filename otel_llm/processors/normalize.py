@@ -66,9 +66,14 @@ def _error_type(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | None
     return OTHER_ERROR_TYPE if span.status.status_code is StatusCode.ERROR else None
 
 
-def llm_call_of(span: ReadableSpan) -> LLMCall | None:
-    """The model call a span describes, or None when it is not an LLM span."""
-    attributes = span.attributes or {}
+def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None) -> LLMCall | None:
+    """The model call a span describes, or None when it is not an LLM span.
+
+    ``attributes``: the span's attributes when the caller already has them (``span.attributes`` builds a new
+    read-only view on every access).
+    """
+    if attributes is None:
+        attributes = span.attributes or {}
     if not semconv.is_llm_span(attributes):
         return None
     model = semconv.resolve_model(attributes)
@@ -89,9 +94,12 @@ def llm_call_of(span: ReadableSpan) -> LLMCall | None:
     )
 
 
-def enrichment(span: ReadableSpan, call: LLMCall | None) -> dict[str, Any]:
+def enrichment(
+    span: ReadableSpan, call: LLMCall | None, attributes: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The attributes to add to or overwrite on ``span``: only those that differ from what it carries."""
-    attributes = span.attributes or {}
+    if attributes is None:
+        attributes = span.attributes or {}
     wanted: dict[str, Any] = {}
     if call is not None:
         wanted[semconv.GEN_AI_PROVIDER_NAME] = call.provider

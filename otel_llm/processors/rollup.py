@@ -79,6 +79,7 @@ class RollupStats(NamedTuple):
 class _Item(NamedTuple):
     span: ReadableSpan
     call: LLMCall | None
+    enriched: dict[str, Any]  # the enrichment attributes (normalize.enrichment), computed on arrival
     rolled: dict[str, Any] | None = None  # the llm.rollup.* attributes, set when the trace is released
 
 
@@ -154,13 +155,13 @@ def rollup_attributes(items: Sequence[_Item]) -> dict[int, dict[str, Any]]:
     """The ``llm.rollup.*`` attributes per span id for every buffered ancestor of an LLM call in ``items``."""
     parent_of: dict[int, int | None] = {}
     llm_span_ids: set[int] = set()
-    for span, call, _ in items:
+    for span, call, *_ in items:
         span_id = span.get_span_context().span_id
         parent_of[span_id] = _local_parent_id(span)
         if call is not None:
             llm_span_ids.add(span_id)
     totals: dict[int, _Totals] = {}
-    for span, call, _ in items:
+    for span, call, *_ in items:
         if call is None:
             continue
         ancestor = _local_parent_id(span)
@@ -306,7 +307,9 @@ class RollupSpanExporter(SpanExporter):
     # --- internals (callers hold self._lock unless said otherwise) ---
 
     def _accept(self, span: ReadableSpan, now: float, out: list[_Item]) -> None:
-        item = _Item(span, llm_call_of(span))
+        attributes = span.attributes  # one read-only view for both, not one each
+        call = llm_call_of(span, attributes)
+        item = _Item(span, call, enrichment(span, call, attributes))
         context = span.get_span_context()
         trace_id = context.trace_id if context is not None else _NO_TRACE
         if trace_id == _NO_TRACE:
@@ -389,10 +392,9 @@ class RollupSpanExporter(SpanExporter):
         if not items:
             return SpanExportResult.SUCCESS
         batch: list[ReadableSpan] = []
-        for span, call, rolled in items:
-            extra = enrichment(span, call)
+        for span, call, extra, rolled in items:
             if rolled:
-                extra.update(rolled)
+                extra = {**extra, **rolled}
             enriched = with_attributes(span, extra)
             batch.append(enriched)
             if call is not None and self._on_llm_span is not None:
