@@ -44,6 +44,7 @@ HEALTH_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 20.0
 POLL_INTERVAL_SECONDS = 0.1
 HTTP_PROBE_TIMEOUT_SECONDS = 1.0
+TCP_LISTEN_STATE = "0A"  # the "st" column of /proc/net/tcp
 # Variables passed from the caller's environment to the configs when set (docs/stack.md); secrets are
 # never persisted.
 PASSTHROUGH_VARIABLES = (
@@ -189,25 +190,41 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def port_holder(port: int) -> str | None:
-    """``"pid N (command)"`` of the process listening on a TCP port, when /proc tells (same user or root)."""
-    inodes = set()
+def listening_sockets() -> dict[str, tuple[str, int]]:
+    """Every listening TCP socket on this host: inode -> (local address as /proc writes it in hex, port)."""
+    sockets = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as lines:
             for line in list(lines)[1:]:
                 fields = line.split()
-                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
+                if len(fields) > 9 and fields[3] == TCP_LISTEN_STATE:
+                    address, port = fields[1].rsplit(":", 1)
+                    sockets[fields[9]] = (address, int(port, 16))
+    return sockets
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets a process has open (empty when /proc does not tell)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def port_holder(port: int) -> str | None:
+    """``"pid N (command)"`` of the process listening on a TCP port, when /proc tells (same user or root)."""
+    inodes = {inode for inode, (_, listening_port) in listening_sockets().items() if listening_port == port}
     if not inodes:
         return None
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) in inodes:
-                    command = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-                    return f"pid {proc.name} ({command})"
+        if proc.name.isdigit() and socket_inodes(int(proc.name)) & inodes:
+            with contextlib.suppress(OSError):
+                command = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                return f"pid {proc.name} ({command})"
     return None
 
 

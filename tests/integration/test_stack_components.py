@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import redis
 
-LISTEN = "0A"
-LOOPBACK_V4 = "0100007F"
+from otel_llm.stack.run import listening_sockets, socket_inodes
 
-
-def _listening_addresses(pid: int) -> set[str]:
-    """The local addresses (hex, as in /proc/net/tcp*) of every TCP socket ``pid`` listens on."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
-    addresses = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == LISTEN and fields[9] in inodes:
-                addresses.add(fields[1].rsplit(":", 1)[0])
-    return addresses
+LOOPBACK_V4 = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
 
 
 def test_every_component_listens_on_loopback_only(stack):
     """No process of the stack listens on anything but 127.0.0.1."""
     for name, component in stack.runner.status()["components"].items():
-        addresses = _listening_addresses(component["pid"])
+        inodes = socket_inodes(component["pid"])
+        addresses = {address for inode, (address, _) in listening_sockets().items() if inode in inodes}
         assert addresses == {LOOPBACK_V4}, f"{name} listens on {addresses}"
 
 
