@@ -52,6 +52,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
+from otel_llm.experiment import with_fallback_detection
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.baggage import BaggageAttributesProcessor
@@ -267,6 +268,8 @@ def build_from_environment(
         # METRIC| lines need the roll-up attributes, so they get a roll-up stage like any span exporter.
         metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)", exporter_from_env, lambda: None)
         span_exporters = [*span_exporters, *([metric_lines] if metric_lines is not None else [])]
+    if settings.enabled and span_exporters:  # experiment fallbacks, on the first exporter: counted once
+        span_exporters = [with_fallback_detection(span_exporters[0]), *span_exporters[1:]]
     if metric_readers is None:
         metric_readers = [_metric_reader(cls, args_map.get(cls, {})) for cls in metric_classes.values()]
     return build_telemetry(

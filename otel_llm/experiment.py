@@ -238,3 +238,14 @@ class ExperimentFallbackExporter(SpanExporter):
 
     def shutdown(self) -> None:
         self._inner.shutdown()
+
+
+def with_fallback_detection(exporter: SpanExporter, environ: Mapping[str, str] = os.environ) -> SpanExporter:
+    """``exporter`` behind an :class:`ExperimentFallbackExporter` when this process takes part in an
+    experiment (``OTEL_LLM_EXPERIMENT_ID`` or ``OTEL_LLM_EXPERIMENT_ARMS`` set), else ``exporter`` itself.
+
+    ``configure()`` applies it to the first span exporter only, so a fallback is counted once per request.
+    """
+    if not any((environ.get(name) or "").strip() for name in (ENV_EXPERIMENT_ID, ENV_EXPERIMENT_ARMS)):
+        return exporter
+    return ExperimentFallbackExporter(exporter)

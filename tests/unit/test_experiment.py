@@ -23,13 +23,13 @@ from otel_llm.settings import reset_warnings
 BEDROCK_HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 ARMS_ENV = f"openai:gpt-4o-mini=50,aws.bedrock:{BEDROCK_HAIKU}=50"
 
+
 @pytest.fixture(autouse=True)
 def fresh_context():
     """Each test starts with no current span or baggage, whatever an earlier test left attached."""
     token = otel_context.attach(otel_context.Context())
     yield
     otel_context.detach(token)
-
 
 
 class TestParsing:
@@ -253,3 +253,39 @@ class TestFallback:
         """The wrapper needs an exporter."""
         with pytest.raises(ValueError, match="inner"):
             experiment.ExperimentFallbackExporter(object())
+
+
+class TestConfigureWiring:
+    def test_wrapper_only_inside_an_experiment(self):
+        """with_fallback_detection wraps only when OTEL_LLM_EXPERIMENT_ID or _ARMS is set."""
+        sink = InMemorySpanExporter()
+        assert experiment.with_fallback_detection(sink, {}) is sink
+        assert experiment.with_fallback_detection(sink, {"OTEL_LLM_EXPERIMENT_ID": " "}) is sink
+        wrapped = experiment.with_fallback_detection(sink, {"OTEL_LLM_EXPERIMENT_ARMS": ARMS_ENV})
+        assert isinstance(wrapped, experiment.ExperimentFallbackExporter)
+
+    def test_configured_pipeline_marks_a_fallback_root(self, monkeypatch):
+        """Through configure's pipeline (baggage, roll-up, fallback stage) a root whose call missed its arm's
+        model leaves with llm.experiment.fallback=true."""
+        from otel_llm.configure import build_from_environment
+        from otel_llm.settings import load_settings
+
+        monkeypatch.setenv("OTEL_LLM_EXPERIMENT_ID", "ab1")
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        sink = InMemorySpanExporter()
+        telemetry = build_from_environment(load_settings({}), span_exporters=[sink])
+        tracer = telemetry.tracer_provider.get_tracer("t")
+        arm_context = baggage.set_baggage(semconv.EXPERIMENT_ARM, f"aws.bedrock:{BEDROCK_HAIKU}")
+        with tracer.start_as_current_span("job", context=arm_context, kind=SpanKind.CONSUMER):
+            with tracer.start_as_current_span(
+                "ChatOpenAI",
+                attributes={
+                    semconv.GEN_AI_OPERATION_NAME: "chat",
+                    semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+                },
+            ):
+                pass
+        telemetry.force_flush()
+        telemetry.shutdown()
+        roots = [s for s in sink.get_finished_spans() if s.name == "job"]
+        assert roots and roots[0].attributes[semconv.EXPERIMENT_FALLBACK] is True
