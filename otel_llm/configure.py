@@ -49,10 +49,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
-from otel_llm.experiment import with_fallback_detection
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.baggage import BaggageAttributesProcessor
