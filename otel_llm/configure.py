@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_PROPAGATORS, OTEL_TRACES_EXPORTER
 from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk.environment_variables import (
     _OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED,
@@ -48,14 +50,14 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.util._importlib_metadata import entry_points
 
-from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
 from otel_llm.metrics.views import genai_views
-from otel_llm.processors.baggage import BaggageAttributesProcessor
+from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
 from otel_llm.settings import Settings, load_settings
 
@@ -63,6 +65,7 @@ _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OTEL_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+EDGE_BAGGAGE_PROPAGATOR = "otel_llm_baggage"  # its opentelemetry_propagator entry point name
 _TELEMETRY_AUTO_VERSION = "telemetry.auto.version"
 
 # What the distro sets when the user has not (docs/configuration.md explains each choice).
@@ -70,7 +73,7 @@ DISTRO_DEFAULTS: Mapping[str, str] = {
     OTEL_TRACES_EXPORTER: "otlp",
     OTEL_METRICS_EXPORTER: "otlp",
     # W3C trace context in and out; baggage out, and in only when OTEL_LLM_BAGGAGE_TRUST_INCOMING=true.
-    OTEL_PROPAGATORS: "tracecontext,otel_llm_baggage",
+    OTEL_PROPAGATORS: f"tracecontext,{EDGE_BAGGAGE_PROPAGATOR}",
     # The SDK's 2048 dropped spans of a tight loop here; 32768 dropped none (bench/bench_span_queue.py).
     OTEL_BSP_MAX_QUEUE_SIZE: "32768",
     # 5000 ms would let late LLM spans reach the roll-up stage after its 2 s window closed; 500 ms leaves the
@@ -268,8 +271,6 @@ def build_from_environment(
         # METRIC| lines need the roll-up attributes, so they get a roll-up stage like any span exporter.
         metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)", exporter_from_env, lambda: None)
         span_exporters = [*span_exporters, *([metric_lines] if metric_lines is not None else [])]
-    if settings.enabled and span_exporters:  # experiment fallbacks, on the first exporter: counted once
-        span_exporters = [with_fallback_detection(span_exporters[0]), *span_exporters[1:]]
     if metric_readers is None:
         metric_readers = [_metric_reader(cls, args_map.get(cls, {})) for cls in metric_classes.values()]
     return build_telemetry(
@@ -305,7 +306,7 @@ def _install(settings: Settings, **build_kwargs: Any) -> Telemetry:
     metrics.set_meter_provider(telemetry.meter_provider)
     if settings.enabled:
         # opentelemetry.propagate read OTEL_PROPAGATORS when first imported, maybe before the distro ran.
-        _optional("OTEL_PROPAGATORS", lambda: propagate.set_global_textmap(propagate._load_propagators()),
+        _optional("OTEL_PROPAGATORS", lambda: propagate.set_global_textmap(_propagators(settings)),
                   lambda: None)
     _, _, log_classes = sdk._import_exporters(
         [], [], list(build_kwargs.get("log_exporter_names") or []) + sdk._get_exporter_names("logs"))
@@ -320,6 +321,23 @@ def _install(settings: Settings, **build_kwargs: Any) -> Telemetry:
     )
     _run_opamp(sdk, "post_sdk_init_function", resource)
     return telemetry
+
+
+def _propagators(settings: Settings) -> CompositePropagator:
+    """OTEL_PROPAGATORS read as the API does, with our edge propagator built from ``settings``, so that
+    configure()'s overrides apply to it too. (An unknown name already failed the API's own import.)"""
+    names = [name.strip() for name in os.environ.get(OTEL_PROPAGATORS, "").split(",") if name.strip()]
+    if not names or any(name.lower() == "none" for name in names):
+        return CompositePropagator([])
+    propagators: list[TextMapPropagator] = []
+    for name in names:
+        if name == EDGE_BAGGAGE_PROPAGATOR:
+            propagators.append(EdgeBaggagePropagator(
+                settings.baggage_keys, settings.baggage_max_value_length, settings.baggage_trust_incoming))
+        else:
+            entry_point, = entry_points(group="opentelemetry_propagator", name=name)
+            propagators.append(entry_point.load()())
+    return CompositePropagator(propagators)
 
 
 def _metric_reader(cls: type, args: Mapping[str, Any]) -> MetricReader:

@@ -508,3 +508,19 @@ def test_disabled_configurator_is_the_sdks():
         print(json.dumps({"processors": [type(p).__name__ for p in processors]}))
     """, OTEL_LLM_ENABLED="false", OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
     assert out["processors"] == ["BatchSpanProcessor"]
+
+
+def test_configure_overrides_reach_the_edge_propagator():
+    """configure(baggage_trust_incoming=True) makes the edge propagator keep allowlisted incoming baggage."""
+    out = _run("""
+        import json, otel_llm
+        from opentelemetry import baggage, propagate
+        otel_llm.configure(baggage_trust_incoming=True)
+        context = propagate.extract({"baggage": "session.id=s-1,user.id=u-1", "traceparent": "x"})
+        print(json.dumps({
+            "baggage": dict(baggage.get_all(context)),
+            "propagators": [type(p).__name__ for p in propagate.get_global_textmap()._propagators],
+        }))
+    """, OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    assert out["baggage"] == {"session.id": "s-1"}  # trusted, and only the allowlisted key
+    assert out["propagators"] == ["TraceContextTextMapPropagator", "EdgeBaggagePropagator"]
