@@ -280,7 +280,10 @@ class RollupSpanExporter(SpanExporter):
         except Exception:
             _rate_limited.exception("otel-llm roll-up flush at shutdown failed")
         self._is_shut_down = True
-        self._inner.shutdown()
+        try:
+            self._inner.shutdown()
+        except Exception:
+            _rate_limited.exception("otel-llm roll-up: the inner exporter failed to shut down")
 
     # --- public helpers ---
 
@@ -405,19 +408,19 @@ class RollupSpanExporter(SpanExporter):
         return self._export_to_inner(batch)
 
     def _forward_raw(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            return self._export_to_inner(list(spans))
-        except Exception:
-            _rate_limited.exception("otel-llm roll-up could not forward a batch")
-            return SpanExportResult.FAILURE
+        return self._export_to_inner(list(spans))
 
     def _export_to_inner(self, batch: list[ReadableSpan]) -> SpanExportResult:
+        """The inner exporter's result; FAILURE (logged) when it raises. Never raises."""
         # The flush thread is ours, not the BSP's: suppress instrumentation of the exporter's own I/O here
         # too.
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             with self._export_lock:
                 return self._inner.export(batch)
+        except Exception:
+            _rate_limited.exception("otel-llm roll-up: the inner exporter failed")
+            return SpanExportResult.FAILURE
         finally:
             detach(token)
 

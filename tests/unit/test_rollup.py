@@ -478,6 +478,28 @@ class TestLifecycle:
         h.start("child-of-open-root", h.start("open-root")).end()
         assert h.stage.force_flush() is False
 
+    def test_raising_inner_exporter_never_reaches_the_caller(self, caplog):
+        """An inner exporter that raises: FAILURE from export, False from force_flush, a quiet shutdown."""
+
+        class Raising(InMemorySpanExporter):
+            def export(self, spans):
+                raise ConnectionError("collector down")
+
+            def shutdown(self):
+                raise RuntimeError("already closed")
+
+        stage = RollupSpanExporter(Raising(), window_s=0)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(stage))
+        with caplog.at_level(logging.ERROR):
+            provider.get_tracer("t").start_span("root", attributes=langsmith_llm()).end()
+            assert stage.export([]) is SpanExportResult.SUCCESS
+            provider.get_tracer("t").start_span("child", context=trace.set_span_in_context(
+                provider.get_tracer("t").start_span("open-root"))).end()
+            assert stage.force_flush() is False
+            stage.shutdown()
+        assert any("inner exporter failed" in r.getMessage() for r in caplog.records)
+
     def test_shutdown_flushes_and_closes(self):
         """shutdown forwards buffered spans, shuts inner down, refuses later exports; twice is fine."""
         h = Harness()
