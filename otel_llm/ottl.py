@@ -91,7 +91,7 @@ def llm_span_condition() -> str:
         f" or ({provider_unset} and {system} != nil and not IsMatch({system}, {frameworks})))))"
     )
     already_done = f"{provider} != nil and IsMatch({provider}, {canonical}) and {model} != nil"
-    return f"{is_llm} and not ({already_done})"
+    return f"not ({already_done}) and {is_llm}"  # the cheap test first: most LLM spans come enriched
 
 
 def _model_statements() -> list[str]:
@@ -112,50 +112,59 @@ def _as_capped_text(path: str, limit: int) -> list[str]:
     ]
 
 
-def _inference_statements() -> list[str]:
+def _inference_statements(undecided: str) -> list[str]:
     """``semconv.provider_from_model``: rules in reverse, so the first matching rule is the last write."""
     return [
         f"set({_cache(INFERRED)}, {_quote(provider)})"
-        f" where IsMatch({_cache(MODEL)}, {_quote('(?i)' + pattern)})"
+        f" where {undecided} and IsMatch({_cache(MODEL)}, {_quote('(?i)' + pattern)})"
         for pattern, provider in reversed(semconv.MODEL_RULES)
     ]
 
 
-def _normalize_statements(source: str) -> list[str]:
-    """``semconv.normalize_provider`` of one attribute into ``cache["candidate"]`` (absent for None)."""
+def _normalize_statements(source: str, undecided: str) -> list[str]:
+    """``semconv.normalize_provider`` of one attribute into ``cache["candidate"]`` (absent for None).
+
+    Runs only while ``undecided`` holds; the first block that needs the alias map builds it (once per span).
+    """
     candidate, lookup = _cache(CANDIDATE), f"{_cache(ALIASES)}[{_cache(CANDIDATE)}]"
-    known = f"where {candidate} != nil and {lookup} != nil"
+    present = f"{candidate} != nil"
+    known = f"where {present} and {lookup} != nil"
     return [
-        f'delete_key(cache, {_quote(CANDIDATE)})',
-        f"set({candidate}, {_attr(source)}) where {_attr(source)} != nil",
-        f"set({candidate}, String({candidate})) where {candidate} != nil and not IsString({candidate})",
-        f"set({candidate}, ToLowerCase({candidate})) where {candidate} != nil",
+        f"set({candidate}, {_attr(source)}) where {undecided} and {_attr(source)} != nil",
+        f"set({_cache(ALIASES)}, {_alias_map()}) where {present} and {_cache(ALIASES)} == nil",
+        f"set({candidate}, String({candidate})) where {present} and not IsString({candidate})",
+        f"set({candidate}, ToLowerCase({candidate})) where {present}",
         f"set({candidate}, {lookup}) {known}",
-        f"replace_pattern({candidate}, {_quote(_NON_NAME_CHARS)}, \"_\")",
-        f"replace_pattern({candidate}, {_quote(_EDGE_UNDERSCORES)}, \"\")",
+        f"replace_pattern({candidate}, {_quote(_NON_NAME_CHARS)}, \"_\") where {present}",
+        f"replace_pattern({candidate}, {_quote(_EDGE_UNDERSCORES)}, \"\") where {present}",
         f"set({candidate}, {lookup}) {known}",
         f"set({candidate}, Substring({candidate}, 0, {semconv.MAX_PROVIDER_LENGTH}))"
-        f" where {candidate} != nil and Len({candidate}) > {semconv.MAX_PROVIDER_LENGTH}",
-        f'delete_key(cache, {_quote(CANDIDATE)}) where {candidate} == ""',
+        f" where {present} and Len({candidate}) > {semconv.MAX_PROVIDER_LENGTH}",
     ]
 
 
 def genai_statements() -> list[str]:
-    """The transform statements, span context, in order. Precedence is by overwriting: lowest first."""
-    candidate, provider = _cache(CANDIDATE), _cache(PROVIDER)
+    """The transform statements, span context, in order: sources by falling precedence, each tried only while
+    no provider is decided, so a span with a provider name runs one normalisation and no model rule."""
+    candidate, provider, inferred = _cache(CANDIDATE), _cache(PROVIDER), _cache(INFERRED)
+    undecided = f"{provider} == nil"
+    usable = f'{candidate} != nil and {candidate} != ""'
     frameworks = _quote(_exact(semconv.FRAMEWORK_SYSTEMS))
+    take_candidate = f"set({provider}, {candidate}) where {undecided} and {usable}"
+    forget_candidate = f"delete_key(cache, {_quote(CANDIDATE)})"
     return [
         *_model_statements(),
-        *_inference_statements(),
-        f"set({provider}, {_cache(INFERRED)}) where {_cache(INFERRED)} != nil",
-        f"set({_cache(ALIASES)}, {_alias_map()})",
-        *_normalize_statements(semconv.GEN_AI_SYSTEM),
-        f"set({provider}, {candidate}) where {candidate} != nil and not IsMatch({candidate}, {frameworks})"
-        f" and {_cache(INFERRED)} != {_quote(BEDROCK)}",
-        *_normalize_statements(semconv.LANGSMITH_LS_PROVIDER),
-        f"set({provider}, {candidate}) where {candidate} != nil",
-        *_normalize_statements(semconv.GEN_AI_PROVIDER_NAME),
-        f"set({provider}, {candidate}) where {candidate} != nil",
+        *_normalize_statements(semconv.GEN_AI_PROVIDER_NAME, undecided),
+        take_candidate,
+        forget_candidate,
+        *_normalize_statements(semconv.LANGSMITH_LS_PROVIDER, undecided),
+        take_candidate,
+        forget_candidate,
+        *_inference_statements(undecided),
+        f"set({provider}, {inferred}) where {undecided} and {inferred} == {_quote(BEDROCK)}",
+        *_normalize_statements(semconv.GEN_AI_SYSTEM, undecided),
+        f"{take_candidate} and not IsMatch({candidate}, {frameworks})",
+        f"set({provider}, {inferred}) where {undecided} and {inferred} != nil",
         f"set({_attr(semconv.GEN_AI_PROVIDER_NAME)}, Coalesce([{provider}, {_quote(semconv.UNKNOWN)}]))",
         f"set({_attr(semconv.GEN_AI_REQUEST_MODEL)}, Coalesce([{_cache(MODEL)}, {_quote(semconv.UNKNOWN)}]))",
     ]

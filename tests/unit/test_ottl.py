@@ -36,35 +36,38 @@ class TestCollectorConfigIsCurrent:
 class TestGeneratedStatements:
     def test_every_model_rule_appears_once_in_reverse_order(self):
         """The first rule is the last write: the first matching rule wins, as in provider_from_model."""
-        patterns = [pattern.removeprefix("(?i)") for statement in ottl.genai_statements()
+        patterns = [literal.removeprefix("(?i)") for statement in ottl.genai_statements()
                     if statement.startswith(f'set(cache["{ottl.INFERRED}"]')
-                    for pattern in _literals(statement)[3:]]
+                    for literal in _literals(statement) if literal.startswith("(?i)")]
         assert patterns == [pattern for pattern, _ in reversed(semconv.MODEL_RULES)]
 
     def test_alias_map_holds_every_alias(self):
         """The alias map literal maps every alias of semconv.PROVIDER_ALIASES to its canonical provider."""
-        statement = next(s for s in ottl.genai_statements() if s.startswith(f'set(cache["{ottl.ALIASES}"]'))
-        literals = _literals(statement)[1:]
-        mapping = dict(zip(literals[::2], literals[1::2], strict=True))
+        builds = [s for s in ottl.genai_statements() if s.startswith(f'set(cache["{ottl.ALIASES}"]')]
+        assert builds and all(f'cache["{ottl.ALIASES}"] == nil' in build for build in builds)  # once per span
+        literal = builds[0][builds[0].index("{"):builds[0].rindex("}") + 1]
         expected = {alias: canonical for canonical, aliases in semconv.PROVIDER_ALIASES.items()
                     for alias in aliases}
-        assert mapping == expected
+        assert json.loads(literal) == expected
 
-    def test_sources_are_written_lowest_precedence_first(self):
-        """Provider sources are written in the order system, ls_provider, provider name; then the span."""
+    def test_sources_are_tried_by_falling_precedence_while_undecided(self):
+        """Provider name, then ls_provider, then gen_ai.system, each only while no provider is decided."""
         sources = [statement for statement in ottl.genai_statements()
                    if statement.startswith('set(cache["candidate"], span.attributes[')]
         assert [_literals(statement)[1] for statement in sources] == [
-            semconv.GEN_AI_SYSTEM, semconv.LANGSMITH_LS_PROVIDER, semconv.GEN_AI_PROVIDER_NAME]
+            semconv.GEN_AI_PROVIDER_NAME, semconv.LANGSMITH_LS_PROVIDER, semconv.GEN_AI_SYSTEM]
+        assert all(f'cache["{ottl.PROVIDER}"] == nil' in statement for statement in sources)
         written = [_literals(statement)[0] for statement in ottl.genai_statements()[-2:]]
         assert written == [semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL]
         assert all(f'"{semconv.UNKNOWN}"' in statement for statement in ottl.genai_statements()[-2:])
 
     def test_bedrock_model_ids_beat_gen_ai_system(self):
-        """The system is taken only when the model id is not Bedrock's (resolve_provider, step 3)."""
-        system_write = next(s for s in ottl.genai_statements()
-                            if s.startswith('set(cache["provider"], cache["candidate"])') and "IsMatch" in s)
-        assert f'cache["{ottl.INFERRED}"] != "{ottl.BEDROCK}"' in system_write
+        """A Bedrock id decides the provider before gen_ai.system is looked at (resolve_provider, step 3)."""
+        statements = ottl.genai_statements()
+        bedrock = next(i for i, s in enumerate(statements) if s.endswith(f'== "{ottl.BEDROCK}"'))
+        system_attribute = f'span.attributes["{semconv.GEN_AI_SYSTEM}"]'
+        system = next(i for i, s in enumerate(statements) if system_attribute in s)
+        assert bedrock < system
         assert semconv.provider_from_model("anthropic.claude-3-haiku-20240307-v1:0") == ottl.BEDROCK
 
     def test_regexes_survive_ottl_quoting(self):

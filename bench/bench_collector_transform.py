@@ -1,0 +1,172 @@
+"""What the collector's generated GenAI transform (``transform/genai``, otel_llm/ottl.py) costs per span.
+
+Runs the real otelcol-llm twice per round on a cut-down pipeline, OTLP/HTTP -> [transform/genai] -> batch ->
+debug (basic verbosity, logs at warn), once with and once without the transform, and sends the same protobuf
+requests to each: 100 spans per request, one span mix at a time. It reads the collector's CPU time
+(utime+stime from /proc) around the run and waits for ``otelcol_exporter_sent_spans`` to count every span.
+"Added" is the per-span CPU of the run with the transform minus the one without, best round of each.
+
+Span mixes: an HTTP server span (no GenAI attributes: the group condition only), an LLM span from a service
+without otel_llm (gen_ai.system=anthropic + a Bedrock model id: every statement runs), and an LLM span the SDK
+already enriched (canonical provider + model: the condition skips the group).
+
+Run: .venv/bin/python bench/bench_collector_transform.py [--spans 50000] [--rounds 3]  (needs `otel-llm stack
+build`; about a minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from otel_llm import ottl, semconv
+from otel_llm.stack import paths
+from otel_llm.stack.build import find_binaries
+from otel_llm.stack.run import free_ports
+
+SPANS_PER_REQUEST = 100
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SENT_SPANS_METRIC = "otelcol_exporter_sent_spans"  # no _total suffix in v0.159's own metrics
+MIXES = {
+    "HTTP server span (no gen_ai.*)": {"http.request.method": "POST", "http.route": "/api/v1/chat",
+                                       "http.response.status_code": 200},
+    "LLM span without otel_llm (system + Bedrock id)": {
+        semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_SYSTEM: "anthropic",
+        semconv.GEN_AI_REQUEST_MODEL: "anthropic.claude-3-haiku-20240307-v1:0",
+        semconv.GEN_AI_USAGE_INPUT_TOKENS: 120, semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 40},
+    "LLM span enriched by the SDK": {
+        semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_PROVIDER_NAME: "aws.bedrock",
+        semconv.GEN_AI_REQUEST_MODEL: "anthropic.claude-3-haiku-20240307-v1:0",
+        semconv.GEN_AI_USAGE_INPUT_TOKENS: 120, semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 40},
+}
+
+
+def _value(value: object) -> AnyValue:
+    return AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=str(value))
+
+
+def request_body(attributes: dict[str, object]) -> bytes:
+    """One OTLP request of SPANS_PER_REQUEST spans carrying ``attributes``."""
+    now = time.time_ns()
+    spans = [Span(trace_id=os.urandom(16), span_id=os.urandom(8), name="span", kind=Span.SPAN_KIND_CLIENT,
+                  start_time_unix_nano=now - 1_000_000, end_time_unix_nano=now,
+                  attributes=[KeyValue(key=key, value=_value(value)) for key, value in attributes.items()])
+             for _ in range(SPANS_PER_REQUEST)]
+    resource = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value="bench"))])
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
+        resource=resource, scope_spans=[ScopeSpans(spans=spans)])])
+    return request.SerializeToString()
+
+
+def collector_config(http_port: int, telemetry_port: int, with_transform: bool) -> dict:
+    """The cut-down pipeline, taking batch and the generated transform from collector/config.yaml."""
+    base = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
+    processors = ([ottl.TRANSFORM_PROCESSOR] if with_transform else []) + ["batch"]
+    return {
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{http_port}"}}}},
+        "processors": {name: base["processors"][name] for name in processors},
+        "exporters": {"debug": {"verbosity": "basic"}},
+        "service": {
+            "pipelines": {"traces": {"receivers": ["otlp"], "processors": processors,
+                                     "exporters": ["debug"]}},
+            "telemetry": {"logs": {"level": "warn"}, "metrics": {"readers": [{"pull": {"exporter": {
+                "prometheus": {"host": "127.0.0.1", "port": telemetry_port}}}}]}},
+        },
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def sent_spans(telemetry_port: int) -> float:
+    try:
+        text = requests.get(f"http://127.0.0.1:{telemetry_port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return -1.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(SENT_SPANS_METRIC + "{"))
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def run_once(binary: Path, body: bytes, requests_count: int, with_transform: bool) -> float:
+    """CPU seconds the collector spent receiving, transforming and exporting ``requests_count`` bodies."""
+    http_port, telemetry_port = free_ports(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump(collector_config(http_port, telemetry_port, with_transform)))
+        process = subprocess.Popen([str(binary), "--config", str(config)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: sent_spans(telemetry_port) >= 0 and port_open(http_port), 30, "the collector")
+            session = requests.Session()
+            url = f"http://127.0.0.1:{http_port}/v1/traces"
+            headers = {"Content-Type": "application/x-protobuf"}
+            before = cpu_seconds(process.pid)
+            for _ in range(requests_count):
+                session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+            expected = requests_count * SPANS_PER_REQUEST
+            wait_for(lambda: sent_spans(telemetry_port) >= expected, 60, f"{expected} spans exported")
+            return cpu_seconds(process.pid) - before
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=50_000, help="spans per run (multiple of 100)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per mix and variant; the best counts")
+    args = parser.parse_args(argv)
+    binary = find_binaries().collector
+    if binary is None:
+        print("otelcol-llm is not built: run `otel-llm stack build`", file=sys.stderr)
+        return 1
+    requests_count = max(1, args.spans // SPANS_PER_REQUEST)
+    spans = requests_count * SPANS_PER_REQUEST
+    print(f"{spans} spans per run, best of {args.rounds} rounds (collector CPU, µs per span)\n")
+    print("| span mix | without transform | with transform/genai | added |")
+    print("|---|---|---|---|")
+    for mix, attributes in MIXES.items():
+        body = request_body(attributes)
+        best = {True: float("inf"), False: float("inf")}
+        for _ in range(args.rounds):
+            for with_transform in (False, True):
+                cpu = run_once(binary, body, requests_count, with_transform)
+                best[with_transform] = min(best[with_transform], cpu / spans * 1e6)
+        added = best[True] - best[False]
+        print(f"| {mix} | {best[False]:.1f} | {best[True]:.1f} | {added:+.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
