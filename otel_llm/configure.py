@@ -52,6 +52,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.util._importlib_metadata import entry_points
 
+from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
@@ -195,7 +196,7 @@ def build_telemetry(
     for exporter in span_exporters:
         # Only the first stage feeds the span-derived metrics: with two exporters a call still counts once.
         hook = span_metrics.record if span_metrics is not None and not stages else None
-        processor, stage = _export_processor(settings, exporter, hook)
+        processor, stage = _export_processor(settings, exporter, hook, meter_provider)
         if stage is not None:
             stages.append(stage)
         counter = _optional("dropped-span counting", lambda p=processor: count_dropped_spans(p), lambda: None)
@@ -211,11 +212,19 @@ def build_telemetry(
     return Telemetry(tracer_provider, meter_provider, settings, tuple(stages), tuple(drop_counters))
 
 
-def _export_processor(settings: Settings, exporter: SpanExporter,
-                      hook: Callable | None) -> tuple[BatchSpanProcessor, RollupSpanExporter | None]:
-    """The batch processor for one exporter and its roll-up stage (None when off or broken)."""
+def _export_processor(
+    settings: Settings, exporter: SpanExporter, hook: Callable | None, meter_provider: MeterProvider
+) -> tuple[BatchSpanProcessor, RollupSpanExporter | None]:
+    """The batch processor for one exporter and its roll-up stage (None when off or broken).
+
+    The processors report the SDK's own metrics (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED) to our provider.
+    """
+
+    def plain() -> tuple[BatchSpanProcessor, None]:
+        return BatchSpanProcessor(exporter, meter_provider=meter_provider), None
+
     if not settings.rollup_enabled:
-        return BatchSpanProcessor(exporter), None
+        return plain()
 
     def staged() -> tuple[BatchSpanProcessor, RollupSpanExporter]:
         stage = RollupSpanExporter(
@@ -226,9 +235,9 @@ def _export_processor(settings: Settings, exporter: SpanExporter,
             max_age_s=settings.rollup_max_age_ms / 1000,
             on_llm_span=hook,
         )
-        return RollupBatchSpanProcessor(stage), stage
+        return RollupBatchSpanProcessor(stage, meter_provider=meter_provider), stage
 
-    return _optional("the roll-up stage", staged, lambda: (BatchSpanProcessor(exporter), None))
+    return _optional("the roll-up stage", staged, plain)
 
 
 # --- from the environment, the SDK's way ----------------------------------------------------------------
@@ -267,6 +276,8 @@ def build_from_environment(
     args_map = sdk_kwargs.get("exporter_args_map") or {}
     if span_exporters is None:
         span_exporters = [cls(**args_map.get(cls, {})) for cls in span_classes.values()]
+    if settings.enabled and span_exporters:  # experiment fallbacks, on the first exporter: counted once
+        span_exporters = [with_fallback_detection(span_exporters[0]), *span_exporters[1:]]
     if settings.enabled:
         # METRIC| lines need the roll-up attributes, so they get a roll-up stage like any span exporter.
         metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)", exporter_from_env, lambda: None)

@@ -176,11 +176,12 @@ class CardinalityLimitedMeterProvider(MeterProvider):
 
     def __init__(self, *args: Any, cardinality_limit: int, **kwargs: Any):
         _check_limit("cardinality_limit", cardinality_limit)
-        super().__init__(*args, **kwargs)
+        # Set before the SDK's constructor: with OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED it calls get_meter.
         self._cardinality_limit = cardinality_limit
         self._limiters: dict[str, AttributeValueLimiter] = {}
         self._wrapped_meters: dict[Meter, _LimitedMeter] = {}
         self._registry_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
         self._overflow = super().get_meter(SELF_METER_NAME).create_counter(
             OVERFLOW_METRIC, "{measurement}",
             "GenAI measurements whose provider or model value the cardinality cap folded to _OTHER",

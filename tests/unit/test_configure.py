@@ -400,6 +400,15 @@ def test_a_broken_meter_piece_falls_back_to_the_sdk_meter_provider(built, monkey
     assert len(metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION)) == 1
 
 
+def test_sdk_internal_metrics_go_to_our_meter_provider(built, clean_env):
+    """OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true: the batch processors report to otel-llm's provider."""
+    clean_env.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    pipeline = built()
+    pipeline.request_with_llm_call()
+    processed = metric_points(pipeline.reader, "otel.sdk.processor.span.processed")
+    assert sum(point.value for _, point in processed) == 2
+
+
 def test_shutdown_is_idempotent(built):
     """A second shutdown is a no-op and logs no error."""
     pipeline = built()
