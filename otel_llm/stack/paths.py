@@ -30,13 +30,14 @@ PROMETHEUS_RULE_TESTS_DIR = PROMETHEUS_DIR / "tests"
 
 # Pinned versions. The collector's components are v0.159.0 (core stable modules v1.65.0, see the manifest).
 # Jaeger v2.20.0 is refused by the Go proxy here, so the wrapper module pins github.com/jaegertracing/jaeger
-# v1.76.0, the module version that ships the v2 `cmd/jaeger` binary (docs/stack.md).
+# v1.75.0 (v1.76.0 is served but not an approved release here), the module version that ships the v2
+# `cmd/jaeger` binary (docs/stack.md). tests/unit/test_stack_build.py checks it against jaeger/module/go.mod.
 BUILDER_VERSION = "v0.159.0"
 BUILDER_MODULE = "go.opentelemetry.io/collector/cmd/builder"
 COLLECTOR_NAME = "otelcol-llm"
 COLLECTOR_VERSION = "0.159.0"
 JAEGER_NAME = "jaeger"
-JAEGER_VERSION = "1.76.0"
+JAEGER_VERSION = "1.75.0"
 
 CACHE_DIR_ENV = "OTEL_LLM_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/otel-llm")

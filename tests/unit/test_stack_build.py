@@ -4,6 +4,7 @@ lookup of binaries, exercised with small shell-script "builds" instead of Go (th
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -123,3 +124,18 @@ class TestFindBinaries:
         write_collector = _script_builder([])
         build.build_cached(target, lambda work: write_collector(work, paths.COLLECTOR_NAME), log=print)
         assert build.find_binaries().collector == target
+
+
+class TestPinnedVersions:
+    def test_jaeger_version_is_the_one_the_module_requires(self):
+        """The version in the cache key is the one jaeger/module/go.mod builds."""
+        go_mod = (paths.JAEGER_BUILD_MODULE / "go.mod").read_text()
+        required = re.findall(r"^\s*github\.com/jaegertracing/jaeger (v\S+)", go_mod, flags=re.MULTILINE)
+        assert required == [f"v{paths.JAEGER_VERSION}"]
+
+    def test_collector_version_is_the_manifests(self):
+        """The version in the cache key is the manifest's dist.version."""
+        import yaml
+
+        manifest = yaml.safe_load(paths.COLLECTOR_MANIFEST.read_text())
+        assert str(manifest["dist"]["version"]) == paths.COLLECTOR_VERSION
