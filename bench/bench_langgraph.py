@@ -1,17 +1,23 @@
-"""CPU per LangGraph run: otel-llm's full LangGraph tracing and three peers, each against no tracing.
+"""CPU per LangGraph run: otel-llm's LangGraph tracing, yardsticks and three peers, each against no tracing.
 
     python bench/bench_langgraph.py [--runs 100] [--rounds 3] [--pairs 3] [--stress 200] [--peers a,b]
 
 The graph is the reference app's shape with fake models and no sleeps (bench/peers/reference_graph.py):
-intent -> 3 parallel Send subagents -> a streamed answer, ~11 LangChain runs. Each contender runs in its own
-virtualenv (otel-llm in this interpreter's, each peer in its pinned one from bench/peers/setup.py) and is
-compared with no tracing in the same virtualenv: untraced and traced processes alternate (``--pairs``), each
-timing ``--rounds`` rounds of ``--runs`` graph runs; the ratio is the median traced round over the median
-untraced round (and best over best), all within one invocation. otel-llm's side is the whole pipeline: the
-callback handler (node and LLM spans, time to first chunk), baggage processor, export-side enrichment and
-roll-up, span-derived metrics, metric views. Then a completeness stress per contender: ``--stress`` requests
-on 16 threads; spans started/ended, spans per trace, LLM spans re-parented to the request span, client spans
-opened in a node that are children of that node's span.
+intent -> 3 parallel Send subagents -> a streamed answer, ~11 LangChain runs. Each contender runs in a
+virtualenv pinned like the others (bench/peers/setup.py: otel-llm from this checkout and the yardsticks in
+one, each peer in its own) and is compared with no tracing in the same virtualenv: untraced and traced
+processes alternate (``--pairs``), each timing ``--rounds`` rounds of ``--runs`` graph runs; the ratio is
+the median traced round over the median untraced round (and best over best), all within one invocation.
+
+otel-llm's side is the whole pipeline at its defaults: the callback handler (node and LLM spans, time to
+first chunk), baggage processor, export-side enrichment and roll-up (2 s window), span-derived metrics,
+metric views. The breakdown (bench/peers/comparators.py): ``empty_handler`` (LangChain dispatching to a
+handler that does nothing), ``minimal_handler`` (the same span tree, no attributes),
+``otel_llm_noop_tracer`` (otel-llm's handler on a no-op tracer), ``otel_llm_plain`` (its handler on the
+plain SDK pipeline). Then a completeness stress per contender: ``--stress`` requests on 16 threads; spans
+started/ended/exported, spans per trace, LLM spans re-parented to the request span, client spans opened in
+a node that are children of that node's span. Prints the time and the load average at start and end: the
+box is shared, so only ratios within one invocation compare.
 
 Results and the command: docs/performance.md, section "LangGraph tracing".
 """
@@ -20,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,8 +38,19 @@ sys.path.insert(0, str(HERE / "peers"))
 
 import setup as peer_setup  # noqa: E402
 
-# otel_llm: the full pipeline; otel_llm_plain: the instrumentation on the plain SDK pipeline the peers get.
-CONTENDERS = ("otel_llm", "otel_llm_plain", *peer_setup.PEER_PACKAGES)
+# Breakdown first (cheapest to dearest), then otel-llm's full pipeline, then the peers.
+YARDSTICKS = ("empty_handler", "minimal_handler", "otel_llm_noop_tracer", "otel_llm_plain", "otel_llm")
+CONTENDERS = (*YARDSTICKS, *peer_setup.PEER_PACKAGES)
+
+
+def venv_name(contender: str) -> str:
+    """The yardsticks share otel-llm's venv; each peer has its own."""
+    return contender if contender in peer_setup.PEER_PACKAGES else peer_setup.OTEL_LLM
+
+
+def stamp() -> str:
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, load average {load}"
 
 
 def run_process(python: Path, contender: str, mode: str, args: argparse.Namespace, stress: int) -> dict:
@@ -83,21 +102,22 @@ def measure(python: Path, contender: str, args: argparse.Namespace) -> dict:
 def table(results: list[dict]) -> str:
     lines = [
         "| contender | untraced ms/run | traced ms/run | CPU ratio (median; best) | spans/run "
-        "| stress spans started/ended "
-        "| never ended | spans per trace (min-max) | LLM spans under the request span "
+        "| stress spans started/ended/exported "
+        "| never ended | lost | spans per trace (min-max) | LLM spans under the request span "
         "| client spans under their node |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         if "error" in result:
-            lines.append(f"| {result['peer']} | not run: {result['error']} ||||||||")
+            lines.append(f"| {result['peer']} | not run: {result['error']} |||||||||")
             continue
         stress = result.get("stress", {})
         lines.append(
             f"| {result['peer']} | {result['untraced_ms']:.2f} | {result['traced_ms']:.2f} | "
             f"{result['ratio']:.2f}x; {result['ratio_best']:.2f}x | {result['spans_per_run']:.1f} | "
-            f"{stress.get('spans_started', '-')}/{stress.get('spans_ended', '-')} | "
-            f"{stress.get('never_ended', '-')} | "
+            f"{stress.get('spans_started', '-')}/{stress.get('spans_ended', '-')}/"
+            f"{stress.get('spans_exported', '-')} | "
+            f"{stress.get('never_ended', '-')} | {stress.get('lost', '-')} | "
             f"{stress.get('spans_per_trace_min', '-')}-{stress.get('spans_per_trace_max', '-')} | "
             f"{stress.get('llm_spans_under_request', '-')} | "
             f"{stress.get('client_spans_under_their_node', '-')} |"
@@ -112,17 +132,20 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3, help="untraced/traced process pairs per contender")
     parser.add_argument("--stress", type=int, default=200, help="requests in the completeness stress")
     parser.add_argument("--peers", default=",".join(CONTENDERS), help="comma-separated contenders")
-    parser.add_argument("--cache", type=Path, default=peer_setup.DEFAULT_CACHE, help="peer virtualenvs")
+    parser.add_argument("--cache", type=Path, default=peer_setup.DEFAULT_CACHE, help="the virtualenvs")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    contenders = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = set(contenders) - set(CONTENDERS)
+    if unknown:
+        parser.error(f"unknown contenders {sorted(unknown)}; choose from {', '.join(CONTENDERS)}")
     results = []
-    for contender in [name.strip() for name in args.peers.split(",") if name.strip()]:
-        if contender.startswith("otel_llm"):
-            python, reason = Path(sys.executable), ""
-        else:
-            python, reason = peer_setup.ensure(args.cache, contender)
+    started = stamp()
+    for contender in contenders:
+        python, reason = peer_setup.ensure(args.cache, venv_name(contender))
         results.append(measure(python, contender, args) if python else {"peer": contender, "error": reason})
         print(json.dumps(results[-1]), flush=True)
+    print(f"started {started}; ended {stamp()}")
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

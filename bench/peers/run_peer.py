@@ -1,7 +1,6 @@
 """Runs the reference graph, untraced or traced by one instrumentation, in this process; prints one JSON line.
 
-    python bench/peers/run_peer.py {otel_llm,otel_llm_plain,langsmith,openinference,openllmetry}
-    --mode {untraced,traced}
+    python bench/peers/run_peer.py CONTENDER --mode {untraced,traced}
     [--runs N] [--rounds R] [--stress S]
 
 CPU: ``time.process_time`` (every thread: LangGraph's Send workers, the span processors' export threads,
@@ -10,13 +9,18 @@ each round ending with a flush so the export work is counted. One mode per proce
 cannot be switched off again once on (OpenLLMetry's uninstrument leaves its handler), so bench_langgraph.py
 alternates untraced and traced processes. Every run is inside a request span (the worker's consumer span),
 in both modes. Completeness (traced, ``--stress`` > 0): ``--stress`` requests on ``--concurrency`` threads,
-then a full flush: spans started and ended (counted by a span processor), spans per trace (min/max: a trace
-with fewer spans than the others lost some), LLM spans whose parent is the request span (re-parented),
-client spans opened in the ``service`` node whose parent is that node's span.
+then a full flush: spans started and ended (counted by a span processor), spans exported (lost: started but
+never exported), spans per trace (min/max: a trace with fewer spans than the others lost some), LLM spans
+whose parent is the request span (re-parented), client spans opened in the ``service`` node whose parent is
+that node's span.
 
-Spans go to a no-op exporter through the SDK's BatchSpanProcessor (otel_llm: its full pipeline from
-``build_telemetry``: baggage processor, roll-up/enrichment stage, span-derived metrics, views). Needs only
-the peer's packages; runs in the peer's virtualenv (bench/peers/setup.py).
+Contenders: ``otel_llm`` (the instrumentation on otel-llm's full pipeline from ``build_telemetry`` at its
+default settings: baggage processor, roll-up/enrichment stage with its 2 s window, span-derived metrics,
+views), ``otel_llm_plain`` (the instrumentation on the plain SDK pipeline the peers get),
+``otel_llm_noop_tracer`` (otel-llm's handler on a no-op tracer: its own work without the SDK's spans), the
+yardsticks of comparators.py (``empty_handler``, ``minimal_handler``) and the peers. Spans go to a no-op
+exporter through the SDK's BatchSpanProcessor (otel_llm: through the roll-up stage first). Needs only the
+contender's packages; runs in its virtualenv (bench/peers/setup.py).
 """
 
 from __future__ import annotations
@@ -40,7 +44,16 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 from reference_graph import RUN_CONFIG, SERVICE_CALL_SPAN, build_graph  # noqa: E402
 
-PEERS = ("otel_llm", "otel_llm_plain", "langsmith", "openinference", "openllmetry")
+CONTENDERS = (
+    "otel_llm",
+    "otel_llm_plain",
+    "otel_llm_noop_tracer",
+    "minimal_handler",
+    "empty_handler",
+    "langsmith",
+    "openinference",
+    "openllmetry",
+)
 LLM_NAME_MARKERS = ("chat ", "FakeProviderChat", "ChatModel")
 
 
@@ -109,6 +122,28 @@ class Peer:
         self.enable = lambda: LangChainInstrumentor().instrument(tracer_provider=self.provider)
         self.versions = _versions("otel-llm")
 
+    def _setup_otel_llm_noop_tracer(self) -> None:
+        """otel-llm's handler doing all its work, but on a tracer whose spans are no-ops."""
+        self._plain_provider()
+        from otel_llm.instrumentation.langchain import LangChainInstrumentor
+
+        self.enable = lambda: LangChainInstrumentor().instrument(tracer_provider=trace.NoOpTracerProvider())
+        self.versions = _versions("otel-llm")
+
+    def _setup_minimal_handler(self) -> None:
+        self._plain_provider()
+        from comparators import MinimalTreeHandler, register
+
+        self.enable = lambda: register(MinimalTreeHandler(self.provider.get_tracer("bench.minimal")))
+        self.versions = _versions("langchain-core")
+
+    def _setup_empty_handler(self) -> None:
+        self._plain_provider()
+        from comparators import EmptyHandler, register
+
+        self.enable = lambda: register(EmptyHandler())
+        self.versions = _versions("langchain-core")
+
     def _setup_otel_llm(self) -> None:
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.resources import Resource
@@ -118,7 +153,7 @@ class Peer:
         from otel_llm.settings import load_settings
 
         telemetry = build_telemetry(
-            load_settings({"OTEL_LLM_ROLLUP_WINDOW_MS": "0"}),
+            load_settings({}),  # the defaults, whatever this shell sets
             resource=Resource.create({}),
             span_exporters=[self.exporter],
             metric_readers=[InMemoryMetricReader()],
@@ -215,7 +250,9 @@ def stress(peer: Peer, graph, requests: int, concurrency: int) -> dict:
         "concurrency": concurrency,
         "spans_started": started,
         "spans_ended": ended,
+        "spans_exported": len(spans),
         "never_ended": started - ended,
+        "lost": started - len(spans),
         "traces": len(per_trace),
         "spans_per_trace_min": min(counts, default=0),
         "spans_per_trace_max": max(counts, default=0),
@@ -226,7 +263,7 @@ def stress(peer: Peer, graph, requests: int, concurrency: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("peer", choices=PEERS)
+    parser.add_argument("peer", choices=CONTENDERS)
     parser.add_argument("--mode", choices=("untraced", "traced"), required=True)
     parser.add_argument("--runs", type=int, default=100, help="graph runs per round")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds")
