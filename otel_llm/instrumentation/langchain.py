@@ -68,9 +68,9 @@ DEFAULT_MAX_ATTRIBUTE_LENGTH = 256
 DEFAULT_MAX_CONTENT_LENGTH = 4096
 # Metadata values that are lists or dicts become JSON only when this small (a big one would cost per run).
 MAX_JSON_ITEMS = 16
-# Tuples (LangGraph's langgraph_path / langgraph_triggers) and metadata keys repeat from run to run: their
-# JSON and attribute names are remembered, up to this many each.
-MAX_CACHED_JSON = 1024
+# Tuples (LangGraph's langgraph_path / langgraph_triggers), metadata keys and model/provider values repeat
+# from run to run: their JSON, attribute names and normalised forms are remembered, up to this many each.
+MAX_CACHED_ENTRIES = 1024
 # Metadata not copied: checkpoint_ns repeats langgraph_checkpoint_ns; lc_versions is the same for the whole
 # process (library versions belong on the resource). Each attribute costs the SDK a copy and a check.
 SKIPPED_METADATA = frozenset({"checkpoint_ns", "lc_versions"})
@@ -311,18 +311,13 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         """A chat model or LLM run: a CLIENT span ``<operation> <model>``, provider, model, metric labels."""
         try:
             metadata, tags = kwargs.get("metadata"), kwargs.get("tags")
-            meta = metadata if isinstance(metadata, Mapping) else {}
+            meta = metadata if _is_mapping(metadata) else {}
             params = kwargs.get("invocation_params")
-            params = params if isinstance(params, Mapping) else {}
-            model = semconv.normalize_model(
-                meta.get("ls_model_name") or params.get("model") or params.get("model_name")
+            params = params if _is_mapping(params) else {}
+            provider, model = _llm_identity(
+                meta.get("ls_model_name") or params.get("model") or params.get("model_name"),
+                meta.get("ls_provider"),
             )
-            provider = (
-                semconv.normalize_provider(meta.get("ls_provider"))
-                or semconv.provider_from_model(model)
-                or semconv.UNKNOWN
-            )
-            model = model or semconv.UNKNOWN
             attributes = self._common_attributes(
                 KIND_LLM, _run_name(serialized, kwargs, KIND_LLM), tags, metadata
             )
@@ -345,7 +340,8 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             node = attributes.get(semconv.LANGGRAPH_NODE)
             if node is not None:
                 labels[semconv.LANGGRAPH_NODE] = node
-            arm = baggage.get_baggage(semconv.EXPERIMENT_ARM)  # per-arm TTFT (docs/experiments.md)
+            # Per-arm TTFT (docs/experiments.md); the context current at the start, already at hand.
+            arm = baggage.get_baggage(semconv.EXPERIMENT_ARM, run.previous)
             if arm is not None:
                 labels[semconv.EXPERIMENT_ARM] = str(arm)
             run.llm_labels = labels
@@ -400,10 +396,13 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             ):  # an alias: the hidden run's children hang under its nearest visible ancestor
                 self._insert(run_id, parent)
             return None
-        parent_context = parent.context if parent is not None else None
-        span = self._tracer.start_span(name, context=parent_context, kind=kind, attributes=attributes)
         previous = otel_context.get_current()
-        scope = RunSpan(span, trace.get_current_span(parent_context))
+        if parent is not None:
+            span = self._tracer.start_span(name, context=parent.context, kind=kind, attributes=attributes)
+            scope = RunSpan(span, parent.scope)  # what parent.context holds as its current span
+        else:
+            span = self._tracer.start_span(name, context=previous, kind=kind, attributes=attributes)
+            scope = RunSpan(span, trace.get_current_span(previous))
         run_context = trace.set_span_in_context(scope, previous)
         run = _Run(run_id, span, scope, run_context, previous)
         self._insert(run_id, run)
@@ -429,7 +428,9 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         try:
             with self._lock:
                 run = self._runs.pop(run_id, None)
-            if run is None or run.run_id != run_id:
+            # UUID equality is a Python-level call: the identity test settles the usual case (LangChain passes
+            # the same object to start and end).
+            if run is None or (run.run_id is not run_id and run.run_id != run_id):
                 return  # unknown, evicted, or the alias of a hidden run
             span = run.span
             error_type = None
@@ -449,19 +450,23 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
 
     def _end_llm(self, run: _Run, span: trace.Span, response: Any, error_type: str | None) -> None:
         input_tokens, output_tokens, response_model, completion = _read_response(response)
+        # Collected first and set in one call: each set_attribute takes the span's lock and builds a dict.
+        attributes: dict[str, Any] = {}
         if input_tokens is not None:
-            span.set_attribute(semconv.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
+            attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
         if output_tokens is not None:
-            span.set_attribute(semconv.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+            attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
         if response_model is not None:
-            span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, response_model)
+            attributes[semconv.GEN_AI_RESPONSE_MODEL] = response_model
         if run.capture and completion is not None:
-            span.set_attribute(semconv.LANGSMITH_COMPLETION, completion[: self._max_content_length])
-        if run.first is None:
-            return
-        time_to_first_chunk = max(run.first - run.started, 0.0)
-        span.set_attribute(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, time_to_first_chunk)
-        if self._metrics is None:
+            attributes[semconv.LANGSMITH_COMPLETION] = completion[: self._max_content_length]
+        time_to_first_chunk = None
+        if run.first is not None:
+            time_to_first_chunk = max(run.first - run.started, 0.0)
+            attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = time_to_first_chunk
+        if attributes:
+            span.set_attributes(attributes)
+        if time_to_first_chunk is None or self._metrics is None:
             return
         labels = run.llm_labels
         if error_type is not None:
@@ -477,7 +482,7 @@ def _run_name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], d
     name = kwargs.get("name")
     if name:
         return str(name)
-    if isinstance(serialized, Mapping):
+    if _is_mapping(serialized):
         name = serialized.get("name")
         if name:
             return str(name)
@@ -487,13 +492,39 @@ def _run_name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], d
     return default
 
 
+def _is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)`` with the common case first: an ABC check costs ~0.3 µs, a dict's type
+    check a few ns, and a graph run makes dozens."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 _tuple_json: dict[tuple, str] = {}
 _metadata_names: dict[Any, str] = {}  # metadata key -> attribute name (keys repeat from run to run)
+# (raw model, raw provider) -> (gen_ai.provider.name, gen_ai.request.model): the same few pairs every run.
+_llm_identities: dict[tuple[Any, Any], tuple[str, str]] = {}
+
+
+def _llm_identity(raw_model: Any, raw_provider: Any) -> tuple[str, str]:
+    """The normalised provider and model of an LLM run (``unknown`` when not derivable); remembered for text
+    values (others, rare, are normalised each time: equal keys of other types could normalise apart)."""
+    cacheable = type(raw_model) is str and (raw_provider is None or type(raw_provider) is str)
+    identity = _llm_identities.get((raw_model, raw_provider)) if cacheable else None
+    if identity is None:
+        model = semconv.normalize_model(raw_model)
+        provider = (
+            semconv.normalize_provider(raw_provider) or semconv.provider_from_model(model) or semconv.UNKNOWN
+        )
+        identity = (provider, model or semconv.UNKNOWN)
+        if cacheable:
+            if len(_llm_identities) >= MAX_CACHED_ENTRIES:
+                _llm_identities.clear()
+            _llm_identities[(raw_model, raw_provider)] = identity
+    return identity
 
 
 def _metadata_name(key: Any) -> str:
     name = semconv.LANGSMITH_METADATA_PREFIX + str(key)
-    if len(_metadata_names) >= MAX_CACHED_JSON:
+    if len(_metadata_names) >= MAX_CACHED_ENTRIES:
         _metadata_names.clear()
     try:
         _metadata_names[key] = name
@@ -517,7 +548,7 @@ def _attribute_value(value: Any, cap: int) -> Any:
         if text is None:
             text = _json(value, cap)
             if text is not None:
-                if len(_tuple_json) >= MAX_CACHED_JSON:
+                if len(_tuple_json) >= MAX_CACHED_ENTRIES:
                     _tuple_json.clear()
                 _tuple_json[value] = text
         return text
@@ -570,14 +601,14 @@ def _read_response(response: Any) -> tuple[int | None, int | None, str | None, s
     message = getattr(first, "message", None)
     usage = getattr(message, "usage_metadata", None)
     input_tokens = output_tokens = None
-    if isinstance(usage, Mapping):
+    if _is_mapping(usage):
         input_tokens = _non_negative_int(usage.get("input_tokens"))
         output_tokens = _non_negative_int(usage.get("output_tokens"))
     llm_output = getattr(response, "llm_output", None)
-    llm_output = llm_output if isinstance(llm_output, Mapping) else {}
+    llm_output = llm_output if _is_mapping(llm_output) else {}
     if input_tokens is None and output_tokens is None:
         token_usage = llm_output.get("token_usage") or llm_output.get("usage")
-        if isinstance(token_usage, Mapping):
+        if _is_mapping(token_usage):
             input_tokens = _non_negative_int(
                 token_usage.get("prompt_tokens", token_usage.get("input_tokens"))
             )
@@ -586,7 +617,7 @@ def _read_response(response: Any) -> tuple[int | None, int | None, str | None, s
             )
     response_metadata = getattr(message, "response_metadata", None)
     response_model = None
-    if isinstance(response_metadata, Mapping):
+    if _is_mapping(response_metadata):
         response_model = response_metadata.get("model_name") or response_metadata.get("model")
     response_model = semconv.normalize_model(response_model or llm_output.get("model_name"))
     completion = getattr(first, "text", None)

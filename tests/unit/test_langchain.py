@@ -8,6 +8,7 @@ import operator
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
+from types import MappingProxyType, SimpleNamespace
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -388,6 +389,44 @@ class TestHandler:
         assert "langsmith.metadata.obj" not in attributes and "langsmith.metadata.none" not in attributes
         assert attributes["langsmith.metadata.5"] == "int key"
         assert span.status.status_code is StatusCode.UNSET
+
+    def test_llm_identity_and_usage_read_from_any_mapping_and_value_type(self):
+        """Non-dict mappings are read like dicts; equal model values of other types are not conflated."""
+        exporter = InMemorySpanExporter()
+        handler = make_handler(exporter)
+        usage = MappingProxyType({"prompt_tokens": 3, "completion_tokens": 2})
+        response = SimpleNamespace(
+            generations=[[SimpleNamespace(message=None, text="x")]],
+            llm_output=MappingProxyType({"token_usage": usage, "model_name": "m-1"}),
+        )
+        models = (" gpt-4o ", " gpt-4o ", 1, True)  # the second from the cache; True == 1 as a dict key
+        for model in models:
+            run_id = uuid.uuid4()
+            metadata = MappingProxyType({"ls_model_name": model, "ls_provider": "OpenAI"})
+            handler.on_chat_model_start(None, [], run_id=run_id, metadata=metadata)
+            handler.on_llm_end(response, run_id=run_id)
+        spans = exporter.get_finished_spans()
+        assert [span.attributes[semconv.GEN_AI_REQUEST_MODEL] for span in spans] == [
+            "gpt-4o", "gpt-4o", "1", "True"
+        ]
+        assert [span.name for span in spans[:2]] == ["chat gpt-4o"] * 2
+        for span in spans:
+            assert span.attributes[semconv.GEN_AI_PROVIDER_NAME] == "openai"
+            assert span.attributes[semconv.GEN_AI_RESPONSE_MODEL] == "m-1"
+            assert (
+                span.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS],
+                span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS],
+            ) == (3, 2)
+
+    def test_a_run_ended_with_an_equal_copy_of_its_id_ends(self):
+        """The end callback's run id may be another UUID object with the same value."""
+        exporter = InMemorySpanExporter()
+        handler = make_handler(exporter)
+        run_id = uuid.uuid4()
+        handler.on_chain_start({}, {}, run_id=run_id, name="node")
+        handler.on_chain_end({}, run_id=uuid.UUID(str(run_id)))
+        assert [span.name for span in exporter.get_finished_spans()] == ["node"]
+        assert handler.open_runs == 0
 
     def test_langgraph_interrupt_ends_the_run_without_an_error(self):
         """GraphInterrupt is LangGraph control flow, not a failure."""
