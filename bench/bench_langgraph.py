@@ -11,13 +11,14 @@ the median traced round over the median untraced round (and best over best), all
 
 otel-llm's side is the whole pipeline at its defaults: the callback handler (node and LLM spans, time to
 first chunk), baggage processor, export-side enrichment and roll-up (2 s window), span-derived metrics,
-metric views. The breakdown (bench/peers/comparators.py): ``empty_handler`` (LangChain dispatching to a
-handler that does nothing), ``minimal_handler`` (the same span tree, no attributes),
+metric views. The breakdown (bench/peers/comparators.py, run_peer.py): ``empty_handler`` (LangChain
+dispatching to a handler that does nothing), ``minimal_handler`` (the same span tree, no attributes),
 ``otel_llm_noop_tracer`` (otel-llm's handler on a no-op tracer), ``otel_llm_plain`` (its handler on the
-plain SDK pipeline). Then a completeness stress per contender: ``--stress`` requests on 16 threads; spans
-started/ended/exported, spans per trace, LLM spans re-parented to the request span, client spans opened in
-a node that are children of that node's span. Prints the time and the load average at start and end: the
-box is shared, so only ratios within one invocation compare.
+plain SDK pipeline), ``otel_llm_no_rollup`` (the full pipeline without the roll-up stage and the
+span-derived metrics it feeds). Then a completeness stress per contender: ``--stress`` requests on 16
+threads; spans started/ended/exported, spans per trace, LLM spans re-parented to the request span, client
+spans opened in a node that are children of that node's span. Prints the time and the load average at
+start and end: the box is shared, so only ratios within one invocation compare.
 
 Results and the command: docs/performance.md, section "LangGraph tracing".
 """
@@ -39,7 +40,14 @@ sys.path.insert(0, str(HERE / "peers"))
 import setup as peer_setup  # noqa: E402
 
 # Breakdown first (cheapest to dearest), then otel-llm's full pipeline, then the peers.
-YARDSTICKS = ("empty_handler", "minimal_handler", "otel_llm_noop_tracer", "otel_llm_plain", "otel_llm")
+YARDSTICKS = (
+    "empty_handler",
+    "minimal_handler",
+    "otel_llm_noop_tracer",
+    "otel_llm_plain",
+    "otel_llm_no_rollup",
+    "otel_llm",
+)
 CONTENDERS = (*YARDSTICKS, *peer_setup.PEER_PACKAGES)
 
 
@@ -77,13 +85,17 @@ def measure(python: Path, contender: str, args: argparse.Namespace) -> dict:
     """Alternating untraced/traced processes; the last traced one also runs the stress."""
     untraced: list[float] = []
     traced: list[float] = []
+    gc_ms = {"untraced": [], "traced": []}
     result: dict = {"peer": contender}
     try:
         for pair in range(args.pairs):
-            untraced += run_process(python, contender, "untraced", args, 0)["cpu_ms"]
+            untraced_run = run_process(python, contender, "untraced", args, 0)
+            untraced += untraced_run["cpu_ms"]
             last = pair == args.pairs - 1
             traced_run = run_process(python, contender, "traced", args, args.stress if last else 0)
             traced += traced_run["cpu_ms"]
+            gc_ms["untraced"].append(untraced_run["gc_ms_per_run"])
+            gc_ms["traced"].append(traced_run["gc_ms_per_run"])
             result.update(versions=traced_run["versions"], spans_per_run=traced_run["spans_per_run"])
             if last and "stress" in traced_run:
                 result["stress"] = traced_run["stress"]
@@ -95,26 +107,30 @@ def measure(python: Path, contender: str, args: argparse.Namespace) -> dict:
         ratio=statistics.median(traced) / statistics.median(untraced),
         ratio_best=min(traced) / min(untraced),
         rounds=len(traced),
+        gc_untraced_ms=statistics.mean(gc_ms["untraced"]),
+        gc_traced_ms=statistics.mean(gc_ms["traced"]),
     )
     return result
 
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| contender | untraced ms/run | traced ms/run | CPU ratio (median; best) | spans/run "
+        "| contender | untraced ms/run | traced ms/run | CPU ratio (median; best) "
+        "| of which GC ms/run (untraced; traced) | spans/run "
         "| stress spans started/ended/exported "
         "| never ended | lost | spans per trace (min-max) | LLM spans under the request span "
         "| client spans under their node |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         if "error" in result:
-            lines.append(f"| {result['peer']} | not run: {result['error']} |||||||||")
+            lines.append(f"| {result['peer']} | not run: {result['error']} ||||||||||")
             continue
         stress = result.get("stress", {})
         lines.append(
             f"| {result['peer']} | {result['untraced_ms']:.2f} | {result['traced_ms']:.2f} | "
-            f"{result['ratio']:.2f}x; {result['ratio_best']:.2f}x | {result['spans_per_run']:.1f} | "
+            f"{result['ratio']:.2f}x; {result['ratio_best']:.2f}x | "
+            f"{result['gc_untraced_ms']:.2f}; {result['gc_traced_ms']:.2f} | {result['spans_per_run']:.1f} | "
             f"{stress.get('spans_started', '-')}/{stress.get('spans_ended', '-')}/"
             f"{stress.get('spans_exported', '-')} | "
             f"{stress.get('never_ended', '-')} | {stress.get('lost', '-')} | "

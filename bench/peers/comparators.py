@@ -37,6 +37,10 @@ class EmptyHandler(BaseCallbackHandler):
 
     run_inline = True
 
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        """Defined so LangChain does not fall back to on_llm_start with the messages turned into strings
+        (what it does for a handler without it)."""
+
 
 class MinimalTreeHandler(BaseCallbackHandler):
     """One live span per visible run, parented by run id, current while the run executes."""

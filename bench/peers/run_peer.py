@@ -5,7 +5,8 @@
 
 CPU: ``time.process_time`` (every thread: LangGraph's Send workers, the span processors' export threads,
 langsmith's background thread) per graph run, over ``--rounds`` rounds of ``--runs`` runs after a warm-up,
-each round ending with a flush so the export work is counted. One mode per process: some instrumentations
+each round ending with a flush so the export work is counted; the part of it spent in the garbage
+collector is reported too. One mode per process: some instrumentations
 cannot be switched off again once on (OpenLLMetry's uninstrument leaves its handler), so bench_langgraph.py
 alternates untraced and traced processes. Every run is inside a request span (the worker's consumer span),
 in both modes. Completeness (traced, ``--stress`` > 0): ``--stress`` requests on ``--concurrency`` threads,
@@ -17,15 +18,17 @@ that node's span.
 Contenders: ``otel_llm`` (the instrumentation on otel-llm's full pipeline from ``build_telemetry`` at its
 default settings: baggage processor, roll-up/enrichment stage with its 2 s window, span-derived metrics,
 views), ``otel_llm_plain`` (the instrumentation on the plain SDK pipeline the peers get),
-``otel_llm_noop_tracer`` (otel-llm's handler on a no-op tracer: its own work without the SDK's spans), the
-yardsticks of comparators.py (``empty_handler``, ``minimal_handler``) and the peers. Spans go to a no-op
-exporter through the SDK's BatchSpanProcessor (otel_llm: through the roll-up stage first). Needs only the
-contender's packages; runs in its virtualenv (bench/peers/setup.py).
+``otel_llm_noop_tracer`` (otel-llm's handler on a no-op tracer: its own work without the SDK's spans),
+``otel_llm_no_rollup`` (the full pipeline with OTEL_LLM_ROLLUP=false: no roll-up stage, no span-derived
+metrics), the yardsticks of comparators.py (``empty_handler``, ``minimal_handler``) and the peers. Spans go
+to a no-op exporter through the SDK's BatchSpanProcessor (otel_llm: through the roll-up stage first). Needs
+only the contender's packages; runs in its virtualenv (bench/peers/setup.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -48,6 +51,7 @@ CONTENDERS = (
     "otel_llm",
     "otel_llm_plain",
     "otel_llm_noop_tracer",
+    "otel_llm_no_rollup",
     "minimal_handler",
     "empty_handler",
     "langsmith",
@@ -144,7 +148,11 @@ class Peer:
         self.enable = lambda: register(EmptyHandler())
         self.versions = _versions("langchain-core")
 
-    def _setup_otel_llm(self) -> None:
+    def _setup_otel_llm_no_rollup(self) -> None:
+        """The full pipeline less the roll-up/enrichment stage and the span-derived metrics it feeds."""
+        self._setup_otel_llm({"OTEL_LLM_ROLLUP": "false"})
+
+    def _setup_otel_llm(self, environ: dict[str, str] | None = None) -> None:
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.resources import Resource
 
@@ -153,7 +161,7 @@ class Peer:
         from otel_llm.settings import load_settings
 
         telemetry = build_telemetry(
-            load_settings({}),  # the defaults, whatever this shell sets
+            load_settings(environ or {}),  # the defaults, whatever this shell sets
             resource=Resource.create({}),
             span_exporters=[self.exporter],
             metric_readers=[InMemoryMetricReader()],
@@ -199,6 +207,26 @@ def _versions(package: str) -> dict[str, str]:
     from importlib.metadata import version
 
     return {name: version(name) for name in (package, "langgraph", "langchain-core", "opentelemetry-sdk")}
+
+
+class GCClock:
+    """Wall time spent in the garbage collector and collections per generation, from ``gc.callbacks``.
+
+    A full (generation 2) collection of this process's heap (LangChain, pydantic, the SDK) takes ~0.1 s;
+    whether 1 or 2 of them land in a round moves a ratio by ~0.1x, so the results report them."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
 
 
 def cpu_per_run(peer: Peer, graph, runs: int) -> float:
@@ -277,6 +305,7 @@ def main() -> int:
         peer.enable()
     cpu_per_run(peer, graph, 20)  # warm-up: imports, first-call caches
     started = peer.counter.started
+    collector = GCClock()
     rounds = [cpu_per_run(peer, graph, args.runs) * 1000 for _ in range(args.rounds)]
     result = {
         "peer": args.peer,
@@ -284,6 +313,8 @@ def main() -> int:
         "versions": peer.versions,
         "runs_per_round": args.runs,
         "cpu_ms": rounds,
+        "gc_ms_per_run": collector.seconds * 1000 / (args.runs * args.rounds),
+        "gc_collections": collector.collections,
         "spans_per_run": (peer.counter.started - started) / (args.runs * args.rounds)
         - 1,  # minus the request
     }
