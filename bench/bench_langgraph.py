@@ -6,8 +6,9 @@ The graph is the reference app's shape with fake models and no sleeps (bench/pee
 intent -> 3 parallel Send subagents -> a streamed answer, ~11 LangChain runs. Each contender runs in a
 virtualenv pinned like the others (bench/peers/setup.py: otel-llm from this checkout and the yardsticks in
 one, each peer in its own) and is compared with no tracing in the same virtualenv: untraced and traced
-processes alternate (``--pairs``), each timing ``--rounds`` rounds of ``--runs`` graph runs; the ratio is
-the median traced round over the median untraced round (and best over best), all within one invocation.
+processes alternate (``--pairs``, contender after contender within each pair, so a change in the box's load
+hits all alike), each timing ``--rounds`` rounds of ``--runs`` graph runs; the ratio is the median traced
+round over the median untraced round (and best over best), all within one invocation.
 
 otel-llm's side is the whole pipeline at its defaults: the callback handler (node and LLM spans, time to
 first chunk), baggage processor, export-side enrichment and roll-up (2 s window), span-derived metrics,
@@ -81,36 +82,43 @@ def run_process(python: Path, contender: str, mode: str, args: argparse.Namespac
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(python: Path, contender: str, args: argparse.Namespace) -> dict:
-    """Alternating untraced/traced processes; the last traced one also runs the stress."""
-    untraced: list[float] = []
-    traced: list[float] = []
-    gc_ms = {"untraced": [], "traced": []}
-    result: dict = {"peer": contender}
-    try:
-        for pair in range(args.pairs):
-            untraced_run = run_process(python, contender, "untraced", args, 0)
-            untraced += untraced_run["cpu_ms"]
-            last = pair == args.pairs - 1
-            traced_run = run_process(python, contender, "traced", args, args.stress if last else 0)
-            traced += traced_run["cpu_ms"]
-            gc_ms["untraced"].append(untraced_run["gc_ms_per_run"])
-            gc_ms["traced"].append(traced_run["gc_ms_per_run"])
-            result.update(versions=traced_run["versions"], spans_per_run=traced_run["spans_per_run"])
-            if last and "stress" in traced_run:
-                result["stress"] = traced_run["stress"]
-    except RuntimeError as error:
-        return {"peer": contender, "error": str(error)}
-    result.update(
-        untraced_ms=statistics.median(untraced),
-        traced_ms=statistics.median(traced),
-        ratio=statistics.median(traced) / statistics.median(untraced),
-        ratio_best=min(traced) / min(untraced),
-        rounds=len(traced),
-        gc_untraced_ms=statistics.mean(gc_ms["untraced"]),
-        gc_traced_ms=statistics.mean(gc_ms["traced"]),
-    )
-    return result
+class Samples:
+    """One contender's process pairs so far."""
+
+    def __init__(self, contender: str, python: Path) -> None:
+        self.contender, self.python = contender, python
+        self.untraced: list[float] = []
+        self.traced: list[float] = []
+        self.gc_ms: dict[str, list[float]] = {"untraced": [], "traced": []}
+        self.last: dict = {}
+
+    def add_pair(self, args: argparse.Namespace, last: bool) -> None:
+        """An untraced then a traced process; the last traced one also runs the stress."""
+        untraced = run_process(self.python, self.contender, "untraced", args, 0)
+        traced = run_process(self.python, self.contender, "traced", args, args.stress if last else 0)
+        self.untraced += untraced["cpu_ms"]
+        self.traced += traced["cpu_ms"]
+        self.gc_ms["untraced"].append(untraced["gc_ms_per_run"])
+        self.gc_ms["traced"].append(traced["gc_ms_per_run"])
+        self.last = traced
+
+    def result(self) -> dict:
+        untraced, traced = self.untraced, self.traced
+        result = {
+            "peer": self.contender,
+            "versions": self.last["versions"],
+            "spans_per_run": self.last["spans_per_run"],
+            "untraced_ms": statistics.median(untraced),
+            "traced_ms": statistics.median(traced),
+            "ratio": statistics.median(traced) / statistics.median(untraced),
+            "ratio_best": min(traced) / min(untraced),
+            "rounds": len(traced),
+            "gc_untraced_ms": statistics.mean(self.gc_ms["untraced"]),
+            "gc_traced_ms": statistics.mean(self.gc_ms["traced"]),
+        }
+        if "stress" in self.last:
+            result["stress"] = self.last["stress"]
+        return result
 
 
 def table(results: list[dict]) -> str:
@@ -155,16 +163,34 @@ def main() -> int:
     unknown = set(contenders) - set(CONTENDERS)
     if unknown:
         parser.error(f"unknown contenders {sorted(unknown)}; choose from {', '.join(CONTENDERS)}")
-    results = []
-    started = stamp()
+    results: dict[str, dict] = {}
+    samples: list[Samples] = []
     for contender in contenders:
         python, reason = peer_setup.ensure(args.cache, venv_name(contender))
-        results.append(measure(python, contender, args) if python else {"peer": contender, "error": reason})
-        print(json.dumps(results[-1]), flush=True)
+        if python is None:
+            results[contender] = {"peer": contender, "error": reason}
+        else:
+            samples.append(Samples(contender, python))
+    started = stamp()
+    # Pair by pair, every contender in turn: a change in the box's load hits all of them alike.
+    for pair in range(args.pairs):
+        for sample in samples:
+            if sample.contender in results:
+                continue  # failed in an earlier pair
+            try:
+                sample.add_pair(args, last=pair == args.pairs - 1)
+            except RuntimeError as error:
+                results[sample.contender] = {"peer": sample.contender, "error": str(error)}
+    for sample in samples:
+        if sample.contender not in results:
+            results[sample.contender] = sample.result()
+    ordered = [results[contender] for contender in contenders]
+    for result in ordered:
+        print(json.dumps(result), flush=True)
     print(f"started {started}; ended {stamp()}")
-    print(table(results))
+    print(table(ordered))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(ordered, indent=2))
     return 0
 
 
