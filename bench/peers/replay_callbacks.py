@@ -8,7 +8,8 @@ makes during one run of the reference graph (reference_graph.py: 47 events, 25 o
 replays them, round after round, handler after handler, in this process: the empty handler, the minimal
 tree handler (comparators.py) and otel-llm's handler, each on a no-op tracer and on the SDK (a
 BatchSpanProcessor to a no-op exporter), and otel-llm's handler on its full pipeline (``build_telemetry``
-at its defaults, TTFT metrics included). Prints µs of CPU per graph run (``time.process_time``, export
+at its defaults, TTFT metrics included; then without the span-derived metrics, then without the roll-up
+stage, which also takes those metrics away). Prints µs of CPU per graph run (``time.process_time``, export
 threads included, each round ending with a flush): best and median round.
 
 Finer than bench_langgraph.py's process pairs, whose noise (±0.05x, ~200 µs) hides a change of 20 µs, but
@@ -82,7 +83,7 @@ def sdk_provider() -> TracerProvider:
     return provider
 
 
-def full_pipeline(handler_class: type) -> tuple[BaseCallbackHandler, Any]:
+def full_pipeline(handler_class: type, environ: dict[str, str]) -> tuple[BaseCallbackHandler, Any]:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.resources import Resource
 
@@ -91,7 +92,7 @@ def full_pipeline(handler_class: type) -> tuple[BaseCallbackHandler, Any]:
     from otel_llm.settings import load_settings
 
     telemetry = build_telemetry(
-        load_settings({}),
+        load_settings(environ),
         resource=Resource.create({}),
         span_exporters=[NullExporter()],
         metric_readers=[InMemoryMetricReader()],
@@ -118,7 +119,13 @@ def contenders(compare: str | None) -> dict[str, Callable[[], tuple[BaseCallback
         "minimal handler, SDK": on_sdk(MinimalTreeHandler),
         "otel-llm handler, no-op tracer": lambda: (OpenTelemetryCallbackHandler(noop), None),
         "otel-llm handler, SDK": on_sdk(OpenTelemetryCallbackHandler),
-        "otel-llm handler, full pipeline": lambda: full_pipeline(OpenTelemetryCallbackHandler),
+        "otel-llm handler, full pipeline": lambda: full_pipeline(OpenTelemetryCallbackHandler, {}),
+        "otel-llm handler, full pipeline, OTEL_LLM_SPAN_METRICS=false": lambda: full_pipeline(
+            OpenTelemetryCallbackHandler, {"OTEL_LLM_SPAN_METRICS": "false"}
+        ),
+        "otel-llm handler, full pipeline, OTEL_LLM_ROLLUP=false": lambda: full_pipeline(
+            OpenTelemetryCallbackHandler, {"OTEL_LLM_ROLLUP": "false"}
+        ),
     }
     if compare:
         spec = importlib.util.spec_from_file_location("compared_langchain", compare)
