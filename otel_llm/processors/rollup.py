@@ -24,6 +24,9 @@ and buffered again as the trace's *late part*, which leaves once ``window_s`` pa
 (or its own local root's window passed); they roll up among themselves, so a LangGraph run that ends after the
 request span left still gets its roll-up, and so does a worker's CONSUMER span running in the API's process.
 
+A span the stage cannot read (its attributes or context raise) is forwarded alone, unchanged; the rest of
+its batch is handled as usual.
+
 Cost: nothing on the application thread. On the export thread, a few dict operations per span plus one
 attribute copy for each span that changes; flushing a trace is linear in its spans times the ancestor depth.
 """
@@ -76,11 +79,40 @@ class RollupStats(NamedTuple):
     buffered_spans: int
 
 
-class _Item(NamedTuple):
+@dataclass(slots=True)
+class _Item:
+    """One buffered span and what the stage knows of it (a slotted class: built for every span)."""
+
     span: ReadableSpan
     call: LLMCall | None
     enriched: dict[str, Any]  # the enrichment attributes (normalize.enrichment), computed on arrival
+    span_id: int
+    parent_id: int | None  # the local parent's span id; None for a local root (no parent, or a remote one)
     rolled: dict[str, Any] | None = None  # the llm.rollup.* attributes, set when the trace is released
+
+
+def _read(span: ReadableSpan) -> tuple[int, _Item]:
+    """The trace id and buffer entry of ``span``: everything the stage reads from it, read once.
+
+    Raises whatever a broken span raises; nothing has been changed by then.
+    """
+    attributes = span.attributes  # one read-only view for both, not one each
+    call = llm_call_of(span, attributes)
+    context = span.get_span_context()
+    parent = span.parent
+    item = _Item(
+        span,
+        call,
+        enrichment(span, call, attributes),
+        context.span_id if context is not None else 0,
+        None if parent is None or parent.is_remote else parent.span_id,
+    )
+    return (context.trace_id if context is not None else _NO_TRACE), item
+
+
+def _unchanged(span: ReadableSpan) -> _Item:
+    """A buffer entry that forwards ``span`` as it came: no enrichment, no roll-up, no hook."""
+    return _Item(span, None, {}, 0, None)
 
 
 @dataclass
@@ -141,34 +173,19 @@ def _bounded_sorted(values: set[str]) -> tuple[str, ...]:
     return (*ordered[: MAX_ROLLUP_VALUES - 1], OVERFLOW_VALUE)
 
 
-def _local_parent_id(span: ReadableSpan) -> int | None:
-    parent = span.parent
-    return None if parent is None or parent.is_remote else parent.span_id
-
-
-def _is_local_root(span: ReadableSpan) -> bool:
-    parent = span.parent
-    return parent is None or parent.is_remote
-
-
 def rollup_attributes(items: Sequence[_Item]) -> dict[int, dict[str, Any]]:
     """The ``llm.rollup.*`` attributes per span id for every buffered ancestor of an LLM call in ``items``."""
-    parent_of: dict[int, int | None] = {}
-    llm_span_ids: set[int] = set()
-    for span, call, *_ in items:
-        span_id = span.get_span_context().span_id
-        parent_of[span_id] = _local_parent_id(span)
-        if call is not None:
-            llm_span_ids.add(span_id)
+    parent_of = {item.span_id: item.parent_id for item in items}
+    llm_span_ids = {item.span_id for item in items if item.call is not None}
     totals: dict[int, _Totals] = {}
-    for span, call, *_ in items:
-        if call is None:
+    for item in items:
+        if item.call is None:
             continue
-        ancestor = _local_parent_id(span)
+        ancestor = item.parent_id
         for _ in range(len(parent_of)):  # bounded: a malformed parent cycle cannot loop forever
             if ancestor is None or ancestor not in parent_of:
                 break
-            totals.setdefault(ancestor, _Totals()).add(call)
+            totals.setdefault(ancestor, _Totals()).add(item.call)
             if ancestor in llm_span_ids:
                 break
             ancestor = parent_of[ancestor]
@@ -242,21 +259,27 @@ class RollupSpanExporter(SpanExporter):
     # --- SpanExporter ---
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Buffer ``spans``, then forward every trace that is ready now (plus pass-through spans)."""
+        """Buffer ``spans``, then forward every trace that is ready now (plus pass-through spans).
+
+        Each span is forwarded once: a span the stage cannot read goes out alone, unchanged; if the stage
+        itself fails, the spans it had not taken yet go out unchanged with what it had already released.
+        """
         if self._is_shut_down:
             return SpanExportResult.FAILURE
+        out: list[_Item] = []
+        taken = 0
         try:
             self._ensure_thread()
             now = self._clock()
-            out: list[_Item] = []
             with self._lock:
                 for span in spans:
                     self._accept(span, now, out)
+                    taken += 1
                 self._take_ready(now, out, everything=False)
-            return self._forward(out)
         except Exception:
-            _rate_limited.exception("otel-llm roll-up failed; forwarding the batch unchanged")
-            return self._forward_raw(spans)
+            _rate_limited.exception("otel-llm roll-up failed; forwarding the rest of the batch unchanged")
+            out.extend(_unchanged(span) for span in list(spans)[taken:])
+        return self._forward(out)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Forward everything buffered now, windows ignored, then flush the inner exporter."""
@@ -310,11 +333,13 @@ class RollupSpanExporter(SpanExporter):
     # --- internals (callers hold self._lock unless said otherwise) ---
 
     def _accept(self, span: ReadableSpan, now: float, out: list[_Item]) -> None:
-        attributes = span.attributes  # one read-only view for both, not one each
-        call = llm_call_of(span, attributes)
-        item = _Item(span, call, enrichment(span, call, attributes))
-        context = span.get_span_context()
-        trace_id = context.trace_id if context is not None else _NO_TRACE
+        try:
+            trace_id, item = _read(span)
+        except Exception:
+            _rate_limited.exception("otel-llm roll-up could not read a span; forwarding it unchanged")
+            out.append(_unchanged(span))
+            return
+        # From here on only the stage's own containers change: nothing below can fail half-way.
         if trace_id == _NO_TRACE:
             out.append(item)
             return
@@ -330,7 +355,7 @@ class RollupSpanExporter(SpanExporter):
             trace.last_seen = now
             self._late_parts[trace_id] = trace
             self._late_parts.move_to_end(trace_id)
-        is_root = _is_local_root(span)
+        is_root = item.parent_id is None
         if not is_root and len(trace.items) >= self._max_spans_per_trace:
             self._overflow += 1
             out.append(item)
@@ -385,30 +410,31 @@ class RollupSpanExporter(SpanExporter):
         self._recent.move_to_end(trace_id)
         if len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
-        rollups = rollup_attributes(trace.items)
+        rolled = rollup_attributes(trace.items)
         for item in trace.items:
-            rolled = rollups.get(item.span.get_span_context().span_id)
-            out.append(item if rolled is None else item._replace(rolled=rolled))
+            item.rolled = rolled.get(item.span_id)
+        out.extend(trace.items)
 
     def _forward(self, items: list[_Item]) -> SpanExportResult:
         """Enrich, call the hook, export to inner. Called without self._lock held."""
         if not items:
             return SpanExportResult.SUCCESS
         batch: list[ReadableSpan] = []
-        for span, call, extra, rolled in items:
-            if rolled:
-                extra = {**extra, **rolled}
-            enriched = with_attributes(span, extra)
+        hook = self._on_llm_span
+        for item in items:
+            extra = {**item.enriched, **item.rolled} if item.rolled else item.enriched
+            try:
+                enriched = with_attributes(item.span, extra)
+            except Exception:
+                _rate_limited.exception("otel-llm roll-up could not copy a span; forwarding it unchanged")
+                enriched = item.span
             batch.append(enriched)
-            if call is not None and self._on_llm_span is not None:
+            if hook is not None and item.call is not None:
                 try:
-                    self._on_llm_span(enriched, call)
+                    hook(enriched, item.call)
                 except Exception:
                     _rate_limited.exception("otel-llm on_llm_span hook failed")
         return self._export_to_inner(batch)
-
-    def _forward_raw(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._export_to_inner(list(spans))
 
     def _export_to_inner(self, batch: list[ReadableSpan]) -> SpanExportResult:
         """The inner exporter's result; FAILURE (logged) when it raises. Never raises."""

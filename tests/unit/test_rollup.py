@@ -117,6 +117,24 @@ CHAIN = {semconv.LANGSMITH_SPAN_KIND: "chain", semconv.GEN_AI_SYSTEM: "langchain
          semconv.GEN_AI_OPERATION_NAME: "chain"}
 
 
+def ended_span(name, attributes=None) -> ReadableSpan:
+    """An ended span of its own trace, made by a separate provider: for feeding the stage by hand."""
+    collected = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(collected))
+    provider.get_tracer("by-hand").start_span(name, attributes=attributes).end()
+    (span,) = collected.get_finished_spans()
+    return span
+
+
+class Broken(ReadableSpan):
+    """A span whose attributes cannot be read."""
+
+    @property
+    def attributes(self):
+        raise RuntimeError("broken span")
+
+
 class TestEnrichment:
     @pytest.mark.parametrize("attributes,provider,model", [
         # ls_provider beats langsmith's gen_ai.system guess
@@ -531,19 +549,52 @@ class TestLifecycle:
         assert seen[0].operation == "chat" and seen[0].duration_s >= 0
         assert any("on_llm_span" in r.getMessage() for r in caplog.records)
 
-    def test_internal_error_forwards_batch_unchanged(self, caplog):
-        """If the stage itself fails on a batch, the spans are forwarded as they came."""
-
-        class Broken(ReadableSpan):
-            @property
-            def attributes(self):
-                raise RuntimeError("broken span")
-
+    def test_unreadable_span_is_forwarded_unchanged(self, caplog):
+        """A span whose attributes raise is forwarded as it came, and the error is logged."""
         h = Harness()
         broken = Broken("broken", context=trace.SpanContext(1, 2, False))
         with caplog.at_level(logging.ERROR):
             assert h.stage.export([broken]) is SpanExportResult.SUCCESS
         assert h.inner.get_finished_spans() == (broken,)
+        assert any("could not read a span" in r.getMessage() for r in caplog.records)
+
+    def test_unreadable_span_leaves_the_rest_of_its_batch_alone(self):
+        """[good, broken]: only the broken span goes out at once; the good one stays buffered and leaves
+        once, enriched."""
+        h = Harness()
+        good = ended_span("ChatModel", attributes=langsmith_llm())
+        broken = Broken("broken", context=trace.SpanContext(1, 2, False))
+        h.stage.export([good, broken])
+        assert h.inner.get_finished_spans() == (broken,)
+        h.stage.force_flush()
+        assert sorted(s.name for s in h.inner.get_finished_spans()) == ["ChatModel", "broken"]
+        assert h.exported()["ChatModel"].attributes[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+
+    def test_spans_evicted_before_an_unreadable_span_are_forwarded(self):
+        """Eviction caused by a span early in a batch still forwards the evicted trace when a later span of
+        the batch cannot be read."""
+        h = Harness(max_traces=1)
+        h.start("first").end()
+        second = ended_span("second")
+        broken = Broken("broken", context=trace.SpanContext(1, 2, False))
+        h.stage.export([second, broken])
+        assert [s.name for s in h.inner.get_finished_spans()] == ["first", "broken"]
+        h.stage.force_flush()
+        assert [s.name for s in h.inner.get_finished_spans()] == ["first", "broken", "second"]
+
+    def test_stage_failure_forwards_the_untaken_spans(self, caplog):
+        """If the stage fails before taking a batch (here its clock raises), the batch goes out unchanged."""
+
+        def broken_clock():
+            raise RuntimeError("clock broke")
+
+        inner = InMemorySpanExporter()
+        stage = RollupSpanExporter(inner, clock=broken_clock)
+        span = ended_span("root")
+        with caplog.at_level(logging.ERROR):
+            assert stage.export([span]) is SpanExportResult.SUCCESS
+        assert inner.get_finished_spans() == (span,)
+        stage.shutdown()
 
     @pytest.mark.parametrize("options,message", [
         ({"window_s": -1}, "window_s"), ({"window_s": float("nan")}, "window_s"),
