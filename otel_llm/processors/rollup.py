@@ -14,7 +14,9 @@ runs on the export thread (or this stage's own flush thread), never on the appli
    (the outer call already stands for it, so nothing is counted twice). Every ancestor with calls beneath
    gets the ``llm.rollup.*`` attributes (see docs/attributes.md); that includes the local root and the
    LangGraph graph and node spans. Results do not depend on arrival order.
-4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned.
+4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned. The
+   ``on_llm_span`` hook (span-derived metrics) is called once per *outermost* LLM span, with the calls of
+   the LLM spans nested beneath it, so one model call wrapped by two instrumentations is one call.
 
 Memory is bounded: ``max_traces`` (the oldest trace is flushed early, counted as evicted),
 ``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as overflow), ``max_age_s``
@@ -55,7 +57,8 @@ from otel_llm.processors.ratelimit import RateLimitedLogger
 _logger = logging.getLogger(__name__)
 _rate_limited = RateLimitedLogger(_logger)
 
-LLMSpanHook = Callable[[ReadableSpan, LLMCall], None]
+# on_llm_span(span, call, nested): the outermost LLM span of a group, its call, and the calls nested beneath.
+LLMSpanHook = Callable[[ReadableSpan, LLMCall, tuple[LLMCall, ...]], None]
 # How many flushed trace ids are remembered to recognise late spans, at least, and per max_traces.
 MIN_RECENT_TRACES = 1024
 # The flush thread checks for ready traces this often: a quarter of the window, within these bounds.
@@ -89,6 +92,9 @@ class _Item:
     span_id: int
     parent_id: int | None  # the local parent's span id; None for a local root (no parent, or a remote one)
     rolled: dict[str, Any] | None = None  # the llm.rollup.* attributes, set when the trace is released
+    # The calls nested beneath this LLM span, for the hook; None when this LLM span is itself nested (the
+    # hook sees it through its outermost LLM span).
+    nested: tuple[LLMCall, ...] | None = ()
 
 
 def _read(span: ReadableSpan) -> tuple[int, _Item]:
@@ -173,31 +179,61 @@ def _bounded_sorted(values: set[str]) -> tuple[str, ...]:
     return (*ordered[: MAX_ROLLUP_VALUES - 1], OVERFLOW_VALUE)
 
 
-def rollup_attributes(items: Sequence[_Item]) -> dict[int, dict[str, Any]]:
-    """The ``llm.rollup.*`` attributes per span id for every buffered ancestor of an LLM call in ``items``."""
-    parent_of = {item.span_id: item.parent_id for item in items}
-    llm_span_ids = {item.span_id for item in items if item.call is not None}
-    totals: dict[int, _Totals] = {}
+class _Analysis(NamedTuple):
+    """What releasing one trace part adds: roll-ups and the grouping of nested LLM calls."""
+
+    rolled: dict[int, dict[str, Any]]  # span id -> llm.rollup.* attributes, for every ancestor with calls
+    nested: dict[int, list[LLMCall]]  # outermost LLM span id -> the calls of the LLM spans nested beneath
+    inner: set[int]  # ids of LLM spans nested beneath another LLM span
+
+
+def _analyse(items: Sequence[_Item]) -> _Analysis:
+    """Roll the LLM calls in ``items`` (one trace part) up to their buffered ancestors.
+
+    Each call walks up the parent ids. It is added to every ancestor met until the first one that is itself
+    an LLM span (which takes it, standing for it above); the walk goes on without adding, to find the
+    outermost LLM span of the group for the hook. A parent that is not buffered ends the walk.
+    """
+    parent_of: dict[int, int | None] = {}
+    llm_span_ids: set[int] = set()
     for item in items:
-        if item.call is None:
+        parent_of[item.span_id] = item.parent_id
+        if item.call is not None:
+            llm_span_ids.add(item.span_id)
+    totals: dict[int, _Totals] = {}
+    nested: dict[int, list[LLMCall]] = {}
+    inner: set[int] = set()
+    for item in items:
+        call = item.call
+        if call is None:
             continue
+        adding = True
+        outermost = None
         ancestor = item.parent_id
         for _ in range(len(parent_of)):  # bounded: a malformed parent cycle cannot loop forever
             if ancestor is None or ancestor not in parent_of:
                 break
-            totals.setdefault(ancestor, _Totals()).add(item.call)
+            if adding:
+                totals.setdefault(ancestor, _Totals()).add(call)
             if ancestor in llm_span_ids:
-                break
+                adding = False
+                outermost = ancestor
             ancestor = parent_of[ancestor]
-    return {span_id: total.attributes() for span_id, total in totals.items()}
+        if outermost is not None:
+            inner.add(item.span_id)
+            nested.setdefault(outermost, []).append(call)
+    rolled = {span_id: total.attributes() for span_id, total in totals.items()}
+    return _Analysis(rolled, nested, inner)
 
 
 class RollupSpanExporter(SpanExporter):
     """Enriches LLM spans and stamps LLM roll-ups on their ancestors, then forwards to ``inner``.
 
     Wrap it in ``RollupBatchSpanProcessor`` (or the SDK's ``BatchSpanProcessor``, whose ``force_flush`` does
-    not reach this stage's buffer). ``on_llm_span(span, call)`` is called exactly once per LLM span, with
-    the enriched span, just before it is forwarded; its exceptions are logged (rate-limited) and swallowed.
+    not reach this stage's buffer). ``on_llm_span(span, call, nested)`` is called once per outermost LLM
+    span (one not beneath another LLM span of its buffered part), with the enriched span and the calls of
+    the LLM spans nested beneath it (usually none), just before it is forwarded; nested LLM spans get no
+    call of their own. Its exceptions are logged (rate-limited) and swallowed.
     """
 
     def __init__(
@@ -410,9 +446,13 @@ class RollupSpanExporter(SpanExporter):
         self._recent.move_to_end(trace_id)
         if len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
-        rolled = rollup_attributes(trace.items)
+        analysis = _analyse(trace.items)
         for item in trace.items:
-            item.rolled = rolled.get(item.span_id)
+            item.rolled = analysis.rolled.get(item.span_id)
+            if item.span_id in analysis.inner:
+                item.nested = None
+            elif item.span_id in analysis.nested:
+                item.nested = tuple(analysis.nested[item.span_id])
         out.extend(trace.items)
 
     def _forward(self, items: list[_Item]) -> SpanExportResult:
@@ -429,9 +469,9 @@ class RollupSpanExporter(SpanExporter):
                 _rate_limited.exception("otel-llm roll-up could not copy a span; forwarding it unchanged")
                 enriched = item.span
             batch.append(enriched)
-            if hook is not None and item.call is not None:
+            if hook is not None and item.call is not None and item.nested is not None:
                 try:
-                    hook(enriched, item.call)
+                    hook(enriched, item.call, item.nested)
                 except Exception:
                     _rate_limited.exception("otel-llm on_llm_span hook failed")
         return self._export_to_inner(batch)

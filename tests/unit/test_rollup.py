@@ -72,8 +72,9 @@ class Harness:
     def __init__(self, **options) -> None:
         self.clock = FakeClock()
         self.inner = RecordingExporter()
-        self.calls: list[tuple[str, LLMCall]] = []
-        options.setdefault("on_llm_span", lambda span, call: self.calls.append((span.name, call)))
+        self.calls: list[tuple[str, LLMCall, tuple[LLMCall, ...]]] = []
+        options.setdefault("on_llm_span",
+                           lambda span, call, nested: self.calls.append((span.name, call, nested)))
         self.stage = RollupSpanExporter(self.inner, clock=self.clock, **options)
         self.provider = TracerProvider(span_limits=SpanLimits(max_attributes=64))
         self.provider.add_span_processor(SimpleSpanProcessor(self.stage))
@@ -284,7 +285,26 @@ class TestRollup:
         assert exported["root"].attributes[semconv.ROLLUP_CALLS] == 1
         assert exported["root"].attributes[semconv.ROLLUP_MODELS] == ("gpt-4o",)
         assert exported["outer"].attributes[semconv.ROLLUP_MODELS] == ("gpt-4o-2024-08-06",)
-        assert len(h.calls) == 2  # the metrics hook still sees both spans
+
+    def test_hook_sees_a_nested_group_once_through_its_outermost_span(self):
+        """Three LLM spans nested in one another (a plain span between two): one hook call, for the
+        outermost, carrying the two nested calls; a separate call beside them is its own group."""
+        h = Harness(window_s=0)
+        root = h.start("root")
+        outer = h.start("outer", root, attributes=langsmith_llm("gpt-4o", ls_provider="openai"))
+        middle = h.start("middle", outer, attributes={semconv.GEN_AI_OPERATION_NAME: "chat",
+                                                      semconv.GEN_AI_REQUEST_MODEL: "gpt-4o"})
+        http = h.start("POST /v1/chat/completions", middle)
+        h.llm(http, {semconv.GEN_AI_OPERATION_NAME: "chat",
+                     semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-2024-08-06"}, name="innermost")
+        http.end()
+        middle.end()
+        outer.end()
+        h.llm(root, langsmith_llm(), name="beside")
+        root.end()
+        assert sorted((name, sorted(c.model for c in nested)) for name, _, nested in h.calls) == [
+            ("beside", []), ("outer", ["gpt-4o", "gpt-4o-2024-08-06"])]
+        assert h.exported()["root"].attributes[semconv.ROLLUP_CALLS] == 2
 
     def test_llm_spans_made_after_ancestors_ended(self):
         """langsmith-style: node and LLM spans made later from another thread still roll up to the root."""
@@ -533,7 +553,7 @@ class TestLifecycle:
         """on_llm_span sees each LLM span once with its LLMCall; its exception is logged, spans go on."""
         seen = []
 
-        def hook(span, call):
+        def hook(span, call, nested):
             seen.append(call)
             raise RuntimeError("hook bug")
 
