@@ -49,6 +49,7 @@ DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = (
     "opentelemetry.instrumentation.mistralai",
     "opentelemetry.instrumentation.groq",
     "opentelemetry.instrumentation.ollama",
+    "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
 )
 
 _Number = TypeVar("_Number", int, float)

@@ -141,6 +141,7 @@ def test_deprecated_token_names_are_read(harness):
 @pytest.mark.parametrize("scope", [
     "opentelemetry.instrumentation.openai_v2",  # exact
     "opentelemetry.instrumentation.openai.v1",  # dotted prefix (OpenLLMetry)
+    "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
 ])
 def test_scopes_that_record_their_own_metrics_are_skipped(harness, scope):
     """Spans of instrumentations that record gen_ai.client.* themselves add nothing: never twice."""
