@@ -13,7 +13,9 @@ runs on the export thread (or this stage's own flush thread), never on the appli
    upwards from the LLM span; an ancestor that is itself an LLM span takes the nested call and ends the walk
    (the outer call already stands for it, so nothing is counted twice). Every ancestor with calls beneath
    gets the ``llm.rollup.*`` attributes (see docs/attributes.md); that includes the local root and the
-   LangGraph graph and node spans. Results do not depend on arrival order.
+   LangGraph graph and node spans. A walk that meets a parent which is not buffered (a span lost or still
+   open) goes on at the trace's local root when the part holds exactly one, and is counted as re-rooted.
+   Results do not depend on arrival order.
 4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned. The
    ``on_llm_span`` hook (span-derived metrics) is called once per *outermost* LLM span, with the calls of
    the LLM spans nested beneath it, so one model call wrapped by two instrumentations is one call.
@@ -80,6 +82,7 @@ class RollupStats(NamedTuple):
     overflow_spans: int
     buffered_traces: int
     buffered_spans: int
+    rerooted_calls: int  # LLM calls rolled into the local root past an ancestor that was not buffered
 
 
 @dataclass(slots=True)
@@ -180,29 +183,36 @@ def _bounded_sorted(values: set[str]) -> tuple[str, ...]:
 
 
 class _Analysis(NamedTuple):
-    """What releasing one trace part adds: roll-ups and the grouping of nested LLM calls."""
+    """What releasing one trace part adds: roll-ups, the grouping of nested LLM calls, re-rooted calls."""
 
     rolled: dict[int, dict[str, Any]]  # span id -> llm.rollup.* attributes, for every ancestor with calls
     nested: dict[int, list[LLMCall]]  # outermost LLM span id -> the calls of the LLM spans nested beneath
     inner: set[int]  # ids of LLM spans nested beneath another LLM span
+    rerooted_calls: int
 
 
-def _analyse(items: Sequence[_Item]) -> _Analysis:
+def _analyse(items: Sequence[_Item], *, reroot: bool = True) -> _Analysis:
     """Roll the LLM calls in ``items`` (one trace part) up to their buffered ancestors.
 
     Each call walks up the parent ids. It is added to every ancestor met until the first one that is itself
     an LLM span (which takes it, standing for it above); the walk goes on without adding, to find the
-    outermost LLM span of the group for the hook. A parent that is not buffered ends the walk.
+    outermost LLM span of the group for the hook. A parent that is not buffered continues the walk at the
+    part's local root when ``reroot`` and the part holds exactly one local root.
     """
     parent_of: dict[int, int | None] = {}
     llm_span_ids: set[int] = set()
+    roots: list[int] = []
     for item in items:
         parent_of[item.span_id] = item.parent_id
         if item.call is not None:
             llm_span_ids.add(item.span_id)
+        if item.parent_id is None:
+            roots.append(item.span_id)
+    only_root = roots[0] if reroot and len(roots) == 1 else None
     totals: dict[int, _Totals] = {}
     nested: dict[int, list[LLMCall]] = {}
     inner: set[int] = set()
+    rerooted = 0
     for item in items:
         call = item.call
         if call is None:
@@ -210,9 +220,14 @@ def _analyse(items: Sequence[_Item]) -> _Analysis:
         adding = True
         outermost = None
         ancestor = item.parent_id
-        for _ in range(len(parent_of)):  # bounded: a malformed parent cycle cannot loop forever
-            if ancestor is None or ancestor not in parent_of:
+        for _ in range(len(parent_of) + 1):  # bounded: a malformed parent cycle cannot loop forever
+            if ancestor is None:
                 break
+            if ancestor not in parent_of:
+                if only_root is None:
+                    break
+                ancestor = only_root  # the root's own parent is None, so this happens once per walk
+                rerooted += adding
             if adding:
                 totals.setdefault(ancestor, _Totals()).add(call)
             if ancestor in llm_span_ids:
@@ -223,7 +238,7 @@ def _analyse(items: Sequence[_Item]) -> _Analysis:
             inner.add(item.span_id)
             nested.setdefault(outermost, []).append(call)
     rolled = {span_id: total.attributes() for span_id, total in totals.items()}
-    return _Analysis(rolled, nested, inner)
+    return _Analysis(rolled, nested, inner, rerooted)
 
 
 class RollupSpanExporter(SpanExporter):
@@ -290,7 +305,7 @@ class RollupSpanExporter(SpanExporter):
         self._late_parts: OrderedDict[int, _Trace] = OrderedDict()
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._buffered_spans = 0
-        self._evicted = self._expired = self._late = self._overflow = 0
+        self._evicted = self._expired = self._late = self._overflow = self._rerooted = 0
 
     # --- SpanExporter ---
 
@@ -364,6 +379,7 @@ class RollupSpanExporter(SpanExporter):
                 overflow_spans=self._overflow,
                 buffered_traces=len(self._traces),
                 buffered_spans=self._buffered_spans,
+                rerooted_calls=self._rerooted,
             )
 
     # --- internals (callers hold self._lock unless said otherwise) ---
@@ -446,7 +462,8 @@ class RollupSpanExporter(SpanExporter):
         self._recent.move_to_end(trace_id)
         if len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
-        analysis = _analyse(trace.items)
+        analysis = _analyse(trace.items, reroot=not trace.late)
+        self._rerooted += analysis.rerooted_calls
         for item in trace.items:
             item.rolled = analysis.rolled.get(item.span_id)
             if item.span_id in analysis.inner:

@@ -13,7 +13,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_llm.configure import build_telemetry
-from otel_llm.metrics.health import DROPPED_SPANS_METRIC, QUEUE_FULL, count_dropped_spans
+from otel_llm.metrics.health import DROPPED_SPANS_METRIC, QUEUE_FULL, ROLLUP_METRICS, count_dropped_spans
+from otel_llm.processors.rollup import RollupStats
 from otel_llm.settings import Settings
 from tests.support.metric_points import metric_points
 from tests.support.poll import poll
@@ -107,6 +108,11 @@ def test_rollup_counters_are_published(small_queue):
     poll(lambda: _value(reader, "otel_llm.rollup.evicted_traces") >= 1, timeout=10, interval=0.02,
          message="first trace evicted by max_traces=1")
     telemetry.shutdown()
+
+
+def test_every_rollup_counter_is_published():
+    """Each field of the stage's stats has its otel_llm.rollup.* metric."""
+    assert set(ROLLUP_METRICS) == set(RollupStats._fields)
 
 
 def test_counting_is_skipped_with_a_warning_when_the_sdk_changes(caplog):

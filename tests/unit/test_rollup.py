@@ -84,6 +84,13 @@ class Harness:
         context = trace.set_span_in_context(parent) if parent is not None else None
         return self.tracer.start_span(name, context=context, **kwargs)
 
+    def consumer(self, trace_id, remote_parent_id=0xDEF):
+        """A CONSUMER span continuing a remote trace (a local root), started, not ended."""
+        remote = trace.SpanContext(trace_id, remote_parent_id, is_remote=True,
+                                   trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        return self.tracer.start_span("consume", context=parent, kind=SpanKind.CONSUMER)
+
     def llm(self, parent, attributes, name="ChatModel", status=None):
         span = self.start(name, parent, attributes=attributes)
         if status is not None:
@@ -361,13 +368,61 @@ class TestRollup:
     def test_remote_parent_makes_a_local_root(self):
         """A CONSUMER span continuing a remote trace is the local root and gets the roll-up."""
         h = Harness(window_s=0)
-        remote = trace.SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True,
-                                   trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
-        consumer = h.tracer.start_span("consume", context=parent, kind=SpanKind.CONSUMER)
+        consumer = h.consumer(0xABC)
         h.llm(consumer, langsmith_llm())
         consumer.end()
         assert h.exported()["consume"].attributes[semconv.ROLLUP_CALLS] == 1
+
+
+class TestLostAncestors:
+    def build_with_lost_node(self, h: Harness):
+        """POST /chat -> LangGraph -> answer (never exported: lost) -> ChatBedrock."""
+        root = h.start("POST /chat", kind=SpanKind.SERVER)
+        graph = h.start("LangGraph", root, attributes=CHAIN)
+        lost = h.start("answer", graph, attributes=CHAIN)  # never ended, so never exported
+        h.llm(lost, langsmith_llm(), name="ChatBedrock")
+        graph.end()
+        return root
+
+    def test_call_beneath_a_lost_span_rolls_into_the_only_local_root(self):
+        """The walk meets a parent that is not buffered: the call goes on to the trace's one local root,
+        counted as re-rooted; the spans between the gap and the root do not get it."""
+        h = Harness()
+        self.build_with_lost_node(h).end()
+        h.flush_after_window()
+        exported = h.exported()
+        assert exported["POST /chat"].attributes[semconv.ROLLUP_CALLS] == 1
+        assert exported["POST /chat"].attributes[semconv.ROLLUP_PROVIDER] == "aws.bedrock"
+        assert semconv.ROLLUP_CALLS not in exported["LangGraph"].attributes
+        assert h.stage.stats.rerooted_calls == 1
+
+    def test_lost_span_above_a_nested_group_reroots_it_once(self):
+        """A nested LLM group beneath a lost span counts once on the root, and once as re-rooted."""
+        h = Harness()
+        root = h.start("POST /chat", kind=SpanKind.SERVER)
+        lost = h.start("answer", root, attributes=CHAIN)
+        outer = h.start("ChatOpenAI", lost, attributes=langsmith_llm("gpt-4o", ls_provider="openai"))
+        h.llm(outer, {semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_REQUEST_MODEL: "gpt-4o"},
+              name="openai.chat")
+        outer.end()
+        root.end()
+        h.flush_after_window()
+        assert h.exported()["POST /chat"].attributes[semconv.ROLLUP_CALLS] == 1
+        assert h.stage.stats.rerooted_calls == 1
+        assert [name for name, _, _ in h.calls] == ["ChatOpenAI"]
+
+    def test_no_reroot_with_two_local_roots(self):
+        """With two local roots buffered (API and in-process worker) the call's root is unknown: no roll-up
+        past the gap, nothing counted."""
+        h = Harness()
+        root = self.build_with_lost_node(h)
+        h.consumer(root.context.trace_id).end()
+        root.end()
+        h.flush_after_window()
+        exported = h.exported()
+        assert semconv.ROLLUP_CALLS not in exported["POST /chat"].attributes
+        assert semconv.ROLLUP_CALLS not in exported["consume"].attributes
+        assert h.stage.stats.rerooted_calls == 0
 
 
 class TestWindowAndBounds:
@@ -384,7 +439,7 @@ class TestWindowAndBounds:
         h.clock.advance(0.1)
         h.stage.flush()
         assert len(h.inner.get_finished_spans()) == 2
-        assert h.stage.stats == RollupStats(0, 0, 0, 0, 0, 0)
+        assert h.stage.stats == RollupStats(0, 0, 0, 0, 0, 0, 0)
 
     def test_window_zero_forwards_when_root_arrives(self):
         """window_s=0: the trace leaves with its root; later spans are late and not rolled up."""
@@ -438,19 +493,23 @@ class TestWindowAndBounds:
         assert "SecondCall" in h.exported() and h.stage.stats.buffered_traces == 0
 
     def test_late_part_rolls_up_within_itself(self):
-        """LangGraph spans arriving after the root was flushed still get the roll-up of the calls beneath."""
+        """LangGraph spans arriving after the root was flushed still get the roll-up of the calls beneath;
+        the late part's own local root (an in-process worker's CONSUMER) does not: a late part never re-roots,
+        since an unknown parent there is usually a span that left with the earlier part."""
         h = Harness(window_s=2.0)
         root = h.start("POST /chat", kind=SpanKind.SERVER)
         graph = h.start("LangGraph", root, attributes=CHAIN)
         root.end()
         h.flush_after_window()
+        h.consumer(root.context.trace_id).end()
         h.llm(graph, langsmith_llm())
         graph.end()
         h.flush_after_window()
         exported = h.exported()
         assert exported["LangGraph"].attributes[semconv.ROLLUP_CALLS] == 1
         assert semconv.ROLLUP_CALLS not in exported["POST /chat"].attributes
-        assert h.stage.stats.late_spans == 2
+        assert semconv.ROLLUP_CALLS not in exported["consume"].attributes
+        assert (h.stage.stats.late_spans, h.stage.stats.rerooted_calls) == (3, 0)
 
     def test_worker_part_in_the_same_process_rolls_up_to_its_consumer(self):
         """API and worker in one process: the worker's CONSUMER, after the API part left, gets its roll-up."""
@@ -460,10 +519,7 @@ class TestWindowAndBounds:
         producer.end()
         server.end()
         h.flush_after_window()
-        remote = trace.SpanContext(server.context.trace_id, producer.context.span_id, is_remote=True,
-                                   trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
-        consumer = h.tracer.start_span("consume", context=parent, kind=SpanKind.CONSUMER)
+        consumer = h.consumer(server.context.trace_id, producer.context.span_id)
         h.llm(consumer, langsmith_llm())
         h.clock.advance(1.5)
         consumer.end()
