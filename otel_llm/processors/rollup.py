@@ -20,19 +20,22 @@ runs on the export thread (or this stage's own flush thread), never on the appli
    ``on_llm_span`` hook (span-derived metrics) is called once per *outermost* LLM span, with the calls of
    the LLM spans nested beneath it, so one model call wrapped by two instrumentations is one call.
 
-Memory is bounded: ``max_traces`` (the oldest trace is flushed early, counted as evicted),
-``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as overflow), ``max_age_s``
-(a trace whose root never arrives is flushed after this, counted as expired), and a bounded set of recently
-flushed trace ids to recognise late spans: spans arriving after their trace was flushed. Those are counted
-and buffered again as the trace's *late part*, which leaves once ``window_s`` passed without a new span of it
-(or its own local root's window passed); they roll up among themselves, so a LangGraph run that ends after the
-request span left still gets its roll-up, and so does a worker's CONSUMER span running in the API's process.
+Memory is bounded: ``max_traces`` and ``max_buffered_spans`` (past either the oldest trace is flushed early,
+counted as evicted), ``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as
+overflow), ``max_age_s`` (a trace whose root never arrives is flushed after this, counted as expired), and a
+bounded set of recently flushed trace ids to recognise late spans: spans arriving after their trace was
+flushed. Those are counted and buffered again as the trace's *late part*, which leaves once ``window_s``
+passed without a new span of it (or its own local root's window passed); they roll up among themselves, so a
+LangGraph run that ends after the request span left still gets its roll-up, and so does a worker's CONSUMER
+span running in the API's process.
 
 A span the stage cannot read (its attributes or context raise) is forwarded alone, unchanged; the rest of
 its batch is handled as usual.
 
 Cost: nothing on the application thread. On the export thread, a few dict operations per span plus one
 attribute copy for each span that changes; flushing a trace is linear in its spans times the ancestor depth.
+A buffered span holds about 2.8 KiB (the ended span the stage keeps alive; ~4.7 KiB with langsmith's
+prompt and completion of 1 KB each: bench/bench_processors.py).
 """
 
 from __future__ import annotations
@@ -258,6 +261,7 @@ class RollupSpanExporter(SpanExporter):
         window_s: float = 2.0,
         max_traces: int = 10000,
         max_spans_per_trace: int = 5000,
+        max_buffered_spans: int = 50000,
         max_age_s: float = 60.0,
         on_llm_span: LLMSpanHook | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -268,7 +272,8 @@ class RollupSpanExporter(SpanExporter):
             raise ValueError("window_s must be a finite number >= 0")
         if not (isinstance(max_age_s, (int, float)) and math.isfinite(max_age_s) and max_age_s > 0):
             raise ValueError("max_age_s must be a finite number > 0")
-        for name, value in (("max_traces", max_traces), ("max_spans_per_trace", max_spans_per_trace)):
+        for name, value in (("max_traces", max_traces), ("max_spans_per_trace", max_spans_per_trace),
+                            ("max_buffered_spans", max_buffered_spans)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1")
         if on_llm_span is not None and not callable(on_llm_span):
@@ -279,6 +284,7 @@ class RollupSpanExporter(SpanExporter):
         self._window_s = float(window_s)
         self._max_traces = max_traces
         self._max_spans_per_trace = max_spans_per_trace
+        self._max_buffered_spans = max_buffered_spans
         self._max_age_s = float(max_age_s)
         self._on_llm_span = on_llm_span
         self._clock = clock
@@ -399,9 +405,7 @@ class RollupSpanExporter(SpanExporter):
         if trace is None:
             trace = self._traces[trace_id] = _Trace(first_seen=now, late=trace_id in self._recent)
             if len(self._traces) > self._max_traces:
-                oldest_id, oldest = self._traces.popitem(last=False)
-                self._evicted += 1
-                self._release(oldest_id, oldest, out)
+                self._evict_oldest(out)
         if trace.late:
             self._late += 1
             trace.last_seen = now
@@ -420,6 +424,13 @@ class RollupSpanExporter(SpanExporter):
             if len(self._roots) > 2 * self._max_traces:
                 # Entries of evicted traces wait for their window; drop them early so the deque stays bounded.
                 self._roots = deque(entry for entry in self._roots if self._traces.get(entry[1]) is entry[2])
+        while self._buffered_spans > self._max_buffered_spans:
+            self._evict_oldest(out)  # may be this very trace, when it is the only one
+
+    def _evict_oldest(self, out: list[_Item]) -> None:
+        oldest_id, oldest = self._traces.popitem(last=False)
+        self._evicted += 1
+        self._release(oldest_id, oldest, out)
 
     def _take_ready(self, now: float, out: list[_Item], *, everything: bool) -> None:
         if everything:

@@ -541,6 +541,27 @@ class TestWindowAndBounds:
         stats = h.stage.stats
         assert (stats.overflow_spans, stats.buffered_spans) == (1, 3)
 
+    def test_oldest_trace_is_evicted_past_max_buffered_spans(self):
+        """Past max_buffered_spans over all traces the oldest trace leaves early, counted as evicted."""
+        h = Harness(max_buffered_spans=2)
+        first = h.start("first-root")
+        h.start("first-child", first).end()
+        h.start("first-child-2", first).end()
+        second = h.start("second-root")
+        h.start("second-child", second).end()
+        assert [s.name for s in h.inner.get_finished_spans()] == ["first-child", "first-child-2"]
+        stats = h.stage.stats
+        assert (stats.evicted_traces, stats.buffered_traces, stats.buffered_spans) == (1, 1, 1)
+
+    def test_a_single_trace_past_max_buffered_spans_leaves_whole(self):
+        """One trace alone past the cap is released with the span that crossed it; later spans are late."""
+        h = Harness(max_buffered_spans=2)
+        root = h.start("root")
+        for index in range(3):
+            h.start(f"child{index}", root).end()
+        assert [s.name for s in h.inner.get_finished_spans()] == ["child0", "child1", "child2"]
+        assert h.stage.stats.evicted_traces == 1 and h.stage.stats.buffered_spans == 0
+
     def test_memory_is_bounded_under_many_rootless_traces(self):
         """Many traces that never finish keep the buffer at max_traces."""
         h = Harness(max_traces=50)
@@ -676,6 +697,7 @@ class TestLifecycle:
         ({"window_s": -1}, "window_s"), ({"window_s": float("nan")}, "window_s"),
         ({"max_age_s": 0}, "max_age_s"), ({"max_traces": 0}, "max_traces"),
         ({"max_spans_per_trace": 1.5}, "max_spans_per_trace"), ({"on_llm_span": 3}, "on_llm_span"),
+        ({"max_buffered_spans": 0}, "max_buffered_spans"),
         ({"clock": None}, "clock"),
     ])
     def test_bad_construction_names_the_parameter(self, options, message):
