@@ -199,6 +199,7 @@ class Settings:
     rollup_window_ms: int = 2000
     rollup_max_traces: int = 10000
     rollup_max_spans_per_trace: int = 5000
+    rollup_max_buffered_spans: int = 50000
     rollup_max_age_ms: int = 60000
     metrics_cardinality_limit: int = 100
     span_metrics: bool = True
@@ -241,6 +242,13 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             defaults.rollup_max_spans_per_trace,
             minimum=1,
             maximum=1_000_000,
+            environ=environ,
+        ),
+        rollup_max_buffered_spans=env_int(
+            "OTEL_LLM_ROLLUP_MAX_BUFFERED_SPANS",
+            defaults.rollup_max_buffered_spans,
+            minimum=1,
+            maximum=10_000_000,
             environ=environ,
         ),
         rollup_max_age_ms=env_int(
