@@ -47,7 +47,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -56,7 +56,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_llm import semconv
-from otel_llm.processors.normalize import LLMCall, enrichment, llm_call_of, with_attributes
+from otel_llm.processors.normalize import NO_CHANGE, LLMCall, enrichment, llm_call_of, with_attributes
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
 _logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class _Item:
 
     span: ReadableSpan
     call: LLMCall | None
-    enriched: dict[str, Any]  # the enrichment attributes (normalize.enrichment), computed on arrival
+    enriched: Mapping[str, Any]  # the enrichment attributes (normalize.enrichment), computed on arrival
     span_id: int
     parent_id: int | None  # the local parent's span id; None for a local root (no parent, or a remote one)
     rolled: dict[str, Any] | None = None  # the llm.rollup.* attributes, set when the trace is released
@@ -124,7 +124,7 @@ def _read(span: ReadableSpan) -> tuple[int, _Item]:
 
 def _unchanged(span: ReadableSpan) -> _Item:
     """A buffer entry that forwards ``span`` as it came: no enrichment, no roll-up, no hook."""
-    return _Item(span, None, {}, 0, None)
+    return _Item(span, None, NO_CHANGE, 0, None)
 
 
 @dataclass

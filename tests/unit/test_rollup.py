@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_llm import semconv
-from otel_llm.processors.normalize import LLMCall
+from otel_llm.processors.normalize import NO_CHANGE, LLMCall, enrichment
 from otel_llm.processors.rollup import (
     MAX_ROLLUP_VALUES,
     OVERFLOW_VALUE,
@@ -198,6 +198,15 @@ class TestEnrichment:
         assert exported["answer"].attributes[semconv.LANGGRAPH_NODE] == "answer"
         assert exported["ChatModel"].attributes[semconv.LANGGRAPH_NODE] == "answer"
         assert h.calls[0][1].node == "answer"
+
+    def test_plain_span_leaves_as_it_came_without_an_enrichment_built(self):
+        """A span that is neither an LLM span nor a LangGraph node span gets the shared empty enrichment
+        (nothing built for it on the export thread) and is forwarded as the same object."""
+        h = Harness(window_s=0)
+        span = ended_span("GET /health", attributes={"http.route": "/health"})
+        assert enrichment(span, None, span.attributes) is NO_CHANGE
+        h.stage.export([span])
+        assert h.inner.get_finished_spans() == (span,) and h.inner.get_finished_spans()[0] is span
 
     def test_bad_values_have_defined_results(self):
         """Huge, non-string and nonsense values: capped text, unknown provider, unusable tokens ignored."""
