@@ -15,6 +15,10 @@ measurements: docs/langgraph.md):
    trace UUID, never exported), so OTel spans opened there land in another trace under a missing parent. Its
    ``_maybe_create_otel_context`` now gives None: those spans stay children of the current span (a node's).
    ``@traceable`` runs themselves are still exported by langsmith (nothing else traces them).
+4. ``otel`` mode: langsmith parents a ``@traceable`` run's span on the span current when the run was queued,
+   but reads that span's context later, on its export thread. otel-llm's current span then stands for the
+   innermost LangChain run still live (``RunSpan``): by then none is, so the span would hang under the
+   request. langsmith's client now keeps the span context as it was when queued (the calling node's).
 
 These are private langsmith / langchain_core functions (langsmith 0.15, langchain-core 1.7): a missing one
 is skipped with one warning, never an error. Cost: nothing per run; the tracing mode is read once, at
@@ -59,6 +63,7 @@ def install(mode: str | None = None) -> Callable[[], None]:
     )
     if mode == MODE_OTEL:
         _patch(undo, "langchain_core.tracers.context", "_tracing_v2_is_enabled", _explicit_tracer_only)
+        _patch(undo, "langsmith.client", "_import_otel", _parent_context_as_queued)
     elif mode == MODE_HYBRID:
         _patch(
             undo,
@@ -108,6 +113,22 @@ def _explicit_tracer_only(original: Callable[[], Any]) -> Callable[[], Any]:
         return tracing_v2_callback_var.get() is not None
 
     return tracing_v2_is_enabled
+
+
+def _parent_context_as_queued(original: Callable[[], Any]) -> Callable[[], Any]:
+    def import_otel() -> Any:
+        """langsmith's OTel imports, its ``set_span_in_context`` keeping the span's context as of the call."""
+        imported = original()
+        if not isinstance(imported, tuple) or len(imported) != 4:  # another langsmith: leave it alone
+            return imported
+        otel_trace, set_span_in_context, *rest = imported
+
+        def set_span_context_in_context(span: Any, context: Any = None) -> Any:
+            return set_span_in_context(otel_trace.NonRecordingSpan(span.get_span_context()), context)
+
+        return (otel_trace, set_span_context_in_context, *rest)
+
+    return import_otel
 
 
 def _upload_only(original: Callable[..., Any]) -> Callable[..., Any]:
