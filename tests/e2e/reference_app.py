@@ -40,6 +40,8 @@ from tests.e2e.jaeger_traces import Trace
 from tests.support.poll import poll
 
 T = TypeVar("T")
+JOB_ID_TAG = "langsmith.metadata.job_id"  # the run config's job_id, on every LangChain span
+LANGSMITH_SCOPE = "langsmith"  # the instrumentation scope of the spans langsmith[otel] makes itself
 RESOURCE_ENV = "OTEL_RESOURCE_ATTRIBUTES"
 INSTANCE_ATTRIBUTE = "service.instance.id"
 REQUEST_TIMEOUT_S = 10
@@ -97,6 +99,11 @@ def expected_spans(job_id: str, model: str, answer_tokens: int = DEFAULT_ANSWER_
 
 def span_multiset(trace: Trace) -> Counter[SpanKey]:
     return Counter((span.service, span.name, span.kind) for span in trace.spans.values())
+
+
+def job_of(trace: Trace) -> str | None:
+    """The job a trace ran (the run config's job_id on its LangChain spans)."""
+    return next((span.tags[JOB_ID_TAG] for span in trace.spans.values() if JOB_ID_TAG in span.tags), None)
 
 
 def trace_gaps(jobs: Sequence[Mapping[str, Any]], traces: Mapping[str, Trace]) -> list[str]:

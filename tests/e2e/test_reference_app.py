@@ -21,25 +21,23 @@ from otel_llm.demo.embedded import MESSAGES, sessions_covering_arms
 from otel_llm.demo.graph import classify_intent
 from otel_llm.demo.services import COMPLETIONS_PATH
 from tests.e2e.jaeger_traces import Trace
-from tests.e2e.reference_app import ReferenceApp, trace_gaps, wait_for_complete
+from tests.e2e.reference_app import (
+    JOB_ID_TAG,
+    LANGSMITH_SCOPE,
+    ReferenceApp,
+    trace_gaps,
+    wait_for_complete,
+)
 from tests.support.poll import poll
 
 pytestmark = pytest.mark.e2e
 
 REQUESTS = 6
 NODES = {"intent", "retrieval", "character", "weather", "general", "answer"}
-JOB_ID_TAG = "langsmith.metadata.job_id"
 THREAD_ID_TAG = "langsmith.metadata.thread_id"
-SCOPE_TAG = "otel.scope.name"  # the instrumentation scope, as Jaeger shows it
-LANGSMITH_SCOPE = "langsmith"  # the scope of the spans langsmith[otel] makes itself
 TRACE_TIMEOUT_S = 90
 APP_ENV = {"OTEL_LLM_DEMO_LATENCY_MS": "20", "OTEL_LLM_DEMO_TTFT_MS": "5"}
 INSTRUMENTATION_OFF = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "otel_llm_langchain"}
-
-
-def http_url(span) -> str:
-    """The URL of an httpx client span (stable or old HTTP semconv)."""
-    return str(span.tags.get("url.full") or span.tags.get("http.url") or "")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +81,7 @@ def langsmith_alone(stack, tmp_path_factory):
     def langsmith_spans():
         data = stack.find_traces(WORKER_SERVICE, {JOB_ID_TAG: job["job_id"]})
         spans = [span for trace in data for span in Trace.from_jaeger(trace).spans.values()]
-        return [span for span in spans if span.tags.get(SCOPE_TAG) == LANGSMITH_SCOPE]
+        return [span for span in spans if span.scope == LANGSMITH_SCOPE]
 
     return poll(langsmith_spans, timeout=TRACE_TIMEOUT_S, message="langsmith's own spans of the control")
 
@@ -114,7 +112,7 @@ class TestOneTracePerRequest:
         _, traces = batch
         assert {span.name for span in langsmith_alone} >= {"intent", "answer"}
         for trace in traces.values():
-            scopes = {span.tags.get(SCOPE_TAG) for span in trace.spans.values()}
+            scopes = {span.scope for span in trace.spans.values()}
             assert LANGSMITH_SCOPE not in scopes
 
     def test_run_config_reaches_every_langchain_span(self, batch):
@@ -163,20 +161,14 @@ class TestOneTracePerRequest:
         below."""
         _, traces = batch
         for trace in traces.values():
-            grpc_clients = [
-                s for s in trace.of_kind("client", WORKER_SERVICE) if s.tags.get("rpc.system") == "grpc"
-            ]
-            http_clients = [
-                s
-                for s in trace.of_kind("client", WORKER_SERVICE)
-                if "http.request.method" in s.tags or "http.method" in s.tags
-            ]
-            weather = [span for span in http_clients if "/weather/" in http_url(span)]
+            clients = [s for s in trace.of_kind("client", WORKER_SERVICE) if s.is_rpc_or_http]
+            grpc_clients = [span for span in clients if span.tags.get("rpc.system") == "grpc"]
+            weather = [span for span in clients if "/weather/" in span.url]
             assert [trace.parent(span).name for span in grpc_clients] == ["character"]
             assert [trace.parent(span).name for span in weather] == ["weather"]
             servers = trace.of_kind("server", SERVICES_SERVICE)
             assert sorted(trace.parent(span).span_id for span in servers) == sorted(
-                span.span_id for span in grpc_clients + http_clients
+                span.span_id for span in clients
             )
 
     def test_llm_sdk_http_span_is_the_child_of_its_llm_span_under_its_node(self, batch):
@@ -187,7 +179,7 @@ class TestOneTracePerRequest:
             sdk_calls = [
                 span
                 for span in trace.of_kind("client", WORKER_SERVICE)
-                if http_url(span).endswith(COMPLETIONS_PATH)
+                if span.url.endswith(COMPLETIONS_PATH)
             ]
             llm_spans = [span for span in trace.spans.values() if span.is_llm]
             assert sorted(trace.parent(span).span_id for span in sdk_calls) == sorted(
