@@ -10,6 +10,7 @@ function that opens another, then a chat model: invoked in branch 0, streamed in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -320,3 +321,46 @@ class TestBridgeInstall:
             assert tracer_context._tracing_v2_is_enabled is original
         finally:
             undo()
+
+
+class TestUploadedTwiceWarning:
+    @pytest.fixture(autouse=True)
+    def not_warned_yet(self, monkeypatch):
+        monkeypatch.setattr(langsmith_bridge, "_warned_upload_twice", False)
+
+    @staticmethod
+    def warnings(caplog) -> list[str]:
+        return [r.getMessage() for r in caplog.records if "LANGSMITH_TRACING_MODE" in r.getMessage()]
+
+    @pytest.mark.parametrize(
+        ("mode", "enabled", "expected"),
+        [
+            ("hybrid", True, 1),
+            ("langsmith", True, 1),
+            ("otel", True, 0),
+            ("hybrid", False, 0),
+            ("langsmith", False, 0),
+        ],
+    )
+    def test_uploading_modes_with_tracing_on_warn_once(self, caplog, mode, enabled, expected):
+        """REST and hybrid modes with tracing on log one warning, however often installed; otel mode and
+        tracing off log none."""
+        with caplog.at_level(logging.WARNING, logger=langsmith_bridge.__name__):
+            for _ in range(2):
+                langsmith_bridge.install(mode, tracing_enabled=enabled)()
+        warnings = self.warnings(caplog)
+        assert len(warnings) == expected
+        if warnings:
+            assert f"{mode!r} mode" in warnings[0] and "LANGSMITH_TRACING_MODE=otel" in warnings[0]
+
+    def test_tracing_switched_on_for_langsmith_counts(self, caplog):
+        """Without an explicit answer, install asks langsmith whether it traces (here: set in code)."""
+        from langsmith.run_helpers import tracing_context
+
+        with caplog.at_level(logging.WARNING, logger=langsmith_bridge.__name__):
+            with tracing_context(enabled=False):
+                langsmith_bridge.install("hybrid")()
+            assert self.warnings(caplog) == []
+            with tracing_context(enabled=True):
+                langsmith_bridge.install("hybrid")()
+        assert len(self.warnings(caplog)) == 1
