@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+import requests
 from opentelemetry.trace import SpanKind
 
 from otel_llm import semconv
+from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
 from tests.support.queries import jaeger_spans, span_tags
 from tests.support.senders import post_otlp_json_span, sdk_meter_provider, sdk_tracer_provider, unique_service
+from tests.support.stack import start_stack
 
 BEDROCK_CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 SPAN_METRICS_CALLS = "traces_span_metrics_calls_total"
@@ -106,3 +110,51 @@ def test_sdk_metrics_reach_prometheus_with_prometheus_names(stack):
                      message="gen_ai_client_operation_duration_seconds in Prometheus")
     assert float(durations[0]["value"][1]) == 1
     assert durations[0]["metric"]["gen_ai_request_model"] == "gpt-4o-mini"
+
+
+def test_whole_response_p95_per_intent_is_recorded_and_alerts_against_its_slo(stack):
+    """LangGraph run spans (invoke_workflow) carry their intent into span metrics; the recording rule gives a
+    P95 per intent; ResponseLatencyP95High goes pending for general at 4 s (SLO 3 s), not for waste (5 s)."""
+    service = unique_service("pipeline-intent")
+
+    def run_spans_then_pending_alerts() -> list:
+        # Runs keep arriving: rate() needs the histogram to grow between two scrapes.
+        for intent in ("general", "waste"):
+            post_otlp_json_span(stack.otlp_http_endpoint, service, f"chat:{intent}",
+                                {semconv.GEN_AI_OPERATION_NAME: semconv.OPERATION_INVOKE_WORKFLOW,
+                                 semconv.LANGSMITH_INTENT: intent}, duration_ms=4000)
+        return stack.prometheus_query(
+            f'ALERTS{{alertname="ResponseLatencyP95High", alertstate="pending", service_name="{service}"}}')
+
+    pending = poll(run_spans_then_pending_alerts, timeout=90, message="ResponseLatencyP95High pending")
+    assert [alert["metric"]["langsmith_metadata_intent"] for alert in pending] == ["general"]
+    recorded = {item["metric"]["langsmith_metadata_intent"]: float(item["value"][1]) for item in
+                stack.prometheus_query(f'llm:response_duration_ms:p95_by_intent{{service_name="{service}"}}')}
+    assert recorded.keys() == {"general", "waste"}
+    assert all(3000 < p95 <= 5000 for p95 in recorded.values()), recorded  # 4 s runs: the (3 s, 5 s] bucket
+
+
+@pytest.fixture()
+def collector_with_short_series_expiration(tmp_path):
+    receiver = OtlpHttpReceiver()
+    collector = start_stack(tmp_path, langsmith_endpoint=receiver.base_url, components=("collector",),
+                            overrides={"OTEL_LLM_SERIES_EXPIRATION": "2s"})
+    try:
+        yield collector
+    finally:
+        collector.down()
+        receiver.close()
+
+
+def test_span_metric_series_that_stop_growing_expire(collector_with_short_series_expiration):
+    """A span-metrics series with no new spans leaves the exporter after OTEL_LLM_SERIES_EXPIRATION, so
+    per-request span names cannot fill the connector's cardinality limit for good."""
+    collector = collector_with_short_series_expiration
+    service = unique_service("pipeline-expiry")
+    post_otlp_json_span(collector.otlp_http_endpoint, service, "chat:job-1", {})
+
+    def exported() -> bool:
+        return f'service_name="{service}"' in requests.get(collector.collector_metrics_url, timeout=10).text
+
+    poll(exported, timeout=30, message="the series in the collector's /metrics")
+    poll(lambda: not exported(), timeout=30, message="the series gone from the collector's /metrics")
