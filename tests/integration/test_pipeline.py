@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import requests
 from opentelemetry.trace import SpanKind
@@ -49,6 +51,52 @@ def test_plain_otlp_span_with_bedrock_model_id_gets_aws_bedrock(stack):
     tags = span_tags(_only_span(stack, service))
     assert tags[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
     assert tags[semconv.GEN_AI_REQUEST_MODEL] == BEDROCK_CLAUDE
+
+
+# /api/v3/traces search parameters of this Jaeger build (module v1.75.0, cmd/query/app/apiv3/http_gateway.go):
+# snake_case. Jaeger v2.19+ names them in camelCase (query.serviceName, query.startTimeMin, ...) and keeps
+# these as deprecated aliases (docs/stack.md, "Jaeger").
+V3_SERVICE, V3_TIME_MIN, V3_TIME_MAX, V3_NUM_TRACES = (
+    "query.service_name", "query.start_time_min", "query.start_time_max", "query.num_traces")
+
+
+def _v3_spans(response: requests.Response) -> list[dict]:
+    """The spans of an /api/v3 answer (OTLP JSON under "result"); none for its 404 "No traces found"."""
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()
+    return [span for resource in response.json()["result"]["resourceSpans"]
+            for scope in resource["scopeSpans"] for span in scope["spans"]]
+
+
+def _v3_attributes(span: dict) -> dict:
+    return {item["key"]: next(iter(item["value"].values())) for item in span.get("attributes", [])}
+
+
+def test_trace_is_found_through_api_v3_with_the_parameter_names_this_jaeger_accepts(stack):
+    """GET /api/v3/traces finds a service's trace with the snake_case names (times in RFC 3339) and returns it
+    as OTLP JSON, normalised; /api/v3/traces/<id> returns it too; newer Jaeger's camelCase names fail."""
+    service = unique_service("pipeline-apiv3")
+    trace_id = post_otlp_json_span(stack.otlp_http_endpoint, service, "chat", {
+        semconv.GEN_AI_SYSTEM: "anthropic", semconv.GEN_AI_REQUEST_MODEL: BEDROCK_CLAUDE})
+    now = datetime.now(UTC)
+    window = {V3_TIME_MIN: (now - timedelta(hours=1)).isoformat(),
+              V3_TIME_MAX: (now + timedelta(minutes=5)).isoformat()}
+    search = f"{stack.jaeger_query_url}/api/v3/traces"
+
+    spans = poll(lambda: _v3_spans(requests.get(search, timeout=10, params={
+        V3_SERVICE: service, V3_NUM_TRACES: 20, **window})),
+        timeout=60, message=f"the trace of {service} through /api/v3/traces")
+    assert [span["traceId"] for span in spans] == [trace_id]
+    assert _v3_attributes(spans[0])[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+    by_id = _v3_spans(requests.get(f"{search}/{trace_id}", timeout=10))
+    assert [span["spanId"] for span in by_id] == [spans[0]["spanId"]]
+
+    camel_case = requests.get(search, timeout=10, params={
+        "query.serviceName": service, "query.startTimeMin": window[V3_TIME_MIN],
+        "query.startTimeMax": window[V3_TIME_MAX]})
+    assert camel_case.status_code == 400
+    assert f"{V3_TIME_MIN} and {V3_TIME_MAX} are required" in camel_case.text
 
 
 def test_span_metrics_by_provider_and_model_reach_prometheus(stack):
