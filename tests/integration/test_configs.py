@@ -60,6 +60,7 @@ def _stack_like_env(tmp_path: Path) -> dict[str, str]:
         "OTEL_LLM_JAEGER_BADGER_DIR": str(tmp_path / "badger"),
         "OTEL_LLM_PROMETHEUS_URL": "http://127.0.0.1:1",
         "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s",
+        "OTEL_LLM_SERIES_EXPIRATION": "2m",
         "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB": "256",
         "LANGSMITH_API_KEY": "lsv2-validate",
         "LANGSMITH_PROJECT": "validate",
@@ -108,6 +109,7 @@ class TestValidate:
         ("OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB", "lots", "'limit_mib' expected type 'uint32'"),
         ("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "http", "prometheus.port' expected type 'int'"),
         ("OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL", "soon", "'metrics_flush_interval' time: invalid duration"),
+        ("OTEL_LLM_SERIES_EXPIRATION", "soon", "'series_expiration' time: invalid duration"),
     ])
     def test_bad_env_value_fails_validation_naming_the_field(self, stack_binaries, variable, value,
                                                              expected_error):
