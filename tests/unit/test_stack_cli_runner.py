@@ -88,6 +88,12 @@ class TestStackSettings:
         assert stack.env["OTEL_LLM_JAEGER_BADGER_DIR"].startswith(str(stack.state_dir))
         assert stack.env["OTEL_LLM_PROMETHEUS_URL"] == stack.prometheus_url
 
+    def test_collector_settings_come_from_the_callers_environment(self, tmp_path):
+        """The intervals the collector config reads are taken from the environment and recorded."""
+        settings = {"OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "5s", "OTEL_LLM_SERIES_EXPIRATION": "30m"}
+        stack = Stack.create(tmp_path, environ=settings, random_ports=True)
+        assert {name: stack.env[name] for name in settings} == settings
+
     def test_invalid_arguments_are_rejected_naming_the_parameter(self, tmp_path):
         """Unknown components, storages and missing port variables raise ValueError."""
         with pytest.raises(ValueError, match="components"):
