@@ -40,6 +40,7 @@ DEFAULT_LIMIT = 20
 SCAN_LIMIT = 200
 REQUEST_TIMEOUT_SECONDS = 10.0
 EXIT_ERROR = 2
+URL_SCHEMES = ("http://", "https://")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h|d)\s*$")
 _MICROSECONDS_PER_UNIT = {
     "us": 1,
@@ -73,6 +74,13 @@ def _duration_arg(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text.strip()
+
+
+def url_problem(url: str, option: str, variable: str) -> str | None:
+    """None for an http(s) URL, else one line naming the option and the variable it came from."""
+    if url.startswith(URL_SCHEMES):
+        return None
+    return f"{option} / ${variable} {url!r} must start with http:// or https://"
 
 
 def _positive_int(text: str) -> int:
@@ -171,7 +179,7 @@ class JaegerClient:
     """The two calls of Jaeger's query HTTP API the search needs."""
 
     def __init__(self, base_url: str, fetch: Fetch = http_get_json) -> None:
-        if not base_url.startswith(("http://", "https://")):
+        if not base_url.startswith(URL_SCHEMES):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._fetch = fetch
@@ -297,6 +305,10 @@ def run(args: argparse.Namespace) -> int:
     from otel_llm.cli.render import render_trace_table
 
     jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
+    problem = url_problem(jaeger_url, "--jaeger-url", JAEGER_URL_ENV)
+    if problem:
+        print(f"otel-llm search: {problem}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         client = JaegerClient(jaeger_url)
         min_duration_us = parse_duration(args.min_duration) if args.min_duration else 0

@@ -215,9 +215,13 @@ def test_bad_arguments_exit_2_naming_the_rule(capsys, args):
 
 
 def test_a_url_without_scheme_is_refused(capsys):
-    """--jaeger-url must be an http(s) URL."""
+    """--jaeger-url must be an http(s) URL: exit 2 and one line naming the option."""
     code, _, err = run_search(capsys, "--jaeger-url", "127.0.0.1:16686")
-    assert code == EXIT_ERROR and "base_url must start with http://" in err
+    assert code == EXIT_ERROR
+    assert err == (
+        "otel-llm search: --jaeger-url / $OTEL_LLM_JAEGER_URL '127.0.0.1:16686' "
+        "must start with http:// or https://\n"
+    )
 
 
 @pytest.mark.parametrize(
