@@ -11,9 +11,9 @@ Writes, from the export thread (wrap it in a ``BatchSpanProcessor``), for each f
   by default LLM spans and LangGraph node spans, or spans whose name matches ``OTEL_LLM_METRIC_LOG_SPANS``.
 
 Escaping: inside a value ``\\`` becomes ``\\\\``, ``|`` becomes ``\\|``, ``=`` becomes ``\\=`` and line breaks
-become ``\\n`` / ``\\r``. Read a line left to right, a ``\\`` taking the next character with it: a ``|`` ends a
-field when an even number of ``\\`` (none included) precede it, and a field's key ends at its first ``=`` (keys
-are plain names).
+become ``\\n`` / ``\\r``. Read a line left to right, a ``\\`` taking the next character with it: a ``|``
+ends a field when an even number of ``\\`` (none included) precede it, and a field's key ends at its first
+``=`` (keys are plain names).
 
 Switched on by ``OTEL_LLM_METRIC_LOG`` (``stdout``, ``stderr`` or a file path; off when unset). Cost: nothing
 on the application thread; a few dictionary reads and one write per selected span on the export thread.

@@ -180,7 +180,8 @@ class TestLines:
 
 class TestEscaping:
     @pytest.mark.parametrize(
-        "value", ["a|b", "k=v", "back\\slash", "ends in a backslash\\", "\\\\", "two\nlines", "|=\\|", "", "plain"]
+        "value",
+        ["a|b", "k=v", "back\\slash", "ends in a backslash\\", "\\\\", "two\nlines", "|=\\|", "", "plain"],
     )
     def test_escaped_values_round_trip(self, value):
         """Escaped values never contain a bare | or = and parse back to the original."""
