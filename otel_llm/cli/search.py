@@ -4,12 +4,14 @@ duration.
 Asks Jaeger's query API (``GET /api/services``, ``GET /api/traces``: the HTTP API the Jaeger v2 query
 extension serves) and prints a table or JSON. Without ``--service`` every service Jaeger knows is asked, with
 the filters sent as span tags (``gen_ai.provider.name``, ``gen_ai.request.model``, ``llm.experiment.arm``,
-``langsmith.metadata.intent``), and the traces are merged by id. With ``--service`` only that service is asked
-for its recent traces (up to ``SCAN_LIMIT``), because Jaeger's badger store matches tags only on spans of the
-queried service while the LLM spans may belong to another service of the trace. Either way every filter is
-checked again on each whole trace with the semconv rules (storages differ in how they match tags: badger on
-any spans of one service, the memory store on one span), so provider aliases, deprecated attributes, the
-``intent:<x>`` run tag and the roll-up on roots count too.
+``langsmith.metadata.intent``) and, when there are filters, once more without tags for its recent traces (up
+to ``SCAN_LIMIT``, so traces whose provider or model are only in a root's roll-up or in deprecated attributes
+are found too); the traces are merged by id. With ``--service`` only that service is asked for its recent
+traces (up to ``SCAN_LIMIT``), because Jaeger's badger store matches tags only on spans of the queried service
+while the LLM spans may belong to another service of the trace. Either way every filter is checked again on
+each whole trace with the semconv rules (storages differ in how they match tags: badger on any spans of one
+service, the memory store on one span), so provider aliases, deprecated attributes, the ``intent:<x>`` run tag
+and the roll-up on roots count too.
 
 Exit codes: 0 traces printed; 2 Jaeger unreachable, not a Jaeger, or no trace matched (one line on stderr).
 """
@@ -229,23 +231,28 @@ def search(
     if services:
         # Jaeger's badger store matches tags only on spans of the queried service, and the LLM spans may be in
         # another service of the trace: ask for the service's recent traces and filter them all here.
-        services, server_tags = list(services), {}
+        services, queries = list(services), [{}]
     else:
-        services, server_tags = client.services(), tags
+        services = client.services()
         if not services:
             raise SearchError(f"Jaeger at {client.base_url} has no traces from any service yet")
-    # Jaeger's memory store applies minDuration and tags to one span: send minDuration only alone (any span
-    # that long makes the trace at least that long), and check the trace's duration here.
-    server_min_duration = 0 if server_tags else trace_filter.min_duration_us
-    checked_here_only = tags != server_tags or (server_tags and trace_filter.min_duration_us)
-    fetch_limit = max(limit, SCAN_LIMIT) if checked_here_only else limit
+        # With tags Jaeger's indexes find old matches too; a scan of the recent traces without tags also finds
+        # those whose provider or model sit only in a root's roll-up or in deprecated attributes
+        # (gen_ai.system), and intents that are only an intent:<x> run tag, which no exact tag matches.
+        queries = [tags, {}] if tags else [{}]
     raw_traces: dict[str, Any] = {}
     for service in services:
-        for raw in client.find_traces(
-            service, end_us - lookback_us, end_us, fetch_limit, server_tags, server_min_duration
-        ):
-            if isinstance(raw, Mapping) and raw.get("traceID"):
-                raw_traces[str(raw["traceID"])] = raw
+        for query_tags in queries:
+            # Jaeger's memory store applies minDuration and tags to one span: send minDuration only alone (any
+            # span that long makes the trace at least that long), and check the trace's duration here.
+            server_min_duration = 0 if query_tags else trace_filter.min_duration_us
+            checked_here_only = tags != query_tags or (query_tags and trace_filter.min_duration_us)
+            fetch_limit = max(limit, SCAN_LIMIT) if checked_here_only else limit
+            for raw in client.find_traces(
+                service, end_us - lookback_us, end_us, fetch_limit, query_tags, server_min_duration
+            ):
+                if isinstance(raw, Mapping) and raw.get("traceID"):
+                    raw_traces[str(raw["traceID"])] = raw
     traces = [
         trace for trace in from_jaeger({"data": list(raw_traces.values())}) if trace_filter.matches(trace)
     ]
