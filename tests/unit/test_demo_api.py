@@ -56,6 +56,12 @@ def recoveries(reader) -> list[tuple[dict, int]]:
     return [(attributes, point.value) for attributes, point in metric_points(reader, "chat_stream_recovery")]
 
 
+def only_recovery(reader, *keys: str) -> tuple:
+    """The one recovery series: the values of ``keys`` among its labels, then its count."""
+    [(attributes, count)] = recoveries(reader)
+    return (*(attributes[key] for key in keys), count)
+
+
 def sse_events(body: str) -> list[dict[str, str]]:
     """Each server-sent event as its fields (event, id, data)."""
     return [
@@ -198,13 +204,7 @@ class TestRecoveries:
             ("token", "3", '{"token": " c"}'),
             ("done", "4", '{"done": "1", "answer": "a b c"}'),
         ]
-        [(attributes, count)] = recoveries(reader)
-        assert (attributes["type"], attributes["status"], attributes["node"], count) == (
-            "catch_up",
-            "success",
-            "answer",
-            1,
-        )
+        assert only_recovery(reader, "type", "status", "node") == ("catch_up", "success", "answer", 1)
 
     def test_bad_last_event_id_is_a_failed_catch_up(self, recovering_api):
         """A Last-Event-ID this API never sent ends the stream with an error event and counts an error."""
@@ -212,13 +212,7 @@ class TestRecoveries:
         body = client.get("/api/v1/chat/unknown-job/stream", headers={"Last-Event-ID": "abc"}).text
         [event] = sse_events(body)
         assert event["event"] == "error" and "Last-Event-ID" in event["data"]
-        [(attributes, count)] = recoveries(reader)
-        assert (attributes["type"], attributes["status"], attributes["provider"], count) == (
-            "catch_up",
-            "error",
-            "unknown",
-            1,
-        )
+        assert only_recovery(reader, "type", "status", "provider") == ("catch_up", "error", "unknown", 1)
 
     def test_backend_failure_is_a_failed_snapshot(self, recovering_api):
         """A snapshot read the backend cannot serve counts an error recovery and fails the request."""
@@ -230,8 +224,7 @@ class TestRecoveries:
         broker.read = broken
         with pytest.raises(ConnectionError):
             client.get("/api/v1/chat/j9")
-        [(attributes, _)] = recoveries(reader)
-        assert (attributes["type"], attributes["status"]) == ("snapshot", "error")
+        assert only_recovery(reader, "type", "status") == ("snapshot", "error", 1)
 
     def test_remembered_labels_are_bounded(self):
         """The API keeps the labels of its last MAX_REMEMBERED_JOBS jobs only, forgetting the oldest."""
