@@ -20,7 +20,7 @@ REQUESTS = 4
 DEMO_TIMEOUT_S = 180
 
 
-# Kept from the environment: where the stack binaries are cached (--stack reuses them), not telemetry settings.
+# Kept from the environment: where the stack binaries are cached (--stack reuses them); no telemetry.
 KEPT_VARIABLES = frozenset({CACHE_DIR_ENV})
 
 
