@@ -69,6 +69,8 @@ OPENLLMETRY_REQUEST_TYPE = "llm.request.type"
 # --- otel-llm's own names, only where no convention exists --------------------------------------------------
 EXPERIMENT_ID = "llm.experiment.id"
 EXPERIMENT_ARM = "llm.experiment.arm"  # "<provider>:<model>" of the arm the request was assigned
+EXPERIMENT_PROVIDER = "llm.experiment.provider"  # the assigned arm's provider (a gen_ai.provider.name)
+EXPERIMENT_MODEL = "llm.experiment.model"  # the assigned arm's model id
 EXPERIMENT_FALLBACK = "llm.experiment.fallback"  # true on a local root whose calls missed its arm's model
 LANGGRAPH_NODE = "llm.langgraph.node"
 # Roll-up of the LLM calls beneath an ancestor span (local root, LangGraph graph and node spans).

@@ -30,6 +30,8 @@ CSV_NONE = "none"
 DEFAULT_BAGGAGE_KEYS: tuple[str, ...] = (
     semconv.EXPERIMENT_ID,
     semconv.EXPERIMENT_ARM,
+    semconv.EXPERIMENT_PROVIDER,
+    semconv.EXPERIMENT_MODEL,
     semconv.SESSION_ID,
     semconv.GEN_AI_CONVERSATION_ID,
 )

@@ -22,12 +22,21 @@ Settings (milliseconds, non-negative numbers; a bad value warns once and falls b
 - ``OTEL_LLM_DEMO_LATENCY_MS_<PROVIDER>`` / ``OTEL_LLM_DEMO_TTFT_MS_<PROVIDER>``: the same for one provider
   (name upper-cased, other characters ``_``: ``OTEL_LLM_DEMO_LATENCY_MS_AWS_BEDROCK``), e.g. for an A/B
   experiment whose arms differ in latency.
+
+Failure drills (off when unset; a bad value warns once and is ignored):
+
+- ``OTEL_LLM_DEMO_FALLBACK_<PROVIDER>`` (a demo provider name): calls meant for ``<PROVIDER>`` are served by
+  that provider's model instead, as if the app had fallen back (``OTEL_LLM_DEMO_FALLBACK_AWS_BEDROCK=openai``:
+  the Bedrock arm of an experiment is answered by OpenAI, an experiment fallback).
+- ``OTEL_LLM_DEMO_FAIL_WORD``: a call whose prompt contains this word raises ``SimulatedProviderError``
+  (a provider outage for chosen requests: their streams end in error).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -41,11 +50,13 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from otel_llm import semconv
 from otel_llm.demo.services import COMPLETIONS_PATH
-from otel_llm.settings import env_float
+from otel_llm.settings import _warn_once, env_float
 
 _NON_ALNUM = re.compile(r"[^A-Z0-9]")
 LATENCY_ENV = "OTEL_LLM_DEMO_LATENCY_MS"
 TTFT_ENV = "OTEL_LLM_DEMO_TTFT_MS"
+FALLBACK_ENV = "OTEL_LLM_DEMO_FALLBACK"
+FAIL_WORD_ENV = "OTEL_LLM_DEMO_FAIL_WORD"
 DEFAULT_LATENCY_MS = 40.0
 DEFAULT_TTFT_MS = 15.0
 DEFAULT_ANSWER_WORDS = 12
@@ -113,6 +124,23 @@ def _env_milliseconds(name: str, provider: str, default: float) -> float:
     return env_float(provider_variable(name, provider), shared, minimum=0)
 
 
+def _fallback_spec(spec: ProviderModel) -> ProviderModel:
+    """Who serves calls meant for ``spec``: the provider ``OTEL_LLM_DEMO_FALLBACK_<PROVIDER>`` names."""
+    name = provider_variable(FALLBACK_ENV, spec.provider)
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return spec
+    target = PROVIDER_MODELS.get(semconv.normalize_provider(raw) or "")
+    if target is None:
+        _warn_once(name, raw, f"one of {', '.join(PROVIDERS)}", "no fallback")
+        return spec
+    return target
+
+
+class SimulatedProviderError(RuntimeError):
+    """The failure ``OTEL_LLM_DEMO_FAIL_WORD`` asks for, as a provider SDK would raise on an outage."""
+
+
 class FakeProviderChatModel(BaseChatModel):
     """A chat model that answers offline while looking like a real provider's model to LangChain."""
 
@@ -124,6 +152,7 @@ class FakeProviderChatModel(BaseChatModel):
     answer_words: int = DEFAULT_ANSWER_WORDS
     http_client: Any = None  # httpx.Client: the provider API call of invoke/stream
     async_http_client: Any = None  # httpx.AsyncClient: the same for ainvoke/astream
+    fail_word: str | None = None
 
     @property
     def _llm_type(self) -> str:
@@ -144,6 +173,8 @@ class FakeProviderChatModel(BaseChatModel):
     # --- the answer ---------------------------------------------------------------------------------------
     def _words(self, messages: list[BaseMessage]) -> list[str]:
         prompt = "\n".join(str(message.content) for message in messages)
+        if self.fail_word and self.fail_word in prompt:
+            raise SimulatedProviderError(f"{self.ls_provider} unavailable (simulated: {self.fail_word!r})")
         digest = hashlib.sha256(f"{self.model_name}\n{prompt}".encode()).digest()
         count = max(1, self.answer_words)
         return [_VOCABULARY[digest[index % len(digest)] % len(_VOCABULARY)] for index in range(count)]
@@ -261,11 +292,15 @@ def chat_model(
 
     ``model`` defaults to the provider's demo model; latency and time to first token default to
     ``OTEL_LLM_DEMO_LATENCY_MS`` / ``OTEL_LLM_DEMO_TTFT_MS``; ``http_client`` / ``async_http_client`` make
-    each call POST to the demo HTTP service first (see the module docstring).
+    each call POST to the demo HTTP service first (see the module docstring). The failure drills of the
+    module docstring apply: a provider with a fallback gives the fallback provider's model (its own model id).
     """
     spec = PROVIDER_MODELS.get(semconv.normalize_provider(provider) or "")
     if spec is None:
         raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}; got {provider!r}")
+    serving = _fallback_spec(spec)
+    if serving is not spec:
+        spec, model = serving, None
     latency = (
         _env_milliseconds(LATENCY_ENV, spec.provider, DEFAULT_LATENCY_MS)
         if latency_ms is None
@@ -285,4 +320,5 @@ def chat_model(
         answer_words=answer_words,
         http_client=http_client,
         async_http_client=async_http_client,
+        fail_word=(os.environ.get(FAIL_WORD_ENV) or "").strip() or None,
     )

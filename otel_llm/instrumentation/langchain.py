@@ -345,9 +345,10 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             node = attributes.get(semconv.LANGGRAPH_NODE)
             if node is not None:
                 labels[semconv.LANGGRAPH_NODE] = node
-            arm = baggage.get_baggage(semconv.EXPERIMENT_ARM)  # per-arm TTFT (docs/experiments.md)
-            if arm is not None:
-                labels[semconv.EXPERIMENT_ARM] = str(arm)
+            for key in (semconv.EXPERIMENT_ID, semconv.EXPERIMENT_ARM):  # per-arm TTFT (docs/experiments.md)
+                value = baggage.get_baggage(key)
+                if value is not None:
+                    labels[key] = str(value)
             run.llm_labels = labels
             run.capture = self._capture_content
             run.started = self._clock()

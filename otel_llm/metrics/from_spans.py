@@ -16,8 +16,8 @@ the first exporter's stage).
 
 Attributes: the normalised provider, model and operation from the ``LLMCall``, ``error.type`` on the duration
 of failed calls, and from the span (when set) ``gen_ai.response.model``, ``server.address``/``server.port``,
-``llm.experiment.arm`` and ``llm.langgraph.node``. The views (otel_llm.metrics.views) keep only their
-allowlists; the cardinality cap applies when the meter provider is otel-llm's.
+``llm.experiment.id``, ``llm.experiment.arm`` and ``llm.langgraph.node``. The views (otel_llm.metrics.views)
+keep only their allowlists; the cardinality cap applies when the meter provider is otel-llm's.
 
 Cost: on the export thread, per call: a scope check per span of the group, a few dict reads, up to three
 histogram recordings.
@@ -36,7 +36,12 @@ from otel_llm.processors.normalize import LLMCall
 
 METER_NAME = "otel_llm.metrics.from_spans"
 # Span attributes copied onto the metrics as they are (low-cardinality by nature, checked by the views).
-_COPIED_SPAN_ATTRIBUTES = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT, semconv.EXPERIMENT_ARM)
+_COPIED_SPAN_ATTRIBUTES = (
+    semconv.SERVER_ADDRESS,
+    semconv.SERVER_PORT,
+    semconv.EXPERIMENT_ID,
+    semconv.EXPERIMENT_ARM,
+)
 
 
 class SpanDerivedMetrics:

@@ -16,7 +16,7 @@ import pytest
 
 from otel_llm import semconv
 from otel_llm.cli.demo_stack import API_SERVICE, SERVICES_SERVICE, WORKER_SERVICE
-from otel_llm.demo.api import demo_experiment
+from otel_llm.demo.api import DEMO_EXPERIMENT_ID, demo_experiment
 from otel_llm.demo.embedded import MESSAGES, sessions_covering_arms
 from otel_llm.demo.graph import classify_intent
 from otel_llm.demo.services import COMPLETIONS_PATH
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.e2e
 REQUESTS = 6
 NODES = {"intent", "retrieval", "character", "weather", "general", "answer"}
 THREAD_ID_TAG = "langsmith.metadata.thread_id"
+ASGI_EVENT_TYPE = "asgi.event.type"  # on the FastAPI instrumentation's http receive/send sub-spans
 TRACE_TIMEOUT_S = 90
 APP_ENV = {"OTEL_LLM_DEMO_LATENCY_MS": "20", "OTEL_LLM_DEMO_TTFT_MS": "5"}
 INSTRUMENTATION_OFF = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "otel_llm_langchain"}
@@ -190,13 +191,17 @@ class TestOneTracePerRequest:
                 assert (node.name, node.node, node.kind) == (llm.node, llm.node, "internal")
 
     def test_api_span_carries_the_assigned_arm_and_worker_root_the_actual_provider(self, batch):
-        """Assigned provider/model (baggage arm) on the API request span; actual (roll-up) on worker root."""
+        """Assigned provider/model (arm, and each on its own, through baggage) on the API request span and the
+        worker root; actual (roll-up) on the worker root."""
         jobs, traces = batch
         for job in jobs:
             trace = traces[job["job_id"]]
             (root,) = trace.roots
-            assert root.tags[semconv.EXPERIMENT_ARM] == f"{job['provider']}:{job['model']}"
             (consumer,) = trace.of_kind("consumer", WORKER_SERVICE)
+            for span in (root, consumer):
+                assert span.tags[semconv.EXPERIMENT_PROVIDER] == job["provider"]
+                assert span.tags[semconv.EXPERIMENT_MODEL] == job["model"]
+            assert root.tags[semconv.EXPERIMENT_ARM] == f"{job['provider']}:{job['model']}"
             assert consumer.tags[semconv.ROLLUP_PROVIDER] == job["provider"]
             assert consumer.tags[semconv.ROLLUP_MODEL] == job["model"]
             assert consumer.tags[semconv.EXPERIMENT_ARM] == root.tags[semconv.EXPERIMENT_ARM]
@@ -204,6 +209,29 @@ class TestOneTracePerRequest:
             assert {
                 (s.tags[semconv.GEN_AI_PROVIDER_NAME], s.tags[semconv.GEN_AI_REQUEST_MODEL]) for s in llm
             } == {(job["provider"], job["model"])}
+
+
+    def test_every_api_and_worker_span_carries_the_experiment_and_arm(self, batch):
+        """Every API and worker span of a request's trace has the experiment id and the job's arm, except the
+        ASGI sub-spans of the FastAPI instrumentation: reading the body (which holds the session the arm is
+        assigned by) happens before the assignment, sending the response after the handler's context ended
+        (docs/experiments.md)."""
+        jobs, traces = batch
+        for job in jobs:
+            trace = traces[job["job_id"]]
+            spans = [s for s in trace.spans.values() if s.service in (API_SERVICE, WORKER_SERVICE)]
+            assert {s.service for s in spans} == {API_SERVICE, WORKER_SERVICE}
+            missing = [
+                (s.service, s.name, s.tags.get(ASGI_EVENT_TYPE))
+                for s in spans
+                if s.tags.get(semconv.EXPERIMENT_ID) != DEMO_EXPERIMENT_ID
+                or s.tags.get(semconv.EXPERIMENT_ARM) != f"{job['provider']}:{job['model']}"
+            ]
+            assert sorted(missing) == [
+                (API_SERVICE, "POST /api/v1/chat http receive", "http.request"),
+                (API_SERVICE, "POST /api/v1/chat http send", "http.response.body"),
+                (API_SERVICE, "POST /api/v1/chat http send", "http.response.start"),
+            ]
 
 
 class TestMetricsAndLangSmith:

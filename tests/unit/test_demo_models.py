@@ -13,9 +13,12 @@ from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from otel_llm import settings
 from otel_llm.demo.models import (
     DEFAULT_LATENCY_MS,
+    FAIL_WORD_ENV,
+    FALLBACK_ENV,
     LATENCY_ENV,
     PROVIDER_MODELS,
     TTFT_ENV,
+    SimulatedProviderError,
     chat_model,
     provider_variable,
 )
@@ -228,3 +231,32 @@ class TestSettings:
     def test_every_demo_provider_has_a_model(self):
         """Both providers of the demo are in the table, keyed by their canonical names."""
         assert set(PROVIDER_MODELS) == {"openai", "aws.bedrock"}
+
+
+class TestFailureDrills:
+    def test_fallback_variable_serves_the_provider_with_another(self, monkeypatch):
+        """OTEL_LLM_DEMO_FALLBACK_AWS_BEDROCK=openai: Bedrock calls get OpenAI's model, OpenAI's are kept."""
+        monkeypatch.setenv(provider_variable(FALLBACK_ENV, "aws.bedrock"), "openai")
+        served = chat_model("aws.bedrock", model="anthropic.claude-3-haiku-20240307-v1:0")
+        assert (served.ls_provider, served.model_name) == ("openai", "gpt-4o-mini")
+        assert chat_model("openai").model_name == "gpt-4o-mini"
+
+    def test_bad_fallback_warns_once_and_is_ignored(self, monkeypatch, caplog):
+        """A fallback that is not a demo provider logs one warning naming the variable; no fallback."""
+        settings.reset_warnings()
+        name = provider_variable(FALLBACK_ENV, "aws.bedrock")
+        monkeypatch.setenv(name, "cohere")
+        with caplog.at_level(logging.WARNING, logger="otel_llm.settings"):
+            first, second = chat_model("aws.bedrock"), chat_model("aws.bedrock")
+        assert first.ls_provider == second.ls_provider == "amazon_bedrock"
+        assert len([r for r in caplog.records if name in r.getMessage()]) == 1
+
+    def test_fail_word_fails_the_calls_whose_prompt_holds_it(self, monkeypatch):
+        """OTEL_LLM_DEMO_FAIL_WORD: invoke and stream raise for a prompt with the word, answer without it."""
+        monkeypatch.setenv(FAIL_WORD_ENV, "outage")
+        model = chat_model("openai", latency_ms=0, ttft_ms=0)
+        with pytest.raises(SimulatedProviderError):
+            model.invoke("simulate an outage please")
+        with pytest.raises(SimulatedProviderError):
+            list(model.stream("simulate an outage please"))
+        assert model.invoke("how do I sort glass").content

@@ -29,6 +29,7 @@ LANGSMITH_BEDROCK = {
     semconv.GEN_AI_USAGE_INPUT_TOKENS: 120,
     semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 30,
     semconv.LANGSMITH_LANGGRAPH_NODE: "answer",
+    semconv.EXPERIMENT_ID: "exp-1",
     semconv.EXPERIMENT_ARM: "b",
     semconv.SESSION_ID: "session-1",
 }
@@ -86,12 +87,12 @@ def test_token_usage_is_recorded_per_token_type(harness):
     assert sums == {"input": 120, "output": 30}
 
 
-def test_node_and_arm_are_labels_but_session_is_not(harness):
-    """The LangGraph node and experiment arm reach the metrics; the session id never does."""
+def test_node_and_experiment_are_labels_but_session_is_not(harness):
+    """The LangGraph node, experiment id and arm reach the metrics; the session id never does."""
     harness.llm_span(LANGSMITH_BEDROCK)
     (attributes, _), = harness.points(DURATION)
     assert attributes[semconv.LANGGRAPH_NODE] == "answer"
-    assert attributes[semconv.EXPERIMENT_ARM] == "b"
+    assert (attributes[semconv.EXPERIMENT_ID], attributes[semconv.EXPERIMENT_ARM]) == ("exp-1", "b")
     assert semconv.SESSION_ID not in attributes
 
 
