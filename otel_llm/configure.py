@@ -12,7 +12,7 @@ pyproject.toml:
   OTEL_METRIC_EXPORT_INTERVAL, OTEL_PYTHON_ID_GENERATOR, OTEL_LOGS_EXPORTER), and adds otel-llm's pieces:
   ``BaggageAttributesProcessor`` first; each span exporter behind ``RollupBatchSpanProcessor(
   RollupSpanExporter(exporter, on_llm_span=span-derived metrics))``; a MeterProvider with the GenAI views and
-  the provider/model cardinality cap; dropped-span and roll-up counters as ``otel_llm.*`` metrics.
+  the label cardinality cap; dropped-span and roll-up counters as ``otel_llm.*`` metrics.
 
 ``configure(**overrides)`` does the same for apps that do not use the launcher: idempotent (a second call
 returns the first call's ``Telemetry``), keyword arguments override OTEL_LLM_* variables (by the variables'
