@@ -7,8 +7,10 @@ and personal data out of baggage: it travels in clear text to every downstream s
 ``EdgeBaggagePropagator`` is the ``otel_llm_baggage`` propagator for ``OTEL_PROPAGATORS``: it injects baggage
 like W3C, and on extract it drops incoming baggage unless ``OTEL_LLM_BAGGAGE_TRUST_INCOMING=true`` (then only
 allowlisted keys are kept, values capped). A public API must not let clients choose the experiment arm or the
-session id recorded on its spans. Internal hops (queue messages) use the plain W3C propagators, so baggage set
-by our own API stays trusted downstream.
+session id recorded on its spans. Queue hops (``otel_llm.propagation``) use the plain W3C propagators, so
+baggage set by our own API stays trusted in the worker. Every other ``propagate.extract`` of the process goes
+through this propagator, HTTP/gRPC calls from the app's own services included: it sees headers, not who sent
+them, so trusting them is a per-service switch (docs/configuration.md, "Baggage between your own services").
 
 Cost on the application thread: one context lookup for a span without baggage. With baggage, the allowlisted
 and cleaned entries are computed once per baggage (the context holds one immutable baggage dict per request,
