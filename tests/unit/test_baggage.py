@@ -14,10 +14,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from otel_llm import semconv, settings
+from otel_llm.processors import baggage as baggage_module
 from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator, clean_value
 
 ARM = semconv.EXPERIMENT_ARM
 EXPERIMENT = semconv.EXPERIMENT_ID
+SESSION = semconv.SESSION_ID
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +42,24 @@ def pipeline():
         return provider.get_tracer("test"), exporter
 
     return build
+
+
+def request_context(arm: str, session: str) -> Context:
+    """One request's context: its own baggage dict, shared by all its spans."""
+    return baggage.set_baggage(SESSION, session, baggage.set_baggage(ARM, arm, Context()))
+
+
+def count_cleaning(monkeypatch) -> list:
+    """Record each call of the processor's baggage cleaning (one per baggage not served from its cache)."""
+    calls: list = []
+    original = baggage_module.allowed_entries
+
+    def counted(*args):
+        calls.append(args[0])
+        return original(*args)
+
+    monkeypatch.setattr(baggage_module, "allowed_entries", counted)
+    return calls
 
 
 def spans_with_baggage(tracer, entries: dict, nested: bool = True) -> None:
@@ -120,6 +140,37 @@ class TestBaggageAttributesProcessor:
             spans_with_baggage(tracer, {ARM: arm}, nested=False)
         assert [s.attributes[ARM] for s in exporter.get_finished_spans()] == ["a", "b", "a"]
 
+    def test_interleaved_requests_each_keep_their_values(self, pipeline):
+        """Spans of two requests alternating (concurrent requests) each get their own request's baggage."""
+        tracer, exporter = pipeline()
+        first, second = request_context("a", "s-1"), request_context("b", "s-2")
+        for ctx in (first, second, first, second):
+            tracer.start_span("s", context=ctx).end()
+        assert [(s.attributes[ARM], s.attributes[SESSION]) for s in exporter.get_finished_spans()] == [
+            ("a", "s-1"), ("b", "s-2"), ("a", "s-1"), ("b", "s-2")]
+
+    def test_each_baggage_is_cleaned_once_when_requests_interleave(self, pipeline, monkeypatch):
+        """Alternating between two requests' baggage cleans each baggage once, not once per span."""
+        calls = count_cleaning(monkeypatch)
+        tracer, _ = pipeline()
+        first, second = request_context("a", "s-1"), request_context("b", "s-2")
+        for _ in range(10):
+            tracer.start_span("s", context=first).end()
+            tracer.start_span("s", context=second).end()
+        assert len(calls) == 2
+
+    def test_remembered_baggages_are_bounded(self, pipeline, monkeypatch):
+        """Past MAX_CACHED_BAGGAGE baggages the map is emptied: an evicted baggage is cleaned again, once."""
+        monkeypatch.setattr(baggage_module, "MAX_CACHED_BAGGAGE", 4)
+        calls = count_cleaning(monkeypatch)
+        tracer, exporter = pipeline()
+        contexts = [request_context(f"arm-{index}", f"s-{index}") for index in range(5)]
+        for ctx in (*contexts, contexts[1], contexts[4], contexts[1]):
+            tracer.start_span("s", context=ctx).end()
+        # The 5th baggage found the map full and emptied it; arm-1 is cleaned again, arm-4 stays remembered.
+        assert [entries[ARM] for entries in calls] == ["arm-0", "arm-1", "arm-2", "arm-3", "arm-4", "arm-1"]
+        assert [s.attributes[ARM] for s in exporter.get_finished_spans()][-3:] == ["arm-1", "arm-4", "arm-1"]
+
     def test_unsampled_span_is_left_alone(self):
         """A non-recording span gets no attributes and no error."""
         exporter = InMemorySpanExporter()
@@ -149,11 +200,23 @@ class TestBaggageAttributesProcessor:
             BaggageAttributesProcessor(**options)
 
     def test_sdk_interface_is_complete(self):
-        """force_flush reports success; shutdown and on_end are harmless."""
+        """force_flush is True at once; on_end leaves the span as it is; shutdown changes nothing, twice."""
+        exporter = InMemorySpanExporter()
         processor = BaggageAttributesProcessor()
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("t")
         assert processor.force_flush(10) is True
-        processor.on_end(None)  # type: ignore[arg-type]
+        tracer.start_span("before", context=request_context("a", "s-1")).end()
+        finished, = exporter.get_finished_spans()
+        processor.on_end(finished)
+        assert dict(finished.attributes) == {ARM: "a", SESSION: "s-1"}
         processor.shutdown()
+        processor.shutdown()
+        # Stateless: nothing to release, so a span started after shutdown still gets its baggage.
+        after = tracer.start_span("after", context=request_context("b", "s-2"))
+        assert dict(after.attributes) == {ARM: "b", SESSION: "s-2"}
 
     def test_clean_value_keeps_printable_unicode(self):
         """Printable non-ASCII text is kept whole."""

@@ -303,7 +303,11 @@ def test_unset_batch_delay_counts_as_the_sdk_default(built, clean_env, caplog):
     assert "(5000 ms)" in warning and "(2000 ms)" in warning
 
 
-@pytest.mark.parametrize("window,max_age,warned", [(5000, 1000, True), (1000, 1000, False), (500, 1000, False)])
+@pytest.mark.parametrize("window,max_age,warned", [
+    (5000, 1000, True),
+    (1000, 1000, False),
+    (500, 1000, False),
+])
 def test_window_larger_than_max_age_warns_naming_both(built, clean_env, caplog, window, max_age, warned):
     """OTEL_LLM_ROLLUP_WINDOW_MS > OTEL_LLM_ROLLUP_MAX_AGE_MS gives one warning naming both variables."""
     clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
