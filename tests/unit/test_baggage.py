@@ -133,6 +133,27 @@ class TestBaggageAttributesProcessor:
         assert dict(span.attributes) == {ARM: "abc", EXPERIMENT: "exp"}
         assert span.dropped_attributes == 1
 
+    @pytest.mark.parametrize("own,max_attributes,dropped", [(1, 3, 0), (2, 3, 1), (2, None, 0)])
+    def test_attribute_count_limit_holds_whether_or_not_the_entries_fit(self, own, max_attributes, dropped):
+        """Entries that fit are all added; past the attribute count limit the oldest ones are dropped."""
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(span_limits=SpanLimits(max_attributes=max_attributes))
+        provider.add_span_processor(BaggageAttributesProcessor())
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        own_attributes = {f"own.{index}": index for index in range(own)}
+        provider.get_tracer("t").start_span("s", context=request_context("b", "s-1"),
+                                            attributes=own_attributes).end()
+        span, = exporter.get_finished_spans()
+        kept = dict(list(own_attributes.items())[dropped:])
+        assert dict(span.attributes) == {**kept, ARM: "b", SESSION: "s-1"}
+        assert span.dropped_attributes == dropped
+
+    def test_baggage_replaces_an_attribute_of_the_same_name(self, pipeline):
+        """A span started with its own value for an allowlisted key ends with the baggage's value."""
+        tracer, exporter = pipeline()
+        tracer.start_span("s", context=request_context("b", "s-1"), attributes={ARM: "own", "x": 1}).end()
+        assert dict(exporter.get_finished_spans()[0].attributes) == {ARM: "b", "x": 1, SESSION: "s-1"}
+
     def test_changed_baggage_is_not_served_from_cache(self, pipeline):
         """Consecutive spans with different baggage each get their own values."""
         tracer, exporter = pipeline()
