@@ -458,11 +458,25 @@ def test_sdk_internal_metrics_go_to_our_meter_provider(built, clean_env):
     assert sum(point.value for _, point in processed) == 2
 
 
-def test_shutdown_is_idempotent(built):
-    """A second shutdown is a no-op and logs no error."""
-    pipeline = built()
-    pipeline.telemetry.shutdown()
-    pipeline.telemetry.shutdown()
+def test_shutdown_is_idempotent(built, monkeypatch, caplog):
+    """A second shutdown shuts no provider down again and logs nothing."""
+    telemetry = built().telemetry
+    calls: list[str] = []
+
+    def counted(provider):
+        shutdown = provider.shutdown
+        return lambda: (calls.append(type(provider).__name__), shutdown())
+
+    for provider in (telemetry.tracer_provider, telemetry.meter_provider):
+        monkeypatch.setattr(provider, "shutdown", counted(provider))
+    telemetry.shutdown()
+    shut_down_once = ["TracerProvider", "CardinalityLimitedMeterProvider"]  # tracing first: it feeds metrics
+    assert calls == shut_down_once
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        telemetry.shutdown()
+    assert calls == shut_down_once
+    assert caplog.records == []
 
 
 # --- configure(): process-global, so each case runs in a fresh interpreter --------------------------------
