@@ -267,6 +267,7 @@ def _export_processor(
             window_s=settings.rollup_window_ms / 1000,
             max_traces=settings.rollup_max_traces,
             max_spans_per_trace=settings.rollup_max_spans_per_trace,
+            max_buffered_spans=settings.rollup_max_buffered_spans,
             max_age_s=settings.rollup_max_age_ms / 1000,
             on_llm_span=hook,
         )

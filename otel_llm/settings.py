@@ -50,6 +50,7 @@ DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = (
     "opentelemetry.instrumentation.mistralai",
     "opentelemetry.instrumentation.groq",
     "opentelemetry.instrumentation.ollama",
+    "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
 )
 
 _INVALID = object()  # what a rule returns for a value it does not accept
@@ -243,6 +244,7 @@ class Settings:
     rollup_window_ms: int = 2000
     rollup_max_traces: int = 10000
     rollup_max_spans_per_trace: int = 5000
+    rollup_max_buffered_spans: int = 50000
     rollup_max_age_ms: int = 60000
     metrics_cardinality_limit: int = 100
     span_metrics: bool = True
@@ -259,6 +261,7 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "rollup_window_ms": ("OTEL_LLM_ROLLUP_WINDOW_MS", _Number(int, 0, 600_000)),
     "rollup_max_traces": ("OTEL_LLM_ROLLUP_MAX_TRACES", _Number(int, 1, 1_000_000)),
     "rollup_max_spans_per_trace": ("OTEL_LLM_ROLLUP_MAX_SPANS_PER_TRACE", _Number(int, 1, 1_000_000)),
+    "rollup_max_buffered_spans": ("OTEL_LLM_ROLLUP_MAX_BUFFERED_SPANS", _Number(int, 1, 10_000_000)),
     "rollup_max_age_ms": ("OTEL_LLM_ROLLUP_MAX_AGE_MS", _Number(int, 1, 3_600_000)),
     "metrics_cardinality_limit": ("OTEL_LLM_METRICS_CARDINALITY_LIMIT", _Number(int, 1, 100_000)),
     "span_metrics": ("OTEL_LLM_SPAN_METRICS", _Bool()),

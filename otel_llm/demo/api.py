@@ -4,7 +4,7 @@
   request to an experiment arm (a provider/model pair; ``OTEL_LLM_EXPERIMENT_*``, else the demo's 50/50 split
   over its two providers), puts ``session.id`` and the arm into baggage, and enqueues the job inside a
   PRODUCER span whose context and baggage travel in the message fields (``otel_llm.propagation``).
-- ``GET /api/v1/chat/{job_id}`` -> ``{job_id, status, answer, tokens, error}`` (status
+- ``GET /api/v1/chat/{job_id}`` -> ``{job_id, status, text, tokens, error}`` (status
   pending/streaming/done/error).
 - ``GET /api/v1/chat/{job_id}/stream``: the answer as server-sent events (``token`` events, then
   ``done``/``error``).

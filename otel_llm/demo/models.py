@@ -6,7 +6,14 @@
 word by word through ``_stream``/``_astream`` (calling ``on_llm_new_token`` like a real integration), after a
 time to first token and spread over a total latency.
 
-It adds no telemetry itself: every span and metric about these calls comes from the instrumentation.
+Like a real SDK it can also call its provider's API over HTTP from inside the call: given ``http_client`` (an
+``httpx.Client``, for ``invoke``/``stream``) or ``async_http_client`` (an ``httpx.AsyncClient``, for
+``ainvoke``/``astream``) whose base URL is the demo's HTTP service, each call first POSTs
+``{"model": ..., "stream": ...}`` to ``/v1/chat/completions`` there (``otel_llm.demo.services``), so a trace
+shows the SDK's own HTTP client span under the LLM span. Without a client it makes no network call.
+
+It adds no telemetry itself: every span and metric about these calls comes from the instrumentation (the HTTP
+client span from OpenTelemetry's httpx instrumentation).
 
 Settings (milliseconds, non-negative numbers; a bad value warns once and falls back to the default):
 
@@ -33,6 +40,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from otel_llm import semconv
+from otel_llm.demo.services import COMPLETIONS_PATH
 from otel_llm.settings import env_float
 
 _NON_ALNUM = re.compile(r"[^A-Z0-9]")
@@ -114,6 +122,8 @@ class FakeProviderChatModel(BaseChatModel):
     latency_ms: float = DEFAULT_LATENCY_MS
     ttft_ms: float = DEFAULT_TTFT_MS
     answer_words: int = DEFAULT_ANSWER_WORDS
+    http_client: Any = None  # httpx.Client: the provider API call of invoke/stream
+    async_http_client: Any = None  # httpx.AsyncClient: the same for ainvoke/astream
 
     @property
     def _llm_type(self) -> str:
@@ -172,6 +182,19 @@ class FakeProviderChatModel(BaseChatModel):
             generations=[ChatGeneration(message=message)], llm_output={"model_name": self.model_name}
         )
 
+    # --- the provider API call ------------------------------------------------------------------------------
+    def _request(self, stream: bool) -> dict[str, Any]:
+        return {"model": self.model_name, "stream": stream}
+
+    def _call_api(self, stream: bool) -> None:
+        if self.http_client is not None:
+            self.http_client.post(COMPLETIONS_PATH, json=self._request(stream)).raise_for_status()
+
+    async def _acall_api(self, stream: bool) -> None:
+        if self.async_http_client is not None:
+            response = await self.async_http_client.post(COMPLETIONS_PATH, json=self._request(stream))
+            response.raise_for_status()
+
     # --- LangChain's interface ----------------------------------------------------------------------------
     def _generate(
         self,
@@ -180,6 +203,7 @@ class FakeProviderChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._call_api(stream=False)
         time.sleep(self.latency_ms / 1000.0)
         return self._result(messages)
 
@@ -190,6 +214,7 @@ class FakeProviderChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
+        await self._acall_api(stream=False)
         await asyncio.sleep(self.latency_ms / 1000.0)
         return self._result(messages)
 
@@ -200,6 +225,7 @@ class FakeProviderChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        self._call_api(stream=True)
         for delay, chunk in self._chunks(messages):
             time.sleep(delay)
             if run_manager is not None:
@@ -213,6 +239,7 @@ class FakeProviderChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        await self._acall_api(stream=True)
         for delay, chunk in self._chunks(messages):
             await asyncio.sleep(delay)
             if run_manager is not None:
@@ -227,11 +254,14 @@ def chat_model(
     latency_ms: float | None = None,
     ttft_ms: float | None = None,
     answer_words: int = DEFAULT_ANSWER_WORDS,
+    http_client: Any = None,
+    async_http_client: Any = None,
 ) -> FakeProviderChatModel:
     """The fake chat model for ``provider`` (a ``PROVIDERS`` name or any alias ``semconv`` knows).
 
     ``model`` defaults to the provider's demo model; latency and time to first token default to
-    ``OTEL_LLM_DEMO_LATENCY_MS`` / ``OTEL_LLM_DEMO_TTFT_MS``.
+    ``OTEL_LLM_DEMO_LATENCY_MS`` / ``OTEL_LLM_DEMO_TTFT_MS``; ``http_client`` / ``async_http_client`` make
+    each call POST to the demo HTTP service first (see the module docstring).
     """
     spec = PROVIDER_MODELS.get(semconv.normalize_provider(provider) or "")
     if spec is None:
@@ -253,4 +283,6 @@ def chat_model(
         latency_ms=latency,
         ttft_ms=ttft,
         answer_words=answer_words,
+        http_client=http_client,
+        async_http_client=async_http_client,
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
+import httpx
 import pytest
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 
@@ -17,6 +19,7 @@ from otel_llm.demo.models import (
     chat_model,
     provider_variable,
 )
+from otel_llm.demo.services import COMPLETIONS_PATH
 
 
 class TokenCollector(BaseCallbackHandler):
@@ -134,6 +137,65 @@ class TestAnswers:
         """A time to first token longer than the latency is the whole latency."""
         delays = [delay for delay, _ in chat_model("openai", latency_ms=10, ttft_ms=50)._chunks([])]
         assert delays[0] == pytest.approx(0.010) and sum(delays) == pytest.approx(0.010)
+
+
+class ProviderApi:
+    """httpx transports recording each request to the fake provider API, answering with ``status``."""
+
+    def __init__(self, status: int = 200):
+        self.requests: list[tuple[str, str, dict]] = []
+        self.status = status
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path, json.loads(request.content)))
+        return httpx.Response(self.status, json={})
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url="http://provider", transport=httpx.MockTransport(self._answer))
+
+    def async_client(self) -> httpx.AsyncClient:
+        async def answer(request):
+            return self._answer(request)
+
+        return httpx.AsyncClient(base_url="http://provider", transport=httpx.MockTransport(answer))
+
+
+class TestProviderApiCall:
+    def test_sync_calls_post_to_the_completions_api_once_per_call(self):
+        """invoke and stream each POST {model, stream} to /v1/chat/completions before answering."""
+        api = ProviderApi()
+        model = chat_model("openai", latency_ms=0, ttft_ms=0, http_client=api.client())
+        model.invoke("hi")
+        list(model.stream("hi"))
+        assert api.requests == [
+            ("POST", COMPLETIONS_PATH, {"model": "gpt-4o-mini", "stream": False}),
+            ("POST", COMPLETIONS_PATH, {"model": "gpt-4o-mini", "stream": True}),
+        ]
+
+    def test_async_calls_use_the_async_client(self):
+        """ainvoke and astream POST through the async client; the sync client is not used for them."""
+        api, unused = ProviderApi(), ProviderApi()
+        model = chat_model(
+            "aws.bedrock",
+            latency_ms=0,
+            ttft_ms=0,
+            http_client=unused.client(),
+            async_http_client=api.async_client(),
+        )
+
+        async def run():
+            await model.ainvoke("hi")
+            return [chunk async for chunk in model.astream("hi")]
+
+        assert asyncio.run(run())
+        assert [body["stream"] for _, _, body in api.requests] == [False, True]
+        assert unused.requests == []
+
+    def test_failing_api_call_fails_the_model_call(self):
+        """An error status from the provider API raises, as a real SDK's would."""
+        model = chat_model("openai", latency_ms=0, http_client=ProviderApi(status=503).client())
+        with pytest.raises(httpx.HTTPStatusError):
+            model.invoke("hi")
 
 
 class TestSettings:

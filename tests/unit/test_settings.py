@@ -54,6 +54,7 @@ class TestLoadSettings:
             "OTEL_LLM_ROLLUP_WINDOW_MS": "0",
             "OTEL_LLM_ROLLUP_MAX_TRACES": "5",
             "OTEL_LLM_ROLLUP_MAX_SPANS_PER_TRACE": "7",
+            "OTEL_LLM_ROLLUP_MAX_BUFFERED_SPANS": "11",
             "OTEL_LLM_ROLLUP_MAX_AGE_MS": "900",
             "OTEL_LLM_METRICS_CARDINALITY_LIMIT": "3",
             "OTEL_LLM_SPAN_METRICS": "no",
@@ -62,6 +63,7 @@ class TestLoadSettings:
         assert loaded == Settings(
             enabled=False, baggage_keys=("a", "b"), baggage_max_value_length=12, baggage_trust_incoming=True,
             rollup_enabled=False, rollup_window_ms=0, rollup_max_traces=5, rollup_max_spans_per_trace=7,
+            rollup_max_buffered_spans=11,
             rollup_max_age_ms=900, metrics_cardinality_limit=3, span_metrics=False,
             span_metrics_skip_scopes=("x.y",),
         )
