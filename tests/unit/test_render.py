@@ -159,7 +159,7 @@ def test_runs_of_identical_leaf_siblings_are_one_line():
 
 
 def test_entry_spans_of_a_service_show_the_assigned_arm_and_the_rollup():
-    """Where a service starts, the line shows the experiment arm and the roll-up; nodes below don't repeat it."""
+    """An entry span line shows the experiment arm and the roll-up; nodes below do not repeat them."""
     arm = {semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini"}
     rollup = {
         **arm,
