@@ -12,10 +12,11 @@ pyproject.toml:
   OTEL_METRIC_EXPORT_INTERVAL, OTEL_PYTHON_ID_GENERATOR, OTEL_LOGS_EXPORTER), and adds otel-llm's pieces:
   ``BaggageAttributesProcessor`` first; each span exporter behind ``RollupBatchSpanProcessor(
   RollupSpanExporter(exporter, on_llm_span=span-derived metrics))``; a MeterProvider with the GenAI views and
-  the provider/model cardinality cap; dropped-span and roll-up counters as ``otel_llm.*`` metrics.
+  the label cardinality cap; dropped-span and roll-up counters as ``otel_llm.*`` metrics.
 
 ``configure(**overrides)`` does the same for apps that do not use the launcher: idempotent (a second call
-returns the first call's ``Telemetry``), keyword arguments override OTEL_LLM_* variables. With
+returns the first call's ``Telemetry``), keyword arguments override OTEL_LLM_* variables (by the variables'
+rules: a bad value or unknown name warns and is ignored). With
 OTEL_LLM_ENABLED=false everything is plain SDK behaviour. A broken optional piece warns once and the SDK
 default takes its place; nothing here raises into the application.
 
@@ -68,6 +69,7 @@ T = TypeVar("T")
 OTEL_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 EDGE_BAGGAGE_PROPAGATOR = "otel_llm_baggage"  # its opentelemetry_propagator entry point name
 _TELEMETRY_AUTO_VERSION = "telemetry.auto.version"
+SDK_SCHEDULE_DELAY_MS = 5000  # the BatchSpanProcessor's delay without (or with an unparsable) variable
 
 # What the distro sets when the user has not (docs/configuration.md explains each choice).
 DISTRO_DEFAULTS: Mapping[str, str] = {
@@ -191,6 +193,8 @@ def build_telemetry(
         if processor is not None:
             tracer_provider.add_span_processor(processor)
 
+    if settings.rollup_enabled and span_exporters:
+        warn_about_rollup_timing(settings)
     stages: list[RollupSpanExporter] = []
     drop_counters: list[DropCounter] = []
     for exporter in span_exporters:
@@ -210,6 +214,37 @@ def build_telemetry(
         lambda: None,
     )
     return Telemetry(tracer_provider, meter_provider, settings, tuple(stages), tuple(drop_counters))
+
+
+def warn_about_rollup_timing(settings: Settings, environ: Mapping[str, str] = os.environ) -> None:
+    """One warning for each timing that makes the roll-up miss late LLM spans, naming both variables.
+
+    Spans reach the roll-up stage when the batch processor exports (every OTEL_BSP_SCHEDULE_DELAY), and a
+    trace waits OTEL_LLM_ROLLUP_WINDOW_MS after its root arrived, but at most OTEL_LLM_ROLLUP_MAX_AGE_MS after
+    its first span arrived. A window of 0 (roll up at once) is a choice not to wait, so it is not questioned.
+    """
+    window = settings.rollup_window_ms
+    delay = _batch_delay_ms(environ)
+    if window and delay >= window:
+        _logger.warning(
+            "otel-llm: OTEL_BSP_SCHEDULE_DELAY (%d ms) is not shorter than OTEL_LLM_ROLLUP_WINDOW_MS "
+            "(%d ms): LLM spans made after their request ended (langsmith: ~0.25 s later) reach the roll-up "
+            "stage after the window closed and are not rolled up onto the request. Keep the delay well "
+            "under the window (otel-llm's defaults: 500 and 2000).", delay, window)
+    max_age = settings.rollup_max_age_ms
+    if window > max_age:
+        _logger.warning(
+            "otel-llm: OTEL_LLM_ROLLUP_WINDOW_MS (%d ms) is larger than OTEL_LLM_ROLLUP_MAX_AGE_MS (%d ms): "
+            "traces are exported at the max age, before their window closes, so the window is cut to %d ms. "
+            "Keep the max age above the window.", window, max_age, max_age)
+
+
+def _batch_delay_ms(environ: Mapping[str, str]) -> int:
+    """OTEL_BSP_SCHEDULE_DELAY as the SDK's BatchSpanProcessor reads it (the SDK reports a bad value)."""
+    try:
+        return int(environ.get(OTEL_BSP_SCHEDULE_DELAY, SDK_SCHEDULE_DELAY_MS))
+    except ValueError:
+        return SDK_SCHEDULE_DELAY_MS
 
 
 def _export_processor(
@@ -232,6 +267,7 @@ def _export_processor(
             window_s=settings.rollup_window_ms / 1000,
             max_traces=settings.rollup_max_traces,
             max_spans_per_trace=settings.rollup_max_spans_per_trace,
+            max_buffered_spans=settings.rollup_max_buffered_spans,
             max_age_s=settings.rollup_max_age_ms / 1000,
             on_llm_span=hook,
         )
@@ -411,15 +447,13 @@ def configure(
     """Configure OpenTelemetry with otel-llm for this process, once; later calls return the same Telemetry.
 
     ``overrides`` are ``Settings`` fields (``rollup_window_ms=500``, ``enabled=False``, ...) and win over the
-    OTEL_LLM_* variables. ``span_exporters`` / ``metric_readers`` replace the ones OTEL_TRACES_EXPORTER /
-    OTEL_METRICS_EXPORTER name. Applies the distro's environment defaults first (the user's variables win).
-    Returns None, with a warning, only if setup failed; the application runs on without telemetry.
+    OTEL_LLM_* variables; they follow the variables' rules (``load_settings``): a bad value or an unknown
+    name logs a warning and is ignored. ``span_exporters`` / ``metric_readers`` replace the ones
+    OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER name. Applies the distro's environment defaults first (the
+    user's variables win). Never raises: returns None, with a warning, only if setup failed; the application
+    runs on without telemetry.
     """
-    fields = {field.name for field in dataclasses.fields(Settings)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown otel-llm setting(s) {unknown}; accepted: {sorted(fields)}")
-    settings = dataclasses.replace(load_settings(), **overrides)
+    settings = load_settings(overrides=overrides)
     if settings.enabled:
         apply_distro_defaults(os.environ)
     return _configure_once(settings, span_exporters=span_exporters, metric_readers=metric_readers,

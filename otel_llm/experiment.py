@@ -1,15 +1,17 @@
 """Experiments: a request is assigned to an arm (a provider/model pair), and fallbacks are detected.
 
 App side (the API, once per request): :func:`experiment_arm` picks the arm for a key (user or session id)
-deterministically, puts ``llm.experiment.id`` and ``llm.experiment.arm`` into baggage (so the worker and
-every span carry them, see ``processors/baggage.py``) and onto the current span. Cost: one SHA-256 of the
-key and two baggage entries per request.
+deterministically, puts ``llm.experiment.id``, ``llm.experiment.arm`` and the arm's assigned
+``llm.experiment.provider`` / ``llm.experiment.model`` into baggage (so the worker and every span carry them,
+see ``processors/baggage.py``) and onto the current span. Cost: one SHA-256 of the key and four baggage
+entries per request.
 
 Export side: :class:`ExperimentFallbackExporter` wraps the exporter behind the roll-up stage. A local root
-span that carries an arm and an LLM roll-up whose models do not include the arm's model was a fallback:
-the span gets ``llm.experiment.fallback=true`` and the counter ``llm.experiment.fallbacks`` goes up (labels:
-experiment, arm, and the provider/model actually used). Cost: a few attribute reads per span on the export
-thread; one span copy per fallback.
+span that carries an arm and an LLM roll-up that used neither the arm's provider/model pair (the arm's model
+missing from the models, or its provider missing from the providers) was a fallback: the span gets
+``llm.experiment.fallback=true`` and the counter ``llm.experiment.fallbacks`` goes up (labels: experiment,
+arm, and the provider/model actually used). Cost: a few attribute reads per span on the export thread; one
+span copy per fallback.
 
 Configuration: ``OTEL_LLM_EXPERIMENT_ARMS`` (``provider:model=weight,...``, e.g.
 ``openai:gpt-4o-mini=50,aws.bedrock:anthropic.claude-3-haiku-20240307-v1:0=50``; the provider ends at the
@@ -135,10 +137,21 @@ class Experiment:
                 return arm
         return self.arms[-1]
 
+    def attributes_for(self, arm: Arm) -> dict[str, str]:
+        """The experiment's entries for ``arm``: id, arm name, assigned provider and model."""
+        return {
+            semconv.EXPERIMENT_ID: self.experiment_id,
+            semconv.EXPERIMENT_ARM: arm.name,
+            semconv.EXPERIMENT_PROVIDER: arm.provider,
+            semconv.EXPERIMENT_MODEL: arm.model,
+        }
+
     def context_for(self, arm: Arm, parent: context.Context | None = None) -> context.Context:
-        """A context whose baggage carries the experiment id and the arm."""
-        ctx = baggage.set_baggage(semconv.EXPERIMENT_ID, self.experiment_id, parent)
-        return baggage.set_baggage(semconv.EXPERIMENT_ARM, arm.name, ctx)
+        """A context whose baggage carries :meth:`attributes_for` ``arm``."""
+        ctx = parent
+        for key, value in self.attributes_for(arm).items():
+            ctx = baggage.set_baggage(key, value, ctx)
+        return ctx  # type: ignore[return-value]
 
 
 def experiment_from_env(environ: Mapping[str, str] = os.environ) -> Experiment | None:
@@ -168,9 +181,7 @@ def experiment_arm(experiment: Experiment | None, key: object) -> Iterator[Arm |
             token = context.attach(experiment.context_for(arm))
             span = trace.get_current_span()
             if span.is_recording():
-                span.set_attributes(
-                    {semconv.EXPERIMENT_ID: experiment.experiment_id, semconv.EXPERIMENT_ARM: arm.name}
-                )
+                span.set_attributes(experiment.attributes_for(arm))
         except Exception:
             _rate_limited.exception("otel-llm experiment assignment failed")
     try:
@@ -188,19 +199,40 @@ def _split(value: object) -> tuple[str, ...]:
     return ()
 
 
+def assigned_provider_model(attributes: Mapping[str, object]) -> tuple[str, str] | None:
+    """The assigned ``(provider, model)`` of a span: ``llm.experiment.provider``/``model``, else the arm's."""
+    provider = semconv.normalize_provider(attributes.get(semconv.EXPERIMENT_PROVIDER))
+    model = semconv.normalize_model(attributes.get(semconv.EXPERIMENT_MODEL))
+    if provider is not None and model is not None:
+        return provider, model
+    arm = parse_arm_name(attributes.get(semconv.EXPERIMENT_ARM))  # type: ignore[arg-type]
+    if arm is None:
+        return None
+    provider = semconv.normalize_provider(arm[0])
+    return (provider, arm[1]) if provider is not None else None
+
+
 def fallback_of(span: ReadableSpan) -> dict[str, str] | None:
-    """Counter labels when ``span`` is a local root whose LLM calls missed its arm's model; else None."""
+    """Counter labels when ``span`` is a local root whose LLM calls missed its arm's provider or model;
+    else None."""
     if span.parent is not None and not span.parent.is_remote:
         return None
     attributes = span.attributes or {}
-    arm = parse_arm_name(attributes.get(semconv.EXPERIMENT_ARM))  # type: ignore[arg-type]
+    assigned = assigned_provider_model(attributes)
     models = _split(attributes.get(semconv.ROLLUP_MODELS)) or _split(attributes.get(semconv.ROLLUP_MODEL))
-    if arm is None or not models or arm[1] in models:
+    providers = _split(attributes.get(semconv.ROLLUP_PROVIDERS)) or _split(
+        attributes.get(semconv.ROLLUP_PROVIDER)
+    )
+    if assigned is None or not models:
+        return None
+    provider, model = assigned
+    # Providers are compared only when the roll-up names them (a roll-up of models alone cannot tell).
+    if model in models and (not providers or provider in providers):
         return None
     return {
         semconv.EXPERIMENT_ID: str(attributes.get(semconv.EXPERIMENT_ID, DEFAULT_EXPERIMENT_ID)),
         semconv.EXPERIMENT_ARM: str(attributes.get(semconv.EXPERIMENT_ARM)),
-        semconv.GEN_AI_PROVIDER_NAME: str(attributes.get(semconv.ROLLUP_PROVIDER, semconv.UNKNOWN)),
+        semconv.GEN_AI_PROVIDER_NAME: ",".join(providers) or semconv.UNKNOWN,
         semconv.GEN_AI_REQUEST_MODEL: ",".join(models),
     }
 
@@ -216,7 +248,9 @@ class ExperimentFallbackExporter(SpanExporter):
             raise ValueError("inner must be a SpanExporter (an object with export())")
         self._inner = inner
         self._fallbacks = metrics.get_meter(__name__, meter_provider=meter_provider).create_counter(
-            FALLBACK_COUNTER, "{request}", "Requests whose LLM calls did not use their experiment arm's model"
+            FALLBACK_COUNTER,
+            "{request}",
+            "Requests whose LLM calls did not use their experiment arm's provider and model",
         )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

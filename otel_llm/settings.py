@@ -1,9 +1,10 @@
 """OTEL_LLM_* environment variables: parsed in one place, one warning per bad variable, then the default.
 
-``load_settings()`` reads every otel-llm switch into a frozen ``Settings``. The ``env_*`` helpers are
-public so other modules parse their own variables the same way: a missing or empty variable gives the
-default silently; a value that does not parse or is out of range logs ONE warning per variable per process
-(naming the variable, the bad value and what it accepts) and gives the default. Nothing here raises.
+``load_settings()`` reads every otel-llm switch into a frozen ``Settings``, then applies configure()'s
+keyword overrides by the same rules. The ``env_*`` helpers are public so other modules parse their own
+variables the same way: a missing or empty variable gives the default silently; a value that does not parse
+or is out of range logs ONE warning per variable per process (naming the variable, the bad value and what it
+accepts) and gives the default. Nothing here raises.
 
 The table of variables, defaults and accepted values is docs/configuration.md.
 """
@@ -14,9 +15,9 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 from otel_llm import semconv
 
@@ -30,6 +31,8 @@ CSV_NONE = "none"
 DEFAULT_BAGGAGE_KEYS: tuple[str, ...] = (
     semconv.EXPERIMENT_ID,
     semconv.EXPERIMENT_ARM,
+    semconv.EXPERIMENT_PROVIDER,
+    semconv.EXPERIMENT_MODEL,
     semconv.SESSION_ID,
     semconv.GEN_AI_CONVERSATION_ID,
 )
@@ -49,21 +52,20 @@ DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = (
     "opentelemetry.instrumentation.mistralai",
     "opentelemetry.instrumentation.groq",
     "opentelemetry.instrumentation.ollama",
+    "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
 )
 
-_Number = TypeVar("_Number", int, float)
+_INVALID = object()  # what a rule returns for a value it does not accept
 _warned_variables: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def _warn_once(name: str, raw: str, accepts: str, default: object) -> None:
+def _warn_once(name: str, raw: object, accepts: str, default: object, *, using: str = "the default ") -> None:
     with _warned_lock:
         if name in _warned_variables:
             return
         _warned_variables.add(name)
-    _logger.warning(
-        "Invalid value %r for %s; it accepts %s. Using the default %r.", raw, name, accepts, default
-    )
+    _logger.warning("Invalid value %r for %s; it accepts %s. Using %s%r.", raw, name, accepts, using, default)
 
 
 def reset_warnings() -> None:
@@ -80,18 +82,108 @@ def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
     return value or None
 
 
-def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = None) -> bool:
-    """true/false (also 1/0, yes/no, on/off), case-insensitive."""
+class _Rule:
+    """What one setting accepts: ``from_text`` reads a variable's text, ``from_value`` a configure() argument.
+
+    Both return ``_INVALID`` for what they do not accept. A string argument is read as the variable would be.
+    """
+
+    accepts: str
+
+    def from_text(self, text: str) -> Any:
+        raise NotImplementedError
+
+    def from_value(self, value: Any) -> Any:
+        return self.from_text(value.strip()) if isinstance(value, str) else self._from_object(value)
+
+    def _from_object(self, value: Any) -> Any:
+        return _INVALID
+
+
+class _Bool(_Rule):
+    accepts = "true or false"
+
+    def from_text(self, text: str) -> Any:
+        word = text.lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        return _INVALID
+
+    def _from_object(self, value: Any) -> Any:
+        return value if isinstance(value, bool) else _INVALID
+
+
+class _Number(_Rule):
+    def __init__(self, parse: type, minimum: float | None, maximum: float | None) -> None:
+        self._parse = parse
+        self._minimum, self._maximum = minimum, maximum
+        kind = "an integer" if parse is int else "a number"
+        self.accepts = f"{kind} {_range_text(minimum, maximum)}".rstrip()
+
+    def from_text(self, text: str) -> Any:
+        try:
+            return self._checked(self._parse(text))
+        except ValueError:
+            return _INVALID
+
+    def _from_object(self, value: Any) -> Any:
+        types = (int,) if self._parse is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, types):
+            return _INVALID
+        return self._checked(self._parse(value))
+
+    def _checked(self, value: Any) -> Any:
+        in_range = (self._minimum is None or value >= self._minimum) and (
+            self._maximum is None or value <= self._maximum)
+        return value if math.isfinite(value) and in_range else _INVALID
+
+
+class _Names(_Rule):
+    """Comma-separated names; blanks and repeats dropped (first kept); ``none`` is an empty list."""
+
+    accepts = f"comma-separated names (or a list of names) or {CSV_NONE!r}"
+
+    def from_text(self, text: str) -> Any:
+        if text.lower() == CSV_NONE:
+            return ()
+        return self._names(text.split(",")) or _INVALID
+
+    def _from_object(self, value: Any) -> Any:
+        if not isinstance(value, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in value):
+            return _INVALID
+        return self._names(value)
+
+    @staticmethod
+    def _names(items: Iterable[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+
+class _Choice(_Rule):
+    def __init__(self, choices: Sequence[str]) -> None:
+        self._choices = tuple(choices)
+        self.accepts = "one of " + ", ".join(self._choices)
+
+    def from_text(self, text: str) -> Any:
+        word = text.lower()
+        return word if word in self._choices else _INVALID
+
+
+def _read(name: str, default: Any, rule: _Rule, environ: Mapping[str, str] | None) -> Any:
     raw = _raw(name, environ)
     if raw is None:
         return default
-    word = raw.lower()
-    if word in _TRUE_WORDS:
-        return True
-    if word in _FALSE_WORDS:
-        return False
-    _warn_once(name, raw, "true or false", default)
-    return default
+    value = rule.from_text(raw)
+    if value is _INVALID:
+        _warn_once(name, raw, rule.accepts, default)
+        return default
+    return value
+
+
+def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = None) -> bool:
+    """true/false (also 1/0, yes/no, on/off), case-insensitive."""
+    return _read(name, default, _Bool(), environ)
 
 
 def env_int(
@@ -103,7 +195,7 @@ def env_int(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     """A decimal integer within [minimum, maximum] (either bound optional)."""
-    return _env_number(name, default, int, "an integer", minimum, maximum, environ)
+    return _read(name, default, _Number(int, minimum, maximum), environ)
 
 
 def env_float(
@@ -115,65 +207,21 @@ def env_float(
     environ: Mapping[str, str] | None = None,
 ) -> float:
     """A finite decimal number within [minimum, maximum] (either bound optional)."""
-    return _env_number(name, default, float, "a number", minimum, maximum, environ)
-
-
-def _env_number(
-    name: str,
-    default: _Number,
-    parse: Callable[[str], _Number],
-    kind: str,
-    minimum: float | None,
-    maximum: float | None,
-    environ: Mapping[str, str] | None,
-) -> _Number:
-    raw = _raw(name, environ)
-    if raw is None:
-        return default
-    try:
-        value = parse(raw)
-    except ValueError:
-        value = None
-    valid = (
-        value is not None
-        and math.isfinite(value)
-        and (minimum is None or value >= minimum)
-        and (maximum is None or value <= maximum)
-    )
-    if not valid:
-        _warn_once(name, raw, f"{kind} {_range_text(minimum, maximum)}".rstrip(), default)
-        return default
-    return value
+    return _read(name, default, _Number(float, minimum, maximum), environ)
 
 
 def env_csv(
     name: str, default: Sequence[str], *, environ: Mapping[str, str] | None = None
 ) -> tuple[str, ...]:
     """Comma-separated names; blanks and repeats dropped (first kept); ``none`` is an empty list."""
-    raw = _raw(name, environ)
-    if raw is None:
-        return tuple(default)
-    if raw.lower() == CSV_NONE:
-        return ()
-    items = tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
-    if not items:
-        _warn_once(name, raw, f"comma-separated names or {CSV_NONE!r}", tuple(default))
-        return tuple(default)
-    return items
+    return _read(name, tuple(default), _Names(), environ)
 
 
 def env_choice(
     name: str, default: str, choices: Sequence[str], *, environ: Mapping[str, str] | None = None
 ) -> str:
     """One of ``choices``, case-insensitive (choices are given in lower case)."""
-    raw = _raw(name, environ)
-    if raw is None:
-        return default
-    word = raw.lower()
-    if word in choices:
-        return word
-    _warn_once(name, raw, "one of " + ", ".join(choices), default)
-    return default
+    return _read(name, default, _Choice(choices), environ)
 
 
 def _range_text(minimum: float | None, maximum: float | None) -> str:
@@ -198,66 +246,53 @@ class Settings:
     rollup_window_ms: int = 2000
     rollup_max_traces: int = 10000
     rollup_max_spans_per_trace: int = 5000
+    rollup_max_buffered_spans: int = 50000
     rollup_max_age_ms: int = 60000
     metrics_cardinality_limit: int = 100
     span_metrics: bool = True
     span_metrics_skip_scopes: tuple[str, ...] = DEFAULT_SPAN_METRICS_SKIP_SCOPES
 
 
-def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
-    """Read the OTEL_LLM_* variables from ``environ``; bad values warn once and take the default."""
+# Each Settings field: the variable that sets it and what it accepts (for the variable and for configure()).
+SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
+    "enabled": ("OTEL_LLM_ENABLED", _Bool()),
+    "baggage_keys": ("OTEL_LLM_BAGGAGE_KEYS", _Names()),
+    "baggage_max_value_length": ("OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH", _Number(int, 1, 4096)),
+    "baggage_trust_incoming": ("OTEL_LLM_BAGGAGE_TRUST_INCOMING", _Bool()),
+    "rollup_enabled": ("OTEL_LLM_ROLLUP", _Bool()),
+    "rollup_window_ms": ("OTEL_LLM_ROLLUP_WINDOW_MS", _Number(int, 0, 600_000)),
+    "rollup_max_traces": ("OTEL_LLM_ROLLUP_MAX_TRACES", _Number(int, 1, 1_000_000)),
+    "rollup_max_spans_per_trace": ("OTEL_LLM_ROLLUP_MAX_SPANS_PER_TRACE", _Number(int, 1, 1_000_000)),
+    "rollup_max_buffered_spans": ("OTEL_LLM_ROLLUP_MAX_BUFFERED_SPANS", _Number(int, 1, 10_000_000)),
+    "rollup_max_age_ms": ("OTEL_LLM_ROLLUP_MAX_AGE_MS", _Number(int, 1, 3_600_000)),
+    "metrics_cardinality_limit": ("OTEL_LLM_METRICS_CARDINALITY_LIMIT", _Number(int, 1, 100_000)),
+    "span_metrics": ("OTEL_LLM_SPAN_METRICS", _Bool()),
+    "span_metrics_skip_scopes": ("OTEL_LLM_SPAN_METRICS_SKIP_SCOPES", _Names()),
+}
+
+
+def load_settings(
+    environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Read the OTEL_LLM_* variables from ``environ``, then apply ``overrides`` (Settings field names).
+
+    Overrides follow the variables' rules (a string is read as the variable's text would be): a bad value
+    warns once, naming the setting and what it accepts, and the variable's value (or the default) is used.
+    An unknown name warns, listing the accepted names, and is ignored. Nothing raises.
+    """
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(SETTING_VARIABLES))
+    if unknown:
+        _logger.warning("otel-llm: unknown setting(s) %s ignored; the settings are %s",
+                        ", ".join(unknown), ", ".join(SETTING_VARIABLES))
     defaults = Settings()
-    return Settings(
-        enabled=env_bool("OTEL_LLM_ENABLED", defaults.enabled, environ=environ),
-        baggage_keys=env_csv("OTEL_LLM_BAGGAGE_KEYS", defaults.baggage_keys, environ=environ),
-        baggage_max_value_length=env_int(
-            "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH",
-            defaults.baggage_max_value_length,
-            minimum=1,
-            maximum=4096,
-            environ=environ,
-        ),
-        baggage_trust_incoming=env_bool(
-            "OTEL_LLM_BAGGAGE_TRUST_INCOMING", defaults.baggage_trust_incoming, environ=environ
-        ),
-        rollup_enabled=env_bool("OTEL_LLM_ROLLUP", defaults.rollup_enabled, environ=environ),
-        rollup_window_ms=env_int(
-            "OTEL_LLM_ROLLUP_WINDOW_MS",
-            defaults.rollup_window_ms,
-            minimum=0,
-            maximum=600_000,
-            environ=environ,
-        ),
-        rollup_max_traces=env_int(
-            "OTEL_LLM_ROLLUP_MAX_TRACES",
-            defaults.rollup_max_traces,
-            minimum=1,
-            maximum=1_000_000,
-            environ=environ,
-        ),
-        rollup_max_spans_per_trace=env_int(
-            "OTEL_LLM_ROLLUP_MAX_SPANS_PER_TRACE",
-            defaults.rollup_max_spans_per_trace,
-            minimum=1,
-            maximum=1_000_000,
-            environ=environ,
-        ),
-        rollup_max_age_ms=env_int(
-            "OTEL_LLM_ROLLUP_MAX_AGE_MS",
-            defaults.rollup_max_age_ms,
-            minimum=1,
-            maximum=3_600_000,
-            environ=environ,
-        ),
-        metrics_cardinality_limit=env_int(
-            "OTEL_LLM_METRICS_CARDINALITY_LIMIT",
-            defaults.metrics_cardinality_limit,
-            minimum=1,
-            maximum=100_000,
-            environ=environ,
-        ),
-        span_metrics=env_bool("OTEL_LLM_SPAN_METRICS", defaults.span_metrics, environ=environ),
-        span_metrics_skip_scopes=env_csv(
-            "OTEL_LLM_SPAN_METRICS_SKIP_SCOPES", defaults.span_metrics_skip_scopes, environ=environ
-        ),
-    )
+    values = {}
+    for field, (variable, rule) in SETTING_VARIABLES.items():
+        values[field] = _read(variable, getattr(defaults, field), rule, environ)
+        if field in overrides:
+            value = rule.from_value(overrides[field])
+            if value is _INVALID:
+                _warn_once(f"setting {field!r}", overrides[field], rule.accepts, values[field], using="")
+            else:
+                values[field] = value
+    return Settings(**values)

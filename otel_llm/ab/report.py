@@ -1,8 +1,11 @@
 """The per-arm comparison: requests, error rate, latency percentiles, TTFT, tokens, and significance.
 
 The fastest arm (lowest median trace duration) is the baseline; every other arm is compared with it by a
-two-sided Mann-Whitney U test on trace durations. An arm is called slower *significantly* when the p-value is
-below ``alpha``; with too few samples the p-value is None and nothing is called significant.
+two-sided Mann-Whitney U test on trace durations. With two or more comparisons (three or more arms) the
+p-values are adjusted by Holm's step-down method (``stats.holm``), so the chance of calling any arm slower by
+accident stays at ``alpha`` however many arms there are. An arm is called slower *significantly* when its
+(adjusted) p-value is below ``alpha``; with too few samples the p-value is None and nothing is called
+significant.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from otel_llm.ab.sources import TraceSample
-from otel_llm.ab.stats import MIN_SAMPLES, mann_whitney_u, percentile
+from otel_llm.ab.stats import MIN_SAMPLES, holm, mann_whitney_u, percentile
 
 DEFAULT_ALPHA = 0.05
 LATENCY_PERCENTILES = (50, 95, 99)
+HOLM = "holm"
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,10 @@ class Comparison:
     baseline: str
     arm: str
     median_ratio: float | None  # arm median / baseline median
-    p_value: float | None
+    p_value: float | None  # the test's own p-value
+    p_adjusted: float | None  # after the multiple-comparison correction (= p_value for one comparison)
     probability_slower: float  # P(a request of ``arm`` takes longer than one of ``baseline``)
-    significant: bool
+    significant: bool  # p_adjusted < alpha
     verdict: str
 
 
@@ -55,6 +60,7 @@ class Report:
     comparisons: list[Comparison] = field(default_factory=list)
     slower_arm: str | None = None
     significant: bool = False
+    correction: str | None = None  # "holm" with more than one comparison
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,21 +85,44 @@ def arm_stats(arm: str, samples: list[TraceSample], ttft: Mapping[int, Mapping[s
     )
 
 
-def compare(baseline: str, arm: str, by_arm: Mapping[str, list[float]], alpha: float) -> Comparison:
-    base, other = by_arm[baseline], by_arm[arm]
-    result = mann_whitney_u(other, base)
-    base_median, other_median = percentile(base, 50), percentile(other, 50)
-    ratio = other_median / base_median if base_median else None
-    significant = result.p_value is not None and result.p_value < alpha
-    if result.p_value is None:
-        verdict = f"too few requests to judge (need {MIN_SAMPLES} per arm)"
-    elif significant:
-        verdict = f"{arm} is slower than {baseline} (p={result.p_value:.3g} < {alpha})"
-    else:
-        verdict = (
-            f"no significant difference between {arm} and {baseline} (p={result.p_value:.3g} >= {alpha})"
+def _verdict(
+    baseline: str, arm: str, p: float | None, alpha: float, significant: bool, adjusted: bool
+) -> str:
+    if p is None:
+        return f"too few requests to judge (need {MIN_SAMPLES} per arm)"
+    p_text = f"{'Holm-adjusted ' if adjusted else ''}p={p:.3g}"
+    if significant:
+        return f"{arm} is slower than {baseline} ({p_text} < {alpha})"
+    return f"no significant difference between {arm} and {baseline} ({p_text} >= {alpha})"
+
+
+def compare(
+    baseline: str, arms: list[str], by_arm: Mapping[str, list[float]], alpha: float
+) -> list[Comparison]:
+    """Each of ``arms`` against ``baseline``; p-values Holm-adjusted when there is more than one."""
+    base = by_arm[baseline]
+    results = [mann_whitney_u(by_arm[arm], base) for arm in arms]
+    adjust = len(arms) > 1
+    adjusted = holm([r.p_value for r in results]) if adjust else [r.p_value for r in results]
+    base_median = percentile(base, 50)
+    comparisons = []
+    for arm, result, p_adjusted in zip(arms, results, adjusted, strict=True):
+        other_median = percentile(by_arm[arm], 50)
+        ratio = other_median / base_median if base_median and other_median is not None else None
+        significant = p_adjusted is not None and p_adjusted < alpha
+        comparisons.append(
+            Comparison(
+                baseline,
+                arm,
+                ratio,
+                result.p_value,
+                p_adjusted,
+                result.probability_greater,
+                significant,
+                _verdict(baseline, arm, p_adjusted, alpha, significant, adjust),
+            )
         )
-    return Comparison(baseline, arm, ratio, result.p_value, result.probability_greater, significant, verdict)
+    return comparisons
 
 
 def build_report(
@@ -114,9 +143,10 @@ def build_report(
         return Report(experiment, alpha, stats)
     durations = {arm: [s.duration_s for s in grouped[arm]] for arm in arms}
     baseline = min(arms, key=lambda arm: (percentile(durations[arm], 50), arm))
-    comparisons = [compare(baseline, arm, durations, alpha) for arm in arms if arm != baseline]
+    comparisons = compare(baseline, [arm for arm in arms if arm != baseline], durations, alpha)
     slowest = max(comparisons, key=lambda c: (c.median_ratio or 0.0, c.arm))
-    return Report(experiment, alpha, stats, comparisons, slowest.arm, slowest.significant)
+    correction = HOLM if len(comparisons) > 1 else None
+    return Report(experiment, alpha, stats, comparisons, slowest.arm, slowest.significant, correction)
 
 
 def _ms(seconds: float | None) -> str:
@@ -156,5 +186,7 @@ def render_table(report: Report) -> str:
         for row in rows
     ]
     title = f"experiment: {report.experiment or '(all)'}    alpha: {report.alpha}"
+    if report.correction:
+        title += f"    {len(report.comparisons)} comparisons, p-values {report.correction}-adjusted"
     verdicts = [c.verdict for c in report.comparisons] or ["only one arm has data: nothing to compare"]
     return "\n".join([title, *lines, "", *verdicts])

@@ -4,7 +4,8 @@ Jaeger (through ``otel-llm search``'s client and the shared trace model in ``ote
 sample per trace of the experiment, holding its arm (``llm.experiment.arm`` on the request root, else on any
 span), its end-to-end duration (first span start to last span end, so the worker's part behind the queue
 counts), whether any span failed, and its LLM tokens (input + output). Prometheus (``/api/v1/query``): time
-to first token per arm from the GenAI chunk histogram.
+to first token per arm from the GenAI chunk histogram, only of the experiment's series when an experiment id
+is given (``llm_experiment_id``), so an earlier experiment with the same arm names does not count.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from otel_llm import semconv
-from otel_llm.cli.search import JaegerClient
+from otel_llm.cli.search import URL_SCHEMES, JaegerClient
 from otel_llm.traces import Trace, from_jaeger
 
 # Prometheus names of the SDK histogram after the collector's OTLP -> Prometheus translation.
 TTFT_BUCKET_METRIC = "gen_ai_client_operation_time_to_first_chunk_seconds_bucket"
 ARM_LABEL = "llm_experiment_arm"
+EXPERIMENT_LABEL = "llm_experiment_id"
 MODEL_LABEL = "gen_ai_request_model"
 REQUEST_TIMEOUT_SECONDS = 10.0
 
@@ -94,6 +96,11 @@ def jaeger_samples(
     return samples_from_traces(from_jaeger({"data": payload}), experiment)
 
 
+def promql_string(value: str) -> str:
+    """``value`` as a PromQL double-quoted string literal."""
+    return json.dumps(value)
+
+
 def prometheus_get_json(url: str) -> Any:
     try:
         with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
@@ -108,7 +115,7 @@ class PrometheusSource:
     """Instant queries against Prometheus' HTTP API."""
 
     def __init__(self, base_url: str, fetch: Callable[[str], Any] = prometheus_get_json) -> None:
-        if not base_url.startswith(("http://", "https://")):
+        if not base_url.startswith(URL_SCHEMES):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._fetch = fetch
@@ -126,20 +133,29 @@ class PrometheusSource:
                 out.append((series.get("metric", {}), value))
         return out
 
-    def quantile_by(self, bucket_metric: str, label: str, q: float, window: str) -> dict[str, float]:
-        """``histogram_quantile(q)`` of a bucket metric over ``window``, per value of ``label``."""
+    def quantile_by(
+        self, bucket_metric: str, label: str, q: float, window: str, matchers: Mapping[str, str] | None = None
+    ) -> dict[str, float]:
+        """``histogram_quantile(q)`` of a bucket metric over ``window``, per value of ``label``, of the
+        series whose labels equal ``matchers``."""
+        selectors = [f'{label}!=""']
+        selectors += [f"{key}={promql_string(value)}" for key, value in (matchers or {}).items()]
         promql = (
             f"histogram_quantile({q}, sum by (le, {label}) "
-            f'(increase({bucket_metric}{{{label}!=""}}[{window}])))'
+            f"(increase({bucket_metric}{{{', '.join(selectors)}}}[{window}])))"
         )
         return {labels[label]: value for labels, value in self.query(promql) if label in labels}
 
-    def time_to_first_token(self, arms: Iterable[str], q: float, window: str) -> dict[str, float]:
-        """Per arm: the TTFT quantile by the arm label, else by the arm's model (series without the arm)."""
-        by_arm = self.quantile_by(TTFT_BUCKET_METRIC, ARM_LABEL, q, window)
+    def time_to_first_token(
+        self, arms: Iterable[str], q: float, window: str, experiment: str | None = None
+    ) -> dict[str, float]:
+        """Per arm: the TTFT quantile by the arm label, else by the arm's model (series without the arm);
+        with ``experiment``, of that experiment's series only."""
+        matchers = {EXPERIMENT_LABEL: experiment} if experiment is not None else None
+        by_arm = self.quantile_by(TTFT_BUCKET_METRIC, ARM_LABEL, q, window, matchers)
         missing = [arm for arm in arms if arm not in by_arm]
         if missing:
-            by_model = self.quantile_by(TTFT_BUCKET_METRIC, MODEL_LABEL, q, window)
+            by_model = self.quantile_by(TTFT_BUCKET_METRIC, MODEL_LABEL, q, window, matchers)
             for arm in missing:
                 model = arm.partition(":")[2]
                 if model in by_model:

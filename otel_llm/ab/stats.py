@@ -1,4 +1,4 @@
-"""Statistics for the A/B report in pure Python: percentiles and the Mann-Whitney U test.
+"""Statistics for the A/B report in pure Python: percentiles, the Mann-Whitney U test, Holm's correction.
 
 Mann-Whitney U compares two samples of trace durations without assuming a distribution (latencies are
 skewed). The p-value uses the normal approximation with tie and continuity corrections; it is reported only
@@ -76,3 +76,19 @@ def mann_whitney_u(first: Sequence[float], second: Sequence[float]) -> MannWhitn
     corrected = max(abs(deviation) - 0.5, 0.0)
     z = math.copysign(corrected / math.sqrt(variance), deviation)
     return MannWhitneyResult(u1, z, min(1.0, math.erfc(abs(z) / math.sqrt(2))), probability_greater)
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of p-values (None, an untested comparison, stays None and does not count).
+
+    The i-th smallest of m p-values becomes ``max_{j <= i} min(1, (m - j + 1) * p_(j))``; calling the
+    comparisons with an adjusted p below alpha significant keeps the family-wise error rate at alpha.
+    """
+    tested = sorted((p, index) for index, p in enumerate(p_values) if p is not None)
+    m = len(tested)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted

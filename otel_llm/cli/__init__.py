@@ -1,8 +1,8 @@
 """The ``otel-llm`` command: one subcommand per module of this package.
 
-Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets ``handler`` to a function
-taking the parsed arguments and returning the exit code. Modules are imported only to build the parser; anything heavy
-is imported by the handler itself, so ``otel-llm --help`` stays fast.
+Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets ``handler`` to a
+function taking the parsed arguments and returning the exit code. Modules are imported only to build the
+parser; anything heavy is imported by the handler itself, so ``otel-llm --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ SUBCOMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-llm",
-        description="OpenTelemetry for LLM apps: run the demo, the local stack, and search traces by provider/model.",
+        description=(
+            "OpenTelemetry for LLM apps: run the demo, the local stack, and search traces by provider/model."
+        ),
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:

@@ -2,15 +2,18 @@
 
 Reads the experiment's traces from Jaeger (requests, error rate, p50/p95/p99 trace duration, tokens per
 request) and time to first token from Prometheus, per arm (``llm.experiment.arm``); compares every arm with
-the fastest by a Mann-Whitney U test on trace durations; prints a table (or ``--json``) and optionally draws a
-PNG (``--chart``, needs the ``ab`` extra: matplotlib).
+the fastest by a Mann-Whitney U test on trace durations (Holm-adjusted with three or more arms); prints a
+table (or ``--json``) and optionally draws a PNG (``--chart``, needs the ``ab`` extra: matplotlib).
 
-Exit codes: 0 report printed; 2 a query API unreachable or no trace of the experiment found.
+Exit codes: 0 report printed (and charted); 2 with one line on stderr: a URL that is not http(s), a query API
+unreachable, no trace of the experiment found, ``--chart`` without matplotlib (checked before any query), or
+the chart file not writable (after the report is printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -22,6 +25,7 @@ from otel_llm.cli.search import (
     _duration_arg,
     _positive_int,
     parse_duration,
+    url_problem,
 )
 
 PROMETHEUS_URL_ENV = "OTEL_LLM_PROMETHEUS_URL"
@@ -90,6 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _fail(message: str) -> int:
+    print(f"otel-llm ab: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
 def run(args: argparse.Namespace) -> int:
     from otel_llm.ab.report import build_report, render_table
     from otel_llm.ab.sources import PrometheusSource, SourceError, jaeger_samples
@@ -97,29 +106,32 @@ def run(args: argparse.Namespace) -> int:
 
     jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
     prometheus_url = args.prometheus_url or os.environ.get(PROMETHEUS_URL_ENV) or DEFAULT_PROMETHEUS_URL
+    if args.chart and importlib.util.find_spec("matplotlib") is None:
+        return _fail("--chart needs matplotlib: pip install 'otel-llm[ab]'")
     lookback_us = parse_duration(args.lookback)
+    problem = url_problem(jaeger_url, "--jaeger-url", JAEGER_URL_ENV) or url_problem(
+        prometheus_url, "--prometheus-url", PROMETHEUS_URL_ENV
+    )
+    if problem:
+        return _fail(problem)
+    jaeger, prometheus = JaegerClient(jaeger_url), PrometheusSource(prometheus_url)
     try:
-        samples = jaeger_samples(
-            JaegerClient(jaeger_url), args.service, lookback_us, args.limit, args.experiment
-        )
+        samples = jaeger_samples(jaeger, args.service, lookback_us, args.limit, args.experiment)
         if not samples:
             wanted = f"experiment {args.experiment}" if args.experiment else "an arm"
-            print(
-                f"otel-llm ab: no trace with {wanted} in Jaeger at {jaeger_url} in the last {args.lookback}",
-                file=sys.stderr,
-            )
-            return EXIT_ERROR
-        prometheus = PrometheusSource(prometheus_url)
+            return _fail(f"no trace with {wanted} in Jaeger at {jaeger_url} in the last {args.lookback}")
         arms = sorted({sample.arm for sample in samples})
         window = f"{max(lookback_us // 1_000_000, 1)}s"
-        ttft = {q: prometheus.time_to_first_token(arms, q / 100, window) for q in (50, 95)}
+        ttft = {q: prometheus.time_to_first_token(arms, q / 100, window, args.experiment) for q in (50, 95)}
     except (SearchError, SourceError) as exc:
-        print(f"otel-llm ab: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(str(exc))
     report = build_report(samples, ttft, args.alpha, args.experiment)
     print(json.dumps(report.to_dict(), indent=2) if args.json else render_table(report))
     if args.chart:
         from otel_llm.ab.chart import write_chart
 
-        write_chart(report, args.chart)
+        try:
+            write_chart(report, args.chart)
+        except OSError as exc:
+            return _fail(f"cannot write the chart {args.chart} ({exc.strerror or exc})")
     return 0

@@ -53,10 +53,17 @@ class AppProcess:
     first_line: Mapping[str, Any]
 
 
+# LangSmith's tracing on in OTel mode, as the seed app runs it: langsmith needs no key and makes no network
+# call there, and otel-llm's LangChain instrumentation keeps it from tracing the runs a second time.
+LANGSMITH_OTEL_ENV = {"LANGSMITH_TRACING": "true", "LANGSMITH_TRACING_MODE": "otel"}
+
+
 def telemetry_env(service: str, otlp_grpc_endpoint: str) -> dict[str, str]:
-    """The environment of one app process: standard OTEL_* variables only, OTLP/gRPC to the collector."""
+    """The environment of one app process: standard OTEL_* variables, OTLP/gRPC to the collector, and
+    LangSmith in OTel mode (``LANGSMITH_OTEL_ENV``)."""
     return {
         **os.environ,
+        **LANGSMITH_OTEL_ENV,
         "OTEL_SERVICE_NAME": service,
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_grpc_endpoint}",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",

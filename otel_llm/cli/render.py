@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
+from otel_llm import semconv
 from otel_llm.traces import LlmCall, Span, Trace
 
 PERCENTILES = (50, 95)
@@ -70,9 +71,29 @@ def _span_label(span: Span, parent_service: str | None, call: LlmCall | None) ->
     parts.append(format_duration(span.duration_us))
     if call is not None:
         parts.append(_tokens(call.input_tokens, call.output_tokens))
+    elif span.service != parent_service:
+        parts.extend(_local_root_facts(span.attributes))
     if span.error:
         parts.append("ERROR")
     return "  ".join(parts)
+
+
+def _local_root_facts(attributes: Mapping[str, object]) -> list[str]:
+    """What otel-llm put on a process's entry span: the assigned arm and the roll-up of the calls beneath.
+
+    Shown only where a service starts (the spans people search and alert on), not on every node that carries a
+    roll-up too, so the tree stays readable.
+    """
+    facts = []
+    arm = attributes.get(semconv.EXPERIMENT_ARM)
+    if arm:
+        facts.append(f"arm {arm}")
+    calls = attributes.get(semconv.ROLLUP_CALLS)
+    if calls:
+        provider = attributes.get(semconv.ROLLUP_PROVIDER, semconv.UNKNOWN)
+        model = attributes.get(semconv.ROLLUP_MODEL, semconv.UNKNOWN)
+        facts.append(f"rollup {provider}/{model} ({calls} calls)")
+    return facts
 
 
 def _collapsed_walk(trace: Trace, calls: Mapping[str, LlmCall]) -> Iterator[tuple[int, list[Span], bool]]:

@@ -4,12 +4,14 @@ duration.
 Asks Jaeger's query API (``GET /api/services``, ``GET /api/traces``: the HTTP API the Jaeger v2 query
 extension serves) and prints a table or JSON. Without ``--service`` every service Jaeger knows is asked, with
 the filters sent as span tags (``gen_ai.provider.name``, ``gen_ai.request.model``, ``llm.experiment.arm``,
-``langsmith.metadata.intent``), and the traces are merged by id. With ``--service`` only that service is asked
-for its recent traces (up to ``SCAN_LIMIT``), because Jaeger's badger store matches tags only on spans of the
-queried service while the LLM spans may belong to another service of the trace. Either way every filter is
-checked again on each whole trace with the semconv rules (storages differ in how they match tags: badger on
-any spans of one service, the memory store on one span), so provider aliases, deprecated attributes, the
-``intent:<x>`` run tag and the roll-up on roots count too.
+``langsmith.metadata.intent``) and, when there are filters, once more without tags for its recent traces (up
+to ``SCAN_LIMIT``, so traces whose provider or model are only in a root's roll-up or in deprecated attributes
+are found too); the traces are merged by id. With ``--service`` only that service is asked for its recent
+traces (up to ``SCAN_LIMIT``), because Jaeger's badger store matches tags only on spans of the queried service
+while the LLM spans may belong to another service of the trace. Either way every filter is checked again on
+each whole trace with the semconv rules (storages differ in how they match tags: badger on any spans of one
+service, the memory store on one span), so provider aliases, deprecated attributes, the ``intent:<x>`` run tag
+and the roll-up on roots count too.
 
 Exit codes: 0 traces printed; 2 Jaeger unreachable, not a Jaeger, or no trace matched (one line on stderr).
 """
@@ -40,6 +42,7 @@ DEFAULT_LIMIT = 20
 SCAN_LIMIT = 200
 REQUEST_TIMEOUT_SECONDS = 10.0
 EXIT_ERROR = 2
+URL_SCHEMES = ("http://", "https://")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h|d)\s*$")
 _MICROSECONDS_PER_UNIT = {
     "us": 1,
@@ -73,6 +76,13 @@ def _duration_arg(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text.strip()
+
+
+def url_problem(url: str, option: str, variable: str) -> str | None:
+    """None for an http(s) URL, else one line naming the option and the variable it came from."""
+    if url.startswith(URL_SCHEMES):
+        return None
+    return f"{option} / ${variable} {url!r} must start with http:// or https://"
 
 
 def _positive_int(text: str) -> int:
@@ -171,7 +181,7 @@ class JaegerClient:
     """The two calls of Jaeger's query HTTP API the search needs."""
 
     def __init__(self, base_url: str, fetch: Fetch = http_get_json) -> None:
-        if not base_url.startswith(("http://", "https://")):
+        if not base_url.startswith(URL_SCHEMES):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._fetch = fetch
@@ -221,23 +231,28 @@ def search(
     if services:
         # Jaeger's badger store matches tags only on spans of the queried service, and the LLM spans may be in
         # another service of the trace: ask for the service's recent traces and filter them all here.
-        services, server_tags = list(services), {}
+        services, queries = list(services), [{}]
     else:
-        services, server_tags = client.services(), tags
+        services = client.services()
         if not services:
             raise SearchError(f"Jaeger at {client.base_url} has no traces from any service yet")
-    # Jaeger's memory store applies minDuration and tags to one span: send minDuration only alone (any span
-    # that long makes the trace at least that long), and check the trace's duration here.
-    server_min_duration = 0 if server_tags else trace_filter.min_duration_us
-    checked_here_only = tags != server_tags or (server_tags and trace_filter.min_duration_us)
-    fetch_limit = max(limit, SCAN_LIMIT) if checked_here_only else limit
+        # With tags Jaeger's indexes find old matches too; a scan of the recent traces without tags also finds
+        # those whose provider or model sit only in a root's roll-up or in deprecated attributes
+        # (gen_ai.system), and intents that are only an intent:<x> run tag, which no exact tag matches.
+        queries = [tags, {}] if tags else [{}]
     raw_traces: dict[str, Any] = {}
     for service in services:
-        for raw in client.find_traces(
-            service, end_us - lookback_us, end_us, fetch_limit, server_tags, server_min_duration
-        ):
-            if isinstance(raw, Mapping) and raw.get("traceID"):
-                raw_traces[str(raw["traceID"])] = raw
+        for query_tags in queries:
+            # Jaeger's memory store applies minDuration and tags to one span: send minDuration only alone (any
+            # span that long makes the trace at least that long), and check the trace's duration here.
+            server_min_duration = 0 if query_tags else trace_filter.min_duration_us
+            checked_here_only = tags != query_tags or (query_tags and trace_filter.min_duration_us)
+            fetch_limit = max(limit, SCAN_LIMIT) if checked_here_only else limit
+            for raw in client.find_traces(
+                service, end_us - lookback_us, end_us, fetch_limit, query_tags, server_min_duration
+            ):
+                if isinstance(raw, Mapping) and raw.get("traceID"):
+                    raw_traces[str(raw["traceID"])] = raw
     traces = [
         trace for trace in from_jaeger({"data": list(raw_traces.values())}) if trace_filter.matches(trace)
     ]
@@ -297,6 +312,10 @@ def run(args: argparse.Namespace) -> int:
     from otel_llm.cli.render import render_trace_table
 
     jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
+    problem = url_problem(jaeger_url, "--jaeger-url", JAEGER_URL_ENV)
+    if problem:
+        print(f"otel-llm search: {problem}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         client = JaegerClient(jaeger_url)
         min_duration_us = parse_duration(args.min_duration) if args.min_duration else 0

@@ -9,12 +9,30 @@ recorded. ``status`` exits 0 when every component is healthy, 3 otherwise.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 
 from otel_llm.stack.run import COMPONENTS_BY_NAME, JAEGER_CONFIGS  # stdlib-only module: cheap for --help
 
 DEFAULT_LOG_LINES = 50
+
+
+def _reporting_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a command; a ``StackError`` (a setting or state the user must fix) becomes one line and exit 1."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from otel_llm.stack.run import StackError
+
+        try:
+            return handler(args)
+        except StackError as exc:
+            print(f"otel-llm stack {args.stack_command}: {exc}", file=sys.stderr)
+            return 1
+
+    return run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,17 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--jaeger-storage", choices=sorted(JAEGER_CONFIGS), default="badger",
                     help="badger keeps traces across restarts (default); memory is for quick runs")
     up.add_argument("--json", action="store_true", help="print the status as JSON once up")
-    up.set_defaults(handler=_up)
+    up.set_defaults(handler=_reporting_errors(_up))
     down = commands.add_parser("down", help="stop every component (ok when already stopped)")
-    down.set_defaults(handler=_down)
+    down.set_defaults(handler=_reporting_errors(_down))
     status = commands.add_parser("status", help="endpoints and health of each component")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(handler=_status)
+    status.set_defaults(handler=_reporting_errors(_status))
     logs = commands.add_parser("logs", help="the last lines of each component's log")
     logs.add_argument("component", nargs="?", choices=list(COMPONENTS_BY_NAME),
                       help="one component (default: all)")
     logs.add_argument("-n", "--lines", type=int, default=DEFAULT_LOG_LINES, help="lines per component")
-    logs.set_defaults(handler=_logs)
+    logs.set_defaults(handler=_reporting_errors(_logs))
 
 
 def _state_dir(args: argparse.Namespace):
@@ -64,7 +82,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from otel_llm.stack.run import Stack, StackError
+    from otel_llm.stack.run import Stack
 
     state_dir = _state_dir(args)
     recorded = Stack.load(state_dir)
@@ -73,12 +91,7 @@ def _up(args: argparse.Namespace) -> int:
         stack = recorded
     else:
         stack = Stack.create(state_dir, jaeger_storage=args.jaeger_storage)
-    try:
-        status = stack.up()
-    except StackError as exc:
-        print(f"otel-llm stack up: {exc}", file=sys.stderr)
-        return 1
-    _print_status(status, as_json=args.json)
+    _print_status(stack.up(), as_json=args.json)
     return 0
 
 

@@ -4,14 +4,19 @@
   request to an experiment arm (a provider/model pair; ``OTEL_LLM_EXPERIMENT_*``, else the demo's 50/50 split
   over its two providers), puts ``session.id`` and the arm into baggage, and enqueues the job inside a
   PRODUCER span whose context and baggage travel in the message fields (``otel_llm.propagation``).
-- ``GET /api/v1/chat/{job_id}`` -> ``{job_id, status, answer, tokens, error}`` (status
-  pending/streaming/done/error).
+- ``GET /api/v1/chat/{job_id}`` -> ``{job_id, status, text, tokens, error}`` (status
+  pending/streaming/done/error): the answer so far in one piece, what a client that lost its stream reads (a
+  ``snapshot`` recovery).
 - ``GET /api/v1/chat/{job_id}/stream``: the answer as server-sent events (``token`` events, then
-  ``done``/``error``).
+  ``done``/``error``), each with an ``id`` (its position in the answer stream). A client reconnecting with
+  the standard ``Last-Event-ID`` header gets the events after that id (a ``catch_up`` recovery).
 
 The app sets up no tracing: the SERVER span comes from the FastAPI instrumentation of
 ``opentelemetry-instrument`` (or of embedded mode), the Redis client spans from the redis instrumentation; its
-only telemetry code is the queue propagation helper and the experiment assignment.
+telemetry code is the queue propagation helper, the experiment assignment and the recovery count
+(``chat_stream_recovery``, type ``snapshot`` or ``catch_up``, status ``success`` or ``error``, labelled with
+the provider, model and experiment arm this API assigned the job; ``unknown`` for jobs another API instance
+accepted).
 
 Run: ``python -m otel_llm.demo.api --port 8080 --redis-url redis://127.0.0.1:6379/0`` (port 0 picks a free one
 and prints ``{"port": ...}``); ``OTEL_LLM_DEMO_REDIS_URL`` is the default Redis URL.
@@ -29,7 +34,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Header
 from fastapi.responses import StreamingResponse
 from opentelemetry import trace
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import MESSAGING_MESSAGE_ID
@@ -51,6 +56,15 @@ from otel_llm.demo.jobs import (
 )
 from otel_llm.demo.models import PROVIDER_MODELS
 from otel_llm.experiment import Arm, Experiment, experiment_arm, experiment_from_env
+from otel_llm.metrics.streaming import (
+    RECOVERY_CATCH_UP,
+    RECOVERY_SNAPSHOT,
+    STATUS_ERROR,
+    STATUS_SUCCESS,
+    StreamMetrics,
+    default_stream_metrics,
+    stream_labels,
+)
 from otel_llm.propagation import baggage_entries, producer_span
 
 REDIS_URL_ENV = "OTEL_LLM_DEMO_REDIS_URL"
@@ -62,6 +76,7 @@ STREAM_POLL_S = 1.0
 STREAM_DEADLINE_S = 120.0
 MAX_MESSAGE_LENGTH = 4000
 MAX_ID_LENGTH = 128
+MAX_REMEMBERED_JOBS = 10000  # stream labels of the jobs this API accepted, for its recovery counts
 
 
 class ChatRequest(BaseModel):
@@ -120,8 +135,34 @@ def demo_experiment() -> Experiment:
     )
 
 
-def _sse(event: str, data: Mapping[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+def _sse(event: str, data: Mapping[str, Any], event_id: int | None = None) -> str:
+    id_line = f"id: {event_id}\n" if event_id is not None else ""
+    return f"event: {event}\n{id_line}data: {json.dumps(data)}\n\n"
+
+
+def _event_position(last_event_id: str) -> int | None:
+    """The position a ``Last-Event-ID`` names (a non-negative integer this API sent), else None."""
+    text = last_event_id.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
+class _RememberedLabels:
+    """Stream labels of the last ``MAX_REMEMBERED_JOBS`` jobs accepted, oldest forgotten first.
+
+    Used on the event loop's thread only (the endpoints are coroutines), so no lock.
+    """
+
+    def __init__(self, capacity: int = MAX_REMEMBERED_JOBS) -> None:
+        self._capacity = capacity
+        self._labels: dict[str, dict[str, str]] = {}
+
+    def remember(self, job_id: str, labels: dict[str, str]) -> None:
+        self._labels[job_id] = labels
+        if len(self._labels) > self._capacity:
+            del self._labels[next(iter(self._labels))]
+
+    def get(self, job_id: str) -> dict[str, str] | None:
+        return self._labels.get(job_id)
 
 
 def create_app(
@@ -129,13 +170,17 @@ def create_app(
     *,
     experiment: Experiment | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    stream_metrics: StreamMetrics | None = None,
 ) -> FastAPI:
     """The API over ``backend``; ``experiment`` defaults to ``OTEL_LLM_EXPERIMENT_*``, else the demo split.
 
-    ``tracer_provider`` is for the PRODUCER span (default: the global one).
+    ``tracer_provider`` is for the PRODUCER span (default: the global one), ``stream_metrics`` for the
+    recovery counts (default: instruments on the global meter provider).
     """
     chosen = experiment or experiment_from_env() or demo_experiment()
     fallback_arm = chosen.arms[0]
+    metrics = stream_metrics or default_stream_metrics()
+    accepted_labels = _RememberedLabels()
     app = FastAPI(title="otel-llm reference chat API")
 
     @app.post("/api/v1/chat", response_model=ChatAccepted)
@@ -153,24 +198,53 @@ def create_app(
                 fields, JOBS_STREAM, system=MESSAGING_SYSTEM, tracer_provider=tracer_provider
             ) as span:
                 span.set_attribute(MESSAGING_MESSAGE_ID, await backend.enqueue(fields))
+            # The worker's stream labels (node "answer", the default), experiment from the baggage set above.
+            accepted_labels.remember(job_id, stream_labels(arm.provider, arm.model))
         return ChatAccepted(job_id=job_id, provider=arm.provider, model=arm.model)
+
+    def recovered(recovery_type: str, status: str, job_id: str) -> None:
+        metrics.record_recovery(recovery_type, status, accepted_labels.get(job_id))
 
     @app.get("/api/v1/chat/{job_id}")
     async def answer(job_id: str) -> dict[str, Any]:
-        entries, _ = await backend.read(job_id)
+        try:
+            entries, _ = await backend.read(job_id)
+        except Exception:
+            recovered(RECOVERY_SNAPSHOT, STATUS_ERROR, job_id)
+            raise
+        recovered(RECOVERY_SNAPSHOT, STATUS_SUCCESS, job_id)
         return asdict(assemble(job_id, entries))
 
     @app.get("/api/v1/chat/{job_id}/stream")
-    async def stream(job_id: str) -> StreamingResponse:
+    async def stream(job_id: str, last_event_id: str | None = Header(default=None)) -> StreamingResponse:
+        resume_after = None if last_event_id is None else _event_position(last_event_id)
+
         async def events() -> AsyncIterator[str]:
+            if last_event_id is not None and resume_after is None:
+                recovered(RECOVERY_CATCH_UP, STATUS_ERROR, job_id)
+                yield _sse(ERROR_FIELD, {ERROR_FIELD: f"Last-Event-ID {last_event_id!r} is not an event id"})
+                return
             cursor, deadline = STREAM_START, time.monotonic() + STREAM_DEADLINE_S
+            position = 0  # entries of the answer stream read so far: the id of the last one
+            catching_up = resume_after is not None  # until the first read: the recovery's outcome
             while time.monotonic() < deadline:
-                entries, cursor = await backend.read(job_id, cursor, block_s=STREAM_POLL_S)
+                try:
+                    entries, cursor = await backend.read(job_id, cursor, block_s=STREAM_POLL_S)
+                except Exception:
+                    if catching_up:
+                        recovered(RECOVERY_CATCH_UP, STATUS_ERROR, job_id)
+                    raise
+                if catching_up:
+                    recovered(RECOVERY_CATCH_UP, STATUS_SUCCESS, job_id)
+                    catching_up = False
                 for entry in entries:
+                    position += 1
+                    if resume_after is not None and position <= resume_after:
+                        continue
                     if is_final(entry):
-                        yield _sse(ERROR_FIELD if ERROR_FIELD in entry else DONE_FIELD, entry)
+                        yield _sse(ERROR_FIELD if ERROR_FIELD in entry else DONE_FIELD, entry, position)
                         return
-                    yield _sse(TOKEN_FIELD, entry)
+                    yield _sse(TOKEN_FIELD, entry, position)
             yield _sse(ERROR_FIELD, {ERROR_FIELD: f"no answer within {STREAM_DEADLINE_S} s"})
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -2,18 +2,20 @@
 
 Shape (the seed's chat worker, trimmed to one subagent of each kind)::
 
-    intent ──Send──► retrieval  (a LangChain retriever over a small in-memory corpus)
-           ├─Send──► character  (gRPC call to the local character service)
-           ├─Send──► weather    (HTTP call to the local weather service)
-           └─Send──► general    (an LLM call)
-                         ──► answer (streams its tokens)
+    intent (LLM) ──Send──► retrieval  (a LangChain retriever over a small in-memory corpus)
+                 ├─Send──► character  (gRPC call to the local character service)
+                 ├─Send──► weather    (HTTP call to the local HTTP service)
+                 └─Send──► general    (an LLM call)
+                               ──► answer (LLM, streams its tokens)
 
 ``build_graph(clients)`` compiles the sync graph, ``build_graph(clients, asynchronous=True)`` the async one
 with the same nodes and edges. The chat models are the offline ones of ``otel_llm.demo.models``; the provider
-of each request comes from the state (``provider``), so one batch spans several providers.
+of each request comes from the state (``provider``), so one batch spans several providers. Each model call
+also makes its "provider API" HTTP call through ``clients.http`` (as a real SDK would), to the same local HTTP
+service.
 
 There is no tracing code here: node, LLM and retriever spans come from the LangChain instrumentation, the gRPC
-and HTTP client spans from OpenTelemetry's gRPC and httpx instrumentations, all loaded by
+and HTTP client spans (the LLM calls' too) from OpenTelemetry's gRPC and httpx instrumentations, all loaded by
 ``opentelemetry-instrument``. ``run_config`` builds the run configuration of the seed (section 2.3): run name,
 ``intent:*`` tags, job/user metadata and the session as ``thread_id``.
 """
@@ -40,6 +42,7 @@ from otel_llm.demo.services import character_stub
 
 SUBAGENTS = ("retrieval", "character", "weather", "general")
 NODES = ("intent", *SUBAGENTS, "answer")
+LLM_NODES = ("intent", "general", "answer")  # the nodes that call a chat model, once each
 GENERAL_INTENT = "general"
 # Keyword routing stands in for parsing the intent model's answer: the fake models cannot classify.
 INTENT_KEYWORDS: Mapping[str, tuple[str, ...]] = {
@@ -75,7 +78,7 @@ class ChatState(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class ServiceClients:
-    """Clients of the local services: a gRPC channel, an httpx client with the weather service as base_url.
+    """Clients of the local services: a gRPC channel, an httpx client with the HTTP service as base_url.
 
     Sync clients (``grpc.Channel``, ``httpx.Client``) for the sync graph; ``grpc.aio.Channel`` and
     ``httpx.AsyncClient`` for the async one.
@@ -181,10 +184,14 @@ def _text(content: Any) -> str:
 
 
 class _Models:
-    """The chat model of each (provider, model) a request asks for, built on first use and kept."""
+    """The chat model of each (provider, model) a request asks for, built on first use and kept.
 
-    def __init__(self, models: Mapping[str, BaseChatModel] | None) -> None:
+    Built models call the provider API through ``http_options`` (``chat_model``'s client arguments).
+    """
+
+    def __init__(self, models: Mapping[str, BaseChatModel] | None, http_options: Mapping[str, Any]) -> None:
         self._fixed = dict(models) if models is not None else None
+        self._http_options = dict(http_options)
         self._built: dict[tuple[str, str | None], BaseChatModel] = {}
         self._lock = threading.Lock()
 
@@ -200,7 +207,7 @@ class _Models:
         with self._lock:
             model = self._built.get(key)
             if model is None:
-                model = chat_model(provider, model=key[1])
+                model = chat_model(provider, model=key[1], **self._http_options)
                 if len(self._built) < MAX_CACHED_MODELS:
                     self._built[key] = model
         return model
@@ -272,10 +279,12 @@ def build_graph(
     """The compiled reference graph; ``asynchronous`` picks async nodes (run it with ``ainvoke``/``astream``).
 
     ``models`` maps canonical provider names to chat models; by default each request gets the fake model
-    of its ``provider`` and ``model`` (``otel_llm.demo.models.chat_model``).
+    of its ``provider`` and ``model`` (``otel_llm.demo.models.chat_model``), calling the provider API through
+    ``clients.http``.
     """
     make_nodes = _async_nodes if asynchronous else _sync_nodes
-    nodes = make_nodes(clients, _Models(models), KeywordRetriever())
+    http_options = {"async_http_client" if asynchronous else "http_client": clients.http}
+    nodes = make_nodes(clients, _Models(models, http_options), KeywordRetriever())
     builder = StateGraph(ChatState)
     for name, node in nodes.items():
         builder.add_node(name, node)

@@ -6,7 +6,14 @@
 word by word through ``_stream``/``_astream`` (calling ``on_llm_new_token`` like a real integration), after a
 time to first token and spread over a total latency.
 
-It adds no telemetry itself: every span and metric about these calls comes from the instrumentation.
+Like a real SDK it can also call its provider's API over HTTP from inside the call: given ``http_client`` (an
+``httpx.Client``, for ``invoke``/``stream``) or ``async_http_client`` (an ``httpx.AsyncClient``, for
+``ainvoke``/``astream``) whose base URL is the demo's HTTP service, each call first POSTs
+``{"model": ..., "stream": ...}`` to ``/v1/chat/completions`` there (``otel_llm.demo.services``), so a trace
+shows the SDK's own HTTP client span under the LLM span. Without a client it makes no network call.
+
+It adds no telemetry itself: every span and metric about these calls comes from the instrumentation (the HTTP
+client span from OpenTelemetry's httpx instrumentation).
 
 Settings (milliseconds, non-negative numbers; a bad value warns once and falls back to the default):
 
@@ -15,12 +22,21 @@ Settings (milliseconds, non-negative numbers; a bad value warns once and falls b
 - ``OTEL_LLM_DEMO_LATENCY_MS_<PROVIDER>`` / ``OTEL_LLM_DEMO_TTFT_MS_<PROVIDER>``: the same for one provider
   (name upper-cased, other characters ``_``: ``OTEL_LLM_DEMO_LATENCY_MS_AWS_BEDROCK``), e.g. for an A/B
   experiment whose arms differ in latency.
+
+Failure drills (off when unset; a bad value warns once and is ignored):
+
+- ``OTEL_LLM_DEMO_FALLBACK_<PROVIDER>`` (a demo provider name): calls meant for ``<PROVIDER>`` are served by
+  that provider's model instead, as if the app had fallen back (``OTEL_LLM_DEMO_FALLBACK_AWS_BEDROCK=openai``:
+  the Bedrock arm of an experiment is answered by OpenAI, an experiment fallback).
+- ``OTEL_LLM_DEMO_FAIL_WORD``: a call whose prompt contains this word raises ``SimulatedProviderError``
+  (a provider outage for chosen requests: their streams end in error).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -33,11 +49,14 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from otel_llm import semconv
-from otel_llm.settings import env_float
+from otel_llm.demo.services import COMPLETIONS_PATH
+from otel_llm.settings import _warn_once, env_float
 
 _NON_ALNUM = re.compile(r"[^A-Z0-9]")
 LATENCY_ENV = "OTEL_LLM_DEMO_LATENCY_MS"
 TTFT_ENV = "OTEL_LLM_DEMO_TTFT_MS"
+FALLBACK_ENV = "OTEL_LLM_DEMO_FALLBACK"
+FAIL_WORD_ENV = "OTEL_LLM_DEMO_FAIL_WORD"
 DEFAULT_LATENCY_MS = 40.0
 DEFAULT_TTFT_MS = 15.0
 DEFAULT_ANSWER_WORDS = 12
@@ -105,6 +124,23 @@ def _env_milliseconds(name: str, provider: str, default: float) -> float:
     return env_float(provider_variable(name, provider), shared, minimum=0)
 
 
+def _fallback_spec(spec: ProviderModel) -> ProviderModel:
+    """Who serves calls meant for ``spec``: the provider ``OTEL_LLM_DEMO_FALLBACK_<PROVIDER>`` names."""
+    name = provider_variable(FALLBACK_ENV, spec.provider)
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return spec
+    target = PROVIDER_MODELS.get(semconv.normalize_provider(raw) or "")
+    if target is None:
+        _warn_once(name, raw, f"one of {', '.join(PROVIDERS)}", "no fallback")
+        return spec
+    return target
+
+
+class SimulatedProviderError(RuntimeError):
+    """The failure ``OTEL_LLM_DEMO_FAIL_WORD`` asks for, as a provider SDK would raise on an outage."""
+
+
 class FakeProviderChatModel(BaseChatModel):
     """A chat model that answers offline while looking like a real provider's model to LangChain."""
 
@@ -114,6 +150,9 @@ class FakeProviderChatModel(BaseChatModel):
     latency_ms: float = DEFAULT_LATENCY_MS
     ttft_ms: float = DEFAULT_TTFT_MS
     answer_words: int = DEFAULT_ANSWER_WORDS
+    http_client: Any = None  # httpx.Client: the provider API call of invoke/stream
+    async_http_client: Any = None  # httpx.AsyncClient: the same for ainvoke/astream
+    fail_word: str | None = None
 
     @property
     def _llm_type(self) -> str:
@@ -134,6 +173,8 @@ class FakeProviderChatModel(BaseChatModel):
     # --- the answer ---------------------------------------------------------------------------------------
     def _words(self, messages: list[BaseMessage]) -> list[str]:
         prompt = "\n".join(str(message.content) for message in messages)
+        if self.fail_word and self.fail_word in prompt:
+            raise SimulatedProviderError(f"{self.ls_provider} unavailable (simulated: {self.fail_word!r})")
         digest = hashlib.sha256(f"{self.model_name}\n{prompt}".encode()).digest()
         count = max(1, self.answer_words)
         return [_VOCABULARY[digest[index % len(digest)] % len(_VOCABULARY)] for index in range(count)]
@@ -172,6 +213,19 @@ class FakeProviderChatModel(BaseChatModel):
             generations=[ChatGeneration(message=message)], llm_output={"model_name": self.model_name}
         )
 
+    # --- the provider API call ------------------------------------------------------------------------------
+    def _request(self, stream: bool) -> dict[str, Any]:
+        return {"model": self.model_name, "stream": stream}
+
+    def _call_api(self, stream: bool) -> None:
+        if self.http_client is not None:
+            self.http_client.post(COMPLETIONS_PATH, json=self._request(stream)).raise_for_status()
+
+    async def _acall_api(self, stream: bool) -> None:
+        if self.async_http_client is not None:
+            response = await self.async_http_client.post(COMPLETIONS_PATH, json=self._request(stream))
+            response.raise_for_status()
+
     # --- LangChain's interface ----------------------------------------------------------------------------
     def _generate(
         self,
@@ -180,6 +234,7 @@ class FakeProviderChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._call_api(stream=False)
         time.sleep(self.latency_ms / 1000.0)
         return self._result(messages)
 
@@ -190,6 +245,7 @@ class FakeProviderChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
+        await self._acall_api(stream=False)
         await asyncio.sleep(self.latency_ms / 1000.0)
         return self._result(messages)
 
@@ -200,6 +256,7 @@ class FakeProviderChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        self._call_api(stream=True)
         for delay, chunk in self._chunks(messages):
             time.sleep(delay)
             if run_manager is not None:
@@ -213,6 +270,7 @@ class FakeProviderChatModel(BaseChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        await self._acall_api(stream=True)
         for delay, chunk in self._chunks(messages):
             await asyncio.sleep(delay)
             if run_manager is not None:
@@ -227,15 +285,22 @@ def chat_model(
     latency_ms: float | None = None,
     ttft_ms: float | None = None,
     answer_words: int = DEFAULT_ANSWER_WORDS,
+    http_client: Any = None,
+    async_http_client: Any = None,
 ) -> FakeProviderChatModel:
     """The fake chat model for ``provider`` (a ``PROVIDERS`` name or any alias ``semconv`` knows).
 
     ``model`` defaults to the provider's demo model; latency and time to first token default to
-    ``OTEL_LLM_DEMO_LATENCY_MS`` / ``OTEL_LLM_DEMO_TTFT_MS``.
+    ``OTEL_LLM_DEMO_LATENCY_MS`` / ``OTEL_LLM_DEMO_TTFT_MS``; ``http_client`` / ``async_http_client`` make
+    each call POST to the demo HTTP service first (see the module docstring). The failure drills of the
+    module docstring apply: a provider with a fallback gives the fallback provider's model (its own model id).
     """
     spec = PROVIDER_MODELS.get(semconv.normalize_provider(provider) or "")
     if spec is None:
         raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}; got {provider!r}")
+    serving = _fallback_spec(spec)
+    if serving is not spec:
+        spec, model = serving, None
     latency = (
         _env_milliseconds(LATENCY_ENV, spec.provider, DEFAULT_LATENCY_MS)
         if latency_ms is None
@@ -253,4 +318,7 @@ def chat_model(
         latency_ms=latency,
         ttft_ms=ttft,
         answer_words=answer_words,
+        http_client=http_client,
+        async_http_client=async_http_client,
+        fail_word=(os.environ.get(FAIL_WORD_ENV) or "").strip() or None,
     )

@@ -1,9 +1,11 @@
-"""The reference app's downstream services: a gRPC character service and an HTTP weather service, both local.
+"""The reference app's downstream services: a gRPC character service and an HTTP service, both local.
 
 They stand in for the seed's gRPC ``character`` subagent backend and its HTTP APIs, so a trace shows gRPC and
-HTTP client spans (made inside LangGraph nodes) with the matching server spans. They add no telemetry of their
-own: under ``opentelemetry-instrument`` the gRPC and FastAPI instrumentations make the server spans; embedded
-mode passes interceptors and instruments the app explicitly.
+HTTP client spans (made inside LangGraph nodes) with the matching server spans. The HTTP service answers
+the weather node (``GET /weather/{city}``) and the fake chat models' provider API calls (``POST
+/v1/chat/completions``, made from inside each LLM call as a real SDK's would be). They add no telemetry of
+their own: under ``opentelemetry-instrument`` the gRPC and FastAPI instrumentations make the server spans;
+embedded mode passes interceptors and instruments the app explicitly.
 
 The gRPC service needs no protoc: a generic handler with JSON (de)serialisers, method ``/demo.Character/Get``.
 
@@ -28,13 +30,16 @@ from typing import Any
 import grpc
 import uvicorn
 from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
 
 GRPC_SERVICE = "demo.Character"
 GRPC_METHOD = f"/{GRPC_SERVICE}/Get"
+COMPLETIONS_PATH = "/v1/chat/completions"
 LOOPBACK = "127.0.0.1"
 GRPC_WORKERS = 16
 STARTUP_POLL_S = 0.01
 STOP_GRACE_S = 1.0
+MAX_MODEL_LENGTH = 128
 
 CHARACTERS = {
     "eco": {"name": "Eco", "role": "recycling guide", "catchphrase": "Sort it right!"},
@@ -91,9 +96,19 @@ def start_grpc_server(
     return server, bound
 
 
+class CompletionRequest(BaseModel):
+    model: str = Field(min_length=1, max_length=MAX_MODEL_LENGTH)
+    stream: bool = False
+
+
 def create_http_app() -> FastAPI:
-    """The weather service: ``GET /weather/{city}``."""
-    app = FastAPI(title="demo weather service")
+    """The HTTP service: ``GET /weather/{city}`` and the fake provider API ``POST /v1/chat/completions``."""
+    app = FastAPI(title="demo HTTP service")
+
+    @app.post(COMPLETIONS_PATH)
+    def completions(request: CompletionRequest) -> dict[str, Any]:
+        """Acknowledges a fake model's call (the fake model makes its answer itself, offline)."""
+        return {"object": "chat.completion", "model": request.model, "stream": request.stream}
 
     @app.get("/weather/{city}")
     def weather(city: str) -> dict[str, Any]:

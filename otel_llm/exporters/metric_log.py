@@ -4,12 +4,16 @@ Writes, from the export thread (wrap it in a ``BatchSpanProcessor``), for each f
 
 - ``METRIC|event=request|path=/api/v1/chat|provider=openai|model=gpt-4o-mini|ms_total=812.345`` for a local
   root span of kind SERVER or CONSUMER (a request entering this process), provider and model from the roll-up
-  (``llm.rollup.provider`` / ``llm.rollup.model``), plus ``status`` and the experiment arm when present;
+  (``llm.rollup.provider`` / ``llm.rollup.model``), else, for a request whose LLM calls run elsewhere (the API
+  in front of a worker), the experiment arm it was assigned; plus ``status``, the experiment and arm when
+  present, and ``provider_source`` (``rollup`` or ``arm``) saying where provider and model came from;
 - ``METRIC|event=span|name=ChatOpenAI|ms=402.118|provider=openai|model=gpt-4o-mini`` for the selected spans:
   by default LLM spans and LangGraph node spans, or spans whose name matches ``OTEL_LLM_METRIC_LOG_SPANS``.
 
 Escaping: inside a value ``\\`` becomes ``\\\\``, ``|`` becomes ``\\|``, ``=`` becomes ``\\=`` and line breaks
-become ``\\n`` / ``\\r``, so every line splits on unescaped ``|`` and each field on its first unescaped ``=``.
+become ``\\n`` / ``\\r``. Read a line left to right, a ``\\`` taking the next character with it: a ``|``
+ends a field when an even number of ``\\`` (none included) precede it, and a field's key ends at its first
+``=`` (keys are plain names).
 
 Switched on by ``OTEL_LLM_METRIC_LOG`` (``stdout``, ``stderr`` or a file path; off when unset). Cost: nothing
 on the application thread; a few dictionary reads and one write per selected span on the export thread.
@@ -31,6 +35,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_llm import semconv
+from otel_llm.experiment import assigned_provider_model
 from otel_llm.settings import env_csv
 
 _logger = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ PREFIX = "METRIC"
 REQUEST_KINDS = frozenset({SpanKind.SERVER, SpanKind.CONSUMER})
 # Where a request's path comes from, first present wins (HTTP server route, then URL path, then messaging).
 PATH_ATTRIBUTES = ("http.route", "url.path", "http.target", "messaging.destination.name")
+SOURCE_ROLLUP = "rollup"  # provider_source values: the LLM calls beneath the request ...
+SOURCE_ARM = "arm"  # ... or the experiment arm it was assigned (its calls ran in another process)
 _ESCAPES = {"\\": "\\\\", "|": "\\|", "=": "\\=", "\n": "\\n", "\r": "\\r"}
 _NEEDS_ESCAPE = re.compile(r"[\\|=\n\r]")
 
@@ -97,10 +104,21 @@ def _provider_model(attributes: Mapping[str, Any], from_rollup: bool) -> tuple[s
     return (provider or semconv.UNKNOWN), (model or semconv.UNKNOWN)
 
 
+def _request_provider_model(attributes: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """Provider, model and their source: the roll-up, else the assigned arm, else unknown (no source)."""
+    provider, model = _provider_model(attributes, from_rollup=True)
+    if (provider, model) != (semconv.UNKNOWN, semconv.UNKNOWN):
+        return provider, model, SOURCE_ROLLUP
+    assigned = assigned_provider_model(attributes)
+    if assigned is not None:
+        return assigned[0], assigned[1], SOURCE_ARM
+    return provider, model, None
+
+
 def request_line(span: ReadableSpan) -> str:
     """The ``event=request`` line of a request root span."""
     attributes = span.attributes or {}
-    provider, model = _provider_model(attributes, from_rollup=True)
+    provider, model, source = _request_provider_model(attributes)
     path = next((attributes[key] for key in PATH_ATTRIBUTES if attributes.get(key)), span.name)
     status = "error" if span.status.status_code is StatusCode.ERROR else "ok"
     return format_line(
@@ -113,6 +131,7 @@ def request_line(span: ReadableSpan) -> str:
             ("status", status),
             ("experiment", attributes.get(semconv.EXPERIMENT_ID)),
             ("arm", attributes.get(semconv.EXPERIMENT_ARM)),
+            ("provider_source", source),
         )
     )
 

@@ -342,10 +342,11 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             node = attributes.get(semconv.LANGGRAPH_NODE)
             if node is not None:
                 labels[semconv.LANGGRAPH_NODE] = node
-            # Per-arm TTFT (docs/experiments.md); the context current at the start, already at hand.
-            arm = baggage.get_baggage(semconv.EXPERIMENT_ARM, run.previous)
-            if arm is not None:
-                labels[semconv.EXPERIMENT_ARM] = str(arm)
+            # Per-arm TTFT (docs/experiments.md), from the context current at the start (already at hand).
+            for key in (semconv.EXPERIMENT_ID, semconv.EXPERIMENT_ARM):
+                value = baggage.get_baggage(key, run.previous)
+                if value is not None:
+                    labels[key] = str(value)
             run.llm_labels = labels
             run.capture = self._capture_content
             run.started = self._clock()

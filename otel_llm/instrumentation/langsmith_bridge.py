@@ -15,8 +15,17 @@ measurements: docs/langgraph.md):
    trace UUID, never exported), so OTel spans opened there land in another trace under a missing parent. Its
    ``_maybe_create_otel_context`` now gives None: those spans stay children of the current span (a node's).
    ``@traceable`` runs themselves are still exported by langsmith (nothing else traces them).
+4. ``otel`` mode: langsmith parents a ``@traceable`` run's span on the span current when the run was queued,
+   but reads that span's context later, on its export thread. otel-llm's current span then stands for the
+   innermost LangChain run still live (``RunSpan``): by then none is, so the span would hang under the
+   request. langsmith's client now keeps the span context as it was when queued (the calling node's).
 
-These are private langsmith / langchain_core functions (langsmith 0.15, langchain-core 1.7): a missing one
+5. ``langsmith`` (REST) and ``hybrid`` modes with tracing on: langsmith uploads every LangChain run to
+   LangSmith's API, and otel-llm's spans of the same runs reach LangSmith too when the collector exports to
+   it: LangSmith would get each run twice. The process cannot see the collector's configuration, so
+   ``install()`` logs one warning naming ``LANGSMITH_TRACING_MODE`` and the two safe setups.
+
+These are private langsmith / langchain_core functions (langsmith 0.15, langchain-core 1.8): a missing one
 is skipped with one warning, never an error. Cost: nothing per run; the tracing mode is read once, at
 install.
 """
@@ -32,6 +41,9 @@ _logger = logging.getLogger(__name__)
 
 MODE_OTEL = "otel"
 MODE_HYBRID = "hybrid"
+MODE_REST = "langsmith"
+UPLOADING_MODES = frozenset({MODE_REST, MODE_HYBRID})  # langsmith posts runs to LangSmith's REST API
+_warned_upload_twice = False
 
 
 def langsmith_tracing_mode() -> str | None:
@@ -47,18 +59,36 @@ def langsmith_tracing_mode() -> str | None:
         return None
 
 
-def install(mode: str | None = None) -> Callable[[], None]:
-    """Applies the changes for ``mode`` (default: langsmith's, from env); returns a function undoing them."""
+def langsmith_tracing_enabled() -> bool:
+    """Whether langsmith traces at all (``LANGSMITH_TRACING`` / ``LANGCHAIN_TRACING_V2``, or set in code)."""
+    try:
+        from langsmith.utils import tracing_is_enabled
+
+        return bool(tracing_is_enabled())
+    except Exception:
+        return False
+
+
+def install(mode: str | None = None, *, tracing_enabled: bool | None = None) -> Callable[[], None]:
+    """Applies the changes for ``mode`` (default: langsmith's, from env); returns a function undoing them.
+
+    ``tracing_enabled`` (default: langsmith's own answer) only decides the warning about runs uploaded twice.
+    """
     if mode is None:
         mode = langsmith_tracing_mode()
     undo: list[Callable[[], None]] = []
     if mode is None:
         return lambda: None
+    if tracing_enabled is None:
+        tracing_enabled = langsmith_tracing_enabled()
+    if mode in UPLOADING_MODES and tracing_enabled:
+        _warn_upload_twice(mode)
     _patch(
         undo, "langsmith.run_helpers", "_maybe_create_otel_context", lambda original: _no_synthetic_context
     )
     if mode == MODE_OTEL:
         _patch(undo, "langchain_core.tracers.context", "_tracing_v2_is_enabled", _explicit_tracer_only)
+        _patch(undo, "langsmith.client", "_import_otel", _parent_context_as_queued)
     elif mode == MODE_HYBRID:
         _patch(
             undo,
@@ -72,6 +102,21 @@ def install(mode: str | None = None) -> Callable[[], None]:
             step()
 
     return undo_all
+
+
+def _warn_upload_twice(mode: str) -> None:
+    global _warned_upload_twice
+    if _warned_upload_twice:
+        return
+    _warned_upload_twice = True
+    _logger.warning(
+        "otel_llm: LangSmith tracing is on in %r mode (LANGSMITH_TRACING_MODE): langsmith uploads every "
+        "LangChain run to LangSmith's API, and if your collector also exports otel-llm's spans to LangSmith "
+        "(its LangSmith pipeline, on when it has a LANGSMITH_API_KEY) LangSmith gets each run twice. "
+        "Set LANGSMITH_TRACING_MODE=otel (LangSmith then gets otel-llm's spans through the collector only), "
+        "or keep this mode and switch the collector's LangSmith export off (see docs/langgraph.md).",
+        mode,
+    )
 
 
 def _patch(
@@ -108,6 +153,22 @@ def _explicit_tracer_only(original: Callable[[], Any]) -> Callable[[], Any]:
         return tracing_v2_callback_var.get() is not None
 
     return tracing_v2_is_enabled
+
+
+def _parent_context_as_queued(original: Callable[[], Any]) -> Callable[[], Any]:
+    def import_otel() -> Any:
+        """langsmith's OTel imports, its ``set_span_in_context`` keeping the span's context as of the call."""
+        imported = original()
+        if not isinstance(imported, tuple) or len(imported) != 4:  # another langsmith: leave it alone
+            return imported
+        otel_trace, set_span_in_context, *rest = imported
+
+        def set_span_context_in_context(span: Any, context: Any = None) -> Any:
+            return set_span_in_context(otel_trace.NonRecordingSpan(span.get_span_context()), context)
+
+        return (otel_trace, set_span_context_in_context, *rest)
+
+    return import_otel
 
 
 def _upload_only(original: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,22 +1,31 @@
 """Span-derived GenAI metrics: duration and token usage of each LLM call, recorded from its ended span.
 
 Adds ``gen_ai.client.operation.duration`` (s) and ``gen_ai.client.token.usage`` ({token}, one recording per
-token type: ``input`` and ``output``) for every LLM span the roll-up stage sees, unless the span's
-instrumentation scope records these metrics itself (``skip_scopes``; OTEL_LLM_SPAN_METRICS_SKIP_SCOPES), so a
-call is never counted twice. ``record`` is the roll-up stage's ``on_llm_span`` hook, which it calls exactly
-once per LLM span; attach it to one stage only (configure() gives it to the first exporter's stage).
+token type: ``input`` and ``output``) once per model call the roll-up stage sees, so a call is never counted
+twice:
+
+- LLM spans nested in one another (a LangChain ``chat`` span around the OpenAI SDK's own span) are one call:
+  the stage calls ``record`` once, for the outermost, with the nested calls; the outermost's values are
+  recorded.
+- A call whose instrumentation records these metrics itself is left to it: nothing is recorded when the
+  scope of the outermost span or of any span nested in it is in ``skip_scopes``
+  (OTEL_LLM_SPAN_METRICS_SKIP_SCOPES).
+
+``record`` is the roll-up stage's ``on_llm_span`` hook; attach it to one stage only (configure() gives it to
+the first exporter's stage).
 
 Attributes: the normalised provider, model and operation from the ``LLMCall``, ``error.type`` on the duration
 of failed calls, and from the span (when set) ``gen_ai.response.model``, ``server.address``/``server.port``,
-``llm.experiment.arm`` and ``llm.langgraph.node``. The views (otel_llm.metrics.views) keep only their
-allowlists; the cardinality cap applies when the meter provider is otel-llm's.
+``llm.experiment.id``, ``llm.experiment.arm`` and ``llm.langgraph.node``. The views (otel_llm.metrics.views)
+keep only their allowlists; the cardinality cap applies when the meter provider is otel-llm's.
 
-Cost: on the export thread, per LLM span: a scope check, a few dict reads, up to three histogram recordings.
+Cost: on the export thread, per call: a scope check per span of the group, a few dict reads, up to three
+histogram recordings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry import metrics
@@ -27,7 +36,12 @@ from otel_llm.processors.normalize import LLMCall
 
 METER_NAME = "otel_llm.metrics.from_spans"
 # Span attributes copied onto the metrics as they are (low-cardinality by nature, checked by the views).
-_COPIED_SPAN_ATTRIBUTES = (semconv.SERVER_ADDRESS, semconv.SERVER_PORT, semconv.EXPERIMENT_ARM)
+_COPIED_SPAN_ATTRIBUTES = (
+    semconv.SERVER_ADDRESS,
+    semconv.SERVER_PORT,
+    semconv.EXPERIMENT_ID,
+    semconv.EXPERIMENT_ARM,
+)
 
 
 class SpanDerivedMetrics:
@@ -58,9 +72,10 @@ class SpanDerivedMetrics:
         """True when spans of this instrumentation scope are left to the instrumentation's own metrics."""
         return scope_name in self._skip_exact or scope_name.startswith(self._skip_prefixes)
 
-    def record(self, span: ReadableSpan, call: LLMCall) -> None:
-        """Record one LLM call (the roll-up stage's ``on_llm_span`` hook; it catches what this raises)."""
-        if self.skips(call.scope_name):
+    def record(self, span: ReadableSpan, call: LLMCall, nested: Sequence[LLMCall] = ()) -> None:
+        """Record one model call: the outermost LLM span ``span`` with its ``call`` and the ``nested`` calls
+        beneath it (the roll-up stage's ``on_llm_span`` hook; it catches what this raises)."""
+        if self.skips(call.scope_name) or any(self.skips(inner.scope_name) for inner in nested):
             return
         attributes = _metric_attributes(span.attributes or {}, call)
         if call.error_type is not None:

@@ -11,8 +11,9 @@ the SDK's internals change, it warns once that drops cannot be counted and leave
 - ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full`` or
   ``already_shutdown``);
 - ``otel_llm.rollup.evicted_traces``, ``.expired_traces`` (``{trace}``), ``.late_spans``,
-  ``.overflow_spans`` (``{span}``) (observable counters) and ``otel_llm.rollup.buffered_traces``,
-  ``.buffered_spans`` (observable up-down counters), summed over the roll-up stages.
+  ``.overflow_spans`` (``{span}``), ``.rerooted_calls`` (``{call}``) (observable counters) and
+  ``otel_llm.rollup.buffered_traces``, ``.buffered_spans`` (observable up-down counters), summed over the
+  roll-up stages.
 
 Cost: nothing per span; a lock per dropped span; the callbacks run at metric collection.
 """
@@ -43,6 +44,7 @@ ROLLUP_METRICS: dict[str, tuple[str, str, bool]] = {
     "overflow_spans": ("otel_llm.rollup.overflow_spans", "{span}", True),
     "buffered_traces": ("otel_llm.rollup.buffered_traces", "{trace}", False),
     "buffered_spans": ("otel_llm.rollup.buffered_spans", "{span}", False),
+    "rerooted_calls": ("otel_llm.rollup.rerooted_calls", "{call}", True),
 }
 
 

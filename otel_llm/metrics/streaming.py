@@ -48,7 +48,8 @@ LABEL_RECOVERY_TYPE = "type"
 STATUS_SUCCESS = "success"
 STATUS_ERROR = "error"
 STATUS_CANCELLED = "cancelled"  # the consumer stopped reading before the stream ended
-STATUS_RECOVERED = "recovered"
+RECOVERY_CATCH_UP = "catch_up"  # chat_stream_recovery types: re-read the stream after a given position
+RECOVERY_SNAPSHOT = "snapshot"  # read the answer so far in one piece
 DEFAULT_NODE = "answer"
 
 # Bucket boundaries: the seed's for chat_stream_*, the GenAI semantic conventions' for the chunk metrics.
@@ -75,6 +76,8 @@ TIME_TO_FIRST_CHUNK_BUCKETS = (
 TIME_PER_OUTPUT_CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 
 METER_NAME = "otel_llm.streaming"
+# publishing_stream times the first publish of a stream and every this many-th after it (1st, 65th, ...).
+PUBLISH_SAMPLE_EVERY = 128
 
 
 class StreamMetrics:
@@ -134,10 +137,20 @@ class StreamMetrics:
             explicit_bucket_boundaries_advisory=TIME_PER_OUTPUT_CHUNK_BUCKETS,
         )
 
-    def record_recovery(self, recovery_type: str, status: str = STATUS_SUCCESS) -> None:
-        """One recovery attempt of a client re-reading a stream (``catch_up``, ``snapshot``)."""
+    def record_recovery(
+        self, recovery_type: str, status: str = STATUS_SUCCESS, labels: Mapping[str, str] | None = None
+    ) -> None:
+        """One recovery attempt of a client re-reading a stream (``catch_up``, ``snapshot``), ``success`` or
+        ``error``; ``labels`` are the stream's (:func:`stream_labels`: provider, model, node, experiment)."""
         try:
-            self.recovery.add(1, {LABEL_RECOVERY_TYPE: str(recovery_type), LABEL_STATUS: str(status)})
+            self.recovery.add(
+                1,
+                {
+                    **(labels if labels is not None else stream_labels()),
+                    LABEL_RECOVERY_TYPE: str(recovery_type),
+                    LABEL_STATUS: str(status),
+                },
+            )
         except Exception:
             _logger.debug("chat_stream_recovery not recorded", exc_info=True)
 
@@ -147,10 +160,15 @@ def _label(value: Any, default: str) -> str:
     return text if text is not None else default
 
 
+# Baggage entries that become labels of every stream metric (bounded: an operator chooses both).
+EXPERIMENT_LABELS = (semconv.EXPERIMENT_ID, semconv.EXPERIMENT_ARM)
+
+
 def stream_labels(
     provider: Any = None, model: Any = None, node: Any = None, context: Context | None = None
 ) -> dict[str, str]:
-    """The labels of one stream: normalised provider (implied by the model when missing), model, node, arm."""
+    """The labels of one stream: normalised provider (implied by the model when missing), model, node, and
+    the experiment id and arm from the baggage of ``context`` (default: the current one)."""
     model_name = semconv.normalize_model(model)
     provider_name = semconv.normalize_provider(provider) or semconv.provider_from_model(model_name)
     labels = {
@@ -158,9 +176,10 @@ def stream_labels(
         LABEL_MODEL: model_name or semconv.UNKNOWN,
         LABEL_NODE: _label(node, DEFAULT_NODE),
     }
-    arm = baggage.get_baggage(semconv.EXPERIMENT_ARM, context)
-    if arm is not None:
-        labels[semconv.EXPERIMENT_ARM] = _label(arm, semconv.UNKNOWN)
+    for key in EXPERIMENT_LABELS:
+        value = baggage.get_baggage(key, context)
+        if value is not None:
+            labels[key] = _label(value, semconv.UNKNOWN)
     return labels
 
 
@@ -174,6 +193,7 @@ class StreamTracker:
 
     __slots__ = (
         "_metrics",
+        "clock",
         "_labels",
         "_record_chunk_metrics",
         "started",
@@ -193,6 +213,7 @@ class StreamTracker:
         started: float | None = None,
     ) -> None:
         self._metrics = stream_metrics
+        self.clock = stream_metrics.clock
         self._labels = dict(labels)
         self._record_chunk_metrics = record_chunk_metrics
         self.started = stream_metrics.clock() if started is None else started
@@ -212,13 +233,15 @@ class StreamTracker:
         except Exception:
             _logger.debug("chat_stream_active not recorded", exc_info=True)
 
-    def token(self) -> None:
-        """One token (chunk) arrived."""
-        now = self._metrics.clock()
+    def token(self) -> float:
+        """One token (chunk) arrived: counted; the stream becomes active at the first. Returns the clock."""
+        now = self.clock()
         if self.first is None:
             self.first = now
+            self.begin()
         self.last = now
         self.count += 1
+        return now
 
     def record_publish(self, seconds: float) -> None:
         """Latency of one token publish downstream (Redis XADD), which costs far more than this record."""
@@ -269,8 +292,9 @@ def _chunk_labels(labels: Mapping[str, str], status: str) -> dict[str, str]:
         semconv.GEN_AI_REQUEST_MODEL: labels[LABEL_MODEL],
         semconv.LANGGRAPH_NODE: labels[LABEL_NODE],
     }
-    if semconv.EXPERIMENT_ARM in labels:
-        chunk[semconv.EXPERIMENT_ARM] = labels[semconv.EXPERIMENT_ARM]
+    for key in EXPERIMENT_LABELS:
+        if key in labels:
+            chunk[key] = labels[key]
     if status == STATUS_ERROR:
         chunk[semconv.ERROR_TYPE] = "stream_error"
     return chunk
@@ -303,7 +327,7 @@ def track_stream(
 
 
 def _tracked(iterable: Iterable[T], tracker: StreamTracker) -> Iterator[T]:
-    clock = tracker._metrics.clock
+    clock = tracker.clock
     count = 0
     first = last = None
     status = STATUS_CANCELLED
@@ -340,7 +364,7 @@ def track_async_stream(
 
 
 async def _async_tracked(iterable: AsyncIterable[T], tracker: StreamTracker) -> AsyncIterator[T]:
-    clock = tracker._metrics.clock
+    clock = tracker.clock
     count = 0
     first = last = None
     status = STATUS_CANCELLED
@@ -386,32 +410,41 @@ def publishing_stream(
     """Wraps the function that publishes each token downstream (the worker's XADD) for one stream.
 
     Yields ``publish_token``: call it instead of ``publish`` per token; it counts the token and times the
-    publish (``chat_stream_token_latency``). Works for sync and async ``publish`` (an awaitable result is
-    timed when awaited). The stream is recorded when the block ends: ``success``, or ``error`` when it raises.
-    The GenAI chunk metrics are left to the LangChain instrumentation.
+    first publish and every ``PUBLISH_SAMPLE_EVERY``-th after it (``chat_stream_token_latency``: one histogram
+    record costs ~10x the per-token budget, a sample of the publishes keeps the distribution at a fraction of
+    it). Works for sync and async ``publish`` (an awaitable result is timed when awaited). The stream is
+    recorded when the block ends: ``success``, or ``error`` when it raises. The GenAI chunk metrics are left
+    to the LangChain instrumentation.
     """
     tracker = StreamTracker(
         stream_metrics or default_stream_metrics(),
         stream_labels(provider, model, node),
         record_chunk_metrics=False,
     )
-    clock = tracker._metrics.clock
+    clock, record_publish = tracker.clock, tracker.record_publish
+    # Per-token state in closure cells (cheaper than the tracker's attributes), handed over at the end.
+    count = 0
+    first = last = None
 
     async def timed(awaitable: Awaitable[Any], started: float) -> Any:
         try:
             return await awaitable
         finally:
-            tracker.record_publish(clock() - started)
+            record_publish(clock() - started)
 
     def publish_token(entry: T) -> Any:
-        if tracker.count == 0:
+        nonlocal count, first, last
+        last = clock()
+        count += 1
+        if count % PUBLISH_SAMPLE_EVERY != 1:
+            return publish(entry)
+        if count == 1:
+            first = last
             tracker.begin()
-        tracker.token()
-        started = clock()
         result = publish(entry)
         if inspect.isawaitable(result):
-            return timed(result, started)
-        tracker.record_publish(clock() - started)
+            return timed(result, last)
+        record_publish(clock() - last)
         return result
 
     status = STATUS_ERROR
@@ -419,6 +452,7 @@ def publishing_stream(
         yield publish_token
         status = STATUS_SUCCESS
     finally:
+        tracker.first, tracker.last, tracker.count = first, last, count
         tracker.finish(status)
 
 
@@ -426,6 +460,12 @@ try:  # LangChain is an optional extra; the handler exists only when it is insta
     from langchain_core.callbacks import BaseCallbackHandler
 except ImportError:  # pragma: no cover - exercised only without the langgraph extra
     BaseCallbackHandler = None  # type: ignore[assignment,misc]
+
+
+def _run_key(run_id: Any) -> Any:
+    """The key a LangChain run is kept under: its UUID's integer (any other id as it is)."""
+    return run_id.int if isinstance(run_id, UUID) else run_id
+
 
 if BaseCallbackHandler is not None:
 
@@ -440,7 +480,8 @@ if BaseCallbackHandler is not None:
         def __init__(self, stream_metrics: StreamMetrics) -> None:
             super().__init__()
             self._metrics = stream_metrics
-            self._runs: dict[UUID, StreamTracker] = {}
+            # Keyed by the run id's integer: a UUID key costs a Python-level __hash__/__eq__ per token.
+            self._runs: dict[Any, StreamTracker] = {}
 
         def on_chat_model_start(
             self,
@@ -465,10 +506,8 @@ if BaseCallbackHandler is not None:
             self._start(run_id, metadata)
 
         def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
-            tracker = self._runs.get(run_id)
+            tracker = self._runs.get(run_id.int if isinstance(run_id, UUID) else run_id)
             if tracker is not None:
-                if tracker.count == 0:
-                    tracker.begin()
                 tracker.token()
 
         def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -483,11 +522,13 @@ if BaseCallbackHandler is not None:
                 labels = stream_labels(
                     meta.get("ls_provider"), meta.get("ls_model_name"), meta.get("langgraph_node")
                 )
-                self._runs[run_id] = StreamTracker(self._metrics, labels, record_chunk_metrics=False)
+                self._runs[_run_key(run_id)] = StreamTracker(
+                    self._metrics, labels, record_chunk_metrics=False
+                )
             except Exception:
                 _logger.debug("stream tracking not started", exc_info=True)
 
         def _end(self, run_id: UUID, status: str) -> None:
-            tracker = self._runs.pop(run_id, None)
+            tracker = self._runs.pop(_run_key(run_id), None)
             if tracker is not None and tracker.count:
                 tracker.finish(status)

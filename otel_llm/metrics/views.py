@@ -5,9 +5,9 @@ span-derived metrics, the streaming metrics, an instrumentation library). Each v
 
 - aggregates with the semantic conventions' explicit bucket boundaries (an instrument's own advisory
   boundaries are overridden, so every producer lands in the same buckets), and
-- keeps only the allowlisted attribute keys: provider, model, operation, error type, server, experiment arm
-  and LangGraph node. Anything else (user, session or conversation ids copied from baggage, prompts, request
-  ids) is dropped by the SDK before aggregation, so it never becomes a label.
+- keeps only the allowlisted attribute keys: provider, model, operation, error type, server, experiment id
+  and arm, and LangGraph node. Anything else (user, session or conversation ids copied from baggage,
+  prompts, request ids) is dropped by the SDK before aggregation, so it never becomes a label.
 
 Cost: the SDK filters attributes with one dict comprehension per recording; nothing on the span path.
 
@@ -35,7 +35,8 @@ TOKEN_BUCKETS: tuple[float, ...] = (
 )
 
 # Keys every GenAI client metric may keep: bounded by what the app calls, not by who calls it. Provider and
-# model values are also capped (otel_llm.metrics.cardinality). Never user, session or conversation ids.
+# model values are also capped (otel_llm.metrics.cardinality); the experiment id is chosen by an operator
+# (OTEL_LLM_EXPERIMENT_ID). Never user, session or conversation ids.
 COMMON_METRIC_ATTRIBUTES: frozenset[str] = frozenset({
     semconv.GEN_AI_PROVIDER_NAME,
     semconv.GEN_AI_REQUEST_MODEL,
@@ -43,6 +44,7 @@ COMMON_METRIC_ATTRIBUTES: frozenset[str] = frozenset({
     semconv.GEN_AI_OPERATION_NAME,
     semconv.SERVER_ADDRESS,
     semconv.SERVER_PORT,
+    semconv.EXPERIMENT_ID,
     semconv.EXPERIMENT_ARM,
     semconv.LANGGRAPH_NODE,
 })

@@ -7,15 +7,21 @@ and personal data out of baggage: it travels in clear text to every downstream s
 ``EdgeBaggagePropagator`` is the ``otel_llm_baggage`` propagator for ``OTEL_PROPAGATORS``: it injects baggage
 like W3C, and on extract it drops incoming baggage unless ``OTEL_LLM_BAGGAGE_TRUST_INCOMING=true`` (then only
 allowlisted keys are kept, values capped). A public API must not let clients choose the experiment arm or the
-session id recorded on its spans. Internal hops (queue messages) use the plain W3C propagators, so baggage set
-by our own API stays trusted downstream.
+session id recorded on its spans. Queue hops (``otel_llm.propagation``) use the plain W3C propagators, so
+baggage set by our own API stays trusted in the worker. Every other ``propagate.extract`` of the process goes
+through this propagator, HTTP/gRPC calls from the app's own services included: it sees headers, not who sent
+them, so trusting them is a per-service switch (docs/configuration.md, "Baggage between your own services").
 
 Cost on the application thread: one context lookup for a span without baggage. With baggage, the allowlisted
 and cleaned entries are computed once per baggage (the context holds one immutable baggage dict per request,
-so consecutive spans reuse the result), then written under the span's lock. The write goes straight to the
-SDK's bounded attribute store, skipping the SDK's per-value validation (our values are already clean
-strings); the store's count and length limits still apply. When the installed SDK lacks that store, the
-public ``set_attributes`` is used instead (about 1 µs more per entry).
+so every span of the request reuses the result: the last one is checked first, then a map of the last
+``MAX_CACHED_BAGGAGE`` baggages by identity, so concurrent requests whose spans interleave hit too), then
+written under the span's lock. The write goes straight to the SDK's bounded attribute store, skipping the
+SDK's per-value validation (our values are already clean strings), in one dict update when the store has room
+and no value-length limit is set; otherwise entry by entry under the store's count and length limits. When
+the installed SDK lacks that store, the public ``set_attributes`` is used instead (about 1 µs more per
+entry). Memory: the map holds up to ``MAX_CACHED_BAGGAGE`` baggage dicts and their cleaned entries
+(emptied when full).
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ _logger = logging.getLogger(__name__)
 _rate_limited = RateLimitedLogger(_logger)
 
 MAX_VALUE_LENGTH_LIMIT = 4096
+# Baggages remembered with their cleaned entries: more than the requests a process serves at once, so
+# interleaved requests keep hitting; each entry holds a small dict (an extracted header is at most 8 KiB).
+MAX_CACHED_BAGGAGE = 512
 # The context key under which the API keeps the baggage dict. ``baggage.get_all`` wraps that dict in a new
 # read-only proxy on every call; reading it directly lets the processor recognise the same baggage by
 # identity.
@@ -83,13 +92,19 @@ def _write_attributes(span: Span, attributes: Mapping[str, str]) -> None:
     """Add clean string attributes to a live span, as ``Span.set_attributes`` would, minus its validation."""
     bounded = getattr(span, "_attributes", None)
     span_lock = getattr(span, "_lock", None)
-    store_lock = getattr(bounded, "_lock", None)
-    usable = _FAST_WRITE and isinstance(bounded, BoundedAttributes) and not bounded._immutable
-    if not usable or span_lock is None or store_lock is None:
+    # The exact SDK type (with _setitem_locked): its _lock, _dict, limits and immutability flag are known.
+    if not _FAST_WRITE or type(bounded) is not BoundedAttributes or bounded._immutable or span_lock is None:
         span.set_attributes(attributes)
         return
     limit = bounded.max_value_len  # OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT / SpanLimits, when set
-    with span_lock, store_lock:  # the same locks, in the same order, as Span.set_attributes
+    maxlen = bounded.maxlen
+    store = bounded._dict
+    with span_lock, bounded._lock:  # the same locks, in the same order, as Span.set_attributes
+        # Room for every entry and no length limit: nothing is dropped or cut, so one dict update does what
+        # _setitem_locked does per key (~1 µs less for two; a key the span already had keeps its place).
+        if limit is None and (maxlen is None or len(store) + len(attributes) <= maxlen):
+            store.update(attributes)
+            return
         for key, value in attributes.items():
             bounded._setitem_locked(key, value if limit is None or len(value) <= limit else value[:limit])
 
@@ -105,28 +120,42 @@ class BaggageAttributesProcessor(SpanProcessor):
     ) -> None:
         self._keys, self._max_value_length = _validated(allowed_keys, max_value_length)
         # (baggage dict, its allowlisted cleaned entries) of the last span; replaced as one tuple, so threads
-        # never see a mismatched pair.
+        # never see a mismatched pair. Checked first: consecutive spans of one request cost no map lookup.
         self._last: tuple[object, dict[str, str]] = (None, {})
+        # id(baggage dict) -> the same tuple. The tuple keeps its dict alive, so an id in the map is never
+        # reused by another dict; the identity check guards entries across a clear().
+        self._cache: dict[int, tuple[object, dict[str, str]]] = {}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             entries = _baggage_of(parent_context)
             if not entries:
                 return
-            seen, attributes = self._last
-            if entries is not seen:
-                attributes = allowed_entries(entries, self._keys, self._max_value_length)
-                self._last = (entries, attributes)
+            last = self._last
+            if entries is not last[0]:
+                last = self._cache.get(id(entries))
+                if last is None or last[0] is not entries:
+                    last = self._remember(entries)
+                self._last = last
+            attributes = last[1]
             if attributes and span.is_recording():
                 _write_attributes(span, attributes)
         except Exception:
             _rate_limited.exception("otel-llm could not copy baggage onto a span")
 
+    def _remember(self, entries: Mapping[str, Any]) -> tuple[object, dict[str, str]]:
+        """Clean ``entries`` once and keep the result; a full map is emptied."""
+        remembered = (entries, allowed_entries(entries, self._keys, self._max_value_length))
+        if len(self._cache) >= MAX_CACHED_BAGGAGE:
+            self._cache.clear()
+        self._cache[id(entries)] = remembered
+        return remembered
+
     def on_end(self, span: ReadableSpan) -> None:
-        """Nothing to do at end."""
+        """Nothing to do at end: the span is left as it is."""
 
     def shutdown(self) -> None:
-        """Holds no resources."""
+        """Holds no resources, so nothing changes: ``on_start`` keeps working if it is still called."""
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Buffers nothing: always flushed."""

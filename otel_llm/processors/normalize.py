@@ -13,6 +13,7 @@ dict lookups per span, plus one attribute-dict copy for the spans that change; a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -25,6 +26,8 @@ OTHER_ERROR_TYPE = "_OTHER"
 # Operation of a LangSmith llm/embedding span that does not say (langsmith writes "chat" for llm runs).
 _LANGSMITH_KIND_OPERATIONS = {"llm": "chat", "embedding": "embeddings"}
 _MAX_NODE_LENGTH = 128
+# The enrichment of a span that gets none: one shared read-only empty mapping.
+NO_CHANGE: Mapping[str, Any] = MappingProxyType({})
 
 
 class LLMCall(NamedTuple):
@@ -96,17 +99,23 @@ def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None)
 
 def enrichment(
     span: ReadableSpan, call: LLMCall | None, attributes: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The attributes to add to or overwrite on ``span``: only those that differ from what it carries."""
+) -> Mapping[str, Any]:
+    """The attributes to add to or overwrite on ``span``: only those that differ from what it carries.
+
+    ``NO_CHANGE`` itself for a span that is neither an LLM span nor carries LangSmith's node metadata (most
+    spans), without building anything.
+    """
     if attributes is None:
         attributes = span.attributes or {}
+    if call is None and semconv.LANGSMITH_LANGGRAPH_NODE not in attributes:
+        return NO_CHANGE
     wanted: dict[str, Any] = {}
     if call is not None:
         wanted[semconv.GEN_AI_PROVIDER_NAME] = call.provider
         wanted[semconv.GEN_AI_REQUEST_MODEL] = call.model
         node = call.node
     else:
-        node = langgraph_node(attributes) if semconv.LANGSMITH_LANGGRAPH_NODE in attributes else None
+        node = langgraph_node(attributes)
     if node is not None:
         wanted[semconv.LANGGRAPH_NODE] = node
     return {key: value for key, value in wanted.items() if attributes.get(key) != value}

@@ -13,19 +13,29 @@ runs on the export thread (or this stage's own flush thread), never on the appli
    upwards from the LLM span; an ancestor that is itself an LLM span takes the nested call and ends the walk
    (the outer call already stands for it, so nothing is counted twice). Every ancestor with calls beneath
    gets the ``llm.rollup.*`` attributes (see docs/attributes.md); that includes the local root and the
-   LangGraph graph and node spans. Results do not depend on arrival order.
-4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned.
+   LangGraph graph and node spans. A walk that meets a parent which is not buffered (a span lost or still
+   open) goes on at the trace's local root when the part holds exactly one, and is counted as re-rooted.
+   Results do not depend on arrival order.
+4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned. The
+   ``on_llm_span`` hook (span-derived metrics) is called once per *outermost* LLM span, with the calls of
+   the LLM spans nested beneath it, so one model call wrapped by two instrumentations is one call.
 
-Memory is bounded: ``max_traces`` (the oldest trace is flushed early, counted as evicted),
-``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as overflow), ``max_age_s``
-(a trace whose root never arrives is flushed after this, counted as expired), and a bounded set of recently
-flushed trace ids to recognise late spans: spans arriving after their trace was flushed. Those are counted
-and buffered again as the trace's *late part*, which leaves once ``window_s`` passed without a new span of it
-(or its own local root's window passed); they roll up among themselves, so a LangGraph run that ends after the
-request span left still gets its roll-up, and so does a worker's CONSUMER span running in the API's process.
+Memory is bounded: ``max_traces`` and ``max_buffered_spans`` (past either the oldest trace is flushed early,
+counted as evicted), ``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as
+overflow), ``max_age_s`` (a trace whose root never arrives is flushed after this, counted as expired), and a
+bounded set of recently flushed trace ids to recognise late spans: spans arriving after their trace was
+flushed. Those are counted and buffered again as the trace's *late part*, which leaves once ``window_s``
+passed without a new span of it (or its own local root's window passed); they roll up among themselves, so a
+LangGraph run that ends after the request span left still gets its roll-up, and so does a worker's CONSUMER
+span running in the API's process.
+
+A span the stage cannot read (its attributes or context raise) is forwarded alone, unchanged; the rest of
+its batch is handled as usual.
 
 Cost: nothing on the application thread. On the export thread, a few dict operations per span plus one
 attribute copy for each span that changes; flushing a trace is linear in its spans times the ancestor depth.
+A buffered span holds about 2.8 KiB (the ended span the stage keeps alive; ~4.7 KiB with langsmith's
+prompt and completion of 1 KB each: bench/bench_processors.py).
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -46,13 +56,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_llm import semconv
-from otel_llm.processors.normalize import LLMCall, enrichment, llm_call_of, with_attributes
+from otel_llm.processors.normalize import NO_CHANGE, LLMCall, enrichment, llm_call_of, with_attributes
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
 _logger = logging.getLogger(__name__)
 _rate_limited = RateLimitedLogger(_logger)
 
-LLMSpanHook = Callable[[ReadableSpan, LLMCall], None]
+# on_llm_span(span, call, nested): the outermost LLM span of a group, its call, and the calls nested beneath.
+LLMSpanHook = Callable[[ReadableSpan, LLMCall, tuple[LLMCall, ...]], None]
 # How many flushed trace ids are remembered to recognise late spans, at least, and per max_traces.
 MIN_RECENT_TRACES = 1024
 # The flush thread checks for ready traces this often: a quarter of the window, within these bounds.
@@ -74,13 +85,46 @@ class RollupStats(NamedTuple):
     overflow_spans: int
     buffered_traces: int
     buffered_spans: int
+    rerooted_calls: int  # LLM calls rolled into the local root past an ancestor that was not buffered
 
 
-class _Item(NamedTuple):
+@dataclass(slots=True)
+class _Item:
+    """One buffered span and what the stage knows of it (a slotted class: built for every span)."""
+
     span: ReadableSpan
     call: LLMCall | None
-    enriched: dict[str, Any]  # the enrichment attributes (normalize.enrichment), computed on arrival
+    enriched: Mapping[str, Any]  # the enrichment attributes (normalize.enrichment), computed on arrival
+    span_id: int
+    parent_id: int | None  # the local parent's span id; None for a local root (no parent, or a remote one)
     rolled: dict[str, Any] | None = None  # the llm.rollup.* attributes, set when the trace is released
+    # The calls nested beneath this LLM span, for the hook; None when this LLM span is itself nested (the
+    # hook sees it through its outermost LLM span).
+    nested: tuple[LLMCall, ...] | None = ()
+
+
+def _read(span: ReadableSpan) -> tuple[int, _Item]:
+    """The trace id and buffer entry of ``span``: everything the stage reads from it, read once.
+
+    Raises whatever a broken span raises; nothing has been changed by then.
+    """
+    attributes = span.attributes  # one read-only view for both, not one each
+    call = llm_call_of(span, attributes)
+    context = span.get_span_context()
+    parent = span.parent
+    item = _Item(
+        span,
+        call,
+        enrichment(span, call, attributes),
+        context.span_id if context is not None else 0,
+        None if parent is None or parent.is_remote else parent.span_id,
+    )
+    return (context.trace_id if context is not None else _NO_TRACE), item
+
+
+def _unchanged(span: ReadableSpan) -> _Item:
+    """A buffer entry that forwards ``span`` as it came: no enrichment, no roll-up, no hook."""
+    return _Item(span, None, NO_CHANGE, 0, None)
 
 
 @dataclass
@@ -141,46 +185,73 @@ def _bounded_sorted(values: set[str]) -> tuple[str, ...]:
     return (*ordered[: MAX_ROLLUP_VALUES - 1], OVERFLOW_VALUE)
 
 
-def _local_parent_id(span: ReadableSpan) -> int | None:
-    parent = span.parent
-    return None if parent is None or parent.is_remote else parent.span_id
+class _Analysis(NamedTuple):
+    """What releasing one trace part adds: roll-ups, the grouping of nested LLM calls, re-rooted calls."""
+
+    rolled: dict[int, dict[str, Any]]  # span id -> llm.rollup.* attributes, for every ancestor with calls
+    nested: dict[int, list[LLMCall]]  # outermost LLM span id -> the calls of the LLM spans nested beneath
+    inner: set[int]  # ids of LLM spans nested beneath another LLM span
+    rerooted_calls: int
 
 
-def _is_local_root(span: ReadableSpan) -> bool:
-    parent = span.parent
-    return parent is None or parent.is_remote
+def _analyse(items: Sequence[_Item], *, reroot: bool = True) -> _Analysis:
+    """Roll the LLM calls in ``items`` (one trace part) up to their buffered ancestors.
 
-
-def rollup_attributes(items: Sequence[_Item]) -> dict[int, dict[str, Any]]:
-    """The ``llm.rollup.*`` attributes per span id for every buffered ancestor of an LLM call in ``items``."""
+    Each call walks up the parent ids. It is added to every ancestor met until the first one that is itself
+    an LLM span (which takes it, standing for it above); the walk goes on without adding, to find the
+    outermost LLM span of the group for the hook. A parent that is not buffered continues the walk at the
+    part's local root when ``reroot`` and the part holds exactly one local root.
+    """
     parent_of: dict[int, int | None] = {}
     llm_span_ids: set[int] = set()
-    for span, call, *_ in items:
-        span_id = span.get_span_context().span_id
-        parent_of[span_id] = _local_parent_id(span)
-        if call is not None:
-            llm_span_ids.add(span_id)
+    roots: list[int] = []
+    for item in items:
+        parent_of[item.span_id] = item.parent_id
+        if item.call is not None:
+            llm_span_ids.add(item.span_id)
+        if item.parent_id is None:
+            roots.append(item.span_id)
+    only_root = roots[0] if reroot and len(roots) == 1 else None
     totals: dict[int, _Totals] = {}
-    for span, call, *_ in items:
+    nested: dict[int, list[LLMCall]] = {}
+    inner: set[int] = set()
+    rerooted = 0
+    for item in items:
+        call = item.call
         if call is None:
             continue
-        ancestor = _local_parent_id(span)
-        for _ in range(len(parent_of)):  # bounded: a malformed parent cycle cannot loop forever
-            if ancestor is None or ancestor not in parent_of:
+        adding = True
+        outermost = None
+        ancestor = item.parent_id
+        for _ in range(len(parent_of) + 1):  # bounded: a malformed parent cycle cannot loop forever
+            if ancestor is None:
                 break
-            totals.setdefault(ancestor, _Totals()).add(call)
+            if ancestor not in parent_of:
+                if only_root is None:
+                    break
+                ancestor = only_root  # the root's own parent is None, so this happens once per walk
+                rerooted += adding
+            if adding:
+                totals.setdefault(ancestor, _Totals()).add(call)
             if ancestor in llm_span_ids:
-                break
+                adding = False
+                outermost = ancestor
             ancestor = parent_of[ancestor]
-    return {span_id: total.attributes() for span_id, total in totals.items()}
+        if outermost is not None:
+            inner.add(item.span_id)
+            nested.setdefault(outermost, []).append(call)
+    rolled = {span_id: total.attributes() for span_id, total in totals.items()}
+    return _Analysis(rolled, nested, inner, rerooted)
 
 
 class RollupSpanExporter(SpanExporter):
     """Enriches LLM spans and stamps LLM roll-ups on their ancestors, then forwards to ``inner``.
 
     Wrap it in ``RollupBatchSpanProcessor`` (or the SDK's ``BatchSpanProcessor``, whose ``force_flush`` does
-    not reach this stage's buffer). ``on_llm_span(span, call)`` is called exactly once per LLM span, with
-    the enriched span, just before it is forwarded; its exceptions are logged (rate-limited) and swallowed.
+    not reach this stage's buffer). ``on_llm_span(span, call, nested)`` is called once per outermost LLM
+    span (one not beneath another LLM span of its buffered part), with the enriched span and the calls of
+    the LLM spans nested beneath it (usually none), just before it is forwarded; nested LLM spans get no
+    call of their own. Its exceptions are logged (rate-limited) and swallowed.
     """
 
     def __init__(
@@ -190,6 +261,7 @@ class RollupSpanExporter(SpanExporter):
         window_s: float = 2.0,
         max_traces: int = 10000,
         max_spans_per_trace: int = 5000,
+        max_buffered_spans: int = 50000,
         max_age_s: float = 60.0,
         on_llm_span: LLMSpanHook | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -200,7 +272,8 @@ class RollupSpanExporter(SpanExporter):
             raise ValueError("window_s must be a finite number >= 0")
         if not (isinstance(max_age_s, (int, float)) and math.isfinite(max_age_s) and max_age_s > 0):
             raise ValueError("max_age_s must be a finite number > 0")
-        for name, value in (("max_traces", max_traces), ("max_spans_per_trace", max_spans_per_trace)):
+        for name, value in (("max_traces", max_traces), ("max_spans_per_trace", max_spans_per_trace),
+                            ("max_buffered_spans", max_buffered_spans)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1")
         if on_llm_span is not None and not callable(on_llm_span):
@@ -211,6 +284,7 @@ class RollupSpanExporter(SpanExporter):
         self._window_s = float(window_s)
         self._max_traces = max_traces
         self._max_spans_per_trace = max_spans_per_trace
+        self._max_buffered_spans = max_buffered_spans
         self._max_age_s = float(max_age_s)
         self._on_llm_span = on_llm_span
         self._clock = clock
@@ -237,26 +311,32 @@ class RollupSpanExporter(SpanExporter):
         self._late_parts: OrderedDict[int, _Trace] = OrderedDict()
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._buffered_spans = 0
-        self._evicted = self._expired = self._late = self._overflow = 0
+        self._evicted = self._expired = self._late = self._overflow = self._rerooted = 0
 
     # --- SpanExporter ---
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Buffer ``spans``, then forward every trace that is ready now (plus pass-through spans)."""
+        """Buffer ``spans``, then forward every trace that is ready now (plus pass-through spans).
+
+        Each span is forwarded once: a span the stage cannot read goes out alone, unchanged; if the stage
+        itself fails, the spans it had not taken yet go out unchanged with what it had already released.
+        """
         if self._is_shut_down:
             return SpanExportResult.FAILURE
+        out: list[_Item] = []
+        taken = 0
         try:
             self._ensure_thread()
             now = self._clock()
-            out: list[_Item] = []
             with self._lock:
                 for span in spans:
                     self._accept(span, now, out)
+                    taken += 1
                 self._take_ready(now, out, everything=False)
-            return self._forward(out)
         except Exception:
-            _rate_limited.exception("otel-llm roll-up failed; forwarding the batch unchanged")
-            return self._forward_raw(spans)
+            _rate_limited.exception("otel-llm roll-up failed; forwarding the rest of the batch unchanged")
+            out.extend(_unchanged(span) for span in list(spans)[taken:])
+        return self._forward(out)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Forward everything buffered now, windows ignored, then flush the inner exporter."""
@@ -305,16 +385,19 @@ class RollupSpanExporter(SpanExporter):
                 overflow_spans=self._overflow,
                 buffered_traces=len(self._traces),
                 buffered_spans=self._buffered_spans,
+                rerooted_calls=self._rerooted,
             )
 
     # --- internals (callers hold self._lock unless said otherwise) ---
 
     def _accept(self, span: ReadableSpan, now: float, out: list[_Item]) -> None:
-        attributes = span.attributes  # one read-only view for both, not one each
-        call = llm_call_of(span, attributes)
-        item = _Item(span, call, enrichment(span, call, attributes))
-        context = span.get_span_context()
-        trace_id = context.trace_id if context is not None else _NO_TRACE
+        try:
+            trace_id, item = _read(span)
+        except Exception:
+            _rate_limited.exception("otel-llm roll-up could not read a span; forwarding it unchanged")
+            out.append(_unchanged(span))
+            return
+        # From here on only the stage's own containers change: nothing below can fail half-way.
         if trace_id == _NO_TRACE:
             out.append(item)
             return
@@ -322,15 +405,13 @@ class RollupSpanExporter(SpanExporter):
         if trace is None:
             trace = self._traces[trace_id] = _Trace(first_seen=now, late=trace_id in self._recent)
             if len(self._traces) > self._max_traces:
-                oldest_id, oldest = self._traces.popitem(last=False)
-                self._evicted += 1
-                self._release(oldest_id, oldest, out)
+                self._evict_oldest(out)
         if trace.late:
             self._late += 1
             trace.last_seen = now
             self._late_parts[trace_id] = trace
             self._late_parts.move_to_end(trace_id)
-        is_root = _is_local_root(span)
+        is_root = item.parent_id is None
         if not is_root and len(trace.items) >= self._max_spans_per_trace:
             self._overflow += 1
             out.append(item)
@@ -343,6 +424,13 @@ class RollupSpanExporter(SpanExporter):
             if len(self._roots) > 2 * self._max_traces:
                 # Entries of evicted traces wait for their window; drop them early so the deque stays bounded.
                 self._roots = deque(entry for entry in self._roots if self._traces.get(entry[1]) is entry[2])
+        while self._buffered_spans > self._max_buffered_spans:
+            self._evict_oldest(out)  # may be this very trace, when it is the only one
+
+    def _evict_oldest(self, out: list[_Item]) -> None:
+        oldest_id, oldest = self._traces.popitem(last=False)
+        self._evicted += 1
+        self._release(oldest_id, oldest, out)
 
     def _take_ready(self, now: float, out: list[_Item], *, everything: bool) -> None:
         if everything:
@@ -385,30 +473,36 @@ class RollupSpanExporter(SpanExporter):
         self._recent.move_to_end(trace_id)
         if len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
-        rollups = rollup_attributes(trace.items)
+        analysis = _analyse(trace.items, reroot=not trace.late)
+        self._rerooted += analysis.rerooted_calls
         for item in trace.items:
-            rolled = rollups.get(item.span.get_span_context().span_id)
-            out.append(item if rolled is None else item._replace(rolled=rolled))
+            item.rolled = analysis.rolled.get(item.span_id)
+            if item.span_id in analysis.inner:
+                item.nested = None
+            elif item.span_id in analysis.nested:
+                item.nested = tuple(analysis.nested[item.span_id])
+        out.extend(trace.items)
 
     def _forward(self, items: list[_Item]) -> SpanExportResult:
         """Enrich, call the hook, export to inner. Called without self._lock held."""
         if not items:
             return SpanExportResult.SUCCESS
         batch: list[ReadableSpan] = []
-        for span, call, extra, rolled in items:
-            if rolled:
-                extra = {**extra, **rolled}
-            enriched = with_attributes(span, extra)
+        hook = self._on_llm_span
+        for item in items:
+            extra = {**item.enriched, **item.rolled} if item.rolled else item.enriched
+            try:
+                enriched = with_attributes(item.span, extra)
+            except Exception:
+                _rate_limited.exception("otel-llm roll-up could not copy a span; forwarding it unchanged")
+                enriched = item.span
             batch.append(enriched)
-            if call is not None and self._on_llm_span is not None:
+            if hook is not None and item.call is not None and item.nested is not None:
                 try:
-                    self._on_llm_span(enriched, call)
+                    hook(enriched, item.call, item.nested)
                 except Exception:
                     _rate_limited.exception("otel-llm on_llm_span hook failed")
         return self._export_to_inner(batch)
-
-    def _forward_raw(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._export_to_inner(list(spans))
 
     def _export_to_inner(self, batch: list[ReadableSpan]) -> SpanExportResult:
         """The inner exporter's result; FAILURE (logged) when it raises. Never raises."""

@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,12 @@ BUILD_COMMAND = "otel-llm stack build"
 DEBIAN_PACKAGES = ("prometheus", "redis-server")
 DEBIAN_BINARY_DIR = Path("/usr/bin")
 GO_FALLBACK = Path("/usr/local/go/bin/go")
+# The `go` line of go.opentelemetry.io/collector/cmd/builder@v0.159.0's go.mod (ocb, and the collector it
+# generates, say `go 1.25`); the Jaeger wrapper module states its own (jaeger/module/go.mod).
+BUILDER_GO_MINIMUM = "1.25.0"
+GO_DOWNLOAD_URL = "https://go.dev/dl/"
+_GO_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+)|(beta|rc)(\d+))?")
+_GO_STAGES = {None: 0, "beta": 1, "rc": 2}  # language version ("1.26") < beta < rc < release ("1.26.0")
 HASH_LENGTH = 12
 
 Log = Callable[[str], None]
@@ -110,10 +117,53 @@ def find_binaries() -> StackBinaries:
     )
 
 
+def go_version_key(version: str) -> tuple[int, int, int, int]:
+    """A Go version (``1.26``, ``1.26rc1``, ``1.26.0``, with or without ``go``) as a key in Go's own order:
+    the language version ``1.26`` < ``1.26rc1`` < ``1.26.0`` < ``1.26.1``. ValueError when it is none."""
+    match = _GO_VERSION.fullmatch(version.removeprefix("go"))
+    if match is None:
+        raise ValueError(f"not a Go version: {version!r}")
+    major, minor, patch, stage, number = match.groups()
+    if patch is not None:
+        return int(major), int(minor), 3, int(patch)
+    return int(major), int(minor), _GO_STAGES[stage], int(number or 0)
+
+
+def jaeger_module_go() -> str:
+    """The ``go`` line of jaeger/module/go.mod: the oldest Go that builds the Jaeger wrapper module."""
+    go_mod = paths.JAEGER_BUILD_MODULE / "go.mod"
+    match = re.search(r"^go\s+(\S+)\s*$", go_mod.read_text(), re.MULTILINE)
+    if match is None:
+        raise StackBuildError(f"{go_mod} has no `go` line")
+    return match.group(1)
+
+
+def required_go() -> str:
+    """The oldest Go that builds both: the higher of ocb's minimum and the Jaeger module's ``go`` line."""
+    return max(BUILDER_GO_MINIMUM, jaeger_module_go(), key=go_version_key)
+
+
 def _go() -> Path:
+    """The `go` to build with (PATH, else /usr/local/go/bin/go), checked against ``required_go()``."""
+    required = required_go()
+    needed = f"the stack build needs Go >= {required}"
+    advice = f"install Go {required} or newer from {GO_DOWNLOAD_URL} and put its bin/ first on PATH"
     found = shutil.which("go") or _executable(GO_FALLBACK)
     if not found:
-        raise StackBuildError(f"the builds need Go >= 1.26: no `go` on PATH or at {GO_FALLBACK}")
+        raise StackBuildError(f"{needed}: no `go` on PATH or at {GO_FALLBACK}; {advice}")
+    try:
+        output = subprocess.run([str(found), "version"], capture_output=True, text=True, timeout=60,
+                                check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise StackBuildError(f"{needed}, and `{found} version` failed: {exc}") from exc
+    match = re.search(rf"\bgo({_GO_VERSION.pattern})", output)
+    if match is None:
+        raise StackBuildError(f"{needed}, and `{found} version` names no Go version: {output.strip()!r}")
+    if go_version_key(match.group(1)) < go_version_key(required):
+        raise StackBuildError(
+            f"{needed} (ocb {paths.BUILDER_VERSION} needs {BUILDER_GO_MINIMUM}, jaeger/module/go.mod says "
+            f"go {jaeger_module_go()}), but {found} is go{match.group(1)}; {advice}"
+        )
     return Path(found)
 
 

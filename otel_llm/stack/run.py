@@ -50,11 +50,13 @@ TCP_LISTEN_STATE = "0A"  # the "st" column of /proc/net/tcp
 PASSTHROUGH_VARIABLES = (
     "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB",
     "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL",
+    "OTEL_LLM_SERIES_EXPIRATION",
     "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL",
     "LANGSMITH_PROJECT",
     "LANGSMITH_ENDPOINT",
 )
-SECRET_VARIABLES = ("LANGSMITH_API_KEY",)
+LANGSMITH_API_KEY = "LANGSMITH_API_KEY"
+SECRET_VARIABLES = (LANGSMITH_API_KEY,)
 # Jaeger storage choice -> its config: badger persists across restarts; memory is for quick runs.
 JAEGER_CONFIGS = {"badger": paths.JAEGER_CONFIG, "memory": paths.JAEGER_CONFIG_MEMORY}
 
@@ -96,6 +98,35 @@ JAEGER_HEALTH = PortSpec("OTEL_LLM_JAEGER_HEALTH_PORT", 14133, "Jaeger healthche
 JAEGER_TELEMETRY = PortSpec("OTEL_LLM_JAEGER_TELEMETRY_PORT", 14888, "Jaeger own metrics")
 PROMETHEUS = PortSpec("OTEL_LLM_PROMETHEUS_PORT", 9090, "Prometheus")
 REDIS = PortSpec("OTEL_LLM_REDIS_PORT", 6379, "Redis")
+
+
+# Characters a key cannot have, and why: the collector puts the key inside an OTTL string literal
+# (filter/langsmith_off), expands `$` in environment values (`${env:HOME}`, `$$`), and sends the key as an
+# HTTP header.
+_KEY_PROBLEMS = (
+    (lambda c: c == '"', 'a double quote (")'),
+    (lambda c: c == "\\", "a backslash (\\)"),
+    (lambda c: c == "$", "a dollar sign ($), which the collector would expand"),
+    (str.isspace, "whitespace"),
+    (lambda c: not " " < c < "\x7f", "a control or non-ASCII character"),
+)
+
+
+def langsmith_api_key(raw: str) -> str:
+    """The LangSmith API key as the collector gets it: stripped, '' (export off) when blank.
+
+    A key must be printable ASCII without whitespace, ``"``, ``\\`` or ``$`` (see ``_KEY_PROBLEMS``); any
+    other raises a ``StackError`` that says what is wrong with it, never the key itself.
+    """
+    key = raw.strip()
+    for is_problem, problem in _KEY_PROBLEMS:
+        if any(map(is_problem, key)):
+            raise StackError(
+                f"{LANGSMITH_API_KEY} contains {problem}; a LangSmith API key is printable ASCII without "
+                "whitespace, double quotes, backslashes or dollar signs. Set it to your key, or unset it to "
+                "turn LangSmith export off (the key is not shown here)."
+            )
+    return key
 
 
 def _http_ok(url: str) -> bool:
@@ -262,7 +293,9 @@ class Stack:
         if missing_ports:
             raise ValueError(f"env must set every port variable to a number; missing {missing_ports}")
         self.state_dir = Path(state_dir).expanduser().resolve()
-        self.env = dict(env)
+        # Always set, so the collector never falls back to a raw key from the caller's own environment and
+        # `status` reports exactly what the collector compares.
+        self.env = {**env, LANGSMITH_API_KEY: langsmith_api_key(env.get(LANGSMITH_API_KEY, ""))}
         self.components = tuple(COMPONENTS_BY_NAME[name] for name in COMPONENTS_BY_NAME if name in components)
         self.jaeger_storage = jaeger_storage
         self._binaries = binaries
@@ -463,12 +496,16 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env},
+                env=self.process_env(),
                 cwd=self.state_dir,
                 start_new_session=True,
             )
         self._processes[component.name] = process
         self._pid_file(component.name).write_text(f"{process.pid}\n{command[0]}\n")
+
+    def process_env(self) -> dict[str, str]:
+        """The environment of every component: the caller's, overridden by the stack's settings (``env``)."""
+        return {**os.environ, **self.env}
 
     def _wait_healthy(self, component: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -513,7 +550,7 @@ class Stack:
         return {
             "state_dir": str(self.state_dir),
             "jaeger_storage": self.jaeger_storage,
-            "langsmith_export": bool(self.env.get("LANGSMITH_API_KEY", "").strip()),
+            "langsmith_export": self.env[LANGSMITH_API_KEY] != "",
             "endpoints": self.endpoints(),
             "components": components,
         }

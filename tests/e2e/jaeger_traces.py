@@ -26,6 +26,24 @@ class Span:
     def is_llm(self) -> bool:
         return semconv.is_llm_span(self.tags)
 
+    @property
+    def scope(self) -> str | None:
+        """The instrumentation scope that made the span (``otel.scope.name``)."""
+        return self.tags.get("otel.scope.name")
+
+    @property
+    def url(self) -> str:
+        """An HTTP client span's URL (stable or old HTTP semconv), else ''."""
+        return str(self.tags.get("url.full") or self.tags.get("http.url") or "")
+
+    @property
+    def is_rpc_or_http(self) -> bool:
+        return (
+            self.tags.get("rpc.system") == "grpc"
+            or "http.request.method" in self.tags
+            or "http.method" in self.tags
+        )
+
 
 @dataclass
 class Trace:

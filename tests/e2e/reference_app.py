@@ -1,18 +1,25 @@
 """``ReferenceApp``: the reference app's three processes on the test stack, for the end-to-end tests.
 
 Services, worker and API run as subprocesses under ``opentelemetry-instrument`` with environment variables
-only (``otel_llm.cli.demo_stack``'s process helpers: OTLP/gRPC to the stack's collector). The app stays up for
-the ``with`` block so a test can send traffic, read answers and measure the worker; leaving the block stops
-the processes with SIGTERM, which makes the launcher flush their telemetry.
+only (``otel_llm.cli.demo_stack``'s process helpers: OTLP/gRPC to the stack's collector, LangSmith tracing on
+in OTel mode as the seed app runs it). Each app gets its own ``service.instance.id`` (``instance_id``, the
+``instance`` label of its metrics in Prometheus). The app stays up for the ``with`` block so a test can send
+traffic, read answers, measure the worker and query its metrics; leaving the block stops the processes with
+SIGINT (``demo_stack.stop_processes`` says why not SIGTERM), which makes the launcher flush their telemetry.
+
+``expected_spans`` is the span multiset one request's trace must hold, derived from the graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import requests
 
@@ -25,10 +32,113 @@ from otel_llm.cli.demo_stack import (
     stop_processes,
     telemetry_env,
 )
+from otel_llm.demo.graph import LLM_NODES, NODES
+from otel_llm.demo.jobs import JOBS_STREAM
+from otel_llm.demo.models import DEFAULT_ANSWER_WORDS
+from otel_llm.demo.services import COMPLETIONS_PATH, GRPC_METHOD
+from tests.e2e.jaeger_traces import Trace
+from tests.support.poll import poll
 
+T = TypeVar("T")
+JOB_ID_TAG = "langsmith.metadata.job_id"  # the run config's job_id, on every LangChain span
+LANGSMITH_SCOPE = "langsmith"  # the instrumentation scope of the spans langsmith[otel] makes itself
+RESOURCE_ENV = "OTEL_RESOURCE_ATTRIBUTES"
+INSTANCE_ATTRIBUTE = "service.instance.id"
 REQUEST_TIMEOUT_S = 10
 ANSWER_TIMEOUT_S = 120
 PAGE_SIZE = 4096
+# The FastAPI instrumentation's ASGI message spans: one receive per request body, two sends per response
+# (start, body).
+ASGI_RECEIVE = " http receive"
+ASGI_SEND = " http send"
+
+SpanKey = tuple[str, str, str]  # (service, span name, span kind as Jaeger spells it)
+
+
+def _server(service: str, route: str, *, body: bool) -> Counter[SpanKey]:
+    spans = Counter({(service, route, "server"): 1, (service, route + ASGI_SEND, "internal"): 2})
+    if body:
+        spans[(service, route + ASGI_RECEIVE, "internal")] = 1
+    return spans
+
+
+def expected_spans(job_id: str, model: str, answer_tokens: int = DEFAULT_ANSWER_WORDS) -> Counter[SpanKey]:
+    """Every span of one request's trace as (service, name, kind), with its count, derived from the graph.
+
+    API: the POST and its ASGI spans, the PRODUCER span and its XADD. Worker: the CONSUMER span, the graph
+    run ``chat:<job_id>``, one span per node, the Send edge ``_fan_out`` (intent), the retriever, per LLM node
+    the LLM span and its provider API call (``POST``), the gRPC and weather calls, one XADD per streamed token
+    plus the final one, EXPIRE, XACK. Services: the server span (with its ASGI spans) of each call.
+    """
+    api = _server(API_SERVICE, "POST /api/v1/chat", body=True) + Counter(
+        {(API_SERVICE, f"send {JOBS_STREAM}", "producer"): 1, (API_SERVICE, "XADD", "client"): 1}
+    )
+    worker = Counter(
+        {
+            (WORKER_SERVICE, f"process {JOBS_STREAM}", "consumer"): 1,
+            (WORKER_SERVICE, f"chat:{job_id}", "internal"): 1,
+            **{(WORKER_SERVICE, node, "internal"): 1 for node in NODES},
+            (WORKER_SERVICE, "_fan_out", "internal"): 1,
+            (WORKER_SERVICE, "retrieval KeywordRetriever", "internal"): 1,
+            (WORKER_SERVICE, f"chat {model}", "client"): len(LLM_NODES),
+            (WORKER_SERVICE, "POST", "client"): len(LLM_NODES),
+            (WORKER_SERVICE, GRPC_METHOD, "client"): 1,
+            (WORKER_SERVICE, "GET", "client"): 1,
+            (WORKER_SERVICE, "XADD", "client"): answer_tokens + 1,
+            (WORKER_SERVICE, "EXPIRE", "client"): 1,
+            (WORKER_SERVICE, "XACK", "client"): 1,
+        }
+    )
+    services = Counter({(SERVICES_SERVICE, GRPC_METHOD, "server"): 1}) + _server(
+        SERVICES_SERVICE, "GET /weather/{city}", body=False
+    )
+    for _ in LLM_NODES:
+        services += _server(SERVICES_SERVICE, f"POST {COMPLETIONS_PATH}", body=True)
+    return api + worker + services
+
+
+def span_multiset(trace: Trace) -> Counter[SpanKey]:
+    return Counter((span.service, span.name, span.kind) for span in trace.spans.values())
+
+
+def job_of(trace: Trace) -> str | None:
+    """The job a trace ran (the run config's job_id on its LangChain spans)."""
+    return next((span.tags[JOB_ID_TAG] for span in trace.spans.values() if JOB_ID_TAG in span.tags), None)
+
+
+def trace_gaps(jobs: Sequence[Mapping[str, Any]], traces: Mapping[str, Trace]) -> list[str]:
+    """How each job's trace (by job_id) differs from ``expected_spans``: no trace, spans missing or extra.
+
+    Empty when every trace holds exactly its expected spans.
+    """
+    gaps = []
+    for job in jobs:
+        trace = traces.get(job["job_id"])
+        if trace is None:
+            gaps.append(f"job {job['job_id']}: no trace")
+            continue
+        expected, found = expected_spans(job["job_id"], job["model"]), span_multiset(trace)
+        if found != expected:
+            gaps.append(
+                f"job {job['job_id']}: missing {dict(expected - found)}, unexpected {dict(found - expected)}"
+            )
+    return gaps
+
+
+def wait_for_complete(
+    fetch: Callable[[], tuple[T, list[str]]], timeout: float, what: str
+) -> tuple[T, list[str]]:
+    """Calls ``fetch`` (a snapshot and what it still lacks) until it lacks nothing or ``timeout`` passed; the
+    last snapshot and its gaps, so a test can assert on them and show what is missing."""
+    last: list[tuple[T, list[str]]] = []
+
+    def complete() -> bool:
+        last[:] = [fetch()]
+        return not last[0][1]
+
+    with contextlib.suppress(AssertionError):
+        poll(complete, timeout=timeout, message=what)
+    return last[0] if last else fetch()
 
 
 class ReferenceApp:
@@ -52,9 +162,14 @@ class ReferenceApp:
         self._log: IO[str] | None = None
         self.api_url = ""
         self.worker_pid = 0
+        self.instance_id = uuid.uuid4().hex[:12]
 
     def _environment(self, service: str) -> dict[str, str]:
-        return {**telemetry_env(service, self._stack.otlp_grpc_endpoint), **self._env}
+        environment = {**telemetry_env(service, self._stack.otlp_grpc_endpoint), **self._env}
+        resource = f"{INSTANCE_ATTRIBUTE}={self.instance_id}"
+        inherited = environment.get(RESOURCE_ENV)
+        environment[RESOURCE_ENV] = f"{inherited},{resource}" if inherited else resource
+        return environment
 
     def __enter__(self) -> ReferenceApp:
         self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
@@ -108,7 +223,7 @@ class ReferenceApp:
         self.stop()
 
     def stop(self) -> None:
-        """SIGTERM every process (they flush their telemetry on the way out)."""
+        """SIGINT every process (they flush their telemetry on the way out)."""
         stop_processes(self._processes)
         self._processes.clear()
         if self._log is not None:

@@ -1,8 +1,15 @@
 """`otel-llm ab` end to end: the reference app in a two-arm experiment on the real stack.
 
-One arm's fake provider is slower (per-provider demo latency); the report must name it and call the difference
-significant. With both arms equally fast it must not (alpha 0.01 there: under no difference the test's false
-alarm rate is alpha).
+One arm's fake provider is slower (per-provider demo latency, and a much later first token); the report must
+name it and call the difference significant. With both arms equally fast it must not, and its numbers must be
+the second experiment's alone: the slow run's traces and time-to-first-token series, with the same arm names,
+are still inside the lookback window.
+
+The identical-arms run uses ``--alpha 0.01``, not the default 0.05. Under no difference the p-value of any
+valid test is uniform, so at alpha the report raises a false alarm in a fraction alpha of runs, whatever the
+sample size: at the default this test would fail one run in twenty by design; at 0.01, one in a hundred. The
+slow-arm run is significant far below either (p < 1e-6 with 20 requests per arm fully separated), so the lower
+alpha costs that check nothing.
 """
 
 from __future__ import annotations
@@ -33,14 +40,23 @@ LOOKBACK = "15m"
 OTEL_LLM = str(Path(sys.executable).with_name("otel-llm"))  # the installed console script
 
 
-def experiment_env(experiment_id: str, openai_ms: int, bedrock_ms: int) -> dict[str, str]:
+SLOW_BEDROCK_MS, SLOW_BEDROCK_TTFT_MS = 300, 200
+# The semconv TTFT bucket below the slow run's Bedrock TTFT: a report mixing in the slow run is above it.
+POLLUTED_TTFT_S = 0.16
+
+
+def experiment_env(
+    experiment_id: str, openai_ms: int, bedrock_ms: int, bedrock_ttft_ms: int | None = None
+) -> dict[str, str]:
     return {
         "OTEL_LLM_EXPERIMENT_ID": experiment_id,
         "OTEL_LLM_EXPERIMENT_ARMS": f"{OPENAI_ARM}=50,{BEDROCK_ARM}=50",
         provider_variable(LATENCY_ENV, OPENAI.provider): str(openai_ms),
         provider_variable(LATENCY_ENV, BEDROCK.provider): str(bedrock_ms),
         provider_variable(TTFT_ENV, OPENAI.provider): str(openai_ms // 3),
-        provider_variable(TTFT_ENV, BEDROCK.provider): str(bedrock_ms // 3),
+        provider_variable(TTFT_ENV, BEDROCK.provider): str(
+            bedrock_ms // 3 if bedrock_ttft_ms is None else bedrock_ttft_ms
+        ),
     }
 
 
@@ -79,11 +95,17 @@ def ab_report(stack, experiment_id: str, *extra: str) -> dict:
 
 
 def run_experiment(
-    stack, log_path, openai_ms: int, bedrock_ms: int, *extra: str, env: dict | None = None
+    stack,
+    log_path,
+    openai_ms: int,
+    bedrock_ms: int,
+    *extra: str,
+    bedrock_ttft_ms: int | None = None,
+    env: dict | None = None,
 ) -> dict:
     """Runs the app in a fresh experiment, sends REQUESTS conversations, reports while the app still runs."""
     experiment_id = f"ab-{uuid.uuid4().hex[:8]}"
-    env = {**experiment_env(experiment_id, openai_ms, bedrock_ms), **(env or {})}
+    env = {**experiment_env(experiment_id, openai_ms, bedrock_ms, bedrock_ttft_ms), **(env or {})}
     bodies = [(MESSAGES[i % len(MESSAGES)], f"{experiment_id}-{i}", f"user-{i}") for i in range(REQUESTS)]
     with ReferenceApp(stack, log_path, env=env) as app:
         jobs = app.load(bodies, concurrency=CONCURRENCY)
@@ -95,23 +117,26 @@ def run_experiment(
 
 @pytest.fixture(scope="module")
 def slow_bedrock(stack, tmp_path_factory):
-    """Bedrock 5x slower than OpenAI, with METRIC lines on: (report, chart path, METRIC log path)."""
+    """Bedrock 10x slower than OpenAI (first token after 200 ms), with METRIC lines on: (report, chart path,
+    METRIC log path)."""
     directory = tmp_path_factory.mktemp("ab-slow")
     chart, metric_log = directory / "ab.png", directory / "metric.log"
     report = run_experiment(
         stack,
         directory / "app.log",
         30,
-        150,
+        SLOW_BEDROCK_MS,
         "--chart",
         str(chart),
+        bedrock_ttft_ms=SLOW_BEDROCK_TTFT_MS,
         env={"OTEL_LLM_METRIC_LOG": str(metric_log)},
     )
     return report, chart, metric_log
 
 
 def test_slower_arm_named_and_significant(slow_bedrock):
-    """Bedrock 5x slower than OpenAI: the report names the Bedrock arm significantly slower, and charts it."""
+    """Bedrock 10x slower than OpenAI: the report names the Bedrock arm significantly slower, charts it, and
+    its Bedrock first tokens are late (the contrast the identical-arms check relies on)."""
     report, chart, _ = slow_bedrock
     assert report["slower_arm"] == BEDROCK_ARM
     assert report["significant"] is True
@@ -121,28 +146,35 @@ def test_slower_arm_named_and_significant(slow_bedrock):
     assert arms[BEDROCK_ARM]["p50_s"] > arms[OPENAI_ARM]["p50_s"]
     assert all(arm["tokens_per_request"] > 0 and arm["error_rate"] == 0 for arm in arms.values())
     assert all(arm["ttft_p50_s"] is not None for arm in arms.values())
+    assert arms[BEDROCK_ARM]["ttft_p50_s"] > POLLUTED_TTFT_S > arms[OPENAI_ARM]["ttft_p50_s"]
     assert chart.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_metric_lines_from_the_app_carry_provider_model_and_arm(slow_bedrock):
-    """OTEL_LLM_METRIC_LOG: request lines carry the roll-up's provider/model and arm; LLM calls get lines."""
+    """OTEL_LLM_METRIC_LOG: every request line has a provider and model, the API's from the assigned arm
+    (provider_source=arm: its calls run in the worker), the worker's from the roll-up; LLM calls get lines."""
     lines = slow_bedrock[2].read_text().splitlines()
     requests_ = [
         dict(field.split("=", 1) for field in line.split("|")[1:])
         for line in lines
         if line.startswith("METRIC|event=request|")
     ]
-    served = {(r["provider"], r["model"], r["arm"]) for r in requests_ if r["provider"] != "unknown"}
-    assert served == {
-        (OPENAI.provider, OPENAI.model, OPENAI_ARM),
-        (BEDROCK.provider, BEDROCK.model, BEDROCK_ARM),
-    }
+    pairs = {(OPENAI.provider, OPENAI.model, OPENAI_ARM), (BEDROCK.provider, BEDROCK.model, BEDROCK_ARM)}
+    for source, path in (("arm", "/api/v1/chat"), ("rollup", "chat:jobs")):
+        of_source = [r for r in requests_ if r["path"] == path]
+        assert len(of_source) == REQUESTS and {r["provider_source"] for r in of_source} == {source}
+        assert {(r["provider"], r["model"], r["arm"]) for r in of_source} == pairs
     assert all(float(r["ms_total"]) > 0 for r in requests_)
     assert any(line.startswith(f"METRIC|event=span|name=chat {BEDROCK.model}|ms=") for line in lines)
 
 
-def test_identical_arms_not_significant(stack, tmp_path):
-    """Both arms equally fast: the report does not call the difference significant."""
+def test_identical_arms_not_significant_nor_mixed_with_the_slow_run(stack, slow_bedrock, tmp_path):
+    """Both arms equally fast, right after the slow run with the same arm names: the difference is not
+    called significant, and requests and time to first token are this experiment's only (the slow run's
+    200 ms Bedrock first tokens would put its p95 above POLLUTED_TTFT_S)."""
     report = run_experiment(stack, tmp_path / "app.log", 60, 60, "--alpha", "0.01")
     assert report["significant"] is False
     assert all(comparison["p_value"] is not None for comparison in report["comparisons"])
+    arms = {arm["arm"]: arm for arm in report["arms"]}
+    assert sum(arm["requests"] for arm in arms.values()) == REQUESTS
+    assert all(arm["ttft_p95_s"] < POLLUTED_TTFT_S for arm in arms.values()), arms

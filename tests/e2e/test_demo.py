@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from otel_llm.demo.models import PROVIDER_MODELS
+from otel_llm.stack.paths import CACHE_DIR_ENV
 
 # The console script users run (installed with the package next to this interpreter).
 OTEL_LLM = os.path.join(os.path.dirname(sys.executable), "otel-llm")
@@ -19,9 +20,17 @@ REQUESTS = 4
 DEMO_TIMEOUT_S = 180
 
 
+# Kept from the environment: where the stack binaries are cached (--stack reuses them); no telemetry.
+KEPT_VARIABLES = frozenset({CACHE_DIR_ENV})
+
+
 def run_demo(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # No OTEL_* from the developer's shell: the demo must work on a fresh machine with nothing configured.
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LANGSMITH_"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key in KEPT_VARIABLES or not key.startswith(("OTEL_", "LANGSMITH_"))
+    }
     env.update(extra_env or {})
     return subprocess.run(
         [OTEL_LLM, "demo", *args],

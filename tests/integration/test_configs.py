@@ -60,6 +60,7 @@ def _stack_like_env(tmp_path: Path) -> dict[str, str]:
         "OTEL_LLM_JAEGER_BADGER_DIR": str(tmp_path / "badger"),
         "OTEL_LLM_PROMETHEUS_URL": "http://127.0.0.1:1",
         "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s",
+        "OTEL_LLM_SERIES_EXPIRATION": "2m",
         "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB": "256",
         "LANGSMITH_API_KEY": "lsv2-validate",
         "LANGSMITH_PROJECT": "validate",
@@ -108,6 +109,7 @@ class TestValidate:
         ("OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB", "lots", "'limit_mib' expected type 'uint32'"),
         ("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "http", "prometheus.port' expected type 'int'"),
         ("OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL", "soon", "'metrics_flush_interval' time: invalid duration"),
+        ("OTEL_LLM_SERIES_EXPIRATION", "soon", "'series_expiration' time: invalid duration"),
     ])
     def test_bad_env_value_fails_validation_naming_the_field(self, stack_binaries, variable, value,
                                                              expected_error):
@@ -123,6 +125,7 @@ def test_span_metrics_dimensions_are_the_llm_attributes():
     assert dimensions == [
         semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL, semconv.GEN_AI_OPERATION_NAME,
         semconv.EXPERIMENT_ARM, semconv.LANGGRAPH_NODE, semconv.ROLLUP_PROVIDER, semconv.ROLLUP_MODEL,
+        semconv.LANGSMITH_INTENT,
     ]
     assert config["connectors"]["span_metrics"]["histogram"]["unit"] == "ms"
 
@@ -149,6 +152,41 @@ class TestPrometheusConfig:
         result = _run([str(stack_binaries.promtool), "test", "rules", *map(str, test_files)])
         assert result.returncode == 0, result.stdout + result.stderr
         assert "SUCCESS" in result.stdout
+
+    def test_every_alert_has_a_firing_and_a_silent_evaluation(self):
+        """The rule tests evaluate every alert at least once expecting it to fire, once expecting silence."""
+        expectations: dict[str, set[bool]] = {name: set() for name in _alert_names()}
+        for test_file in paths.PROMETHEUS_RULE_TESTS_DIR.glob("*.yml"):
+            for case in yaml.safe_load(test_file.read_text())["tests"]:
+                for evaluation in case.get("alert_rule_test", []):
+                    expectations[evaluation["alertname"]].add(bool(evaluation["exp_alerts"]))
+        assert {name: seen for name, seen in expectations.items() if seen != {True, False}} == {}
+
+    def test_each_alerts_early_evaluation_catches_a_missing_hold(self, stack_binaries, tmp_path):
+        """With every `for:` removed from the rules, the rule tests fail on every alert: each has an
+        evaluation where its condition already holds but its hold has not elapsed."""
+        (tmp_path / "rules").mkdir()
+        (tmp_path / "tests").mkdir()
+        for rule_file in paths.PROMETHEUS_RULES_DIR.glob("*.yml"):
+            rules = yaml.safe_load(rule_file.read_text())
+            for group in rules["groups"]:
+                for rule in group["rules"]:
+                    rule.pop("for", None)
+            (tmp_path / "rules" / rule_file.name).write_text(yaml.safe_dump(rules))
+        for test_file in paths.PROMETHEUS_RULE_TESTS_DIR.glob("*.yml"):
+            (tmp_path / "tests" / test_file.name).write_text(test_file.read_text())
+        result = _run([str(stack_binaries.promtool), "test", "rules",
+                       *map(str, sorted((tmp_path / "tests").glob("*.yml")))])
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output
+        assert [name for name in _alert_names() if f"alertname: {name}," not in output] == []
+
+
+def _alert_names() -> list[str]:
+    """Every alert of the rule files."""
+    return [rule["alert"] for rule_file in sorted(paths.PROMETHEUS_RULES_DIR.glob("*.yml"))
+            for group in yaml.safe_load(rule_file.read_text())["groups"]
+            for rule in group["rules"] if "alert" in rule]
 
 
 # --- the generated normalisation, run by the collector ---------------------------------------------------
@@ -276,11 +314,12 @@ def test_collector_enriches_spans_like_the_sdk(lone_collector):
 def test_jaeger_monitor_api_reads_span_metrics_from_prometheus(stack):
     """Jaeger's SPM (`/api/metrics/calls`) finds a service's call rate in the collector's span metrics."""
     service = unique_service("spm")
-    for _ in range(5):
-        post_otlp_json_span(stack.otlp_http_endpoint, service, "chat",
-                            {semconv.GEN_AI_OPERATION_NAME: "chat"})
 
     def call_rate_points() -> list:
+        # A span per probe: a rate needs the counter to grow between two scrapes, and spans sent all at once
+        # can reach Prometheus in its first sample of the series (rate 0 from then on).
+        post_otlp_json_span(stack.otlp_http_endpoint, service, "chat",
+                            {semconv.GEN_AI_OPERATION_NAME: "chat"})
         now_ms = int(time.time() * 1000)
         response = requests.get(f"{stack.jaeger_query_url}/api/metrics/calls", timeout=10, params={
             "service": service, "endTs": now_ms, "lookback": 600_000, "step": 1000, "ratePer": 60_000,

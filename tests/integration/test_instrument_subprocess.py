@@ -2,7 +2,9 @@
 
 The app (tests/integration/apps/llm_app.py) runs in a subprocess exporting OTLP/HTTP to a receiver in this
 test (tests/support/otlp_http_sink.py) and to the console. No stack needed: this checks what the distro and
-the configurator entry points install, end to end through real HTTP requests.
+the configurator entry points install, end to end through real HTTP requests, and that the standard
+variables it sets (service name, resource attributes, traces and metrics exporters incl. console, OTLP
+endpoint and protocol, sampler and its argument) take effect under the launcher.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ INSTRUMENT = Path(sys.executable).with_name("opentelemetry-instrument")
 SERVICE = "llm-app-test"
 SPAN_KIND_SERVER = 2
 BAD_VARIABLE = "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH"
+# OTEL_TRACES_SAMPLER=traceidratio, _ARG=0.5: a trace is sampled when its id's low 64 bits are below half
+# their range, whatever the caller's sampled flag says. The client picks the trace ids: the outcome is known.
+SAMPLED_TRACE_IDS = [f"{0:016x}{index + 1:016x}" for index in range(3)]
+UNSAMPLED_TRACE_ID = "0123456789abcdef" + "f" * 16
+
+
+def traceparent(trace_id: str) -> str:
+    """A W3C traceparent whose flag says sampled (the SDK's default parent-based sampler would follow it)."""
+    return f"00-{trace_id}-00000000000000a1-01"
 
 
 @dataclass
@@ -80,6 +91,9 @@ def app(tmp_path_factory) -> Iterator[RunningApp]:
         "OTEL_SERVICE_NAME": SERVICE,
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
         "OTEL_TRACES_EXPORTER": "otlp,console",
+        "OTEL_METRICS_EXPORTER": "otlp,console",
+        "OTEL_TRACES_SAMPLER": "traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.5",
         "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
@@ -96,11 +110,15 @@ def app(tmp_path_factory) -> Iterator[RunningApp]:
     try:
         poll(lambda: process.poll() is None and httpx.get(f"{base}/openapi.json").status_code == 200,
              timeout=60, interval=0.2, message="app serving")
-        # Untrusted baggage from the client: the edge propagator must drop it.
+        # Untrusted baggage from the client: the edge propagator must drop it. The first request's trace id is
+        # above the sampling ratio: none of its spans may be exported, so it is sent before the others.
         headers = {"baggage": "session.id=evil,llm.experiment.arm=forged"}
+        unsampled = httpx.post(f"{base}/chat",
+                               headers={**headers, "traceparent": traceparent(UNSAMPLED_TRACE_ID)})
         paths = ("/chat", "/chat", "/chat-late")
-        responses = [httpx.post(f"{base}{path}", headers=headers) for path in paths]
-        yield RunningApp(sink, stdout, stderr, responses)
+        responses = [httpx.post(f"{base}{path}", headers={**headers, "traceparent": traceparent(trace_id)})
+                     for path, trace_id in zip(paths, SAMPLED_TRACE_IDS, strict=True)]
+        yield RunningApp(sink, stdout, stderr, [unsampled, *responses])
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -109,7 +127,7 @@ def app(tmp_path_factory) -> Iterator[RunningApp]:
 
 def test_app_serves_despite_a_bad_otel_llm_variable(app):
     """A bad OTEL_LLM_* value gives exactly one warning naming it, and every request succeeds."""
-    assert [response.status_code for response in app.responses] == [200, 200, 200]
+    assert [response.status_code for response in app.responses] == [200, 200, 200, 200]
     app.server_span("POST /chat")  # telemetry is flowing by now, so startup logging is complete
     warnings = [line for line in app.stderr.read_text().splitlines() if BAD_VARIABLE in line]
     assert len(warnings) == 1, app.stderr.read_text()
@@ -144,6 +162,21 @@ def test_untrusted_incoming_baggage_is_dropped_and_app_baggage_kept(app):
     assert semconv.SESSION_ID not in server and semconv.EXPERIMENT_ARM not in server
     _, llm = app.span("ChatBedrock")
     assert llm[semconv.SESSION_ID] == "session-42"
+
+
+def test_sampler_variables_apply(app):
+    """OTEL_TRACES_SAMPLER=traceidratio with _ARG=0.5: a trace id above the ratio is dropped although its
+    traceparent says sampled (the SDK default, parentbased_always_on, would keep it); ids below are kept."""
+    app.server_span("POST /chat-late")  # the last request's rolled-up span: every earlier span was exported
+    exported = {span.trace_id.hex() for _, span in app.sink.spans()}
+    assert set(SAMPLED_TRACE_IDS) <= exported
+    assert UNSAMPLED_TRACE_ID not in exported
+
+
+def test_console_metrics_exporter_prints_the_genai_metrics(app):
+    """OTEL_METRICS_EXPORTER=otlp,console: the console's copy of the metrics has the GenAI duration metric."""
+    poll(lambda: f'"name": "{semconv.METRIC_OPERATION_DURATION}"' in app.stdout.read_text(), timeout=30,
+         interval=0.2, message="console output with the GenAI duration metric")
 
 
 def test_resource_comes_from_standard_variables(app):

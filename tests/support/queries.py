@@ -11,11 +11,20 @@ REQUEST_TIMEOUT_SECONDS = 10
 
 
 def jaeger_find_traces(query_url: str, service: str, tags: dict[str, str] | None = None,
-                       *, limit: int = 100, lookback: str = "1h") -> list[dict]:
-    """Traces of ``service`` having every tag in ``tags`` (legacy ``/api/traces``), newest first."""
+                       *, limit: int = 100, lookback: str = "1h", start_us: int | None = None,
+                       end_us: int | None = None) -> list[dict]:
+    """Traces of ``service`` having every tag in ``tags`` (legacy ``/api/traces``), newest first.
+
+    ``start_us``/``end_us`` (Unix microseconds) restrict the search to traces with a span of ``service``
+    starting in that window.
+    """
     params: dict[str, Any] = {"service": service, "limit": limit, "lookback": lookback}
     if tags:
         params["tags"] = json.dumps(tags)
+    if start_us is not None:
+        params["start"] = start_us
+    if end_us is not None:
+        params["end"] = end_us
     response = requests.get(f"{query_url}/api/traces", params=params, timeout=REQUEST_TIMEOUT_SECONDS)
     response.raise_for_status()
     return response.json()["data"] or []

@@ -8,7 +8,9 @@ from otel_llm.stack.run import Stack
 from tests.support import queries
 from tests.support.otlp_receiver import OtlpHttpReceiver
 
-TEST_LANGSMITH_API_KEY = "lsv2-test-key"
+# Every character the runner lets through (langsmith_api_key), so the header test shows the collector sends it
+# verbatim.
+TEST_LANGSMITH_API_KEY = "lsv2_test-key!#%&'()*+,-./:;<=>?@[]^_`{|}~"
 TEST_LANGSMITH_PROJECT = "otel-llm-tests"
 # Short intervals so a test sees its data within seconds (docs/stack.md lists the variables).
 FAST_SETTINGS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import urllib.parse
 
 import pytest
 
@@ -48,6 +49,15 @@ class TestStats:
         """Identical constant samples give p=1."""
         assert stats.mann_whitney_u([1.0] * 10, [1.0] * 10).p_value == 1.0
 
+    def test_holm_adjusts_step_down_and_keeps_untested_none(self):
+        """Holm: sorted p-values times m, m-1, ... made monotone, capped at 1; None stays None and is not
+        counted (by hand, m=4: 0.01*4, 0.03*3, max(0.09, 0.04*2), 0.9*1; and 0.6*2 capped at 1)."""
+        adjusted = stats.holm([0.04, None, 0.01, 0.03, 0.9])
+        assert adjusted[1] is None
+        assert adjusted == pytest.approx([0.09, None, 0.04, 0.09, 0.9])
+        assert stats.holm([0.6, 0.7]) == [1.0, 1.0]
+        assert stats.holm([0.2]) == [0.2] and stats.holm([]) == []
+
     def test_too_few_samples_give_no_p_value(self):
         """Below MIN_SAMPLES per side there is no p-value; empty samples are refused."""
         assert stats.mann_whitney_u([1, 2], [3, 4]).p_value is None
@@ -81,6 +91,32 @@ class TestReport:
         samples = [sample(arm, rng.lognormvariate(-1.5, 0.3)) for arm in (OPENAI, BEDROCK) for _ in range(60)]
         report = ab_report.build_report(samples)
         assert not report.significant and report.comparisons[0].p_value > 0.05
+
+    def test_three_arms_are_holm_corrected(self):
+        """With three arms both comparisons are Holm-adjusted: two arms whose raw p-values are under alpha
+        (0.032, 0.040) but whose adjusted ones are not (0.063) are not called significant."""
+        third = "anthropic:claude-3-haiku"
+        base = [i / 10 for i in range(1, 21)]
+        samples = (
+            [sample(OPENAI, s) for s in base]
+            + [sample(BEDROCK, s + 0.45) for s in base]
+            + [sample(third, s + 0.425) for s in base]
+        )
+        report = ab_report.build_report(samples, alpha=0.05)
+        by_arm = {c.arm: c for c in report.comparisons}
+        assert report.correction == "holm" and set(by_arm) == {BEDROCK, third}
+        assert all(c.baseline == OPENAI and c.p_value < 0.05 <= c.p_adjusted for c in by_arm.values())
+        assert [by_arm[BEDROCK].p_adjusted, by_arm[third].p_adjusted] == stats.holm(
+            [by_arm[BEDROCK].p_value, by_arm[third].p_value]
+        )
+        assert report.slower_arm == BEDROCK and not report.significant
+        assert "Holm-adjusted" in by_arm[third].verdict and "holm-adjusted" in ab_report.render_table(report)
+
+    def test_two_arms_are_not_corrected(self):
+        """One comparison: the adjusted p-value is the test's own, and no correction is named."""
+        report = ab_report.build_report(two_arms(1.5))
+        (comparison,) = report.comparisons
+        assert comparison.p_adjusted == comparison.p_value and report.correction is None
 
     def test_per_arm_numbers(self):
         """Requests, error rate, percentiles, TTFT and tokens per request per arm."""
@@ -220,6 +256,21 @@ class TestPrometheusParsing:
         assert ttft == {OPENAI: 0.12, BEDROCK: 0.3}
         assert "histogram_quantile" in asked[0] and "increase" in asked[0]
 
+    def test_ttft_of_one_experiment_only(self):
+        """With an experiment id both TTFT queries (by arm, by model) select that experiment's series."""
+        asked = []
+
+        def fetch(url):
+            asked.append(urllib.parse.unquote_plus(url))
+            return {"status": "success", "data": {"resultType": "vector", "result": []}}
+
+        prom = sources.PrometheusSource("http://prom", fetch)
+        assert prom.time_to_first_token([OPENAI], 0.5, "60s", experiment='ab"1') == {}
+        assert len(asked) == 2
+        assert all('llm_experiment_id="ab\\"1"' in url for url in asked)
+        prom.time_to_first_token([OPENAI], 0.5, "60s")
+        assert "llm_experiment_id" not in asked[-1]
+
     def test_prometheus_error_is_source_error(self):
         """An error answer becomes SourceError with the query in the message."""
         prom = sources.PrometheusSource("http://prom", lambda url: {"status": "error", "error": "bad"})
@@ -234,6 +285,44 @@ class TestCli:
         assert (args.experiment, args.alpha, args.json, args.lookback) == ("ab1", 0.05, True, "15m")
         with pytest.raises(SystemExit):
             build_parser().parse_args(["ab", "--alpha", "2"])
+
+    @pytest.mark.parametrize("option", ["--jaeger-url", "--prometheus-url"])
+    def test_url_without_scheme_exits_2_naming_the_option(self, capsys, option):
+        """A URL without http(s):// is one stderr line naming the option, exit 2, no traceback."""
+        args = build_parser().parse_args(
+            ["ab", "--jaeger-url", "http://127.0.0.1:9", "--prometheus-url", "http://127.0.0.1:9",
+             option, "localhost:1"]
+        )
+        assert args.handler(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"otel-llm ab: {option} ") and "http://" in err and err.count("\n") == 1
+
+    def test_chart_without_matplotlib_exits_2_before_any_query(self, capsys, monkeypatch):
+        """--chart without matplotlib installed: exit 2 naming the extra, before Jaeger is asked."""
+        import importlib.util
+
+        real_find_spec = importlib.util.find_spec
+
+        def find_spec(name, *args):
+            return None if name == "matplotlib" else real_find_spec(name, *args)
+
+        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+        monkeypatch.setattr(sources, "jaeger_samples", lambda *a: pytest.fail("Jaeger asked"))
+        args = build_parser().parse_args(["ab", "--chart", "x.png"])
+        assert args.handler(args) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "otel-llm[ab]" in captured.err
+
+    def test_unwritable_chart_prints_the_report_then_exits_2(self, capsys, monkeypatch, tmp_path):
+        """A chart path that cannot be written: the report is printed, then one stderr line, exit 2."""
+        monkeypatch.setattr(sources, "jaeger_samples", lambda *a: two_arms(1.5))
+        monkeypatch.setattr(sources.PrometheusSource, "time_to_first_token", lambda *a: {})
+        target = tmp_path / "missing-directory" / "ab.png"
+        args = build_parser().parse_args(["ab", "--json", "--chart", str(target)])
+        assert args.handler(args) == 2
+        captured = capsys.readouterr()
+        assert json.loads(captured.out)["slower_arm"] == BEDROCK
+        assert captured.err.startswith(f"otel-llm ab: cannot write the chart {target}")
 
     def test_unreachable_jaeger_exits_2(self, capsys):
         """An unreachable Jaeger gives exit code 2 and one line on stderr."""

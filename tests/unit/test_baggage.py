@@ -14,10 +14,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from otel_llm import semconv, settings
+from otel_llm.processors import baggage as baggage_module
 from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator, clean_value
 
 ARM = semconv.EXPERIMENT_ARM
 EXPERIMENT = semconv.EXPERIMENT_ID
+SESSION = semconv.SESSION_ID
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +42,24 @@ def pipeline():
         return provider.get_tracer("test"), exporter
 
     return build
+
+
+def request_context(arm: str, session: str) -> Context:
+    """One request's context: its own baggage dict, shared by all its spans."""
+    return baggage.set_baggage(SESSION, session, baggage.set_baggage(ARM, arm, Context()))
+
+
+def count_cleaning(monkeypatch) -> list:
+    """Record each call of the processor's baggage cleaning (one per baggage not served from its cache)."""
+    calls: list = []
+    original = baggage_module.allowed_entries
+
+    def counted(*args):
+        calls.append(args[0])
+        return original(*args)
+
+    monkeypatch.setattr(baggage_module, "allowed_entries", counted)
+    return calls
 
 
 def spans_with_baggage(tracer, entries: dict, nested: bool = True) -> None:
@@ -113,12 +133,64 @@ class TestBaggageAttributesProcessor:
         assert dict(span.attributes) == {ARM: "abc", EXPERIMENT: "exp"}
         assert span.dropped_attributes == 1
 
+    @pytest.mark.parametrize("own,max_attributes,dropped", [(1, 3, 0), (2, 3, 1), (2, None, 0)])
+    def test_attribute_count_limit_holds_whether_or_not_the_entries_fit(self, own, max_attributes, dropped):
+        """Entries that fit are all added; past the attribute count limit the oldest ones are dropped."""
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(span_limits=SpanLimits(max_attributes=max_attributes))
+        provider.add_span_processor(BaggageAttributesProcessor())
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        own_attributes = {f"own.{index}": index for index in range(own)}
+        provider.get_tracer("t").start_span("s", context=request_context("b", "s-1"),
+                                            attributes=own_attributes).end()
+        span, = exporter.get_finished_spans()
+        kept = dict(list(own_attributes.items())[dropped:])
+        assert dict(span.attributes) == {**kept, ARM: "b", SESSION: "s-1"}
+        assert span.dropped_attributes == dropped
+
+    def test_baggage_replaces_an_attribute_of_the_same_name(self, pipeline):
+        """A span started with its own value for an allowlisted key ends with the baggage's value."""
+        tracer, exporter = pipeline()
+        tracer.start_span("s", context=request_context("b", "s-1"), attributes={ARM: "own", "x": 1}).end()
+        assert dict(exporter.get_finished_spans()[0].attributes) == {ARM: "b", "x": 1, SESSION: "s-1"}
+
     def test_changed_baggage_is_not_served_from_cache(self, pipeline):
         """Consecutive spans with different baggage each get their own values."""
         tracer, exporter = pipeline()
         for arm in ("a", "b", "a"):
             spans_with_baggage(tracer, {ARM: arm}, nested=False)
         assert [s.attributes[ARM] for s in exporter.get_finished_spans()] == ["a", "b", "a"]
+
+    def test_interleaved_requests_each_keep_their_values(self, pipeline):
+        """Spans of two requests alternating (concurrent requests) each get their own request's baggage."""
+        tracer, exporter = pipeline()
+        first, second = request_context("a", "s-1"), request_context("b", "s-2")
+        for ctx in (first, second, first, second):
+            tracer.start_span("s", context=ctx).end()
+        assert [(s.attributes[ARM], s.attributes[SESSION]) for s in exporter.get_finished_spans()] == [
+            ("a", "s-1"), ("b", "s-2"), ("a", "s-1"), ("b", "s-2")]
+
+    def test_each_baggage_is_cleaned_once_when_requests_interleave(self, pipeline, monkeypatch):
+        """Alternating between two requests' baggage cleans each baggage once, not once per span."""
+        calls = count_cleaning(monkeypatch)
+        tracer, _ = pipeline()
+        first, second = request_context("a", "s-1"), request_context("b", "s-2")
+        for _ in range(10):
+            tracer.start_span("s", context=first).end()
+            tracer.start_span("s", context=second).end()
+        assert len(calls) == 2
+
+    def test_remembered_baggages_are_bounded(self, pipeline, monkeypatch):
+        """Past MAX_CACHED_BAGGAGE baggages the map is emptied: an evicted baggage is cleaned again, once."""
+        monkeypatch.setattr(baggage_module, "MAX_CACHED_BAGGAGE", 4)
+        calls = count_cleaning(monkeypatch)
+        tracer, exporter = pipeline()
+        contexts = [request_context(f"arm-{index}", f"s-{index}") for index in range(5)]
+        for ctx in (*contexts, contexts[1], contexts[4], contexts[1]):
+            tracer.start_span("s", context=ctx).end()
+        # The 5th baggage found the map full and emptied it; arm-1 is cleaned again, arm-4 stays remembered.
+        assert [entries[ARM] for entries in calls] == ["arm-0", "arm-1", "arm-2", "arm-3", "arm-4", "arm-1"]
+        assert [s.attributes[ARM] for s in exporter.get_finished_spans()][-3:] == ["arm-1", "arm-4", "arm-1"]
 
     def test_unsampled_span_is_left_alone(self):
         """A non-recording span gets no attributes and no error."""
@@ -149,11 +221,23 @@ class TestBaggageAttributesProcessor:
             BaggageAttributesProcessor(**options)
 
     def test_sdk_interface_is_complete(self):
-        """force_flush reports success; shutdown and on_end are harmless."""
+        """force_flush is True at once; on_end leaves the span as it is; shutdown changes nothing, twice."""
+        exporter = InMemorySpanExporter()
         processor = BaggageAttributesProcessor()
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        tracer = provider.get_tracer("t")
         assert processor.force_flush(10) is True
-        processor.on_end(None)  # type: ignore[arg-type]
+        tracer.start_span("before", context=request_context("a", "s-1")).end()
+        finished, = exporter.get_finished_spans()
+        processor.on_end(finished)
+        assert dict(finished.attributes) == {ARM: "a", SESSION: "s-1"}
         processor.shutdown()
+        processor.shutdown()
+        # Stateless: nothing to release, so a span started after shutdown still gets its baggage.
+        after = tracer.start_span("after", context=request_context("b", "s-2"))
+        assert dict(after.attributes) == {ARM: "b", SESSION: "s-2"}
 
     def test_clean_value_keeps_printable_unicode(self):
         """Printable non-ASCII text is kept whole."""

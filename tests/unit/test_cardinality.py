@@ -95,6 +95,18 @@ def test_provider_and_model_are_capped_independently(pipeline):
     assert pipeline.overflow() == {(DURATION, MODEL): 2}
 
 
+@pytest.mark.parametrize("key", [semconv.EXPERIMENT_ID, semconv.EXPERIMENT_ARM, semconv.LANGGRAPH_NODE])
+def test_experiment_and_node_values_are_capped_too(pipeline, key):
+    """Forged arm or experiment values (trusted client baggage) and generated nodes fold past the cap."""
+    name = "gen_ai.client.requests"  # no view, so every attribute is kept
+    counter = pipeline.provider.get_meter("x").create_counter(name)
+    for value in ("a", "b", "c", "forged-1", "forged-2"):
+        counter.add(1, {PROVIDER: "openai", key: value})
+    points = {attrs[key]: point.value for attrs, point in metric_points(pipeline.reader, name)}
+    assert points == {"a": 1, "b": 1, "c": 1, OVERFLOW_VALUE: 2}
+    assert pipeline.overflow() == {(name, key): 2}
+
+
 def test_the_cap_is_per_instrument_name_across_meters(pipeline):
     """Two scopes creating the same instrument share one cap; another instrument has its own."""
     first = pipeline.histogram(scope="one")

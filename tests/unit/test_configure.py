@@ -275,6 +275,55 @@ def test_bad_otel_llm_variable_warns_once_and_still_builds(clean_env, caplog):
     telemetry.shutdown()
 
 
+def _timing_warnings(caplog, *variables: str) -> list[str]:
+    return [record.getMessage() for record in caplog.records
+            if record.levelno == logging.WARNING and all(name in record.getMessage() for name in variables)]
+
+
+@pytest.mark.parametrize("delay,window,warned", [
+    ("5000", 2000, True),   # the SDK's default delay with otel-llm's window: late spans miss the window
+    ("2000", 2000, True),
+    ("500", 2000, False),   # otel-llm's defaults
+    ("5000", 0, False),     # window 0: roll up at once, by choice
+])
+def test_batch_delay_not_under_the_window_warns_naming_both(built, clean_env, caplog, delay, window, warned):
+    """OTEL_BSP_SCHEDULE_DELAY >= OTEL_LLM_ROLLUP_WINDOW_MS gives one warning naming both variables."""
+    clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", delay)
+    with caplog.at_level(logging.WARNING, logger="otel_llm.configure"):
+        built(Settings(rollup_window_ms=window), exporters=2)
+    warnings = _timing_warnings(caplog, "OTEL_BSP_SCHEDULE_DELAY", "OTEL_LLM_ROLLUP_WINDOW_MS")
+    assert len(warnings) == (1 if warned else 0)
+
+
+def test_unset_batch_delay_counts_as_the_sdk_default(built, clean_env, caplog):
+    """Without the distro's default, the SDK's 5000 ms delay is compared with the 2000 ms window."""
+    with caplog.at_level(logging.WARNING, logger="otel_llm.configure"):
+        built(Settings())
+    warning, = _timing_warnings(caplog, "OTEL_BSP_SCHEDULE_DELAY")
+    assert "(5000 ms)" in warning and "(2000 ms)" in warning
+
+
+@pytest.mark.parametrize("window,max_age,warned", [
+    (5000, 1000, True),
+    (1000, 1000, False),
+    (500, 1000, False),
+])
+def test_window_larger_than_max_age_warns_naming_both(built, clean_env, caplog, window, max_age, warned):
+    """OTEL_LLM_ROLLUP_WINDOW_MS > OTEL_LLM_ROLLUP_MAX_AGE_MS gives one warning naming both variables."""
+    clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    with caplog.at_level(logging.WARNING, logger="otel_llm.configure"):
+        built(Settings(rollup_window_ms=window, rollup_max_age_ms=max_age))
+    warnings = _timing_warnings(caplog, "OTEL_LLM_ROLLUP_WINDOW_MS", "OTEL_LLM_ROLLUP_MAX_AGE_MS")
+    assert len(warnings) == (1 if warned else 0)
+
+
+def test_no_timing_warning_without_a_rollup_stage(built, clean_env, caplog):
+    """OTEL_LLM_ROLLUP=false: nothing waits for late spans, so the delay is not questioned."""
+    with caplog.at_level(logging.WARNING, logger="otel_llm.configure"):
+        built(Settings(rollup_enabled=False, rollup_window_ms=5000, rollup_max_age_ms=1000))
+    assert _timing_warnings(caplog, "OTEL_LLM_ROLLUP_WINDOW_MS") == []
+
+
 def test_metric_log_lines_come_after_the_rollup(clean_env, tmp_path):
     """OTEL_LLM_METRIC_LOG=<file>: the request line names the provider the roll-up found beneath it."""
     log = tmp_path / "metric.log"
@@ -409,11 +458,25 @@ def test_sdk_internal_metrics_go_to_our_meter_provider(built, clean_env):
     assert sum(point.value for _, point in processed) == 2
 
 
-def test_shutdown_is_idempotent(built):
-    """A second shutdown is a no-op and logs no error."""
-    pipeline = built()
-    pipeline.telemetry.shutdown()
-    pipeline.telemetry.shutdown()
+def test_shutdown_is_idempotent(built, monkeypatch, caplog):
+    """A second shutdown shuts no provider down again and logs nothing."""
+    telemetry = built().telemetry
+    calls: list[str] = []
+
+    def counted(provider):
+        shutdown = provider.shutdown
+        return lambda: (calls.append(type(provider).__name__), shutdown())
+
+    for provider in (telemetry.tracer_provider, telemetry.meter_provider):
+        monkeypatch.setattr(provider, "shutdown", counted(provider))
+    telemetry.shutdown()
+    shut_down_once = ["TracerProvider", "CardinalityLimitedMeterProvider"]  # tracing first: it feeds metrics
+    assert calls == shut_down_once
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        telemetry.shutdown()
+    assert calls == shut_down_once
+    assert caplog.records == []
 
 
 # --- configure(): process-global, so each case runs in a fresh interpreter --------------------------------
@@ -478,12 +541,33 @@ def test_configure_never_raises_for_a_broken_environment():
     assert "no_such_exporter" in out["stderr"]
 
 
-def test_configure_rejects_unknown_settings():
-    """A keyword that is not a Settings field is a ValueError listing the accepted names."""
-    from otel_llm import configure
+def test_configure_ignores_unknown_and_bad_overrides_with_a_warning():
+    """An unknown keyword and a bad value each warn, naming the setting; configure() still installs."""
+    out = _run("""
+        import json, otel_llm
+        telemetry = otel_llm.configure(rollup_windw_ms=5, rollup_window_ms=-1, baggage_trust_incoming="yes")
+        print(json.dumps({
+            "window": telemetry.settings.rollup_window_ms,
+            "trust": telemetry.settings.baggage_trust_incoming,
+            "stages": len(telemetry.rollup_stages),
+        }))
+        telemetry.shutdown()
+    """, OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
+    assert out == {**out, "window": Settings().rollup_window_ms, "trust": True, "stages": 1}
+    assert "unknown setting(s) rollup_windw_ms ignored" in out["stderr"]
+    assert "setting 'rollup_window_ms'" in out["stderr"] and "from 0 to 600000" in out["stderr"]
+    assert "window_s" not in out["stderr"]  # the roll-up stage was built with the default, not rejected
 
-    with pytest.raises(ValueError, match="rollup_windw_ms"):
-        configure(rollup_windw_ms=5)
+
+def test_configure_reads_a_string_override_like_the_variable():
+    """configure(enabled="false") is the plain SDK, as OTEL_LLM_ENABLED=false is (not a truthy string)."""
+    out = _run("""
+        import json, otel_llm
+        telemetry = otel_llm.configure(enabled="false")
+        print(json.dumps({"stages": len(telemetry.rollup_stages),
+                          "meter": type(telemetry.meter_provider).__name__}))
+    """, OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
+    assert out == {**out, "stages": 0, "meter": "MeterProvider"}
 
 
 def test_configurator_entry_point_configures_from_the_environment():

@@ -13,7 +13,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_llm.configure import build_telemetry
-from otel_llm.metrics.health import DROPPED_SPANS_METRIC, QUEUE_FULL, count_dropped_spans
+from otel_llm.metrics.health import DROPPED_SPANS_METRIC, QUEUE_FULL, ROLLUP_METRICS, count_dropped_spans
+from otel_llm.processors.rollup import RollupStats
 from otel_llm.settings import Settings
 from tests.support.metric_points import metric_points
 from tests.support.poll import poll
@@ -107,6 +108,26 @@ def test_rollup_counters_are_published(small_queue):
     poll(lambda: _value(reader, "otel_llm.rollup.evicted_traces") >= 1, timeout=10, interval=0.02,
          message="first trace evicted by max_traces=1")
     telemetry.shutdown()
+
+
+def test_buffered_span_cap_reaches_the_stage(small_queue):
+    """rollup_max_buffered_spans bounds the stage: a second trace's span past a cap of 1 evicts the first."""
+    exporter = BlockingExporter()
+    exporter.release.set()
+    telemetry, reader = _build(Settings(rollup_max_buffered_spans=1, rollup_window_ms=60_000), exporter)
+    tracer = telemetry.tracer_provider.get_tracer("t")
+    with tracer.start_as_current_span("root-a"):  # open roots: their children stay buffered
+        tracer.start_span("child-a").end()
+        with tracer.start_as_current_span("root-b", context=Context()):
+            tracer.start_span("child-b").end()
+            poll(lambda: _value(reader, "otel_llm.rollup.evicted_traces") >= 1, timeout=10, interval=0.02,
+                 message="first trace evicted by max_buffered_spans=1")
+    telemetry.shutdown()
+
+
+def test_every_rollup_counter_is_published():
+    """Each field of the stage's stats has its otel_llm.rollup.* metric."""
+    assert set(ROLLUP_METRICS) == set(RollupStats._fields)
 
 
 def test_counting_is_skipped_with_a_warning_when_the_sdk_changes(caplog):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry import baggage, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,7 +17,9 @@ from otel_llm.demo.api import DEMO_EXPERIMENT_ID, create_app, demo_experiment
 from otel_llm.demo.embedded import sessions_covering_arms
 from otel_llm.demo.jobs import Job, MemoryBroker
 from otel_llm.experiment import ENV_EXPERIMENT_ARMS, ENV_EXPERIMENT_ID
+from otel_llm.metrics.streaming import StreamMetrics
 from otel_llm.propagation import extract
+from tests.support.metric_points import metric_points
 
 BODY = {"message": "how do I sort glass", "session_id": "session-1", "user_id": "user-1"}
 
@@ -36,6 +40,35 @@ def api():
     with TestClient(create_app(broker, tracer_provider=provider)) as client:
         yield client, broker, exporter
     provider.shutdown()
+
+
+@pytest.fixture
+def recovering_api():
+    """(client, broker, reader): the API with its recovery counts in an in-memory metric reader."""
+    reader = InMemoryMetricReader()
+    broker = MemoryBroker()
+    app = create_app(broker, stream_metrics=StreamMetrics(MeterProvider(metric_readers=[reader])))
+    with TestClient(app) as client:
+        yield client, broker, reader
+
+
+def recoveries(reader) -> list[tuple[dict, int]]:
+    return [(attributes, point.value) for attributes, point in metric_points(reader, "chat_stream_recovery")]
+
+
+def only_recovery(reader, *keys: str) -> tuple:
+    """The one recovery series: the values of ``keys`` among its labels, then its count."""
+    [(attributes, count)] = recoveries(reader)
+    return (*(attributes[key] for key in keys), count)
+
+
+def sse_events(body: str) -> list[dict[str, str]]:
+    """Each server-sent event as its fields (event, id, data)."""
+    return [
+        dict(line.split(": ", 1) for line in block.split("\n"))
+        for block in body.strip().split("\n\n")
+        if block
+    ]
 
 
 class TestEnqueue:
@@ -61,6 +94,8 @@ class TestEnqueue:
             semconv.SESSION_ID: "session-1",
             semconv.EXPERIMENT_ID: DEMO_EXPERIMENT_ID,
             semconv.EXPERIMENT_ARM: f"{job.provider}:{job.model}",
+            semconv.EXPERIMENT_PROVIDER: job.provider,
+            semconv.EXPERIMENT_MODEL: job.model,
         }
 
     def test_demo_split_assigns_both_providers_by_session(self, api):
@@ -129,3 +164,73 @@ class TestAnswers:
         client, broker, _ = api
         broker.publish("j3", {"error": "ValueError: boom"})
         assert client.get("/api/v1/chat/j3/stream").text.startswith("event: error\n")
+
+
+class TestRecoveries:
+    def test_snapshot_read_counts_a_recovery_labelled_with_the_assigned_arm(self, recovering_api):
+        """GET of the answer so far is one snapshot recovery, labelled with the job's provider, model,
+        node and experiment."""
+        client, broker, reader = recovering_api
+        accepted = client.post("/api/v1/chat", json=BODY).json()
+        broker.publish(accepted["job_id"], {"token": "Rinse"})
+        assert client.get(f"/api/v1/chat/{accepted['job_id']}").json()["text"] == "Rinse"
+        [(attributes, count)] = recoveries(reader)
+        assert count == 1
+        assert attributes == {
+            "provider": accepted["provider"],
+            "model": accepted["model"],
+            "node": "answer",
+            semconv.EXPERIMENT_ID: DEMO_EXPERIMENT_ID,
+            semconv.EXPERIMENT_ARM: f"{accepted['provider']}:{accepted['model']}",
+            "type": "snapshot",
+            "status": "success",
+        }
+
+    def test_reconnect_with_last_event_id_catches_up_after_it(self, recovering_api):
+        """A stream opened with Last-Event-ID: 2 sends the events after the second and counts one catch-up;
+        a stream without it counts nothing."""
+        client, broker, reader = recovering_api
+        job_id = client.post("/api/v1/chat", json=BODY).json()["job_id"]
+        for entry in ({"token": "a"}, {"token": " b"}, {"token": " c"}, {"done": "1", "answer": "a b c"}):
+            broker.publish(job_id, entry)
+        first = sse_events(client.get(f"/api/v1/chat/{job_id}/stream").text)
+        assert [(e["event"], e["id"]) for e in first] == [("token", "1"), ("token", "2"), ("token", "3"),
+                                                          ("done", "4")]
+        assert recoveries(reader) == []
+        resumed = sse_events(
+            client.get(f"/api/v1/chat/{job_id}/stream", headers={"Last-Event-ID": "2"}).text
+        )
+        assert [(e["event"], e["id"], e["data"]) for e in resumed] == [
+            ("token", "3", '{"token": " c"}'),
+            ("done", "4", '{"done": "1", "answer": "a b c"}'),
+        ]
+        assert only_recovery(reader, "type", "status", "node") == ("catch_up", "success", "answer", 1)
+
+    def test_bad_last_event_id_is_a_failed_catch_up(self, recovering_api):
+        """A Last-Event-ID this API never sent ends the stream with an error event and counts an error."""
+        client, broker, reader = recovering_api
+        body = client.get("/api/v1/chat/unknown-job/stream", headers={"Last-Event-ID": "abc"}).text
+        [event] = sse_events(body)
+        assert event["event"] == "error" and "Last-Event-ID" in event["data"]
+        assert only_recovery(reader, "type", "status", "provider") == ("catch_up", "error", "unknown", 1)
+
+    def test_backend_failure_is_a_failed_snapshot(self, recovering_api):
+        """A snapshot read the backend cannot serve counts an error recovery and fails the request."""
+        client, broker, reader = recovering_api
+
+        async def broken(*args, **kwargs):
+            raise ConnectionError("redis down")
+
+        broker.read = broken
+        with pytest.raises(ConnectionError):
+            client.get("/api/v1/chat/j9")
+        assert only_recovery(reader, "type", "status") == ("snapshot", "error", 1)
+
+    def test_remembered_labels_are_bounded(self):
+        """The API keeps the labels of its last MAX_REMEMBERED_JOBS jobs only, forgetting the oldest."""
+        from otel_llm.demo.api import _RememberedLabels
+
+        remembered = _RememberedLabels(capacity=2)
+        for job_id in ("a", "b", "c"):
+            remembered.remember(job_id, {"provider": job_id})
+        assert [remembered.get(job_id) for job_id in "abc"] == [None, {"provider": "b"}, {"provider": "c"}]

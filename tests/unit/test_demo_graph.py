@@ -7,15 +7,23 @@ import asyncio
 import grpc
 import httpx
 import pytest
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
+from otel_llm import semconv
 from otel_llm.demo.graph import (
+    LLM_NODES,
     SUBAGENTS,
     ServiceClients,
     build_graph,
     classify_intent,
     run_config,
 )
-from otel_llm.demo.services import local_services
+from otel_llm.demo.services import COMPLETIONS_PATH, local_services
+from otel_llm.instrumentation.langchain import LangChainInstrumentor
 
 REQUEST = {
     "message": "how do I recycle a plastic bottle",
@@ -104,6 +112,64 @@ class TestGraph:
         with grpc.insecure_channel("127.0.0.1:1") as channel, httpx.Client(base_url=url) as http:
             with pytest.raises(grpc.RpcError):
                 build_graph(ServiceClients(channel, http)).invoke(REQUEST)
+
+
+@pytest.fixture
+def traced():
+    """A TracerProvider with an in-memory exporter, otel-llm's LangChain instrumentation on it."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = LangChainInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        yield provider, exporter
+    finally:
+        instrumentor.uninstrument()
+
+
+def run_traced(services, provider, asynchronous):
+    """One graph run with an httpx client instrumented on ``provider`` (the LLM calls' provider API too)."""
+    target, url = services
+    if not asynchronous:
+        with grpc.insecure_channel(target) as channel, httpx.Client(base_url=url) as http:
+            HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider)
+            return build_graph(ServiceClients(channel, http)).invoke(REQUEST, run_config("j1"))
+
+    async def run():
+        async with grpc.aio.insecure_channel(target) as channel, httpx.AsyncClient(base_url=url) as http:
+            HTTPXClientInstrumentor.instrument_client(http, tracer_provider=provider)
+            graph = build_graph(ServiceClients(channel, http), asynchronous=True)
+            return await graph.ainvoke(REQUEST, run_config("j1"))
+
+    return asyncio.run(run())
+
+
+class TestTracing:
+    @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+    def test_each_llm_calls_its_provider_api_in_a_client_span_under_the_llm_span(
+        self, services, traced, asynchronous
+    ):
+        """Each LLM span has one HTTP client span (POST to the completions API) as its child, and the LLM
+        span is the child of the node that called the model."""
+        provider, exporter = traced
+        assert_complete(run_traced(services, provider, asynchronous))
+        spans = exporter.get_finished_spans()
+        by_id = {span.context.span_id: span for span in spans}
+        llm_spans = [span for span in spans if semconv.is_llm_span(span.attributes)]
+        http_children = {
+            span.parent.span_id: span
+            for span in spans
+            if span.kind == SpanKind.CLIENT and span.name == "POST" and span.parent is not None
+        }
+        assert sorted(span.attributes[semconv.LANGGRAPH_NODE] for span in llm_spans) == sorted(LLM_NODES)
+        for llm in llm_spans:
+            node = by_id[llm.parent.span_id]
+            assert (node.name, node.kind) == (llm.attributes[semconv.LANGGRAPH_NODE], SpanKind.INTERNAL)
+            call = http_children[llm.context.span_id]
+            url = call.attributes.get("url.full") or call.attributes["http.url"]  # new or old HTTP semconv
+            assert url.endswith(COMPLETIONS_PATH)
+        assert len(http_children) == len(LLM_NODES)
 
 
 class TestRouting:

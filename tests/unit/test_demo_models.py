@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
+import httpx
 import pytest
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 
 from otel_llm import settings
 from otel_llm.demo.models import (
     DEFAULT_LATENCY_MS,
+    FAIL_WORD_ENV,
+    FALLBACK_ENV,
     LATENCY_ENV,
     PROVIDER_MODELS,
     TTFT_ENV,
+    SimulatedProviderError,
     chat_model,
     provider_variable,
 )
+from otel_llm.demo.services import COMPLETIONS_PATH
 
 
 class TokenCollector(BaseCallbackHandler):
@@ -136,6 +142,65 @@ class TestAnswers:
         assert delays[0] == pytest.approx(0.010) and sum(delays) == pytest.approx(0.010)
 
 
+class ProviderApi:
+    """httpx transports recording each request to the fake provider API, answering with ``status``."""
+
+    def __init__(self, status: int = 200):
+        self.requests: list[tuple[str, str, dict]] = []
+        self.status = status
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path, json.loads(request.content)))
+        return httpx.Response(self.status, json={})
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url="http://provider", transport=httpx.MockTransport(self._answer))
+
+    def async_client(self) -> httpx.AsyncClient:
+        async def answer(request):
+            return self._answer(request)
+
+        return httpx.AsyncClient(base_url="http://provider", transport=httpx.MockTransport(answer))
+
+
+class TestProviderApiCall:
+    def test_sync_calls_post_to_the_completions_api_once_per_call(self):
+        """invoke and stream each POST {model, stream} to /v1/chat/completions before answering."""
+        api = ProviderApi()
+        model = chat_model("openai", latency_ms=0, ttft_ms=0, http_client=api.client())
+        model.invoke("hi")
+        list(model.stream("hi"))
+        assert api.requests == [
+            ("POST", COMPLETIONS_PATH, {"model": "gpt-4o-mini", "stream": False}),
+            ("POST", COMPLETIONS_PATH, {"model": "gpt-4o-mini", "stream": True}),
+        ]
+
+    def test_async_calls_use_the_async_client(self):
+        """ainvoke and astream POST through the async client; the sync client is not used for them."""
+        api, unused = ProviderApi(), ProviderApi()
+        model = chat_model(
+            "aws.bedrock",
+            latency_ms=0,
+            ttft_ms=0,
+            http_client=unused.client(),
+            async_http_client=api.async_client(),
+        )
+
+        async def run():
+            await model.ainvoke("hi")
+            return [chunk async for chunk in model.astream("hi")]
+
+        assert asyncio.run(run())
+        assert [body["stream"] for _, _, body in api.requests] == [False, True]
+        assert unused.requests == []
+
+    def test_failing_api_call_fails_the_model_call(self):
+        """An error status from the provider API raises, as a real SDK's would."""
+        model = chat_model("openai", latency_ms=0, http_client=ProviderApi(status=503).client())
+        with pytest.raises(httpx.HTTPStatusError):
+            model.invoke("hi")
+
+
 class TestSettings:
     def test_environment_sets_latency_and_ttft(self, monkeypatch):
         """OTEL_LLM_DEMO_LATENCY_MS / OTEL_LLM_DEMO_TTFT_MS are the defaults of every model built."""
@@ -166,3 +231,32 @@ class TestSettings:
     def test_every_demo_provider_has_a_model(self):
         """Both providers of the demo are in the table, keyed by their canonical names."""
         assert set(PROVIDER_MODELS) == {"openai", "aws.bedrock"}
+
+
+class TestFailureDrills:
+    def test_fallback_variable_serves_the_provider_with_another(self, monkeypatch):
+        """OTEL_LLM_DEMO_FALLBACK_AWS_BEDROCK=openai: Bedrock calls get OpenAI's model, OpenAI's are kept."""
+        monkeypatch.setenv(provider_variable(FALLBACK_ENV, "aws.bedrock"), "openai")
+        served = chat_model("aws.bedrock", model="anthropic.claude-3-haiku-20240307-v1:0")
+        assert (served.ls_provider, served.model_name) == ("openai", "gpt-4o-mini")
+        assert chat_model("openai").model_name == "gpt-4o-mini"
+
+    def test_bad_fallback_warns_once_and_is_ignored(self, monkeypatch, caplog):
+        """A fallback that is not a demo provider logs one warning naming the variable; no fallback."""
+        settings.reset_warnings()
+        name = provider_variable(FALLBACK_ENV, "aws.bedrock")
+        monkeypatch.setenv(name, "cohere")
+        with caplog.at_level(logging.WARNING, logger="otel_llm.settings"):
+            first, second = chat_model("aws.bedrock"), chat_model("aws.bedrock")
+        assert first.ls_provider == second.ls_provider == "amazon_bedrock"
+        assert len([r for r in caplog.records if name in r.getMessage()]) == 1
+
+    def test_fail_word_fails_the_calls_whose_prompt_holds_it(self, monkeypatch):
+        """OTEL_LLM_DEMO_FAIL_WORD: invoke and stream raise for a prompt with the word, answer without it."""
+        monkeypatch.setenv(FAIL_WORD_ENV, "outage")
+        model = chat_model("openai", latency_ms=0, ttft_ms=0)
+        with pytest.raises(SimulatedProviderError):
+            model.invoke("simulate an outage please")
+        with pytest.raises(SimulatedProviderError):
+            list(model.stream("simulate an outage please"))
+        assert model.invoke("how do I sort glass").content

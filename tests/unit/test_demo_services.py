@@ -1,4 +1,4 @@
-"""The local gRPC character and HTTP weather services of the reference app."""
+"""The local gRPC character service and HTTP service (weather, fake provider API) of the reference app."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import grpc
 import httpx
 import pytest
 
-from otel_llm.demo.services import character_stub, local_services
+from otel_llm.demo.services import COMPLETIONS_PATH, character_stub, local_services
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,17 @@ class TestServices:
             assert client.get("/weather/Busan").json()["forecast"] == "rain"
             assert client.get("/weather/atlantis").status_code == 404
 
+    def test_http_completions_acknowledge_the_model_and_refuse_a_bad_body(self, services):
+        """``POST /v1/chat/completions`` echoes the model and stream flag; a body without a model is 422."""
+        with httpx.Client(base_url=services.http_url) as client:
+            response = client.post(COMPLETIONS_PATH, json={"model": "gpt-4o-mini", "stream": True})
+            assert response.json() == {"object": "chat.completion", "model": "gpt-4o-mini", "stream": True}
+            assert client.post(COMPLETIONS_PATH, json={"stream": True}).status_code == 422
+
     def test_http_app_can_be_prepared_before_serving(self):
         """``prepare_http_app`` sees the app before it serves (embedded mode instruments it there)."""
         prepared = []
         with local_services(prepare_http_app=prepared.append) as running:
             with httpx.Client(base_url=running.http_url) as client:
                 assert client.get("/weather/seoul").status_code == 200
-        assert [app.title for app in prepared] == ["demo weather service"]
+        assert [app.title for app in prepared] == ["demo HTTP service"]

@@ -151,17 +151,26 @@ def tracing():
 
 class TestExperimentArm:
     def test_arm_in_baggage_and_on_current_span(self, tracing):
-        """Inside the block baggage holds id and arm and the current span has both attributes; after, not."""
+        """Inside the block baggage holds id, arm and the assigned provider and model, and the current span
+        has them as attributes; after the block, baggage has none."""
         tracer, exporter = tracing
         exp = experiment.Experiment("ab1", experiment.parse_arms(ARMS_ENV))
+        expected = {
+            semconv.EXPERIMENT_ID: "ab1",
+            semconv.EXPERIMENT_ARM: exp.assign("user-7").name,
+            semconv.EXPERIMENT_PROVIDER: exp.assign("user-7").provider,
+            semconv.EXPERIMENT_MODEL: exp.assign("user-7").model,
+        }
         with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER):
             with experiment.experiment_arm(exp, "user-7") as arm:
-                assert baggage.get_baggage(semconv.EXPERIMENT_ARM) == arm.name
-                assert baggage.get_baggage(semconv.EXPERIMENT_ID) == "ab1"
-            assert baggage.get_baggage(semconv.EXPERIMENT_ARM) is None
+                assert dict(baggage.get_all()) == expected
+                assert (arm.provider, arm.model) == (
+                    expected[semconv.EXPERIMENT_PROVIDER],
+                    expected[semconv.EXPERIMENT_MODEL],
+                )
+            assert baggage.get_all() == {}
         (span,) = exporter.get_finished_spans()
-        assert span.attributes[semconv.EXPERIMENT_ARM] == exp.assign("user-7").name
-        assert span.attributes[semconv.EXPERIMENT_ID] == "ab1"
+        assert {key: span.attributes[key] for key in expected} == expected
 
     def test_no_experiment_yields_none(self):
         """Without an experiment the block runs with no arm and no baggage."""
@@ -232,6 +241,47 @@ class TestFallback:
             tracing,
             {
                 semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini",
+                semconv.ROLLUP_MODEL: f"{BEDROCK_HAIKU},gpt-4o-mini",
+            },
+        )
+        assert semconv.EXPERIMENT_FALLBACK not in spans[0].attributes and points == []
+
+    def test_same_model_from_another_provider_is_a_fallback(self, tracing):
+        """The arm's model id served by another provider (OpenAI's model on Azure) is a fallback too."""
+        spans, points = self.run(
+            tracing,
+            {
+                semconv.EXPERIMENT_ID: "ab1",
+                semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini",
+                semconv.EXPERIMENT_PROVIDER: "openai",
+                semconv.EXPERIMENT_MODEL: "gpt-4o-mini",
+                semconv.ROLLUP_PROVIDERS: ("azure.ai.openai",),
+                semconv.ROLLUP_MODELS: ("gpt-4o-mini",),
+            },
+        )
+        assert spans[0].attributes[semconv.EXPERIMENT_FALLBACK] is True
+        (point,) = points
+        assert point.attributes[semconv.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
+
+    def test_provider_compared_from_the_arm_name_without_assigned_attributes(self, tracing):
+        """Without llm.experiment.provider/model the arm name gives the assigned pair (alias normalised)."""
+        spans, points = self.run(
+            tracing,
+            {
+                semconv.EXPERIMENT_ARM: f"bedrock:{BEDROCK_HAIKU}",
+                semconv.ROLLUP_PROVIDER: "anthropic",
+                semconv.ROLLUP_MODEL: BEDROCK_HAIKU,
+            },
+        )
+        assert spans[0].attributes[semconv.EXPERIMENT_FALLBACK] is True and len(points) == 1
+
+    def test_arm_provider_and_model_among_several_is_not_fallback(self, tracing):
+        """A root whose calls used the arm's provider and model plus another pair is not a fallback."""
+        spans, points = self.run(
+            tracing,
+            {
+                semconv.EXPERIMENT_ARM: f"aws.bedrock:{BEDROCK_HAIKU}",
+                semconv.ROLLUP_PROVIDER: "aws.bedrock,openai",
                 semconv.ROLLUP_MODEL: f"{BEDROCK_HAIKU},gpt-4o-mini",
             },
         )

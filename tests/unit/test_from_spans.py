@@ -1,4 +1,4 @@
-"""Span-derived GenAI metrics: duration and token usage recorded once per LLM span, unless its scope does."""
+"""Span-derived GenAI metrics: duration and token usage recorded once per call, unless its scopes do."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.normalize import llm_call_of
+from otel_llm.processors.rollup import RollupSpanExporter
 from otel_llm.settings import DEFAULT_SPAN_METRICS_SKIP_SCOPES
 from tests.support.metric_points import metric_points
 
@@ -28,6 +29,7 @@ LANGSMITH_BEDROCK = {
     semconv.GEN_AI_USAGE_INPUT_TOKENS: 120,
     semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 30,
     semconv.LANGSMITH_LANGGRAPH_NODE: "answer",
+    semconv.EXPERIMENT_ID: "exp-1",
     semconv.EXPERIMENT_ARM: "b",
     semconv.SESSION_ID: "session-1",
 }
@@ -85,12 +87,12 @@ def test_token_usage_is_recorded_per_token_type(harness):
     assert sums == {"input": 120, "output": 30}
 
 
-def test_node_and_arm_are_labels_but_session_is_not(harness):
-    """The LangGraph node and experiment arm reach the metrics; the session id never does."""
+def test_node_and_experiment_are_labels_but_session_is_not(harness):
+    """The LangGraph node, experiment id and arm reach the metrics; the session id never does."""
     harness.llm_span(LANGSMITH_BEDROCK)
     (attributes, _), = harness.points(DURATION)
     assert attributes[semconv.LANGGRAPH_NODE] == "answer"
-    assert attributes[semconv.EXPERIMENT_ARM] == "b"
+    assert (attributes[semconv.EXPERIMENT_ID], attributes[semconv.EXPERIMENT_ARM]) == ("exp-1", "b")
     assert semconv.SESSION_ID not in attributes
 
 
@@ -140,6 +142,7 @@ def test_deprecated_token_names_are_read(harness):
 @pytest.mark.parametrize("scope", [
     "opentelemetry.instrumentation.openai_v2",  # exact
     "opentelemetry.instrumentation.openai.v1",  # dotted prefix (OpenLLMetry)
+    "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
 ])
 def test_scopes_that_record_their_own_metrics_are_skipped(harness, scope):
     """Spans of instrumentations that record gen_ai.client.* themselves add nothing: never twice."""
@@ -167,3 +170,52 @@ def test_bad_skip_scopes_are_rejected(bad):
     """A bare string (not a list) or an empty scope name is a ValueError naming skip_scopes."""
     with pytest.raises(ValueError, match="skip_scopes"):
         SpanDerivedMetrics(None, bad)
+
+
+OPENAI_SDK_CALL = {semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_PROVIDER_NAME: "openai",
+                   semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini", semconv.GEN_AI_USAGE_INPUT_TOKENS: 120,
+                   semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 30}
+
+
+class TestNestedCallsThroughTheStage:
+    """A LangChain chat span around an LLM SDK's own span is one call, whatever the two record."""
+
+    def run(self, inner_scope: str) -> Harness:
+        harness = Harness()
+        stage = RollupSpanExporter(InMemorySpanExporter(), window_s=0, on_llm_span=harness.metrics.record)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(stage))
+        langchain = provider.get_tracer("otel_llm.instrumentation.langchain")
+        with provider.get_tracer("app").start_as_current_span("POST /chat"):
+            with langchain.start_as_current_span(
+                    "chat gpt-4o-mini", attributes={**OPENAI_SDK_CALL, semconv.LANGGRAPH_NODE: "answer"}):
+                provider.get_tracer(inner_scope).start_span("chat", attributes=OPENAI_SDK_CALL).end()
+        stage.shutdown()
+        return harness
+
+    def test_recorded_once_when_neither_records_its_own(self):
+        """One duration point and one input-token recording for the pair, from the outer span."""
+        harness = self.run("my.openai.wrapper")
+        (attributes, point), = harness.points(DURATION)
+        assert point.count == 1 and attributes[semconv.LANGGRAPH_NODE] == "answer"
+        assert {attrs[semconv.GEN_AI_TOKEN_TYPE]: p.sum for attrs, p in harness.points(TOKENS)} == {
+            "input": 120, "output": 30}
+        harness.meter_provider.shutdown()
+
+    def test_nothing_recorded_when_the_inner_span_records_its_own(self):
+        """The SDK span's instrumentation (openai_v2) records the call: the outer span adds nothing."""
+        harness = self.run("opentelemetry.instrumentation.openai_v2")
+        assert harness.points(DURATION) == [] and harness.points(TOKENS) == []
+        harness.meter_provider.shutdown()
+
+
+def test_group_with_a_skipped_nested_scope_records_nothing(harness):
+    """record() with a nested call from a skip-listed scope records nothing for the outer span either."""
+    span = harness.tracer_provider.get_tracer("langsmith").start_span("Chat", attributes=LANGSMITH_BEDROCK)
+    span.end()
+    outer = llm_call_of(span)
+    openai_v2 = outer._replace(scope_name="opentelemetry.instrumentation.openai_v2")
+    harness.metrics.record(span, outer, (openai_v2,))
+    assert harness.points(DURATION) == []
+    harness.metrics.record(span, outer, (outer._replace(scope_name="my.sdk"),))
+    assert len(harness.points(DURATION)) == 1

@@ -317,6 +317,30 @@ class TestAttributes:
                 semconv.LANGGRAPH_NODE: "answer",
             }
 
+    def test_chunk_metrics_carry_the_experiment_id_and_arm_from_baggage(self, telemetry):
+        """Inside an experiment the chunk metrics are labelled with its id and arm (per-experiment TTFT)."""
+        from opentelemetry import baggage, context
+
+        _, tracer, reader, _ = telemetry
+        ctx = baggage.set_baggage(semconv.EXPERIMENT_ID, "exp-1")
+        token = context.attach(baggage.set_baggage(semconv.EXPERIMENT_ARM, "b", ctx))
+        try:
+            build_graph(tracer, branches=1).invoke({"message": "m"}, config=RUN_CONFIG)
+        finally:
+            context.detach(token)
+        [point] = [
+            point
+            for resource in reader.get_metrics_data().resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == semconv.METRIC_TIME_TO_FIRST_CHUNK
+            for point in metric.data.data_points
+        ]
+        assert (point.attributes[semconv.EXPERIMENT_ID], point.attributes[semconv.EXPERIMENT_ARM]) == (
+            "exp-1",
+            "b",
+        )
+
     def test_failed_llm_call_ends_its_span_with_error_status_and_type(self, telemetry):
         """The LLM span and its ancestors end with ERROR and error.type; no run stays open."""
         exporter, _, _, handler = telemetry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pathlib
 import re
 
 import pytest
@@ -37,15 +38,23 @@ def spans():
     return provider.get_tracer("test"), exporter
 
 
+# The documented rule: left to right, a backslash takes the next character with it, so a field runs to the
+# first | preceded by an even number of backslashes.
+FIELD = r"\|((?:[^|\\]|\\.)*)"
+
+
 def split_fields(line: str) -> dict[str, str]:
-    """Parses a METRIC line the documented way: split on unescaped |, then on the first unescaped =."""
-    parts = re.split(r"(?<!\\)\|", line)
-    assert parts[0] == "METRIC"
+    """Parses a METRIC line the documented way: fields, each key up to its first =, values unescaped."""
+    assert re.fullmatch(rf"METRIC(?:{FIELD})*", line), line
     fields = {}
-    for part in parts[1:]:
-        key, value = re.split(r"(?<!\\)=", part, maxsplit=1)
-        fields[key] = re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), value)
+    for field in re.findall(FIELD, line):
+        key, _, value = field.partition("=")
+        fields[key] = unescape(value)
     return fields
+
+
+def unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), value)
 
 
 def request_and_llm_spans(tracer):
@@ -85,6 +94,35 @@ class TestLines:
         assert (fields["provider"], fields["model"]) == ("openai", "gpt-4o-mini")
         assert float(fields["ms_total"]) >= 0
         assert fields["arm"] == "openai:gpt-4o-mini" and fields["status"] == "ok"
+        assert fields["provider_source"] == "rollup"
+
+    def test_request_without_calls_takes_the_assigned_arm_and_says_so(self, spans):
+        """The API's request root (its LLM calls run in the worker) reports the assigned provider/model,
+        marked provider_source=arm; the arm name alone is enough."""
+        tracer, exporter = spans
+        with tracer.start_as_current_span(
+            "POST /api/v1/chat",
+            kind=SpanKind.SERVER,
+            attributes={
+                semconv.EXPERIMENT_ID: "ab1",
+                semconv.EXPERIMENT_ARM: "aws.bedrock:anthropic.claude-3-haiku-20240307-v1:0",
+                semconv.EXPERIMENT_PROVIDER: "aws.bedrock",
+                semconv.EXPERIMENT_MODEL: "anthropic.claude-3-haiku-20240307-v1:0",
+            },
+        ):
+            pass
+        with tracer.start_as_current_span(
+            "job", kind=SpanKind.CONSUMER, attributes={semconv.EXPERIMENT_ARM: "openai:gpt-4o"}
+        ):
+            pass
+        lines = metric_log.MetricLogExporter(io.StringIO()).lines(exporter.get_finished_spans())
+        assert [
+            (f["provider"], f["model"], f["provider_source"], f.get("experiment"))
+            for f in map(split_fields, lines)
+        ] == [
+            ("aws.bedrock", "anthropic.claude-3-haiku-20240307-v1:0", "arm", "ab1"),
+            ("openai", "gpt-4o", "arm", None),
+        ]
 
     def test_llm_span_line_and_unselected_span_skipped(self, spans):
         """The LLM span gets event=span with its own provider/model; a plain internal span gets no line."""
@@ -137,10 +175,14 @@ class TestLines:
             "unknown",
             "error",
         )
+        assert "provider_source" not in fields
 
 
 class TestEscaping:
-    @pytest.mark.parametrize("value", ["a|b", "k=v", "back\\slash", "two\nlines", "|=\\|", "", "plain"])
+    @pytest.mark.parametrize(
+        "value",
+        ["a|b", "k=v", "back\\slash", "ends in a backslash\\", "\\\\", "two\nlines", "|=\\|", "", "plain"],
+    )
     def test_escaped_values_round_trip(self, value):
         """Escaped values never contain a bare | or = and parse back to the original."""
         line = metric_log.format_line([("event", "span"), ("name", value), ("ms", "1.000")])
@@ -150,6 +192,85 @@ class TestEscaping:
     def test_non_string_values_are_text(self):
         """Numbers and other objects are written as their text; None fields are left out."""
         assert metric_log.format_line([("a", 1.5), ("b", None), ("c", True)]) == "METRIC|a=1.5|c=True"
+
+
+class TestCloudWatchQueries:
+    """The Logs Insights regexes of docs/experiments.md, read from the doc, on escaped lines."""
+
+    DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "experiments.md"
+    TRICKY = "a|b=c\\"  # a separator, an equals sign and a trailing backslash, escaped in the line
+
+    def doc_regexes(self, command: str) -> list[re.Pattern]:
+        """The /.../ regexes of the doc's `parse @message` or `filter @message like` lines, as Python regexes
+        (CloudWatch's named groups are (?<name>...), Python's (?P<name>...))."""
+        found = re.findall(rf"^\| {command} @message (?:like )?/(.+)/$", self.DOC.read_text(), re.MULTILINE)
+        return [re.compile(re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", regex)) for regex in found]
+
+    def parsed(self, line: str) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        for regex in self.doc_regexes("parse"):
+            match = regex.search(line)
+            if match:
+                fields.update(match.groupdict())
+        return fields
+
+    def test_request_query_extracts_each_field_of_a_request_line(self, spans):
+        """provider, model, ms_total, arm and provider_source come out as the line wrote them (escaped),
+        even when an earlier value holds an escaped separator, an equals sign and a trailing backslash."""
+        tracer, exporter = spans
+        with tracer.start_as_current_span(
+            "job",
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "http.route": f"/x{self.TRICKY}|provider=evil",
+                semconv.ROLLUP_PROVIDER: f"openai{self.TRICKY}",
+                semconv.ROLLUP_MODEL: "gpt-4o-mini",
+                semconv.EXPERIMENT_ARM: f"openai:gpt{self.TRICKY}",
+            },
+        ):
+            pass
+        (line,) = metric_log.MetricLogExporter(io.StringIO()).lines(exporter.get_finished_spans())
+        fields = self.parsed(line)
+        assert {key: unescape(value) for key, value in fields.items()} == {
+            "provider": f"openai{self.TRICKY}",
+            "model": "gpt-4o-mini",
+            "ms_total": split_fields(line)["ms_total"],
+            "arm": f"openai:gpt{self.TRICKY}",
+            "provider_source": "rollup",
+        }
+        assert fields["provider"] == metric_log.escape(f"openai{self.TRICKY}")
+
+    def test_span_query_extracts_ms_provider_and_model(self):
+        """The ask_llm_total query's one regex takes ms, provider and model of a span line."""
+        line = metric_log.format_line(
+            [("event", "span"), ("name", "ask_llm_total"), ("ms", "402.118"),
+             ("provider", f"p{self.TRICKY}"), ("model", "m|1"), ("arm", "x")]
+        )
+        (regex,) = [r for r in self.doc_regexes("parse") if "ms" in r.groupindex]
+        match = regex.search(line)
+        assert match is not None
+        assert {k: unescape(v) for k, v in match.groupdict().items()} == {
+            "ms": "402.118",
+            "provider": f"p{self.TRICKY}",
+            "model": "m|1",
+        }
+
+    def test_filters_select_their_lines_only(self):
+        """The request filter matches request lines only; the ask_llm_total filter that span's lines only."""
+        request = metric_log.format_line([("event", "request"), ("path", "event=span|name=ask_llm_total")])
+        span = metric_log.format_line([("event", "span"), ("name", "ask_llm_total"), ("ms", "1.0")])
+        other = metric_log.format_line([("event", "span"), ("name", "ask_llm_total_v2"), ("ms", "1.0")])
+        request_filter, span_filter = self.doc_regexes("filter")
+        assert [bool(request_filter.search(line)) for line in (request, span, other)] == [True, False, False]
+        assert [bool(span_filter.search(line)) for line in (request, span, other)] == [False, True, False]
+
+    def test_every_doc_regex_is_covered(self):
+        """The doc's regexes are the ones these tests know (a new one needs a test)."""
+        groups = sorted(name for regex in self.doc_regexes("parse") for name in regex.groupindex)
+        assert groups == sorted(
+            ["provider", "model", "ms_total", "arm", "provider_source", "ms", "provider", "model"]
+        )
+        assert len(self.doc_regexes("filter")) == 2
 
 
 class TestExporter:

@@ -156,3 +156,28 @@ def test_runs_of_identical_leaf_siblings_are_one_line():
         "├── XACK  0.10 ms",
         "└── XACK  0.10 ms",
     ]
+
+
+def test_entry_spans_of_a_service_show_the_assigned_arm_and_the_rollup():
+    """An entry span line shows the experiment arm and the roll-up; nodes below do not repeat them."""
+    arm = {semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini"}
+    rollup = {
+        **arm,
+        semconv.ROLLUP_PROVIDER: "openai",
+        semconv.ROLLUP_MODEL: "gpt-4o-mini",
+        semconv.ROLLUP_CALLS: 2,
+    }
+    [only] = group_traces(
+        [
+            Span("t1", "api", None, "POST /api/v1/chat", "chat-api", 0, 2_000_000, arm, False),
+            Span("t1", "consume", "api", "chat process", "chat-worker", 10, 1_500_000, rollup, False),
+            Span("t1", "intent", "consume", "intent", "chat-worker", 20, 100,
+                 {**rollup, semconv.LANGGRAPH_NODE: "intent"}, False),
+        ]
+    )
+    lines = render_tree(only)
+    assert lines[1] == "POST /api/v1/chat  [chat-api]  2.00 s  arm openai:gpt-4o-mini"
+    assert lines[2] == (
+        "└── chat process  [chat-worker]  1.50 s  arm openai:gpt-4o-mini  rollup openai/gpt-4o-mini (2 calls)"
+    )
+    assert lines[3] == "    └── intent  (node)  0.10 ms"

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_llm import semconv
-from otel_llm.processors.normalize import LLMCall
+from otel_llm.processors.normalize import NO_CHANGE, LLMCall, enrichment
 from otel_llm.processors.rollup import (
     MAX_ROLLUP_VALUES,
     OVERFLOW_VALUE,
@@ -72,8 +72,9 @@ class Harness:
     def __init__(self, **options) -> None:
         self.clock = FakeClock()
         self.inner = RecordingExporter()
-        self.calls: list[tuple[str, LLMCall]] = []
-        options.setdefault("on_llm_span", lambda span, call: self.calls.append((span.name, call)))
+        self.calls: list[tuple[str, LLMCall, tuple[LLMCall, ...]]] = []
+        options.setdefault("on_llm_span",
+                           lambda span, call, nested: self.calls.append((span.name, call, nested)))
         self.stage = RollupSpanExporter(self.inner, clock=self.clock, **options)
         self.provider = TracerProvider(span_limits=SpanLimits(max_attributes=64))
         self.provider.add_span_processor(SimpleSpanProcessor(self.stage))
@@ -82,6 +83,13 @@ class Harness:
     def start(self, name, parent=None, **kwargs):
         context = trace.set_span_in_context(parent) if parent is not None else None
         return self.tracer.start_span(name, context=context, **kwargs)
+
+    def consumer(self, trace_id, remote_parent_id=0xDEF):
+        """A CONSUMER span continuing a remote trace (a local root), started, not ended."""
+        remote = trace.SpanContext(trace_id, remote_parent_id, is_remote=True,
+                                   trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        return self.tracer.start_span("consume", context=parent, kind=SpanKind.CONSUMER)
 
     def llm(self, parent, attributes, name="ChatModel", status=None):
         span = self.start(name, parent, attributes=attributes)
@@ -115,6 +123,24 @@ def langsmith_llm(model=BEDROCK_HAIKU, ls_provider="amazon_bedrock", **extra):
 
 CHAIN = {semconv.LANGSMITH_SPAN_KIND: "chain", semconv.GEN_AI_SYSTEM: "langchain",
          semconv.GEN_AI_OPERATION_NAME: "chain"}
+
+
+def ended_span(name, attributes=None) -> ReadableSpan:
+    """An ended span of its own trace, made by a separate provider: for feeding the stage by hand."""
+    collected = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(collected))
+    provider.get_tracer("by-hand").start_span(name, attributes=attributes).end()
+    (span,) = collected.get_finished_spans()
+    return span
+
+
+class Broken(ReadableSpan):
+    """A span whose attributes cannot be read."""
+
+    @property
+    def attributes(self):
+        raise RuntimeError("broken span")
 
 
 class TestEnrichment:
@@ -172,6 +198,15 @@ class TestEnrichment:
         assert exported["answer"].attributes[semconv.LANGGRAPH_NODE] == "answer"
         assert exported["ChatModel"].attributes[semconv.LANGGRAPH_NODE] == "answer"
         assert h.calls[0][1].node == "answer"
+
+    def test_plain_span_leaves_as_it_came_without_an_enrichment_built(self):
+        """A span that is neither an LLM span nor a LangGraph node span gets the shared empty enrichment
+        (nothing built for it on the export thread) and is forwarded as the same object."""
+        h = Harness(window_s=0)
+        span = ended_span("GET /health", attributes={"http.route": "/health"})
+        assert enrichment(span, None, span.attributes) is NO_CHANGE
+        h.stage.export([span])
+        assert h.inner.get_finished_spans() == (span,) and h.inner.get_finished_spans()[0] is span
 
     def test_bad_values_have_defined_results(self):
         """Huge, non-string and nonsense values: capped text, unknown provider, unusable tokens ignored."""
@@ -266,7 +301,26 @@ class TestRollup:
         assert exported["root"].attributes[semconv.ROLLUP_CALLS] == 1
         assert exported["root"].attributes[semconv.ROLLUP_MODELS] == ("gpt-4o",)
         assert exported["outer"].attributes[semconv.ROLLUP_MODELS] == ("gpt-4o-2024-08-06",)
-        assert len(h.calls) == 2  # the metrics hook still sees both spans
+
+    def test_hook_sees_a_nested_group_once_through_its_outermost_span(self):
+        """Three LLM spans nested in one another (a plain span between two): one hook call, for the
+        outermost, carrying the two nested calls; a separate call beside them is its own group."""
+        h = Harness(window_s=0)
+        root = h.start("root")
+        outer = h.start("outer", root, attributes=langsmith_llm("gpt-4o", ls_provider="openai"))
+        middle = h.start("middle", outer, attributes={semconv.GEN_AI_OPERATION_NAME: "chat",
+                                                      semconv.GEN_AI_REQUEST_MODEL: "gpt-4o"})
+        http = h.start("POST /v1/chat/completions", middle)
+        h.llm(http, {semconv.GEN_AI_OPERATION_NAME: "chat",
+                     semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-2024-08-06"}, name="innermost")
+        http.end()
+        middle.end()
+        outer.end()
+        h.llm(root, langsmith_llm(), name="beside")
+        root.end()
+        assert sorted((name, sorted(c.model for c in nested)) for name, _, nested in h.calls) == [
+            ("beside", []), ("outer", ["gpt-4o", "gpt-4o-2024-08-06"])]
+        assert h.exported()["root"].attributes[semconv.ROLLUP_CALLS] == 2
 
     def test_llm_spans_made_after_ancestors_ended(self):
         """langsmith-style: node and LLM spans made later from another thread still roll up to the root."""
@@ -323,13 +377,61 @@ class TestRollup:
     def test_remote_parent_makes_a_local_root(self):
         """A CONSUMER span continuing a remote trace is the local root and gets the roll-up."""
         h = Harness(window_s=0)
-        remote = trace.SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True,
-                                   trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
-        consumer = h.tracer.start_span("consume", context=parent, kind=SpanKind.CONSUMER)
+        consumer = h.consumer(0xABC)
         h.llm(consumer, langsmith_llm())
         consumer.end()
         assert h.exported()["consume"].attributes[semconv.ROLLUP_CALLS] == 1
+
+
+class TestLostAncestors:
+    def build_with_lost_node(self, h: Harness):
+        """POST /chat -> LangGraph -> answer (never exported: lost) -> ChatBedrock."""
+        root = h.start("POST /chat", kind=SpanKind.SERVER)
+        graph = h.start("LangGraph", root, attributes=CHAIN)
+        lost = h.start("answer", graph, attributes=CHAIN)  # never ended, so never exported
+        h.llm(lost, langsmith_llm(), name="ChatBedrock")
+        graph.end()
+        return root
+
+    def test_call_beneath_a_lost_span_rolls_into_the_only_local_root(self):
+        """The walk meets a parent that is not buffered: the call goes on to the trace's one local root,
+        counted as re-rooted; the spans between the gap and the root do not get it."""
+        h = Harness()
+        self.build_with_lost_node(h).end()
+        h.flush_after_window()
+        exported = h.exported()
+        assert exported["POST /chat"].attributes[semconv.ROLLUP_CALLS] == 1
+        assert exported["POST /chat"].attributes[semconv.ROLLUP_PROVIDER] == "aws.bedrock"
+        assert semconv.ROLLUP_CALLS not in exported["LangGraph"].attributes
+        assert h.stage.stats.rerooted_calls == 1
+
+    def test_lost_span_above_a_nested_group_reroots_it_once(self):
+        """A nested LLM group beneath a lost span counts once on the root, and once as re-rooted."""
+        h = Harness()
+        root = h.start("POST /chat", kind=SpanKind.SERVER)
+        lost = h.start("answer", root, attributes=CHAIN)
+        outer = h.start("ChatOpenAI", lost, attributes=langsmith_llm("gpt-4o", ls_provider="openai"))
+        h.llm(outer, {semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_REQUEST_MODEL: "gpt-4o"},
+              name="openai.chat")
+        outer.end()
+        root.end()
+        h.flush_after_window()
+        assert h.exported()["POST /chat"].attributes[semconv.ROLLUP_CALLS] == 1
+        assert h.stage.stats.rerooted_calls == 1
+        assert [name for name, _, _ in h.calls] == ["ChatOpenAI"]
+
+    def test_no_reroot_with_two_local_roots(self):
+        """With two local roots buffered (API and in-process worker) the call's root is unknown: no roll-up
+        past the gap, nothing counted."""
+        h = Harness()
+        root = self.build_with_lost_node(h)
+        h.consumer(root.context.trace_id).end()
+        root.end()
+        h.flush_after_window()
+        exported = h.exported()
+        assert semconv.ROLLUP_CALLS not in exported["POST /chat"].attributes
+        assert semconv.ROLLUP_CALLS not in exported["consume"].attributes
+        assert h.stage.stats.rerooted_calls == 0
 
 
 class TestWindowAndBounds:
@@ -346,7 +448,7 @@ class TestWindowAndBounds:
         h.clock.advance(0.1)
         h.stage.flush()
         assert len(h.inner.get_finished_spans()) == 2
-        assert h.stage.stats == RollupStats(0, 0, 0, 0, 0, 0)
+        assert h.stage.stats == RollupStats(0, 0, 0, 0, 0, 0, 0)
 
     def test_window_zero_forwards_when_root_arrives(self):
         """window_s=0: the trace leaves with its root; later spans are late and not rolled up."""
@@ -400,19 +502,23 @@ class TestWindowAndBounds:
         assert "SecondCall" in h.exported() and h.stage.stats.buffered_traces == 0
 
     def test_late_part_rolls_up_within_itself(self):
-        """LangGraph spans arriving after the root was flushed still get the roll-up of the calls beneath."""
+        """LangGraph spans arriving after the root was flushed still get the roll-up of the calls beneath;
+        the late part's own local root (an in-process worker's CONSUMER) does not: a late part never re-roots,
+        since an unknown parent there is usually a span that left with the earlier part."""
         h = Harness(window_s=2.0)
         root = h.start("POST /chat", kind=SpanKind.SERVER)
         graph = h.start("LangGraph", root, attributes=CHAIN)
         root.end()
         h.flush_after_window()
+        h.consumer(root.context.trace_id).end()
         h.llm(graph, langsmith_llm())
         graph.end()
         h.flush_after_window()
         exported = h.exported()
         assert exported["LangGraph"].attributes[semconv.ROLLUP_CALLS] == 1
         assert semconv.ROLLUP_CALLS not in exported["POST /chat"].attributes
-        assert h.stage.stats.late_spans == 2
+        assert semconv.ROLLUP_CALLS not in exported["consume"].attributes
+        assert (h.stage.stats.late_spans, h.stage.stats.rerooted_calls) == (3, 0)
 
     def test_worker_part_in_the_same_process_rolls_up_to_its_consumer(self):
         """API and worker in one process: the worker's CONSUMER, after the API part left, gets its roll-up."""
@@ -422,10 +528,7 @@ class TestWindowAndBounds:
         producer.end()
         server.end()
         h.flush_after_window()
-        remote = trace.SpanContext(server.context.trace_id, producer.context.span_id, is_remote=True,
-                                   trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
-        consumer = h.tracer.start_span("consume", context=parent, kind=SpanKind.CONSUMER)
+        consumer = h.consumer(server.context.trace_id, producer.context.span_id)
         h.llm(consumer, langsmith_llm())
         h.clock.advance(1.5)
         consumer.end()
@@ -446,6 +549,27 @@ class TestWindowAndBounds:
         root.end()
         stats = h.stage.stats
         assert (stats.overflow_spans, stats.buffered_spans) == (1, 3)
+
+    def test_oldest_trace_is_evicted_past_max_buffered_spans(self):
+        """Past max_buffered_spans over all traces the oldest trace leaves early, counted as evicted."""
+        h = Harness(max_buffered_spans=2)
+        first = h.start("first-root")
+        h.start("first-child", first).end()
+        h.start("first-child-2", first).end()
+        second = h.start("second-root")
+        h.start("second-child", second).end()
+        assert [s.name for s in h.inner.get_finished_spans()] == ["first-child", "first-child-2"]
+        stats = h.stage.stats
+        assert (stats.evicted_traces, stats.buffered_traces, stats.buffered_spans) == (1, 1, 1)
+
+    def test_a_single_trace_past_max_buffered_spans_leaves_whole(self):
+        """One trace alone past the cap is released with the span that crossed it; later spans are late."""
+        h = Harness(max_buffered_spans=2)
+        root = h.start("root")
+        for index in range(3):
+            h.start(f"child{index}", root).end()
+        assert [s.name for s in h.inner.get_finished_spans()] == ["child0", "child1", "child2"]
+        assert h.stage.stats.evicted_traces == 1 and h.stage.stats.buffered_spans == 0
 
     def test_memory_is_bounded_under_many_rootless_traces(self):
         """Many traces that never finish keep the buffer at max_traces."""
@@ -515,7 +639,7 @@ class TestLifecycle:
         """on_llm_span sees each LLM span once with its LLMCall; its exception is logged, spans go on."""
         seen = []
 
-        def hook(span, call):
+        def hook(span, call, nested):
             seen.append(call)
             raise RuntimeError("hook bug")
 
@@ -531,24 +655,58 @@ class TestLifecycle:
         assert seen[0].operation == "chat" and seen[0].duration_s >= 0
         assert any("on_llm_span" in r.getMessage() for r in caplog.records)
 
-    def test_internal_error_forwards_batch_unchanged(self, caplog):
-        """If the stage itself fails on a batch, the spans are forwarded as they came."""
-
-        class Broken(ReadableSpan):
-            @property
-            def attributes(self):
-                raise RuntimeError("broken span")
-
+    def test_unreadable_span_is_forwarded_unchanged(self, caplog):
+        """A span whose attributes raise is forwarded as it came, and the error is logged."""
         h = Harness()
         broken = Broken("broken", context=trace.SpanContext(1, 2, False))
         with caplog.at_level(logging.ERROR):
             assert h.stage.export([broken]) is SpanExportResult.SUCCESS
         assert h.inner.get_finished_spans() == (broken,)
+        assert any("could not read a span" in r.getMessage() for r in caplog.records)
+
+    def test_unreadable_span_leaves_the_rest_of_its_batch_alone(self):
+        """[good, broken]: only the broken span goes out at once; the good one stays buffered and leaves
+        once, enriched."""
+        h = Harness()
+        good = ended_span("ChatModel", attributes=langsmith_llm())
+        broken = Broken("broken", context=trace.SpanContext(1, 2, False))
+        h.stage.export([good, broken])
+        assert h.inner.get_finished_spans() == (broken,)
+        h.stage.force_flush()
+        assert sorted(s.name for s in h.inner.get_finished_spans()) == ["ChatModel", "broken"]
+        assert h.exported()["ChatModel"].attributes[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+
+    def test_spans_evicted_before_an_unreadable_span_are_forwarded(self):
+        """Eviction caused by a span early in a batch still forwards the evicted trace when a later span of
+        the batch cannot be read."""
+        h = Harness(max_traces=1)
+        h.start("first").end()
+        second = ended_span("second")
+        broken = Broken("broken", context=trace.SpanContext(1, 2, False))
+        h.stage.export([second, broken])
+        assert [s.name for s in h.inner.get_finished_spans()] == ["first", "broken"]
+        h.stage.force_flush()
+        assert [s.name for s in h.inner.get_finished_spans()] == ["first", "broken", "second"]
+
+    def test_stage_failure_forwards_the_untaken_spans(self, caplog):
+        """If the stage fails before taking a batch (here its clock raises), the batch goes out unchanged."""
+
+        def broken_clock():
+            raise RuntimeError("clock broke")
+
+        inner = InMemorySpanExporter()
+        stage = RollupSpanExporter(inner, clock=broken_clock)
+        span = ended_span("root")
+        with caplog.at_level(logging.ERROR):
+            assert stage.export([span]) is SpanExportResult.SUCCESS
+        assert inner.get_finished_spans() == (span,)
+        stage.shutdown()
 
     @pytest.mark.parametrize("options,message", [
         ({"window_s": -1}, "window_s"), ({"window_s": float("nan")}, "window_s"),
         ({"max_age_s": 0}, "max_age_s"), ({"max_traces": 0}, "max_traces"),
         ({"max_spans_per_trace": 1.5}, "max_spans_per_trace"), ({"on_llm_span": 3}, "on_llm_span"),
+        ({"max_buffered_spans": 0}, "max_buffered_spans"),
         ({"clock": None}, "clock"),
     ])
     def test_bad_construction_names_the_parameter(self, options, message):

@@ -9,6 +9,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -28,18 +29,21 @@ BEDROCK_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 class Server:
-    """A local HTTP server answering GETs with canned (status, content type, body) per path; records URLs."""
+    """A local HTTP server answering GETs with (status, content type, body) per path, canned or computed by a
+    function of the query parameters; records URLs."""
 
-    def __init__(self, responses: dict[str, tuple[int, str, bytes]]) -> None:
+    def __init__(self, responses: dict[str, Any]) -> None:
         self.requests: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 outer.requests.append(self.path)
-                status, content_type, body = responses.get(
-                    urllib.parse.urlparse(self.path).path, (404, "text/plain", b"404 page not found")
-                )
+                url = urllib.parse.urlparse(self.path)
+                answer = responses.get(url.path, (404, "text/plain", b"404 page not found"))
+                if callable(answer):
+                    answer = answer(urllib.parse.parse_qs(url.query))
+                status, content_type, body = answer
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -173,8 +177,14 @@ def test_query_sends_filters_as_tags_and_window_from_lookback(capsys, serve):
         "7",
     )
     queries = [urllib.parse.parse_qs(urllib.parse.urlparse(path).query) for path in server.requests[1:]]
-    assert [query["service"] for query in queries] == [["chat-api"], ["chat-worker"]]
-    query = queries[0]
+    # Each service twice: with the filters as tags, and a scan of its recent traces without tags.
+    assert [(query["service"], "tags" in query) for query in queries] == [
+        (["chat-api"], True),
+        (["chat-api"], False),
+        (["chat-worker"], True),
+        (["chat-worker"], False),
+    ]
+    query, scan = queries[:2]
     assert json.loads(query["tags"][0]) == {
         semconv.GEN_AI_PROVIDER_NAME: "aws.bedrock",
         semconv.GEN_AI_REQUEST_MODEL: "m",
@@ -182,7 +192,65 @@ def test_query_sends_filters_as_tags_and_window_from_lookback(capsys, serve):
         semconv.LANGSMITH_INTENT: "general",
     }
     assert query["limit"] == ["7"] and "minDuration" not in query
+    assert scan["limit"] == [str(SCAN_LIMIT)]
     assert int(query["end"][0]) - int(query["start"][0]) == 2 * 3_600_000_000
+
+
+def jaeger_span(trace_id: str, span_id: str, parent: str | None, name: str, tags: dict[str, object]) -> dict:
+    return {
+        "traceID": trace_id,
+        "spanID": span_id,
+        "operationName": name,
+        "references": [{"refType": "CHILD_OF", "spanID": parent}] if parent else [],
+        "startTime": 1_000,
+        "duration": 500,
+        "processID": "p1",
+        "tags": [{"key": key, "type": "string", "value": value} for key, value in tags.items()],
+    }
+
+
+def test_without_service_traces_known_only_by_rollup_or_deprecated_names_are_found(capsys, serve):
+    """Without --service, a trace whose provider is only in its root's roll-up, and one whose LLM span has
+    only the deprecated gen_ai.system and a Bedrock model id, are found though no span has the provider tag.
+
+    The fake Jaeger matches tags like Jaeger does: every tag on one span, exact values."""
+    rollup_only = {
+        "traceID": "trace-r",
+        "processes": {"p1": {"serviceName": "chat-worker"}},
+        "spans": [jaeger_span("trace-r", "r", None, "chat process", {semconv.ROLLUP_PROVIDER: "aws.bedrock",
+                                                         semconv.ROLLUP_MODEL: BEDROCK_MODEL,
+                                                         semconv.ROLLUP_CALLS: "1"})],
+    }
+    deprecated = {
+        "traceID": "trace-d",
+        "processes": {"p1": {"serviceName": "chat-worker"}},
+        "spans": [
+            jaeger_span("trace-d", "d", None, "chat process", {}),
+            jaeger_span("trace-d", "e", "d", "ChatBedrock", {semconv.GEN_AI_SYSTEM: "anthropic",
+                                                  semconv.GEN_AI_REQUEST_MODEL: BEDROCK_MODEL,
+                                                  semconv.GEN_AI_OPERATION_NAME: "chat"}),
+        ],
+    }
+    stored = [rollup_only, deprecated]
+
+    def find_traces(query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        wanted = json.loads(query["tags"][0]).items() if "tags" in query else ()
+        found = [
+            trace
+            for trace in stored
+            if not wanted
+            or any(all({"key": k, "type": "string", "value": v} in span["tags"] for k, v in wanted)
+                   for span in trace["spans"])
+        ]
+        return jaeger_json(found)
+
+    server = serve({"/api/services": jaeger_json(["chat-worker"]), "/api/traces": find_traces})
+    code, out, err = run_search(capsys, "--jaeger-url", server.url, "--provider", "bedrock", "--json")
+    assert code == 0, err
+    assert sorted(summary["trace_id"] for summary in json.loads(out)) == [
+        "trace-d".zfill(32),
+        "trace-r".zfill(32),
+    ]
 
 
 def test_min_duration_alone_is_sent_to_jaeger(capsys, serve):
@@ -215,9 +283,13 @@ def test_bad_arguments_exit_2_naming_the_rule(capsys, args):
 
 
 def test_a_url_without_scheme_is_refused(capsys):
-    """--jaeger-url must be an http(s) URL."""
+    """--jaeger-url must be an http(s) URL: exit 2 and one line naming the option."""
     code, _, err = run_search(capsys, "--jaeger-url", "127.0.0.1:16686")
-    assert code == EXIT_ERROR and "base_url must start with http://" in err
+    assert code == EXIT_ERROR
+    assert err == (
+        "otel-llm search: --jaeger-url / $OTEL_LLM_JAEGER_URL '127.0.0.1:16686' "
+        "must start with http:// or https://\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from otel_llm import settings
 from otel_llm.settings import (
     DEFAULT_BAGGAGE_KEYS,
+    SETTING_VARIABLES,
     Settings,
     env_bool,
     env_choice,
@@ -52,6 +54,7 @@ class TestLoadSettings:
             "OTEL_LLM_ROLLUP_WINDOW_MS": "0",
             "OTEL_LLM_ROLLUP_MAX_TRACES": "5",
             "OTEL_LLM_ROLLUP_MAX_SPANS_PER_TRACE": "7",
+            "OTEL_LLM_ROLLUP_MAX_BUFFERED_SPANS": "11",
             "OTEL_LLM_ROLLUP_MAX_AGE_MS": "900",
             "OTEL_LLM_METRICS_CARDINALITY_LIMIT": "3",
             "OTEL_LLM_SPAN_METRICS": "no",
@@ -60,6 +63,7 @@ class TestLoadSettings:
         assert loaded == Settings(
             enabled=False, baggage_keys=("a", "b"), baggage_max_value_length=12, baggage_trust_incoming=True,
             rollup_enabled=False, rollup_window_ms=0, rollup_max_traces=5, rollup_max_spans_per_trace=7,
+            rollup_max_buffered_spans=11,
             rollup_max_age_ms=900, metrics_cardinality_limit=3, span_metrics=False,
             span_metrics_skip_scopes=("x.y",),
         )
@@ -86,6 +90,62 @@ class TestLoadSettings:
         """Settings cannot be changed after loading."""
         with pytest.raises(AttributeError):
             load_settings({}).enabled = False  # type: ignore[misc]
+
+
+class TestOverrides:
+    """configure()'s keyword overrides, applied by load_settings with the variables' rules."""
+
+    def test_every_setting_has_a_variable(self):
+        """Each Settings field is read from a variable (and so can be overridden); no field is left out."""
+        assert list(SETTING_VARIABLES) == [field.name for field in dataclasses.fields(Settings)]
+
+    def test_override_wins_over_the_variable(self):
+        """A valid override replaces what the variable says."""
+        loaded = load_settings({"OTEL_LLM_ROLLUP_WINDOW_MS": "300"}, {"rollup_window_ms": 100})
+        assert loaded.rollup_window_ms == 100
+
+    @pytest.mark.parametrize("field,value,expected", [
+        ("enabled", "false", False),
+        ("enabled", " Off ", False),
+        ("enabled", True, True),
+        ("rollup_window_ms", "500", 500),
+        ("baggage_keys", "a, b,a", ("a", "b")),
+        ("baggage_keys", ["a", "a", " b "], ("a", "b")),
+        ("baggage_keys", "none", ()),
+        ("baggage_keys", [], ()),
+    ])
+    def test_string_and_native_overrides_are_read_like_the_variable(self, field, value, expected):
+        """A string override is read as the variable's text; native values of the right type are taken."""
+        assert getattr(load_settings({}, {field: value}), field) == expected
+
+    @pytest.mark.parametrize("field,value,accepts", [
+        ("rollup_window_ms", -1, "an integer from 0 to 600000"),
+        ("rollup_window_ms", 2.5, "an integer from 0 to 600000"),
+        ("baggage_max_value_length", True, "an integer from 1 to 4096"),
+        ("enabled", "maybe", "true or false"),
+        ("enabled", 1, "true or false"),
+        ("baggage_keys", ["ok", 3], "comma-separated names"),
+        ("baggage_keys", ",,", "comma-separated names"),
+    ])
+    def test_bad_override_warns_naming_the_setting_and_is_ignored(self, caplog, field, value, accepts):
+        """One warning names the setting, the value and what it accepts; the variable's value is kept."""
+        variable, _ = SETTING_VARIABLES[field]
+        environ = {variable: "7"} if field == "rollup_window_ms" else {}
+        with caplog.at_level(logging.WARNING):
+            loaded = load_settings(environ, {field: value})
+            load_settings(environ, {field: value})
+        assert getattr(loaded, field) == getattr(load_settings(environ), field)
+        messages = warnings_for(caplog, f"'{field}'")
+        assert len(messages) == 1
+        assert repr(value) in messages[0] and accepts in messages[0]
+
+    def test_unknown_override_warns_listing_the_settings_and_is_ignored(self, caplog):
+        """An unknown name is named in a warning with the accepted names, and changes nothing."""
+        with caplog.at_level(logging.WARNING):
+            loaded = load_settings({}, {"rollup_windw_ms": 5, "rollup_max_age_ms": 9000})
+        assert loaded == Settings(rollup_max_age_ms=9000)
+        message, = warnings_for(caplog, "rollup_windw_ms")
+        assert "rollup_window_ms" in message and "span_metrics_skip_scopes" in message
 
 
 class TestHelpers:

@@ -139,3 +139,66 @@ class TestPinnedVersions:
 
         manifest = yaml.safe_load(paths.COLLECTOR_MANIFEST.read_text())
         assert str(manifest["dist"]["version"]) == paths.COLLECTOR_VERSION
+
+
+def _fake_go(directory: Path, version_output: str) -> Path:
+    """A `go` on PATH whose `go version` prints ``version_output``."""
+    directory.mkdir(exist_ok=True)
+    go = directory / "go"
+    go.write_text(f"#!/bin/sh\necho '{version_output}'\n")
+    go.chmod(0o755)
+    return go
+
+
+@pytest.fixture()
+def only_fake_go(tmp_path, monkeypatch):
+    """PATH holds only tmp_path/bin and the fallback location does not exist: the fake go is the only one."""
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(build, "GO_FALLBACK", tmp_path / "no-go" / "go")
+    return tmp_path / "bin"
+
+
+class TestGoVersion:
+    def test_versions_order_as_go_orders_them(self):
+        """Language version < beta < rc < release < patch release; minor versions compare as numbers."""
+        order = ["1.9.5", "1.25.0", "1.26", "1.26beta1", "1.26rc1", "1.26rc2", "1.26.0", "go1.26.1", "1.27"]
+        assert sorted(order, key=build.go_version_key) == order
+
+    def test_required_go_is_the_newer_of_ocb_and_the_jaeger_module(self):
+        """go 1.26 from jaeger/module/go.mod beats ocb's 1.25.0."""
+        assert build.jaeger_module_go() == "1.26"
+        assert build.required_go() == "1.26"
+
+    @pytest.mark.parametrize("output", ["go version go1.26.0 linux/amd64", "go version go1.27rc1 linux/arm64",
+                                        "go version devel go1.27-3f2b1c0 Tue Jan 6 linux/amd64"])
+    def test_a_new_enough_go_is_used(self, only_fake_go, output):
+        """A go at or above the requirement, release or not, is the one the build runs."""
+        go = _fake_go(only_fake_go, output)
+        assert build._go() == go
+
+    def test_an_old_go_fails_naming_the_minimum_and_what_was_found(self, only_fake_go):
+        """Go 1.25 cannot build the Jaeger module: the error names 1.26, what was found, where to get Go."""
+        go = _fake_go(only_fake_go, "go version go1.25.3 linux/amd64")
+        with pytest.raises(build.StackBuildError) as raised:
+            build._go()
+        message = str(raised.value)
+        assert "needs Go >= 1.26" in message and f"{go} is go1.25.3" in message
+        assert build.GO_DOWNLOAD_URL in message
+
+    def test_unreadable_go_version_output_is_an_error(self, only_fake_go):
+        """`go version` printing no version stops the build with what it printed."""
+        _fake_go(only_fake_go, "command not understood")
+        with pytest.raises(build.StackBuildError, match="names no Go version: 'command not understood'"):
+            build._go()
+
+    def test_no_go_at_all_names_the_minimum(self, only_fake_go):
+        """Without any go the error says which version to install."""
+        with pytest.raises(build.StackBuildError, match=r"needs Go >= 1\.26: no `go` on PATH"):
+            build._go()
+
+    def test_an_old_go_stops_a_build_before_anything_runs(self, only_fake_go, cache):
+        """ensure_builder with Go 1.24 fails at the check: no go install is attempted, no builder cached."""
+        _fake_go(only_fake_go, "go version go1.24.6 linux/amd64")
+        with pytest.raises(build.StackBuildError, match="is go1.24.6"):
+            build.ensure_builder(log=lambda _: None)
+        assert not build.builder_path().exists()

@@ -16,11 +16,13 @@ from otel_llm.settings import reset_warnings
 from otel_llm.stack.build import BUILD_COMMAND, StackBinaries
 from otel_llm.stack.run import (
     ALL_PORTS,
+    LANGSMITH_API_KEY,
     REDIS,
     STATE_FILE,
     Stack,
     StackError,
     free_ports,
+    langsmith_api_key,
     port_holder,
     port_is_free,
     resolve_ports,
@@ -86,6 +88,12 @@ class TestStackSettings:
         assert stack.env["OTEL_LLM_JAEGER_BADGER_DIR"].startswith(str(stack.state_dir))
         assert stack.env["OTEL_LLM_PROMETHEUS_URL"] == stack.prometheus_url
 
+    def test_collector_settings_come_from_the_callers_environment(self, tmp_path):
+        """The intervals the collector config reads are taken from the environment and recorded."""
+        settings = {"OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "5s", "OTEL_LLM_SERIES_EXPIRATION": "30m"}
+        stack = Stack.create(tmp_path, environ=settings, random_ports=True)
+        assert {name: stack.env[name] for name in settings} == settings
+
     def test_invalid_arguments_are_rejected_naming_the_parameter(self, tmp_path):
         """Unknown components, storages and missing port variables raise ValueError."""
         with pytest.raises(ValueError, match="components"):
@@ -107,6 +115,70 @@ class TestStackSettings:
         assert loaded.env["LANGSMITH_API_KEY"] == "from-env"
         assert loaded.env["LANGSMITH_PROJECT"] == "p"
         assert loaded.endpoints() == stack.endpoints()
+
+
+SECRET = "lsv2_pt_0123456789abcdef"
+# (key, what the error must say): each character the collector cannot carry in the key.
+UNUSABLE_KEYS = [
+    (f'{SECRET}"', "double quote"),
+    (f"{SECRET}\\", "backslash"),
+    (f"{SECRET}${{env:HOME}}", "dollar sign"),
+    (f"{SECRET} {SECRET}", "whitespace"),
+    (f"{SECRET}\x00", "control or non-ASCII"),
+    (f"{SECRET}\u00e9", "control or non-ASCII"),
+]
+
+
+class TestLangSmithKey:
+    def test_the_key_is_stripped_and_a_blank_key_turns_export_off(self):
+        """Surrounding whitespace goes; a whitespace-only key becomes '' (the collector's "no key")."""
+        assert langsmith_api_key(f"  {SECRET}\n") == SECRET
+        assert langsmith_api_key(" \t\n") == ""
+
+    def test_every_printable_character_the_collector_carries_is_accepted(self):
+        """Punctuation other than ", \\ and $ is kept as is (the collector posts such a key verbatim)."""
+        key = SECRET + "!#%&'()*+,-./:;<=>?@[]^_`{|}~"
+        assert langsmith_api_key(key) == key
+
+    @pytest.mark.parametrize(("key", "problem"), UNUSABLE_KEYS, ids=[p for _, p in UNUSABLE_KEYS])
+    def test_an_unusable_key_is_refused_naming_the_problem_not_the_key(self, key, problem):
+        """StackError names the variable and the problem; no part of the key is in the message."""
+        with pytest.raises(StackError) as raised:
+            langsmith_api_key(key)
+        message = str(raised.value)
+        assert LANGSMITH_API_KEY in message and problem in message
+        assert SECRET not in message and SECRET[:8] not in message
+
+    def test_components_and_status_see_the_same_stripped_key(self, tmp_path, monkeypatch):
+        """Whitespace-only key: status says export off and the components' environment has ''; a padded key
+        reaches them stripped."""
+        monkeypatch.setenv(LANGSMITH_API_KEY, "   ")
+        blank = Stack.create(tmp_path, random_ports=True)
+        assert blank.status()["langsmith_export"] is False
+        assert blank.process_env()[LANGSMITH_API_KEY] == ""
+        monkeypatch.setenv(LANGSMITH_API_KEY, f" {SECRET} ")
+        padded = Stack.create(tmp_path, random_ports=True)
+        assert padded.status()["langsmith_export"] is True
+        assert padded.process_env()[LANGSMITH_API_KEY] == SECRET
+
+    def test_a_stack_without_a_key_never_passes_on_the_callers_key(self, tmp_path, monkeypatch):
+        """A stack created from an environment without the key runs its collector with '' even when this
+        process has one, so status (export off) is what the collector does."""
+        monkeypatch.setenv(LANGSMITH_API_KEY, SECRET)
+        stack = Stack.create(tmp_path, environ={}, random_ports=True)
+        assert stack.status()["langsmith_export"] is False
+        assert stack.process_env()[LANGSMITH_API_KEY] == ""
+
+    def test_up_with_an_unusable_key_exits_1_without_showing_it(self, tmp_path, capsys, monkeypatch):
+        """`otel-llm stack up` refuses the key before anything starts; stderr names the variable, not the key.
+        """
+        monkeypatch.setenv(LANGSMITH_API_KEY, f'{SECRET}"')
+        code = cli_main(["stack", "--state-dir", str(tmp_path / "state"), "up"])
+        captured = capsys.readouterr()
+        assert code == 1
+        assert LANGSMITH_API_KEY in captured.err and "double quote" in captured.err
+        assert SECRET not in captured.err + captured.out
+        assert list((tmp_path / "state").glob("*.pid")) == []
 
 
 class TestLifecycleWithoutServers:

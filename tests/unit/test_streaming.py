@@ -228,13 +228,41 @@ class TestAsyncWrapper:
 
 class TestTrackerAndRecovery:
     def test_publish_latency_and_recovery(self, reader, stream_metrics):
-        """Publish latencies go to chat_stream_token_latency; recoveries to chat_stream_recovery by type."""
-        tracker = streaming.StreamTracker(stream_metrics, streaming.stream_labels("openai", "gpt-4o"))
+        """Publish latencies go to chat_stream_token_latency; recoveries to chat_stream_recovery, labelled
+        like the stream (provider, model, node) plus type and status."""
+        labels = streaming.stream_labels("openai", "gpt-4o")
+        tracker = streaming.StreamTracker(stream_metrics, labels)
         tracker.record_publish(0.004)
-        stream_metrics.record_recovery("catch_up")
+        stream_metrics.record_recovery(streaming.RECOVERY_CATCH_UP, labels=labels)
         assert only_point(reader, "chat_stream_token_latency")[1].sum == pytest.approx(0.004)
         attrs, recovery = only_point(reader, "chat_stream_recovery")
-        assert attrs == {"type": "catch_up", "status": "success"} and recovery.value == 1
+        assert attrs == {
+            "provider": "openai",
+            "model": "gpt-4o",
+            "node": "answer",
+            "type": "catch_up",
+            "status": "success",
+        }
+        assert recovery.value == 1
+
+    def test_recovery_without_labels_takes_the_current_experiment(self, reader, stream_metrics):
+        """Without stream labels a recovery is labelled unknown/answer and the experiment in baggage."""
+        ctx = baggage.set_baggage(semconv.EXPERIMENT_ID, "exp-1")
+        token = context.attach(baggage.set_baggage(semconv.EXPERIMENT_ARM, "openai:gpt-4o", ctx))
+        try:
+            stream_metrics.record_recovery(streaming.RECOVERY_SNAPSHOT, streaming.STATUS_ERROR)
+        finally:
+            context.detach(token)
+        attrs, _ = only_point(reader, "chat_stream_recovery")
+        assert attrs == {
+            "provider": "unknown",
+            "model": "unknown",
+            "node": "answer",
+            semconv.EXPERIMENT_ID: "exp-1",
+            semconv.EXPERIMENT_ARM: "openai:gpt-4o",
+            "type": "snapshot",
+            "status": "error",
+        }
 
     def test_finish_twice_records_once(self, reader, stream_metrics):
         """A second finish() is ignored."""
@@ -290,24 +318,32 @@ class TestLangChainHandler:
 
 
 class TestPublishingStream:
-    def test_sync_publish_counts_tokens_and_times_publishes(self, reader, clock, stream_metrics):
-        """Each publish_token counts a token and records the publish latency; the end records the stream."""
+    def test_sync_publish_counts_tokens_and_times_sampled_publishes(self, reader, clock, stream_metrics):
+        """Each publish_token counts a token; the first publish and every PUBLISH_SAMPLE_EVERY-th after it
+        are timed; the end records the stream with its mean token interval."""
         published = []
+        every = streaming.PUBLISH_SAMPLE_EVERY
 
         def publish(entry):
-            clock.now += 0.002
+            clock.now += 0.002 if len(published) % every == 0 else 0.001
             published.append(entry)
 
+        tokens = [str(index) for index in range(2 * every + 1)]
         with streaming.publishing_stream(
             publish, provider="openai", model="gpt-4o-mini", node="answer", stream_metrics=stream_metrics
         ) as publish_token:
-            for token in "abc":
+            for token in tokens:
                 publish_token({"token": token})
-        assert [e["token"] for e in published] == ["a", "b", "c"]
+        assert [e["token"] for e in published] == tokens
         latency = only_point(reader, "chat_stream_token_latency")[1]
+        # Timed: publishes 1, every + 1 and 2 * every + 1.
         assert (latency.count, latency.sum) == (3, pytest.approx(0.006))
-        attrs, tokens = only_point(reader, "chat_stream_tokens")
-        assert tokens.value == 3 and attrs["status"] == "success" and attrs["node"] == "answer"
+        attrs, counted = only_point(reader, "chat_stream_tokens")
+        assert counted.value == len(tokens) and attrs["status"] == "success" and attrs["node"] == "answer"
+        interval = only_point(reader, "chat_stream_token_interval")[1]
+        first_to_last = 2 * 0.002 + (len(tokens) - 3) * 0.001  # the publishes before the last token's
+        assert interval.sum == pytest.approx(first_to_last / (len(tokens) - 1))
+        assert only_point(reader, "chat_stream_active")[1].value == 0
         assert points(reader, semconv.METRIC_TIME_TO_FIRST_CHUNK) == []
 
     def test_async_publish_and_error_status(self, reader, clock, stream_metrics):

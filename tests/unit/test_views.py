@@ -85,16 +85,22 @@ def test_each_instrument_uses_semconv_buckets_over_its_advisory(pipeline, name, 
 
 @pytest.mark.parametrize("name", sorted(GENAI_METRIC_VIEWS))
 def test_ids_and_free_text_never_become_labels(pipeline, name):
-    """Session, conversation, user ids, experiment id and prompts are dropped from every GenAI metric."""
+    """Session, conversation, user ids and prompts are dropped from every GenAI metric."""
     attributes = _record(pipeline, name)["attributes"]
-    for key in (semconv.SESSION_ID, semconv.GEN_AI_CONVERSATION_ID, semconv.EXPERIMENT_ID, "user.id",
-                "gen_ai.prompt"):
+    for key in (semconv.SESSION_ID, semconv.GEN_AI_CONVERSATION_ID, "user.id", "gen_ai.prompt"):
         assert key not in attributes
     assert set(attributes) <= GENAI_METRIC_VIEWS[name][1]
 
 
+@pytest.mark.parametrize("name", sorted(GENAI_METRIC_VIEWS))
+def test_experiment_id_and_arm_are_labels_of_every_genai_metric(pipeline, name):
+    """Every GenAI metric keeps the experiment id and arm, so per-arm queries can pick one experiment."""
+    attributes = _record(pipeline, name)["attributes"]
+    assert (attributes[semconv.EXPERIMENT_ID], attributes[semconv.EXPERIMENT_ARM]) == ("exp-1", "b")
+
+
 def test_duration_keeps_error_type_and_the_common_keys(pipeline):
-    """Duration keeps provider, models, operation, server, arm, node and error.type; not token type."""
+    """Duration keeps provider, models, operation, server, experiment, node and error.type; not token type."""
     attributes = _record(pipeline, semconv.METRIC_OPERATION_DURATION)["attributes"]
     assert set(attributes) == COMMON_METRIC_ATTRIBUTES | {semconv.ERROR_TYPE}
     assert attributes[semconv.EXPERIMENT_ARM] == "b"
