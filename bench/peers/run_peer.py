@@ -212,8 +212,8 @@ def _versions(package: str) -> dict[str, str]:
 class GCClock:
     """Wall time spent in the garbage collector and collections per generation, from ``gc.callbacks``.
 
-    A full (generation 2) collection of this process's heap (LangChain, pydantic, the SDK) takes ~0.1 s;
-    whether 1 or 2 of them land in a round moves a ratio by ~0.1x, so the results report them."""
+    A full (generation 2) collection of this process's heap (LangChain, pydantic, the SDK) takes ~0.1 s:
+    whether one lands in a round of 100 runs moves that round by ~1 ms a run, so the results report them."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
