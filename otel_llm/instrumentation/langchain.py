@@ -30,8 +30,8 @@ operation and node, through otel_llm.metrics.streaming's instruments.
 
 Cost: per run one span start/end, one dict insert/pop under an uncontended lock and one context attach; per
 token one dict lookup, one clock read and three assignments. Measured on the reference graph (11 runs, 25
-tokens; bench/peers/replay_callbacks.py, docs/performance.md): ~195 µs of the handler's own work a graph
-run, ~720 µs with the SDK's spans and their ~15 attributes each. State is bounded: runs that never end are
+tokens; bench/peers/replay_callbacks.py, docs/performance.md): ~200 µs of the handler's own work a graph
+run, ~700 µs with the SDK's spans and their ~15 attributes each. State is bounded: runs that never end are
 evicted past ``max_open_runs`` (their span ends with ``error.type=otel_llm.run_not_ended``) and counted.
 """
 
