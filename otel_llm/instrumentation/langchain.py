@@ -3,8 +3,10 @@ executes.
 
 Adds one span per LangChain run, started when the run starts and ended when it ends (not after the fact):
 
-- graph, node and other chain runs: INTERNAL, named after the run (``LangGraph``, ``chat:<job_id>``,
-  ``intent``); the top-level run also gets ``gen_ai.operation.name=invoke_workflow``;
+- graph, node and other chain runs: INTERNAL, named after the run (``intent``, ``_fan_out``); the top-level
+  run (the graph) is ``invoke_workflow`` (``invoke_workflow <class>`` when the chain declares its class
+  name) with ``gen_ai.operation.name=invoke_workflow``, its run name (often per request, e.g.
+  ``chat:<job_id>``) only in ``langsmith.trace.name``, so span names stay low-cardinality;
 - chat model / LLM runs: CLIENT, named ``chat <model>`` (``text_completion <model>`` for plain LLMs), with
   ``gen_ai.operation.name``, ``gen_ai.provider.name`` (``ls_provider`` normalised by otel_llm.semconv, so
   ``amazon_bedrock`` becomes ``aws.bedrock``), ``gen_ai.request.model``, ``gen_ai.response.model``,
@@ -296,7 +298,13 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             tags, parent_run_id = kwargs.get("tags"), kwargs.get("parent_run_id")
             attributes = self._common_attributes(kind, name, tags, kwargs.get("metadata"))
             if operation is None and parent_run_id is None:
-                operation = semconv.OPERATION_INVOKE_WORKFLOW  # the top-level chain: the graph
+                # The top-level chain (the graph). Its run name is often per request (the seed's run config
+                # names it chat:<job_id>), and a span name must stay low-cardinality (span metrics, Jaeger's
+                # operation list): the run name stays in langsmith.trace.name, the span takes the operation
+                # and, when the chain declares one, its class name.
+                operation = semconv.OPERATION_INVOKE_WORKFLOW
+                declared = serialized.get("name") if _is_mapping(serialized) else None
+                name = f"{operation} {declared}" if declared else operation
             elif operation is not None:
                 name = f"{operation} {name}"
             if operation is not None:

@@ -36,6 +36,7 @@ from otel_llm.demo.graph import LLM_NODES, NODES
 from otel_llm.demo.jobs import JOBS_STREAM
 from otel_llm.demo.models import DEFAULT_ANSWER_WORDS
 from otel_llm.demo.services import COMPLETIONS_PATH, GRPC_METHOD
+from otel_llm.semconv import OPERATION_INVOKE_WORKFLOW
 from tests.e2e.jaeger_traces import Trace
 from tests.support.poll import poll
 
@@ -62,13 +63,14 @@ def _server(service: str, route: str, *, body: bool) -> Counter[SpanKey]:
     return spans
 
 
-def expected_spans(job_id: str, model: str, answer_tokens: int = DEFAULT_ANSWER_WORDS) -> Counter[SpanKey]:
+def expected_spans(model: str, answer_tokens: int = DEFAULT_ANSWER_WORDS) -> Counter[SpanKey]:
     """Every span of one request's trace as (service, name, kind), with its count, derived from the graph.
 
     API: the POST and its ASGI spans, the PRODUCER span and its XADD. Worker: the CONSUMER span, the graph
-    run ``chat:<job_id>``, one span per node, the Send edge ``_fan_out`` (intent), the retriever, per LLM node
-    the LLM span and its provider API call (``POST``), the gRPC and weather calls, one XADD per streamed token
-    plus the final one, EXPIRE, XACK. Services: the server span (with its ASGI spans) of each call.
+    run ``invoke_workflow`` (run name ``chat:<job_id>``), one span per node, the Send edge ``_fan_out``
+    (intent), the retriever, per LLM node the LLM span and its provider API call (``POST``), the gRPC and
+    weather calls, one XADD per streamed token plus the final one, EXPIRE, XACK. Services: the server span
+    (with its ASGI spans) of each call.
     """
     api = _server(API_SERVICE, "POST /api/v1/chat", body=True) + Counter(
         {(API_SERVICE, f"send {JOBS_STREAM}", "producer"): 1, (API_SERVICE, "XADD", "client"): 1}
@@ -76,7 +78,7 @@ def expected_spans(job_id: str, model: str, answer_tokens: int = DEFAULT_ANSWER_
     worker = Counter(
         {
             (WORKER_SERVICE, f"process {JOBS_STREAM}", "consumer"): 1,
-            (WORKER_SERVICE, f"chat:{job_id}", "internal"): 1,
+            (WORKER_SERVICE, OPERATION_INVOKE_WORKFLOW, "internal"): 1,
             **{(WORKER_SERVICE, node, "internal"): 1 for node in NODES},
             (WORKER_SERVICE, "_fan_out", "internal"): 1,
             (WORKER_SERVICE, "retrieval KeywordRetriever", "internal"): 1,
@@ -117,7 +119,7 @@ def trace_gaps(jobs: Sequence[Mapping[str, Any]], traces: Mapping[str, Trace]) -
         if trace is None:
             gaps.append(f"job {job['job_id']}: no trace")
             continue
-        expected, found = expected_spans(job["job_id"], job["model"]), span_multiset(trace)
+        expected, found = expected_spans(job["model"]), span_multiset(trace)
         if found != expected:
             gaps.append(
                 f"job {job['job_id']}: missing {dict(expected - found)}, unexpected {dict(found - expected)}"

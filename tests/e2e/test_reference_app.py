@@ -117,15 +117,15 @@ class TestOneTracePerRequest:
             assert LANGSMITH_SCOPE not in scopes
 
     def test_run_config_reaches_every_langchain_span(self, batch):
-        """The seed's run config: the graph span is ``chat:<job_id>``; every LangChain span carries the job,
-        the user, the session as ``thread_id`` and the ``intent:*`` tag of the message."""
+        """The seed's run config: the graph span's run name is ``chat:<job_id>``; every LangChain span carries
+        the job, the user, the session as ``thread_id`` and the ``intent:*`` tag of the message."""
         jobs, traces = batch
         intents = set()
         for job in jobs:
             trace = traces[job["job_id"]]
             intent = classify_intent(job["message"])
             intents.add(intent)
-            (graph,) = trace.named(f"chat:{job['job_id']}")
+            (graph,) = trace.named(semconv.OPERATION_INVOKE_WORKFLOW)
             assert graph.tags[semconv.LANGSMITH_TRACE_NAME] == f"chat:{job['job_id']}"
             assert graph.tags[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_INVOKE_WORKFLOW
             runs = [span for span in trace.spans.values() if semconv.LANGSMITH_SPAN_KIND in span.tags]

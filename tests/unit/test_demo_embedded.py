@@ -99,7 +99,11 @@ class TestEmbeddedRun:
         expected = {r.job_id: (r.provider, r.model) for r in result.results}
         for spans in traces_of(result.spans).values():
             consumer = next(span for span in spans if span.kind == SpanKind.CONSUMER)
-            job_id = next(span.name for span in spans if span.name.startswith("chat:")).removeprefix("chat:")
+            job_id = next(
+                span.attributes[semconv.LANGSMITH_TRACE_NAME]
+                for span in spans
+                if span.attributes.get(semconv.GEN_AI_OPERATION_NAME) == semconv.OPERATION_INVOKE_WORKFLOW
+            ).removeprefix("chat:")
             provider, model = expected[job_id]
             llm = [span for span in spans if semconv.is_llm_span(span.attributes)]
             assert {node(span) for span in llm} == {"intent", "general", "answer"}
@@ -123,7 +127,7 @@ class TestEmbeddedRun:
                 assert semconv.EXPERIMENT_ARM in span.attributes
 
     def test_graph_nodes_are_spans_under_the_run(self, run):
-        """Every node of the graph is a span in every trace, under the run span named after the job."""
+        """Every node of the graph is a span in every trace, under the graph run span."""
         result, _ = run
         for spans in traces_of(result.spans).values():
             by_id = {span.context.span_id: span for span in spans}
@@ -132,7 +136,7 @@ class TestEmbeddedRun:
                 for span in spans
                 if node(span) in NODES
                 and span.kind == SpanKind.INTERNAL
-                and by_id[span.parent.span_id].name.startswith("chat:")
+                and by_id[span.parent.span_id].name == semconv.OPERATION_INVOKE_WORKFLOW
             }
             assert set(nodes) == NODES
 

@@ -169,6 +169,9 @@ def tree(exporter):
     return spans, parent_name
 
 
+GRAPH_SPAN = "invoke_workflow"  # the top-level run's span; its run name chat:job-1 is langsmith.trace.name
+
+
 def named(spans, name):
     return [span for span in spans if span.name == name]
 
@@ -181,8 +184,8 @@ class TestParenting:
             build_graph(tracer).invoke({"message": "bottle?"}, config=RUN_CONFIG)
         spans, parent_name = tree(exporter)
         assert len({span.context.trace_id for span in spans}) == 1
-        assert parent_name(named(spans, "chat:job-1")[0]) == "POST /api/v1/chat"
-        assert {parent_name(s) for s in spans if s.name in ("intent", "subagent", "answer")} == {"chat:job-1"}
+        assert parent_name(named(spans, GRAPH_SPAN)[0]) == "POST /api/v1/chat"
+        assert {parent_name(s) for s in spans if s.name in ("intent", "subagent", "answer")} == {GRAPH_SPAN}
         llm_spans = named(spans, f"chat {BEDROCK_MODEL}")
         assert sorted(parent_name(s) for s in llm_spans) == ["answer", "subagent", "subagent"]
 
@@ -238,7 +241,7 @@ class TestParenting:
         for span in spans:
             if span.name.startswith("chat anthropic"):
                 assert parent_name(span) in ("subagent", "answer")
-            if span.name == "chat:job-1":
+            if span.name == GRAPH_SPAN:
                 assert parent_name(span).startswith("request ")
         traces = {}
         for span in spans:
@@ -280,7 +283,7 @@ class TestAttributes:
         exporter, tracer, _, _ = telemetry
         build_graph(tracer, branches=1).invoke({"message": "m"}, config=RUN_CONFIG)
         spans, _ = tree(exporter)
-        graph_span = named(spans, "chat:job-1")[0]
+        graph_span = named(spans, GRAPH_SPAN)[0]
         node = named(spans, "intent")[0]
         assert graph_span.kind is SpanKind.INTERNAL
         assert graph_span.attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_INVOKE_WORKFLOW
@@ -405,7 +408,7 @@ class TestHandler:
         handler.on_chain_error(ValueError("again"), run_id=run_id)
         [span] = exporter.get_finished_spans()
         attributes = span.attributes
-        assert span.name == "chain"
+        assert span.name == "invoke_workflow"  # a top-level chain without a name
         assert attributes["langsmith.metadata.big"] == "x" * 8
         assert attributes["langsmith.metadata.items"] == '["a",1]'
         assert attributes["langsmith.metadata.n"] == 3
@@ -449,7 +452,8 @@ class TestHandler:
         run_id = uuid.uuid4()
         handler.on_chain_start({}, {}, run_id=run_id, name="node")
         handler.on_chain_end({}, run_id=uuid.UUID(str(run_id)))
-        assert [span.name for span in exporter.get_finished_spans()] == ["node"]
+        [span] = exporter.get_finished_spans()
+        assert span.attributes[semconv.LANGSMITH_TRACE_NAME] == "node"
         assert handler.open_runs == 0
 
     def test_langgraph_interrupt_ends_the_run_without_an_error(self):
@@ -470,7 +474,7 @@ class TestHandler:
             handler.on_chain_start({}, {}, run_id=uuid.uuid4(), name=f"run {index}")
         assert handler.open_runs == 3 and handler.evicted_runs == 2
         ended = exporter.get_finished_spans()
-        assert [span.name for span in ended] == ["run 0", "run 1"]
+        assert [span.attributes[semconv.LANGSMITH_TRACE_NAME] for span in ended] == ["run 0", "run 1"]
         assert {span.attributes[semconv.ERROR_TYPE] for span in ended} == {lc.EVICTED_ERROR_TYPE}
 
     def test_hidden_runs_get_no_span_and_their_children_attach_to_the_visible_parent(self):
@@ -486,9 +490,25 @@ class TestHandler:
         for run_id in (child_id, hidden_id, graph_id):
             handler.on_chain_end({}, run_id=run_id)
         spans = {span.name: span for span in exporter.get_finished_spans()}
-        assert set(spans) == {"LangGraph", "child"}
-        assert spans["child"].parent.span_id == spans["LangGraph"].context.span_id
+        assert set(spans) == {"invoke_workflow", "child"}
+        assert spans["child"].parent.span_id == spans["invoke_workflow"].context.span_id
         assert handler.open_runs == 0
+
+    @pytest.mark.parametrize(
+        ("serialized", "span_name"),
+        [(None, "invoke_workflow"), ({"name": "Pipeline"}, "invoke_workflow Pipeline")],
+    )
+    def test_top_level_span_name_is_low_cardinality(self, serialized, span_name):
+        """A per-request run name (chat:<job_id>) is langsmith.trace.name, never the graph's span name."""
+        exporter = InMemorySpanExporter()
+        handler = make_handler(exporter)
+        run_id = uuid.uuid4()
+        handler.on_chain_start(serialized, {}, run_id=run_id, name="chat:job-123")
+        handler.on_chain_end({}, run_id=run_id)
+        [span] = exporter.get_finished_spans()
+        assert span.name == span_name
+        assert span.attributes[semconv.LANGSMITH_TRACE_NAME] == "chat:job-123"
+        assert span.attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_INVOKE_WORKFLOW
 
     @pytest.mark.parametrize(
         ("argument", "value"),

@@ -170,7 +170,7 @@ def expected_names(index: int) -> Counter:
     return Counter(
         {
             f"request {index}": 1,
-            f"chat:job-{index}": 1,
+            "invoke_workflow": 1,  # the graph; its run name chat:job-<index> is langsmith.trace.name
             "intent": 1,
             "fan_out": 1,
             "subagent": 2,
