@@ -197,7 +197,15 @@ def build_telemetry(
         warn_about_rollup_timing(settings)
     stages: list[RollupSpanExporter] = []
     drop_counters: list[DropCounter] = []
-    for exporter in span_exporters:
+    for index, exporter in enumerate(span_exporters):
+        if index == 0 and settings.rollup_enabled:
+            # Fallbacks are read from the roll-up, so only behind a roll-up stage; on the first exporter only,
+            # so a fallback counts once per request.
+            exporter = _optional(
+                "experiment fallback detection",
+                lambda e=exporter: with_fallback_detection(e, meter_provider=meter_provider),
+                lambda e=exporter: e,
+            )
         # Only the first stage feeds the span-derived metrics: with two exporters a call still counts once.
         hook = span_metrics.record if span_metrics is not None and not stages else None
         processor, stage = _export_processor(settings, exporter, hook, meter_provider)
@@ -312,8 +320,6 @@ def build_from_environment(
     args_map = sdk_kwargs.get("exporter_args_map") or {}
     if span_exporters is None:
         span_exporters = [cls(**args_map.get(cls, {})) for cls in span_classes.values()]
-    if settings.enabled and span_exporters:  # experiment fallbacks, on the first exporter: counted once
-        span_exporters = [with_fallback_detection(span_exporters[0]), *span_exporters[1:]]
     if settings.enabled:
         # METRIC| lines need the roll-up attributes, so they get a roll-up stage like any span exporter.
         metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)", exporter_from_env, lambda: None)

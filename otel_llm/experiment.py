@@ -218,13 +218,15 @@ def fallback_of(span: ReadableSpan) -> dict[str, str] | None:
     if span.parent is not None and not span.parent.is_remote:
         return None
     attributes = span.attributes or {}
-    assigned = assigned_provider_model(attributes)
     models = _split(attributes.get(semconv.ROLLUP_MODELS)) or _split(attributes.get(semconv.ROLLUP_MODEL))
+    if not models:  # no LLM call beneath: nothing to compare (most local roots; checked before normalising)
+        return None
+    assigned = assigned_provider_model(attributes)
+    if assigned is None:
+        return None
     providers = _split(attributes.get(semconv.ROLLUP_PROVIDERS)) or _split(
         attributes.get(semconv.ROLLUP_PROVIDER)
     )
-    if assigned is None or not models:
-        return None
     provider, model = assigned
     # Providers are compared only when the roll-up names them (a roll-up of models alone cannot tell).
     if model in models and (not providers or provider in providers):
@@ -274,12 +276,18 @@ class ExperimentFallbackExporter(SpanExporter):
         self._inner.shutdown()
 
 
-def with_fallback_detection(exporter: SpanExporter, environ: Mapping[str, str] = os.environ) -> SpanExporter:
-    """``exporter`` behind an :class:`ExperimentFallbackExporter` when this process takes part in an
-    experiment (``OTEL_LLM_EXPERIMENT_ID`` or ``OTEL_LLM_EXPERIMENT_ARMS`` set), else ``exporter`` itself.
+def with_fallback_detection(
+    exporter: SpanExporter,
+    environ: Mapping[str, str] = os.environ,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> SpanExporter:
+    """``exporter`` behind an :class:`ExperimentFallbackExporter` (counting on ``meter_provider``) when this
+    process takes part in an experiment (``OTEL_LLM_EXPERIMENT_ID`` or ``OTEL_LLM_EXPERIMENT_ARMS`` set), else
+    ``exporter`` itself.
 
-    ``configure()`` applies it to the first span exporter only, so a fallback is counted once per request.
+    ``configure()`` applies it to the first span exporter only, behind its roll-up stage, so a fallback is
+    counted once per request.
     """
     if not any((environ.get(name) or "").strip() for name in (ENV_EXPERIMENT_ID, ENV_EXPERIMENT_ARMS)):
         return exporter
-    return ExperimentFallbackExporter(exporter)
+    return ExperimentFallbackExporter(exporter, meter_provider)

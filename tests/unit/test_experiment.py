@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 
 from otel_llm import experiment, semconv
 from otel_llm.settings import reset_warnings
+from tests.support.metric_points import metric_points
 
 BEDROCK_HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 ARMS_ENV = f"openai:gpt-4o-mini=50,aws.bedrock:{BEDROCK_HAIKU}=50"
@@ -321,9 +322,9 @@ class TestConfigureWiring:
         from otel_llm.settings import load_settings
 
         monkeypatch.setenv("OTEL_LLM_EXPERIMENT_ID", "ab1")
-        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        reader = InMemoryMetricReader()
         sink = InMemorySpanExporter()
-        telemetry = build_from_environment(load_settings({}), span_exporters=[sink])
+        telemetry = build_from_environment(load_settings({}), span_exporters=[sink], metric_readers=[reader])
         tracer = telemetry.tracer_provider.get_tracer("t")
         arm_context = baggage.set_baggage(semconv.EXPERIMENT_ARM, f"aws.bedrock:{BEDROCK_HAIKU}")
         with tracer.start_as_current_span("job", context=arm_context, kind=SpanKind.CONSUMER):
@@ -336,6 +337,8 @@ class TestConfigureWiring:
             ):
                 pass
         telemetry.force_flush()
+        counted = metric_points(reader, experiment.FALLBACK_COUNTER)  # configure's provider
         telemetry.shutdown()
         roots = [s for s in sink.get_finished_spans() if s.name == "job"]
         assert roots and roots[0].attributes[semconv.EXPERIMENT_FALLBACK] is True
+        assert [point.value for _, point in counted] == [1]
