@@ -125,19 +125,24 @@ class _Number(_Rule):
     def from_text(self, text: str) -> Any:
         try:
             return self._checked(self._parse(text))
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: a 400-digit number as a float
             return _INVALID
 
     def _from_object(self, value: Any) -> Any:
         types = (int,) if self._parse is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, types):
             return _INVALID
-        return self._checked(self._parse(value))
+        try:
+            return self._checked(self._parse(value))
+        except OverflowError:
+            return _INVALID
 
     def _checked(self, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return _INVALID
         in_range = (self._minimum is None or value >= self._minimum) and (
             self._maximum is None or value <= self._maximum)
-        return value if math.isfinite(value) and in_range else _INVALID
+        return value if in_range else _INVALID
 
 
 class _Names(_Rule):

@@ -121,6 +121,7 @@ class TestOverrides:
     @pytest.mark.parametrize("field,value,accepts", [
         ("rollup_window_ms", -1, "an integer from 0 to 600000"),
         ("rollup_window_ms", 2.5, "an integer from 0 to 600000"),
+        ("rollup_window_ms", 10**400, "an integer from 0 to 600000"),
         ("baggage_max_value_length", True, "an integer from 1 to 4096"),
         ("enabled", "maybe", "true or false"),
         ("enabled", 1, "true or false"),
@@ -163,10 +164,14 @@ class TestHelpers:
             assert env_int("C", 5, minimum=1, environ={"C": " 7 "}) == 7
         assert len(warnings_for(caplog, "for A")) == 1 and len(warnings_for(caplog, "for B")) == 1
 
-    @pytest.mark.parametrize("raw", ["nan", "inf", "-1", "x"])
+    @pytest.mark.parametrize("raw", ["nan", "inf", "-1", "x", "9" * 400])
     def test_float_rejects_non_finite_and_out_of_range(self, raw):
-        """NaN, infinities and values below the minimum give the default."""
+        """NaN, infinities, values too large for a float and values below the minimum give the default."""
         assert env_float("F", 1.5, minimum=0, environ={"F": raw}) == 1.5
+
+    def test_a_huge_integer_is_out_of_range_not_an_error(self):
+        """A 400-digit integer is out of range like any other too-large value."""
+        assert env_int("I", 5, minimum=1, maximum=9, environ={"I": "9" * 400}) == 5
 
     def test_float_accepts_decimal(self):
         """A decimal in range is used."""
