@@ -56,7 +56,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_llm import semconv
 from otel_llm.instrumentation import langsmith_bridge
-from otel_llm.metrics.streaming import StreamMetrics
+from otel_llm.metrics.streaming import EXPERIMENT_LABELS, StreamMetrics
 from otel_llm.processors.ratelimit import RateLimitedLogger
 from otel_llm.settings import env_bool, env_int
 
@@ -351,8 +351,9 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             if node is not None:
                 labels[semconv.LANGGRAPH_NODE] = node
             # Per-arm TTFT (docs/experiments.md), from the context current at the start (already at hand).
-            for key in (semconv.EXPERIMENT_ID, semconv.EXPERIMENT_ARM):
-                value = baggage.get_baggage(key, run.previous)
+            entries = baggage.get_all(run.previous)
+            for key in EXPERIMENT_LABELS:
+                value = entries.get(key)
                 if value is not None:
                     labels[key] = str(value)
             run.llm_labels = labels

@@ -76,7 +76,7 @@ TIME_TO_FIRST_CHUNK_BUCKETS = (
 TIME_PER_OUTPUT_CHUNK_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 
 METER_NAME = "otel_llm.streaming"
-# publishing_stream times the first publish of a stream and every this many-th after it (1st, 65th, ...).
+# publishing_stream times the first publish of a stream and every this many-th after it (1st, 129th, ...).
 PUBLISH_SAMPLE_EVERY = 128
 
 
@@ -233,15 +233,14 @@ class StreamTracker:
         except Exception:
             _logger.debug("chat_stream_active not recorded", exc_info=True)
 
-    def token(self) -> float:
-        """One token (chunk) arrived: counted; the stream becomes active at the first. Returns the clock."""
+    def token(self) -> None:
+        """One token (chunk) arrived: counted; the stream becomes active at the first."""
         now = self.clock()
         if self.first is None:
             self.first = now
             self.begin()
         self.last = now
         self.count += 1
-        return now
 
     def record_publish(self, seconds: float) -> None:
         """Latency of one token publish downstream (Redis XADD), which costs far more than this record."""
@@ -506,6 +505,7 @@ if BaseCallbackHandler is not None:
             self._start(run_id, metadata)
 
         def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+            # _run_key inlined: this runs per token, and a call costs more than the key itself.
             tracker = self._runs.get(run_id.int if isinstance(run_id, UUID) else run_id)
             if tracker is not None:
                 tracker.token()
