@@ -11,7 +11,8 @@ pyproject.toml:
   ``console`` and ``none``, OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*,
   OTEL_METRIC_EXPORT_INTERVAL, OTEL_PYTHON_ID_GENERATOR, OTEL_LOGS_EXPORTER), and adds otel-llm's pieces:
   ``BaggageAttributesProcessor`` first; each span exporter behind ``RollupBatchSpanProcessor(
-  RollupSpanExporter(exporter, on_llm_span=span-derived metrics))``; a MeterProvider with the GenAI views and
+  RollupSpanExporter(RedactingSpanExporter(exporter), on_llm_span=span-derived metrics))`` (secrets masked
+  before any exporter sees a span, unless OTEL_LLM_REDACT=false); a MeterProvider with the GenAI views and
   the label cardinality cap; dropped-span and roll-up counters as ``otel_llm.*`` metrics.
 
 ``configure(**overrides)`` does the same for apps that do not use the launcher: idempotent (a second call
@@ -60,6 +61,7 @@ from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator
+from otel_llm.processors.redact import RedactingSpanExporter, Redactor
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
 from otel_llm.settings import Settings, load_settings
 
@@ -197,7 +199,11 @@ def build_telemetry(
         warn_about_rollup_timing(settings)
     stages: list[RollupSpanExporter] = []
     drop_counters: list[DropCounter] = []
+    redactor = _optional("redaction", lambda: Redactor(settings.redact_keys, settings.redact_patterns),
+                         lambda: None) if settings.redact else None
     for index, exporter in enumerate(span_exporters):
+        if redactor is not None:
+            exporter = RedactingSpanExporter(exporter, redactor)
         if index == 0 and settings.rollup_enabled:
             # Fallbacks are read from the roll-up, so only behind a roll-up stage; on the first exporter only,
             # so a fallback counts once per request.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -175,6 +176,29 @@ class _Choice(_Rule):
         return word if word in self._choices else _INVALID
 
 
+class _Regexes(_Rule):
+    """Regular expressions separated by whitespace (write ``\\s`` for a space); each must compile."""
+
+    accepts = "regular expressions separated by spaces (Python re syntax), or a list of them"
+
+    def from_text(self, text: str) -> Any:
+        return self._compiled(text.split())
+
+    def _from_object(self, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            return _INVALID
+        return self._compiled(value)
+
+    @staticmethod
+    def _compiled(patterns: Sequence[str]) -> Any:
+        try:
+            for pattern in patterns:
+                re.compile(pattern)
+        except re.error:
+            return _INVALID
+        return tuple(patterns)
+
+
 def _read(name: str, default: Any, rule: _Rule, environ: Mapping[str, str] | None) -> Any:
     raw = _raw(name, environ)
     if raw is None:
@@ -256,6 +280,9 @@ class Settings:
     metrics_cardinality_limit: int = 100
     span_metrics: bool = True
     span_metrics_skip_scopes: tuple[str, ...] = DEFAULT_SPAN_METRICS_SKIP_SCOPES
+    redact: bool = True
+    redact_keys: tuple[str, ...] = ()
+    redact_patterns: tuple[str, ...] = ()
 
 
 # Each Settings field: the variable that sets it and what it accepts (for the variable and for configure()).
@@ -273,6 +300,9 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "metrics_cardinality_limit": ("OTEL_LLM_METRICS_CARDINALITY_LIMIT", _Number(int, 1, 100_000)),
     "span_metrics": ("OTEL_LLM_SPAN_METRICS", _Bool()),
     "span_metrics_skip_scopes": ("OTEL_LLM_SPAN_METRICS_SKIP_SCOPES", _Names()),
+    "redact": ("OTEL_LLM_REDACT", _Bool()),
+    "redact_keys": ("OTEL_LLM_REDACT_KEYS", _Names()),
+    "redact_patterns": ("OTEL_LLM_REDACT_PATTERNS", _Regexes()),
 }
 
 

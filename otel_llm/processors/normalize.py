@@ -12,12 +12,12 @@ dict lookups per span, plus one attribute-dict copy for the spans that change; a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import Status, StatusCode
 
 from otel_llm import semconv
 
@@ -122,21 +122,23 @@ def enrichment(
 
 
 class EnrichedSpan(ReadableSpan):
-    """A copy of an ended span with merged attributes; it reports the original's dropped-attribute count."""
+    """A copy of an ended span with other attributes (and, when given, another name, status or events); it
+    reports the original's dropped-attribute count."""
 
-    def __init__(self, original: ReadableSpan, attributes: Mapping[str, Any]) -> None:
+    def __init__(self, original: ReadableSpan, attributes: Mapping[str, Any], *, name: str | None = None,
+                 status: Status | None = None, events: Sequence[Event] | None = None) -> None:
         super().__init__(
-            name=original.name,
+            name=original.name if name is None else name,
             context=original.get_span_context(),
             parent=original.parent,
             resource=original.resource,
             attributes=attributes,
             # The SDK's bounded containers, when present, so the copy keeps the dropped-event and -link
             # counts.
-            events=getattr(original, "_events", original.events),
+            events=getattr(original, "_events", original.events) if events is None else events,
             links=getattr(original, "_links", original.links),
             kind=original.kind,
-            status=original.status,
+            status=original.status if status is None else status,
             start_time=original.start_time,
             end_time=original.end_time,
             instrumentation_scope=original.instrumentation_scope,

@@ -35,6 +35,7 @@ from otel_llm.configure import (
     build_telemetry,
 )
 from otel_llm.metrics.cardinality import OVERFLOW_VALUE, CardinalityLimitedMeterProvider
+from otel_llm.processors.redact import RedactingSpanExporter
 from otel_llm.processors.rollup import RollupBatchSpanProcessor
 from otel_llm.settings import Settings
 from tests.support.metric_points import metric_points
@@ -165,13 +166,20 @@ def test_service_name_and_resource_attributes_apply(clean_env):
     telemetry.shutdown()
 
 
+def _final_exporter(processor):
+    """The exporter behind a processor's roll-up stage and the redaction stage in front of it."""
+    redacting = processor.span_exporter._inner
+    assert isinstance(redacting, RedactingSpanExporter)
+    return redacting._inner
+
+
 def test_console_traces_exporter_sits_behind_the_rollup_stage(clean_env):
     """OTEL_TRACES_EXPORTER=console: one batch processor, its roll-up stage wrapping a ConsoleSpanExporter."""
     clean_env.setenv("OTEL_TRACES_EXPORTER", "console")
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
     assert isinstance(processor, RollupBatchSpanProcessor)
-    assert isinstance(processor.span_exporter._inner, ConsoleSpanExporter)
+    assert isinstance(_final_exporter(processor), ConsoleSpanExporter)
     telemetry.shutdown()
 
 
@@ -237,7 +245,7 @@ def test_otlp_protocol_and_endpoint_apply(clean_env):
     clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4999")
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
-    exporter = processor.span_exporter._inner
+    exporter = _final_exporter(processor)
     assert isinstance(exporter, HttpSpanExporter)
     assert exporter._endpoint == "http://127.0.0.1:4999/v1/traces"
     telemetry.shutdown()
@@ -248,7 +256,7 @@ def test_otlp_defaults_to_grpc_like_the_sdk(clean_env):
     clean_env.setenv("OTEL_TRACES_EXPORTER", "otlp")
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
-    assert isinstance(processor.span_exporter._inner, GrpcSpanExporter)
+    assert isinstance(_final_exporter(processor), GrpcSpanExporter)
     telemetry.shutdown()
 
 

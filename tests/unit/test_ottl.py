@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from otel_llm import ottl, semconv
+from otel_llm import ottl, redaction, semconv
 from otel_llm.stack import paths
 
 
@@ -27,6 +27,16 @@ class TestCollectorConfigIsCurrent:
     def test_yaml_statements_equal_the_generated_ones(self):
         """collector/config.yaml holds exactly the statements and condition generated from semconv now."""
         assert _transform_groups() == ottl.transform_config()
+
+    def test_redaction_statements_equal_the_rule_table_and_run_in_both_trace_pipelines(self):
+        """transform/redact holds what otel_llm.redaction renders now, ahead of the GenAI transform."""
+        config = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
+        assert config["processors"][redaction.TRANSFORM_PROCESSOR]["trace_statements"] == \
+            redaction.transform_config()
+        for name in ("traces", "traces/langsmith"):
+            processors = config["service"]["pipelines"][name]["processors"]
+            position = processors.index
+            assert position(redaction.TRANSFORM_PROCESSOR) < position(ottl.TRANSFORM_PROCESSOR)
 
     def test_check_reports_the_file_current(self):
         """`python -m otel_llm.ottl --check` passes on the committed config."""
@@ -88,11 +98,13 @@ class TestRewrite:
     def test_rewrite_replaces_only_the_marked_block(self, tmp_path):
         """--write regenerates the block in place, keeping its indent and everything around it."""
         config = tmp_path / "config.yaml"
-        config.write_text(f"a: 1\nb:\n  {ottl.BEGIN_MARKER}\n  - stale\n  {ottl.END_MARKER}\nc: 2\n")
+        config.write_text(f"a: 1\nb:\n  {ottl.BEGIN_MARKER}\n  - stale\n  {ottl.END_MARKER}\nc: 2\n"
+                          f"d:\n    {ottl.REDACT_BEGIN_MARKER}\n    - stale\n    {ottl.END_MARKER}\n")
         assert ottl.rewrite(config) is True
         text = config.read_text()
-        assert text.startswith("a: 1\nb:\n") and text.endswith("c: 2\n") and "stale" not in text
+        assert text.startswith("a: 1\nb:\n") and "c: 2\n" in text and "stale" not in text
         assert yaml.safe_load(text)["b"] == ottl.transform_config()
+        assert yaml.safe_load(text)["d"] == redaction.transform_config()
         assert ottl.rewrite(config) is False and ottl.is_current(config)
 
     def test_file_without_markers_is_an_error(self, tmp_path):

@@ -1,0 +1,136 @@
+"""Export-side redaction: secrets replaced by ``[REDACTED]`` before any exporter sees a span.
+
+Wraps each span exporter (``configure()`` puts it in front of every exporter, behind the roll-up stage, so
+OTLP, the console and the METRIC lines all receive redacted spans) and runs on the export thread, never in
+``on_start``/``on_end``. For every span it rewrites, by the rules of ``otel_llm.redaction``:
+
+- string attributes (and strings in sequence attributes) whose key is a secret name under a free-form scope
+  (``langsmith.metadata.api_key``, ``langsmith.metadata.OPENAI_API_KEY``,
+  ``http.request.header.authorization``): the whole value;
+- every other string attribute, the span name, the status description and every event's string attributes
+  (``exception.message``, ``exception.stacktrace``): each secret-shaped part (``sk-...``, ``AKIA...``, a JWT,
+  ``Bearer ...``, URL user-info, ``?token=...``, ``password=...``).
+
+A span with nothing to redact is passed on as it is; one with a secret is replaced by a copy. A span that
+cannot be read is dropped (never exported unredacted), logged once and counted in ``dropped``.
+
+Cost, on the export thread only (bench/bench_processors.py, docs/performance.md): one compiled regex scan per
+string value plus a cached key lookup per attribute.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
+
+from otel_llm import redaction
+from otel_llm.processors.normalize import EnrichedSpan
+
+_logger = logging.getLogger(__name__)
+
+
+class Redactor:
+    """The compiled rules: ``value(text)`` masks secret shapes; ``attributes(mapping)`` also secret keys.
+
+    ``extra_key_words`` and ``extra_patterns`` (regexes, the whole match replaced) add to the built-in rules.
+    """
+
+    def __init__(self, extra_key_words: Sequence[str] = (), extra_patterns: Sequence[str] = ()) -> None:
+        extra = (redaction.ValueRule(f"extra_{i}", pattern) for i, pattern in enumerate(extra_patterns))
+        rules = [*redaction.VALUE_RULES, *extra]
+        # Rules run one after the other, in table order, as the collector's statements do; a value is scanned
+        # once by all of them together first, and only a value with a secret is scanned rule by rule.
+        self._rules = tuple((re.compile(rule.pattern), rule) for rule in rules)
+        self._has_secret = re.compile("|".join(f"(?:{rule.pattern})" for rule in rules)).search
+        self._secret_key = re.compile(redaction.secret_key_pattern(
+            (*redaction.SECRET_KEY_WORDS, *extra_key_words))).match
+        self.is_secret_key = functools.lru_cache(maxsize=4096)(lambda key: self._secret_key(key) is not None)
+
+    def value(self, text: str) -> str:
+        """``text`` with every secret-shaped part masked; the same object when nothing matched."""
+        if self._has_secret(text) is None:
+            return text
+        for pattern, rule in self._rules:
+            text = pattern.sub(lambda match, rule=rule: rule.replacement(match.group(1) if rule.keep_prefix
+                                                                         else ""), text)
+        return text
+
+    def _any(self, value: Any, whole: bool) -> Any:
+        if isinstance(value, str):
+            return redaction.MARKER if whole else self.value(value)
+        if isinstance(value, (tuple, list)) and any(isinstance(item, str) for item in value):
+            items = tuple(self._any(item, whole) for item in value)
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        return value
+
+    def attributes(self, attributes: Any) -> dict[str, Any] | None:
+        """A redacted copy of ``attributes``, or None when nothing in it needed redacting."""
+        changed: dict[str, Any] | None = None
+        for key, value in (attributes or {}).items():
+            redacted = self._any(value, self.is_secret_key(key))
+            if redacted is not value:
+                if changed is None:
+                    changed = dict(attributes)
+                changed[key] = redacted
+        return changed
+
+    def span(self, span: ReadableSpan) -> ReadableSpan:
+        """``span`` itself when it holds no secret, else a redacted copy."""
+        attributes = self.attributes(span.attributes)
+        name = self.value(span.name) if isinstance(span.name, str) else span.name
+        description = span.status.description
+        status = None
+        if description:
+            redacted = self.value(description)
+            if redacted is not description:
+                status = Status(span.status.status_code, redacted)
+        events, events_changed = [], False
+        for event in span.events:
+            event_attributes = self.attributes(event.attributes)
+            if event_attributes is None:
+                events.append(event)
+            else:
+                events_changed = True
+                events.append(Event(event.name, event_attributes, event.timestamp))
+        if attributes is None and name is span.name and status is None and not events_changed:
+            return span
+        return EnrichedSpan(span, span.attributes if attributes is None else attributes,
+                            name=None if name is span.name else name, status=status,
+                            events=events if events_changed else None)
+
+
+class RedactingSpanExporter(SpanExporter):
+    """Passes each batch to ``inner`` with every span redacted by ``redactor``."""
+
+    def __init__(self, inner: SpanExporter, redactor: Redactor) -> None:
+        self._inner = inner
+        self._redactor = redactor
+        self._lock = threading.Lock()
+        self.dropped = 0  # spans that could not be redacted, so were not exported
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        out = []
+        for span in spans:
+            try:
+                out.append(self._redactor.span(span))
+            except Exception:  # one unreadable span costs only itself; never exported unredacted
+                with self._lock:
+                    self.dropped += 1
+                    first = self.dropped == 1
+                if first:
+                    _logger.warning("otel-llm: a span could not be redacted and was dropped", exc_info=True)
+        return self._inner.export(out) if out else SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
