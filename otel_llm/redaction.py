@@ -15,12 +15,12 @@ Two kinds of rule, each replacing the secret with ``MARKER``:
   ``"name": "value"`` assignments of a secret name (an AWS secret access key in context). A rule may keep a
   prefix (``Bearer ``, ``?token=``) so the text stays readable.
 
-Every pattern is written in the common subset of Python's ``re`` and Go's RE2 (no look-around, no
-back-references; case-insensitivity as a ``(?i:...)`` group), so the same table drives both sides:
-``otel_llm.processors.redact`` compiles it for Python, ``transform_config()`` renders it as the collector's
-OTTL (``python -m otel_llm.ottl --write`` writes it into collector/config.yaml; tests/unit/test_ottl.py checks
-the file is current). In the collector a key-named secret is deleted rather than masked (OTTL cannot rewrite
-the values of keys it only knows by pattern).
+Every pattern is RE2 syntax (no look-around, no back-references; case-insensitivity as a ``(?i:...)``
+group), the same on both sides: ``otel_llm.processors.redact`` compiles it with google-re2,
+``transform_config()`` renders it as the collector's OTTL (``python -m otel_llm.ottl --write`` writes it
+into collector/config.yaml; tests/unit/test_ottl.py checks the file is current). In the collector a
+key-named secret is deleted rather than masked (OTTL cannot rewrite the values of keys it only knows by
+pattern).
 
 ``OTEL_LLM_REDACT_KEYS`` and ``OTEL_LLM_REDACT_PATTERNS`` add rules on the SDK side (docs/configuration.md).
 """
@@ -63,23 +63,26 @@ class ValueRule(NamedTuple):
         return (prefix if self.keep_prefix else "") + MARKER + self.suffix
 
 
+_AWS_KEY_ID_PREFIXES = (
+    "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA",
+)
+_QUERY_WORDS = ("key", "sig", "signature", "code", "auth", "credential")
+
 # Applied in this order (on both sides): shapes first, then the rules that read a name or a scheme before the
 # secret, so a rule that keeps a prefix never swallows the context a later rule needs.
 VALUE_RULES: tuple[ValueRule, ...] = (
     ValueRule("anthropic_key", r"sk-ant-[A-Za-z0-9_-]{8,}"),
     ValueRule("openai_key", r"\bsk-[A-Za-z0-9_-]{16,}"),
     ValueRule("langsmith_key", r"\blsv2_[A-Za-z0-9_]{16,}"),
-    ValueRule("aws_access_key_id",
-              r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z0-9]{16}\b"),
+    ValueRule("aws_access_key_id", r"\b(?:" + "|".join(_AWS_KEY_ID_PREFIXES) + r")[A-Z0-9]{16}\b"),
     ValueRule("jwt", r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
     ValueRule("github_token", r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
     ValueRule("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}"),
     ValueRule("bearer", r"((?i:\bbearer)\s+)[A-Za-z0-9._~+/=-]{8,}", keep_prefix=True),
-    ValueRule("url_userinfo", r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]+@", keep_prefix=True,
-              suffix="@"),
+    ValueRule("url_userinfo", r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]+@", keep_prefix=True, suffix="@"),
     # Query parameters whose name ends in a secret word (Google's ?key=, signed URLs' X-Amz-Signature).
     ValueRule("query_parameter",
-              r"([?&](?i:(?:[a-z0-9_.-]*[_.-])?(?:key|sig|signature|code|auth|credential))=)[^&#\s]*",
+              r"([?&](?i:(?:[a-z0-9_.-]*[_.-])?(?:" + "|".join(_QUERY_WORDS) + r"))=)[^&#\s]*",
               keep_prefix=True),
     ValueRule("secret_assignment", r"(" + _SECRET_NAME + r"[\"']?\s*[=:]\s*[\"']?)[^\s\"',;&}]+",
               keep_prefix=True),

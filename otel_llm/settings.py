@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import re2
 
 from otel_llm import semconv
 
@@ -177,9 +178,9 @@ class _Choice(_Rule):
 
 
 class _Regexes(_Rule):
-    """Regular expressions separated by whitespace (write ``\\s`` for a space); each must compile."""
+    """Regular expressions separated by whitespace (write ``\\s`` for a space); each must compile in RE2."""
 
-    accepts = "regular expressions separated by spaces (Python re syntax), or a list of them"
+    accepts = "regular expressions separated by spaces (RE2 syntax), or a list of them"
 
     def from_text(self, text: str) -> Any:
         return self._compiled(text.split())
@@ -193,8 +194,8 @@ class _Regexes(_Rule):
     def _compiled(patterns: Sequence[str]) -> Any:
         try:
             for pattern in patterns:
-                re.compile(pattern)
-        except re.error:
+                re2.compile(pattern)
+        except re2.error:
             return _INVALID
         return tuple(patterns)
 
