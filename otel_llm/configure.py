@@ -56,7 +56,7 @@ from opentelemetry.util._importlib_metadata import entry_points
 
 from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.metric_log import exporter_from_env
-from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
+from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider, sdk_cardinality_limit
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
 from otel_llm.metrics.views import genai_views
@@ -174,7 +174,8 @@ def build_telemetry(
     meter_provider = _optional(
         "the GenAI metric views and cardinality cap",
         lambda: CardinalityLimitedMeterProvider(
-            metric_readers, resource, views=genai_views(),
+            metric_readers, resource,
+            views=genai_views(sdk_cardinality_limit(settings.metrics_cardinality_limit)),
             cardinality_limit=settings.metrics_cardinality_limit, _meter_configurator=meter_configurator,
         ),
         plain_meter_provider,

@@ -25,6 +25,7 @@ GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+OTEL_METRIC_OVERFLOW = "otel.metric.overflow"  # the metrics specification's attribute of an overflow series
 ERROR_TYPE = "error.type"
 SESSION_ID = "session.id"
 SERVER_ADDRESS = "server.address"

@@ -278,7 +278,7 @@ class Settings:
     rollup_max_spans_per_trace: int = 5000
     rollup_max_buffered_spans: int = 50000
     rollup_max_age_ms: int = 60000
-    metrics_cardinality_limit: int = 100
+    metrics_cardinality_limit: int = 1000
     span_metrics: bool = True
     span_metrics_skip_scopes: tuple[str, ...] = DEFAULT_SPAN_METRICS_SKIP_SCOPES
     redact: bool = True

@@ -1,26 +1,29 @@
-"""A cap on distinct label values per GenAI instrument (the Python metrics SDK has none).
+"""A cap on the series of every GenAI instrument (the Python metrics SDK folds whole points past 2000).
 
 Adds to every recording on a ``gen_ai.*`` histogram or counter, otel-llm's own and any instrumentation's
-(whatever gets its Meter from the MeterProvider otel-llm installs): once an instrument name has seen
-``limit`` distinct values of a key in ``CAPPED_ATTRIBUTES`` (provider, request and response model,
-experiment id and arm, LangGraph node), each further new value is recorded as ``_OTHER`` (the semantic
-conventions' fallback value) and counted in the ``otel_llm.metrics.overflow`` counter (attributes
-``otel_llm.metric.name``, ``otel_llm.attribute.key``). Values admitted before the cap keep their own series.
+(whatever gets its Meter from the MeterProvider otel-llm installs): each distinct combination of the labels
+the instrument keeps (its view's allowlist, otel_llm.metrics.views; every attribute for an instrument
+without a view) is a series; the first ``limit`` series of an instrument name are recorded as they are, and
+every point of a further combination goes to an overflow series instead: ``otel.metric.overflow=true`` (the
+specification's overflow attribute), the ``gen_ai.provider.name`` when it is a canonical provider (else
+``_OTHER``) and the ``gen_ai.token.type`` when it is ``input`` or ``output``, nothing else. Every such point
+is counted in ``otel_llm.metrics.overflow`` (attribute ``otel_llm.metric.name``). So an instrument has at
+most ``limit + MAX_OVERFLOW_SERIES`` series, whatever values a client forges in any label.
 
-The SDK's own per-view limit (``aggregation_cardinality_limit``, 2000 attribute sets by default) folds a
-whole data point into ``otel.metric.overflow=true`` and loses every attribute; this cap keeps operation,
-error type and the rest, and folds only the one unbounded value.
+The SDK's own per-view limit (``aggregation_cardinality_limit``, 2000 by default) folds a point into
+``otel.metric.overflow=true`` with every attribute lost; the GenAI views set theirs above this cap
+(``genai_views(limit)``), so the provider survives.
 
-Cost per recording on a capped instrument: one dict read per capped key and a set-membership test per key
-present (~0.5 µs for six keys, four present); a lock only the first time a value is seen. Other
-instruments are returned unwrapped and cost nothing extra.
+Cost per recording on a capped instrument: one tuple of the allowlisted values (or a frozenset of the
+attributes) and a set-membership test; a lock only the first time a series is seen. Other instruments are
+returned unwrapped and cost nothing extra.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection
 from typing import Any
 
 from opentelemetry.metrics import Counter, Histogram, Meter
@@ -28,26 +31,26 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.util.types import Attributes
 
 from otel_llm import semconv
+from otel_llm.metrics.views import GENAI_METRIC_VIEWS
 
 _logger = logging.getLogger(__name__)
 
 OVERFLOW_VALUE = "_OTHER"
+OVERFLOW_ATTRIBUTE = semconv.OTEL_METRIC_OVERFLOW
 OVERFLOW_METRIC = "otel_llm.metrics.overflow"
 OVERFLOW_METRIC_NAME_KEY = "otel_llm.metric.name"
-OVERFLOW_ATTRIBUTE_KEY = "otel_llm.attribute.key"
 LIMITED_NAME_PREFIX = "gen_ai."
-# The labels the GenAI views keep whose values come from outside the code: provider and model names (whatever
-# an instrumentation reports), the experiment id and arm (baggage; a client sets them when
-# OTEL_LLM_BAGGAGE_TRUST_INCOMING=true) and the LangGraph node (graphs can be built from data).
-CAPPED_ATTRIBUTES: tuple[str, ...] = (
-    semconv.GEN_AI_PROVIDER_NAME,
-    semconv.GEN_AI_REQUEST_MODEL,
-    semconv.GEN_AI_RESPONSE_MODEL,
-    semconv.EXPERIMENT_ID,
-    semconv.EXPERIMENT_ARM,
-    semconv.LANGGRAPH_NODE,
-)
+# What an overflow point keeps: the provider when canonical, the token type when one of the two.
+CANONICAL_PROVIDERS: frozenset[str] = frozenset(semconv.PROVIDER_ALIASES)
+TOKEN_TYPES: frozenset[str] = frozenset({semconv.TOKEN_TYPE_INPUT, semconv.TOKEN_TYPE_OUTPUT})
+# Overflow series of one instrument: (each canonical provider or _OTHER) x (input, output or no token type).
+MAX_OVERFLOW_SERIES = (len(CANONICAL_PROVIDERS) + 1) * (len(TOKEN_TYPES) + 1)
 SELF_METER_NAME = "otel_llm"
+
+
+def sdk_cardinality_limit(limit: int) -> int:
+    """The SDK aggregation limit a view needs so that ``limit`` series and the overflow ones all fit."""
+    return limit + MAX_OVERFLOW_SERIES
 
 
 def _check_limit(name: str, limit: Any) -> None:
@@ -55,51 +58,61 @@ def _check_limit(name: str, limit: Any) -> None:
         raise ValueError(f"{name} must be a positive integer, got {limit!r}")
 
 
-class AttributeValueLimiter:
-    """Admits up to ``limit`` distinct values per capped key for one instrument; folds the rest to _OTHER."""
+def overflow_attributes(attributes: Attributes) -> dict[str, Any]:
+    """The overflow series a point past the cap is recorded on."""
+    attributes = attributes or {}
+    provider = attributes.get(semconv.GEN_AI_PROVIDER_NAME)
+    folded: dict[str, Any] = {
+        OVERFLOW_ATTRIBUTE: True,
+        semconv.GEN_AI_PROVIDER_NAME: provider if provider in CANONICAL_PROVIDERS else OVERFLOW_VALUE,
+    }
+    token_type = attributes.get(semconv.GEN_AI_TOKEN_TYPE)
+    if token_type in TOKEN_TYPES:
+        folded[semconv.GEN_AI_TOKEN_TYPE] = token_type
+    return folded
+
+
+class SeriesLimiter:
+    """Admits the first ``limit`` label combinations of one instrument; points of others go to overflow.
+
+    ``kept_keys``: the labels the instrument's view keeps (None: every attribute is a label).
+    """
 
     def __init__(self, metric_name: str, limit: int, overflow: Counter,
-                 keys: Sequence[str] = CAPPED_ATTRIBUTES):
+                 kept_keys: Collection[str] | None = None):
         _check_limit("limit", limit)
         self._limit = limit
-        # (key, its admitted values); the sets are only added to, under the lock.
-        self._seen: tuple[tuple[str, set[Any]], ...] = tuple((key, set()) for key in keys)
+        self._keys = None if kept_keys is None else tuple(sorted(kept_keys))
+        self._admitted: set[Any] = set()  # only added to, under the lock
         self._lock = threading.Lock()
         self._overflow = overflow
-        self._overflow_attributes = {
-            key: {OVERFLOW_METRIC_NAME_KEY: metric_name, OVERFLOW_ATTRIBUTE_KEY: key} for key, _ in self._seen
-        }
+        self._overflow_counted = {OVERFLOW_METRIC_NAME_KEY: metric_name}
+
+    def _series(self, attributes: Attributes) -> Any:
+        if not attributes:
+            return ()
+        if self._keys is None:
+            return frozenset(attributes.items())
+        return tuple(map(attributes.get, self._keys))
 
     def limit(self, attributes: Attributes) -> Attributes:
-        """The attributes to record: the same mapping if nothing is over the cap, else a copy with _OTHER."""
-        if not attributes:
-            return attributes
-        limited: dict[str, Any] | None = None
-        for key, seen in self._seen:
-            value = attributes.get(key)
-            if value is None:
-                continue
-            try:
-                # A set read while another thread adds to it is safe under the GIL; admitting takes the lock.
-                if value in seen:
-                    continue
-            except TypeError:  # unhashable (a list): never a valid label value, folded
-                pass
-            else:
-                if value == OVERFLOW_VALUE or self._admit(seen, value):
-                    continue
-            if limited is None:
-                limited = dict(attributes)
-            limited[key] = OVERFLOW_VALUE
-            self._overflow.add(1, self._overflow_attributes[key])
-        return attributes if limited is None else limited
+        """The attributes to record: the same mapping for an admitted series, else the overflow series'."""
+        try:
+            series = self._series(attributes)
+            # A set read while another thread adds to it is safe under the GIL; admitting takes the lock.
+            if series in self._admitted or self._admit(series):
+                return attributes
+        except TypeError:  # an unhashable value (a list): never a valid label, folded
+            pass
+        self._overflow.add(1, self._overflow_counted)
+        return overflow_attributes(attributes)
 
-    def _admit(self, seen: set[Any], value: Any) -> bool:
+    def _admit(self, series: Any) -> bool:
         with self._lock:
-            if value in seen:
+            if series in self._admitted:
                 return True
-            if len(seen) < self._limit:
-                seen.add(value)
+            if len(self._admitted) < self._limit:
+                self._admitted.add(series)
                 return True
         return False
 
@@ -107,7 +120,7 @@ class AttributeValueLimiter:
 _failure_logged = threading.Event()
 
 
-def _safe_limit(limiter: AttributeValueLimiter, attributes: Attributes) -> Attributes:
+def _safe_limit(limiter: SeriesLimiter, attributes: Attributes) -> Attributes:
     """The limiter's answer, or the attributes unchanged if it fails: telemetry never raises into the app."""
     try:
         return limiter.limit(attributes)
@@ -121,7 +134,7 @@ def _safe_limit(limiter: AttributeValueLimiter, attributes: Attributes) -> Attri
 class _Limiting:
     """A proxy around an SDK instrument: folds over-cap label values, then calls the instrument."""
 
-    def __init__(self, inner: Any, limiter: AttributeValueLimiter):  # no base state: the inner one is real
+    def __init__(self, inner: Any, limiter: SeriesLimiter):  # no base state: the inner one is real
         self._inner = inner
         self._limiter = limiter
 
@@ -177,23 +190,23 @@ class _LimitedMeter(Meter):
 
 
 class CardinalityLimitedMeterProvider(MeterProvider):
-    """An SDK MeterProvider whose meters cap the ``CAPPED_ATTRIBUTES`` values on ``gen_ai.*`` instruments.
+    """An SDK MeterProvider whose meters cap the series of ``gen_ai.*`` instruments.
 
-    ``cardinality_limit``: distinct values admitted per capped key per instrument name (shared by every meter
-    creating an instrument of that name). Every other argument is the SDK MeterProvider's.
+    ``cardinality_limit``: series admitted per instrument name (shared by every meter creating an instrument
+    of that name), before the overflow series. Every other argument is the SDK MeterProvider's.
     """
 
     def __init__(self, *args: Any, cardinality_limit: int, **kwargs: Any):
         _check_limit("cardinality_limit", cardinality_limit)
         # Set before the SDK's constructor: with OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED it calls get_meter.
         self._cardinality_limit = cardinality_limit
-        self._limiters: dict[str, AttributeValueLimiter] = {}
+        self._limiters: dict[str, SeriesLimiter] = {}
         self._wrapped_meters: dict[Meter, _LimitedMeter] = {}
         self._registry_lock = threading.Lock()
         super().__init__(*args, **kwargs)
         self._overflow = super().get_meter(SELF_METER_NAME).create_counter(
             OVERFLOW_METRIC, "{measurement}",
-            "GenAI measurements with a label value the cardinality cap folded to _OTHER",
+            "GenAI measurements of a series past the cap, recorded on the overflow series",
         )
 
     def get_meter(self, name: str, version: str | None = None, schema_url: str | None = None,
@@ -206,7 +219,7 @@ class CardinalityLimitedMeterProvider(MeterProvider):
                 wrapped = self._wrapped_meters[meter] = _LimitedMeter(meter, self)
         return wrapped
 
-    def limiter_for(self, instrument_name: str) -> AttributeValueLimiter | None:
+    def limiter_for(self, instrument_name: str) -> SeriesLimiter | None:
         """The shared limiter of a ``gen_ai.*`` instrument name (case-insensitive); None for other names."""
         key = str(instrument_name).lower()
         if not key.startswith(LIMITED_NAME_PREFIX):
@@ -214,6 +227,8 @@ class CardinalityLimitedMeterProvider(MeterProvider):
         with self._registry_lock:
             limiter = self._limiters.get(key)
             if limiter is None:
-                limiter = AttributeValueLimiter(key, self._cardinality_limit, self._overflow)
+                view = GENAI_METRIC_VIEWS.get(key)
+                limiter = SeriesLimiter(key, self._cardinality_limit, self._overflow,
+                                        None if view is None else view[1])
                 self._limiters[key] = limiter
         return limiter

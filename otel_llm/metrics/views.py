@@ -47,6 +47,7 @@ COMMON_METRIC_ATTRIBUTES: frozenset[str] = frozenset({
     semconv.EXPERIMENT_ID,
     semconv.EXPERIMENT_ARM,
     semconv.LANGGRAPH_NODE,
+    semconv.OTEL_METRIC_OVERFLOW,  # only on the series cap's overflow series (metrics/cardinality.py)
 })
 
 # Instrument name -> (bucket boundaries, allowed keys). error.type where semconv defines it (duration);
@@ -59,14 +60,19 @@ GENAI_METRIC_VIEWS: Mapping[str, tuple[tuple[float, ...], frozenset[str]]] = {
 }
 
 
-def genai_views() -> list[View]:
-    """One View per GenAI client histogram: semconv buckets and the instrument's attribute allowlist."""
+def genai_views(aggregation_cardinality_limit: int | None = None) -> list[View]:
+    """One View per GenAI client histogram: semconv buckets and the instrument's attribute allowlist.
+
+    ``aggregation_cardinality_limit``: the SDK's series limit per view (None: the reader's, 2000); set it
+    above the series cap (``cardinality.sdk_cardinality_limit``) so the SDK never folds a point first.
+    """
     return [
         View(
             instrument_type=Histogram,
             instrument_name=name,
             aggregation=ExplicitBucketHistogramAggregation(boundaries=boundaries),
             attribute_keys=set(allowed),
+            aggregation_cardinality_limit=aggregation_cardinality_limit,
         )
         for name, (boundaries, allowed) in GENAI_METRIC_VIEWS.items()
     ]

@@ -34,7 +34,7 @@ from otel_llm.configure import (
     build_from_environment,
     build_telemetry,
 )
-from otel_llm.metrics.cardinality import OVERFLOW_VALUE, CardinalityLimitedMeterProvider
+from otel_llm.metrics.cardinality import OVERFLOW_ATTRIBUTE, CardinalityLimitedMeterProvider
 from otel_llm.processors.redact import RedactingSpanExporter
 from otel_llm.processors.rollup import RollupBatchSpanProcessor
 from otel_llm.settings import Settings
@@ -401,13 +401,14 @@ def test_rollup_off_exports_spans_unchanged(built):
 
 
 def test_cardinality_limit_setting_applies(built):
-    """OTEL_LLM_METRICS_CARDINALITY_LIMIT=1: the second model on the duration metric is _OTHER."""
+    """OTEL_LLM_METRICS_CARDINALITY_LIMIT=1: the second model's duration goes to the overflow series."""
     pipeline = built(Settings(rollup_window_ms=0, metrics_cardinality_limit=1))
     pipeline.request_with_llm_call()
     pipeline.request_with_llm_call(**{semconv.GEN_AI_REQUEST_MODEL: "anthropic.claude-3-sonnet-v1:0"})
-    models = {attrs[semconv.GEN_AI_REQUEST_MODEL] for attrs, _ in
-              metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION)}
-    assert models == {"anthropic.claude-3-haiku-20240307-v1:0", OVERFLOW_VALUE}
+    points = metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION)
+    models = {attrs.get(semconv.GEN_AI_REQUEST_MODEL, "overflow" if attrs.get(OVERFLOW_ATTRIBUTE) else None)
+              for attrs, _ in points}
+    assert models == {"anthropic.claude-3-haiku-20240307-v1:0", "overflow"}
 
 
 def test_disabled_is_the_plain_sdk(built):
