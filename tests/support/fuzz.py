@@ -1,7 +1,7 @@
 """Hypothesis settings for the fuzz (property-based) tests: bounded in ``make test``, longer for a release.
 
 ``OTEL_LLM_FUZZ_EXAMPLES`` sets the examples per property (default ``DEFAULT_EXAMPLES``, derandomized so
-``make test`` is reproducible); set it (e.g. 10000, docs/performance.md "Fuzzing") for the longer, randomized
+``make test`` is reproducible); set it (e.g. 10000, docs/testing.md) for the longer, randomized
 release run.
 No deadline: a slow example on a shared machine is not a failure.
 """
