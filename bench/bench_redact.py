@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from otel_llm import semconv
@@ -51,15 +52,9 @@ class NoOpExporter(SpanExporter):
 
 
 def finished_spans(kind: str, count: int) -> list[ReadableSpan]:
-    collected: list[ReadableSpan] = []
-
-    class Collect(SpanExporter):
-        def export(self, spans):
-            collected.extend(spans)
-            return SpanExportResult.SUCCESS
-
+    collected = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(Collect()))
+    provider.add_span_processor(SimpleSpanProcessor(collected))
     tracer = provider.get_tracer("bench")
     for number in range(count):
         if kind == "plain":
@@ -77,7 +72,7 @@ def finished_spans(kind: str, count: int) -> list[ReadableSpan]:
         except PermissionError:
             pass
     provider.shutdown()
-    return collected
+    return list(collected.get_finished_spans())
 
 
 def _timed(exporter: SpanExporter, spans: list[ReadableSpan]) -> float:
