@@ -203,8 +203,12 @@ def build_telemetry(
     redactor = _optional("redaction", lambda: Redactor(settings.redact_keys, settings.redact_patterns),
                          lambda: None) if settings.redact else None
     for index, exporter in enumerate(span_exporters):
+        own_drops = getattr(exporter, "drops", None)  # the METRIC line exporter counts the lines it lost
+        if isinstance(own_drops, DropCounter):
+            drop_counters.append(own_drops)
         if redactor is not None:
             exporter = RedactingSpanExporter(exporter, redactor)
+            drop_counters.append(exporter.drops)
         if index == 0 and settings.rollup_enabled:
             # Fallbacks are read from the roll-up, so only behind a roll-up stage; on the first exporter only,
             # so a fallback counts once per request.

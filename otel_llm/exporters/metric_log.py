@@ -19,8 +19,9 @@ field's key ends at its first ``=`` (keys are plain names).
 
 Bounds: each value is cut to ``MAX_VALUE_CHARS`` characters before escaping (at most 6 bytes each after it),
 so a line, of at most 9 fields, stays under ``MAX_LINE_BYTES`` (16 KiB, far under CloudWatch Logs' 256 KB
-event limit). A span whose line cannot be made costs that line only: it is counted in
-``skipped_lines`` and logged once; the batch's other lines are written.
+event limit). A span whose line cannot be made costs that line only: it is counted in ``drops``
+(``otel_llm.spans.dropped{error.type=metric_line_failed}`` under configure()) and logged once; the batch's
+other lines are written.
 
 Switched on by ``OTEL_LLM_METRIC_LOG`` (``stdout``, ``stderr`` or a file path; off when unset). Cost: nothing
 on the application thread; a few dictionary reads and one write per selected span on the export thread.
@@ -43,6 +44,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_llm import semconv
 from otel_llm.experiment import assigned_provider_model
+from otel_llm.metrics.health import METRIC_LINE_FAILED, DropCounter
 from otel_llm.settings import env_csv
 
 _logger = logging.getLogger(__name__)
@@ -182,7 +184,7 @@ class MetricLogExporter(SpanExporter):
             raise ValueError("select must be a callable taking a ReadableSpan and returning bool")
         self._select = select or is_llm_or_node_span
         self._lock = threading.Lock()
-        self.skipped_lines = 0  # spans whose line could not be made
+        self.drops = DropCounter(None)  # spans whose line could not be made
         self._owned = False
         if destination in (STDOUT, STDERR):
             self._stream_name: str | None = destination
@@ -218,12 +220,10 @@ class MetricLogExporter(SpanExporter):
                 elif self._select(span):
                     out.append(span_line(span))
             except Exception:
-                with self._lock:
-                    self.skipped_lines += 1
-                    first = self.skipped_lines == 1
-                if first:
+                self.drops.add(1, METRIC_LINE_FAILED)
+                if self.drops.counts()[METRIC_LINE_FAILED] == 1:
                     _logger.warning("otel-llm: a span's METRIC line could not be made; skipped (counted in "
-                                    "skipped_lines, logged once)", exc_info=True)
+                                    "otel_llm.spans.dropped, logged once)", exc_info=True)
         return out
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

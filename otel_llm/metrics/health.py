@@ -9,7 +9,8 @@ the SDK's internals change, it warns once that drops cannot be counted and leave
 ``register_pipeline_metrics`` publishes, on a meter of otel-llm's MeterProvider:
 
 - ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full`` or
-  ``already_shutdown``);
+  ``already_shutdown`` from the batch processors, ``redaction_failed`` from the redaction stage,
+  ``metric_line_failed`` from the METRIC line exporter);
 - ``otel_llm.rollup.evicted_traces``, ``.expired_traces`` (``{trace}``), ``.late_spans``,
   ``.overflow_spans`` (``{span}``), ``.rerooted_calls`` (``{call}``) (observable counters) and
   ``otel_llm.rollup.buffered_traces``, ``.buffered_spans`` (observable up-down counters), summed over the
@@ -36,6 +37,8 @@ _logger = logging.getLogger(__name__)
 METER_NAME = "otel_llm.pipeline"
 DROPPED_SPANS_METRIC = "otel_llm.spans.dropped"
 QUEUE_FULL = "queue_full"
+REDACTION_FAILED = "redaction_failed"  # otel_llm.processors.redact: a span it could not read, not exported
+METRIC_LINE_FAILED = "metric_line_failed"  # otel_llm.exporters.metric_log: a span it could not write
 # RollupStats field -> (metric name, unit, monotonic counter?)
 ROLLUP_METRICS: dict[str, tuple[str, str, bool]] = {
     "evicted_traces": ("otel_llm.rollup.evicted_traces", "{trace}", True),

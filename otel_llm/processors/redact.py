@@ -12,7 +12,8 @@ OTLP, the console and the METRIC lines all receive redacted spans) and runs on t
   ``Bearer ...``, URL user-info, ``?token=...``, ``password=...``).
 
 A span with nothing to redact is passed on as it is; one with a secret is replaced by a copy. A span that
-cannot be read is dropped (never exported unredacted), logged once and counted in ``dropped``.
+cannot be read is dropped (never exported unredacted), logged once and counted in ``drops``
+(``otel_llm.spans.dropped{error.type=redaction_failed}`` once configure() registers it).
 
 Cost, on the export thread only (bench/bench_redact.py, docs/performance.md): a cached key lookup per
 attribute and one RE2 scan of the span's text joined together; the rules run one by one only on a span that
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
 from otel_llm import redaction
+from otel_llm.metrics.health import REDACTION_FAILED, DropCounter
 from otel_llm.processors.normalize import EnrichedSpan
 
 _logger = logging.getLogger(__name__)
@@ -135,8 +136,7 @@ class RedactingSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, redactor: Redactor) -> None:
         self._inner = inner
         self._redactor = redactor
-        self._lock = threading.Lock()
-        self.dropped = 0  # spans that could not be redacted, so were not exported
+        self.drops = DropCounter(None)  # spans that could not be redacted, so were not exported
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         out = []
@@ -144,10 +144,8 @@ class RedactingSpanExporter(SpanExporter):
             try:
                 out.append(self._redactor.span(span))
             except Exception:  # one unreadable span costs only itself; never exported unredacted
-                with self._lock:
-                    self.dropped += 1
-                    first = self.dropped == 1
-                if first:
+                self.drops.add(1, REDACTION_FAILED)
+                if self.drops.counts()[REDACTION_FAILED] == 1:
                     _logger.warning("otel-llm: a span could not be redacted and was dropped", exc_info=True)
         return self._inner.export(out) if out else SpanExportResult.SUCCESS
 

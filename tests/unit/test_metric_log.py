@@ -372,7 +372,7 @@ class TestExporter:
         with caplog.at_level(logging.WARNING):
             assert writer.export([good[0], bad, *good[1:]]) is SpanExportResult.SUCCESS
         assert out.getvalue().count("METRIC|") == 2
-        assert writer.skipped_lines == 1
+        assert writer.drops.counts() == {"metric_line_failed": 1}
 
     def test_broken_stream_fails_without_raising(self, spans):
         """A stream that raises on write gives FAILURE, never an exception."""

@@ -232,7 +232,7 @@ class TestStage:
         with caplog.at_level(logging.WARNING):
             assert stage.export([good, bad, good]) is SpanExportResult.SUCCESS
         assert [span.name for span in inner.get_finished_spans()] == ["good", "good"]
-        assert stage.dropped == 1
+        assert stage.drops.counts() == {"redaction_failed": 1}
 
 
 class TestCollectorSide:
