@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -194,8 +195,9 @@ class _Regexes(_Rule):
     def _compiled(patterns: Sequence[str]) -> Any:
         try:
             for pattern in patterns:
+                re.compile(pattern)  # first: a syntax error fails here quietly (RE2 would also log it)
                 re2.compile(pattern)
-        except re2.error:
+        except (re.error, re2.error):
             return _INVALID
         return tuple(patterns)
 
