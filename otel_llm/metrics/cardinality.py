@@ -11,16 +11,29 @@ The SDK's own per-view limit (``aggregation_cardinality_limit``, 2000 attribute 
 whole data point into ``otel.metric.overflow=true`` and loses every attribute; this cap keeps operation,
 error type and the rest, and folds only the one unbounded value.
 
+The same wrapper is otel-llm's one view of every GenAI recording, so two more things happen there, before
+the cap:
+
+- Provider label: ``semconv.metric_provider`` (data in ``semconv.HOST_RULES``): a point whose
+  ``server.address`` is an Azure OpenAI host gets ``gen_ai.provider.name=azure.ai.openai`` whatever the
+  instrumentation wrote; a point with only the deprecated ``gen_ai.system`` (contrib botocore:
+  ``aws.bedrock``) gets it as ``gen_ai.provider.name``. Translated, not allowlisted: dashboards and alerts
+  group by one label name, and the views then drop ``gen_ai.system`` as before.
+- Duration and token-usage recordings by meters other than otel-llm's are noted in ``recorded_calls``
+  (otel_llm.metrics.recorded), so span-derived metrics skip the calls an instrumentation counted.
+
 Cost per recording on a capped instrument: one dict read per capped key and a set-membership test per key
-present (~0.5 µs for six keys, four present); a lock only the first time a value is seen. Other
-instruments are returned unwrapped and cost nothing extra.
+present (~0.5 µs for six keys, four present); a lock only the first time a value is seen; two dict reads for
+the provider (a regex search when ``server.address`` is set); the note above on the two watched instruments.
+Other instruments are returned unwrapped and cost nothing extra.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.metrics import Counter, Histogram, Meter
@@ -28,6 +41,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.util.types import Attributes
 
 from otel_llm import semconv
+from otel_llm.metrics.recorded import WATCHED_INSTRUMENTS, RecordedCalls
 
 _logger = logging.getLogger(__name__)
 
@@ -36,6 +50,7 @@ OVERFLOW_METRIC = "otel_llm.metrics.overflow"
 OVERFLOW_METRIC_NAME_KEY = "otel_llm.metric.name"
 OVERFLOW_ATTRIBUTE_KEY = "otel_llm.attribute.key"
 LIMITED_NAME_PREFIX = "gen_ai."
+LIMITED_NAMES = frozenset({semconv.METRIC_TOKEN_USAGE_DETAIL})  # otel-llm's own GenAI instruments
 # The labels the GenAI views keep whose values come from outside the code: provider and model names (whatever
 # an instrumentation reports), the experiment id and arm (baggage; a client sets them when
 # OTEL_LLM_BAGGAGE_TRUST_INCOMING=true) and the LangGraph node (graphs can be built from data).
@@ -48,6 +63,8 @@ CAPPED_ATTRIBUTES: tuple[str, ...] = (
     semconv.LANGGRAPH_NODE,
 )
 SELF_METER_NAME = "otel_llm"
+# Meters of otel-llm itself (their GenAI recordings are not an instrumentation's): names start with this.
+OWN_METER_PREFIX = "otel_llm"
 
 
 def _check_limit(name: str, limit: Any) -> None:
@@ -107,10 +124,22 @@ class AttributeValueLimiter:
 _failure_logged = threading.Event()
 
 
+def _with_provider(attributes: Attributes) -> Attributes:
+    """``attributes`` with the provider ``semconv.metric_provider`` gives (the server's host beats the
+    recorded provider; the deprecated ``gen_ai.system`` is translated), or the same mapping when none."""
+    if not attributes:
+        return attributes
+    provider = semconv.metric_provider(attributes)
+    if provider is None:
+        return attributes
+    return {**attributes, semconv.GEN_AI_PROVIDER_NAME: provider}
+
+
 def _safe_limit(limiter: AttributeValueLimiter, attributes: Attributes) -> Attributes:
-    """The limiter's answer, or the attributes unchanged if it fails: telemetry never raises into the app."""
+    """The provider-translated attributes after the limiter, or the attributes unchanged if either fails:
+    telemetry never raises into the app."""
     try:
-        return limiter.limit(attributes)
+        return limiter.limit(_with_provider(attributes))
     except Exception:  # boundary into user code; log the first failure only
         if not _failure_logged.is_set():
             _failure_logged.set()
@@ -119,11 +148,17 @@ def _safe_limit(limiter: AttributeValueLimiter, attributes: Attributes) -> Attri
 
 
 class _Limiting:
-    """A proxy around an SDK instrument: folds over-cap label values, then calls the instrument."""
+    """A proxy around an SDK instrument: folds over-cap label values, then calls the instrument.
 
-    def __init__(self, inner: Any, limiter: AttributeValueLimiter):  # no base state: the inner one is real
+    ``note``: called with the recording's context before recording (``RecordedCalls.note`` bound to the
+    meter's scope), or None.
+    """
+
+    def __init__(self, inner: Any, limiter: AttributeValueLimiter,
+                 note: Callable[[Any], None] | None = None):  # no base state: the inner one is real
         self._inner = inner
         self._limiter = limiter
+        self._note = note
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -131,12 +166,25 @@ class _Limiting:
 
 class _LimitedHistogram(_Limiting, Histogram):
     def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
+        if self._note is not None:
+            _safe_note(self._note, context)
         self._inner.record(amount, _safe_limit(self._limiter, attributes), context)
 
 
 class _LimitedCounter(_Limiting, Counter):
     def add(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
+        if self._note is not None:
+            _safe_note(self._note, context)
         self._inner.add(amount, _safe_limit(self._limiter, attributes), context)
+
+
+def _safe_note(note: Callable[[Any], None], context: Any) -> None:
+    try:
+        note(context)
+    except Exception:  # boundary into user code; log the first failure only
+        if not _failure_logged.is_set():
+            _failure_logged.set()
+            _logger.warning("otel-llm: noting a GenAI metric recording failed", exc_info=True)
 
 
 class _LimitedMeter(Meter):
@@ -153,12 +201,19 @@ class _LimitedMeter(Meter):
     def create_histogram(self, name, unit="", description="", **kwargs) -> Histogram:
         histogram = self._inner.create_histogram(name, unit, description, **kwargs)
         limiter = self._provider.limiter_for(name)
-        return histogram if limiter is None else _LimitedHistogram(histogram, limiter)
+        return histogram if limiter is None else _LimitedHistogram(histogram, limiter, self._note_for(name))
 
     def create_counter(self, name, unit="", description="") -> Counter:
         counter = self._inner.create_counter(name, unit, description)
         limiter = self._provider.limiter_for(name)
-        return counter if limiter is None else _LimitedCounter(counter, limiter)
+        return counter if limiter is None else _LimitedCounter(counter, limiter, self._note_for(name))
+
+    def _note_for(self, instrument_name: str) -> Callable[[Any], None] | None:
+        """What records that this meter recorded a watched GenAI instrument; None for otel-llm's own meters
+        and other instruments."""
+        if str(instrument_name).lower() not in WATCHED_INSTRUMENTS or self.name.startswith(OWN_METER_PREFIX):
+            return None
+        return functools.partial(self._provider.recorded_calls.note, self.name)
 
     def create_up_down_counter(self, name, unit="", description=""):
         return self._inner.create_up_down_counter(name, unit, description)
@@ -190,6 +245,7 @@ class CardinalityLimitedMeterProvider(MeterProvider):
         self._limiters: dict[str, AttributeValueLimiter] = {}
         self._wrapped_meters: dict[Meter, _LimitedMeter] = {}
         self._registry_lock = threading.Lock()
+        self.recorded_calls = RecordedCalls()
         super().__init__(*args, **kwargs)
         self._overflow = super().get_meter(SELF_METER_NAME).create_counter(
             OVERFLOW_METRIC, "{measurement}",
@@ -207,9 +263,10 @@ class CardinalityLimitedMeterProvider(MeterProvider):
         return wrapped
 
     def limiter_for(self, instrument_name: str) -> AttributeValueLimiter | None:
-        """The shared limiter of a ``gen_ai.*`` instrument name (case-insensitive); None for other names."""
+        """The shared limiter of a ``gen_ai.*`` or ``LIMITED_NAMES`` instrument name (case-insensitive); None
+        for other names."""
         key = str(instrument_name).lower()
-        if not key.startswith(LIMITED_NAME_PREFIX):
+        if not key.startswith(LIMITED_NAME_PREFIX) and key not in LIMITED_NAMES:
             return None
         with self._registry_lock:
             limiter = self._limiters.get(key)
