@@ -86,10 +86,14 @@ class OtlpHttpSink:
         return [(attributes_of(rs.resource.attributes), span) for request in requests
                 for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
 
+    def metric_requests(self) -> list[Any]:
+        """Every ExportMetricsServiceRequest received so far, in arrival order."""
+        with self._lock:
+            return list(self._received["/v1/metrics"])
+
     def metric_points(self, name: str) -> list[tuple[dict[str, Any], dict[str, Any], Any]]:
         """(resource attributes, point attributes, point) for every data point of metric ``name`` so far."""
-        with self._lock:
-            requests = list(self._received["/v1/metrics"])
+        requests = self.metric_requests()
         found = []
         for request in requests:
             for rm in request.resource_metrics:
