@@ -6,7 +6,8 @@ incl. streaming SSE and the Azure deployments path, Bedrock Converse, ConverseSt
 stream, InvokeModel), one call per FastAPI request, and exports OTLP/HTTP to a local sink. Configured by
 environment variables only. For every app:
 
-- the LLM span carries the right ``gen_ai.provider.name`` and ``gen_ai.request.model``;
+- the LLM span carries the right ``gen_ai.provider.name`` and ``gen_ai.request.model`` (for ``/langchain``
+  the outer span: otel-llm's LangChain span around the SDK instrumentation's);
 - the request's SERVER span carries the roll-up (provider, one call, an error call where the call failed);
 - ``gen_ai.client.operation.duration`` counts each call exactly once over all producers, and the duration and
   ``gen_ai.client.token.usage`` points carry the right provider; the failed call is counted with
@@ -70,7 +71,9 @@ class App:
 
 
 OPENAI_CALLS = {"/chat": ("openai", OPENAI_MODEL), "/chat-stream": ("openai", OPENAI_MODEL),
-                "/chat-error": ("openai", "missing-model"), "/azure": ("azure.ai.openai", OPENAI_MODEL)}
+                "/chat-error": ("openai", "missing-model"), "/azure": ("azure.ai.openai", OPENAI_MODEL),
+                # otel-llm's LangChain span around the SDK's span: one call
+                "/langchain": ("openai", OPENAI_MODEL)}
 APPS = {
     "openai-v2": App("openai", "openai-v2", OPENAI_CALLS, "/chat-error", control_fails=CHECKS),
     "openllmetry": App(
@@ -81,7 +84,8 @@ APPS = {
     "openinference": App(
         "openai", "openinference",
         {"/chat": ("openai", OPENAI_RESPONSE_MODEL), "/chat-stream": ("openai", OPENAI_RESPONSE_MODEL),
-         "/chat-error": ("openai", semconv.UNKNOWN), "/azure": ("azure.ai.openai", OPENAI_RESPONSE_MODEL)},
+         "/chat-error": ("openai", semconv.UNKNOWN), "/azure": ("azure.ai.openai", OPENAI_RESPONSE_MODEL),
+         "/langchain": ("openai", OPENAI_MODEL)},
         "/chat-error", control_fails=CHECKS),
     "botocore": App(
         "bedrock", None, {route: ("aws.bedrock", BEDROCK_MODEL) for route in ("/converse", "/converse-stream",

@@ -6,7 +6,8 @@ flushes the tracer and meter providers and exits. The SDK talks to the fake prov
 
 - ``openai``: ``/chat`` (chat completion), ``/chat-stream`` (streamed, with usage), ``/chat-error`` (unknown
   model: 404), ``/azure`` (``openai.AzureOpenAI`` for ``https://interop.openai.azure.com``; a transport sends
-  its requests to the fake provider, so the SDK and the instrumentation see the Azure host).
+  its requests to the fake provider, so the SDK and the instrumentation see the Azure host), ``/langchain``
+  (a LangChain chat model calling the same client: otel-llm's LangChain span around the SDK's span).
 - ``bedrock``: ``/converse``, ``/converse-stream``, ``/invoke`` (boto3 ``bedrock-runtime``) and
   ``/converse-error`` (unknown model: ValidationException).
 
@@ -30,7 +31,7 @@ OPENAI_MODEL = "gpt-4o-mini"
 BEDROCK_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 MISSING_MODEL = "missing-model"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
-OPENAI_ROUTES = ("/chat", "/chat-stream", "/chat-error", "/azure")
+OPENAI_ROUTES = ("/chat", "/chat-stream", "/chat-error", "/azure", "/langchain")
 BEDROCK_ROUTES = ("/converse", "/converse-stream", "/invoke", "/converse-error")
 
 
@@ -76,7 +77,42 @@ def openai_app() -> FastAPI:
         azure.chat.completions.create(model=OPENAI_MODEL, messages=MESSAGES)
         return {"ok": True}
 
+    chat_model = sdk_chat_model(client)
+
+    @app.post("/langchain")
+    def langchain_chat() -> dict:
+        return {"ok": bool(chat_model.invoke("Say hello").content)}
+
     return app
+
+
+def sdk_chat_model(client):
+    """A minimal LangChain chat model over the openai client (langchain-openai is not a dependency here)."""
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    class SDKChatModel(BaseChatModel):
+        model: str = OPENAI_MODEL
+
+        @property
+        def _llm_type(self) -> str:
+            return "openai-sdk"
+
+        def _get_ls_params(self, stop=None, **kwargs):
+            return {**super()._get_ls_params(stop=stop, **kwargs), "ls_provider": "openai",
+                    "ls_model_name": self.model}
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+            response = client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": str(m.content)} for m in messages])
+            usage = response.usage
+            message = AIMessage(content=response.choices[0].message.content, usage_metadata={
+                "input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens})
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    return SDKChatModel()
 
 
 def bedrock_app() -> FastAPI:
