@@ -244,15 +244,17 @@ def normalize_model(value: Any) -> str | None:
     return text[:MAX_MODEL_LENGTH] if text is not None else None
 
 
-def provider_from_model(model: Any) -> str | None:
-    """The provider a model id implies (``anthropic.claude-3-haiku-20240307-v1:0`` is Bedrock), or None."""
-    text = _as_text(model)
+def _first_rule(rules: tuple[tuple[re.Pattern[str], str], ...], value: Any) -> str | None:
+    """The provider of the first compiled rule whose pattern is found in ``value``'s text, or None."""
+    text = _as_text(value)
     if text is None:
         return None
-    for pattern, provider in _COMPILED_MODEL_RULES:
-        if pattern.search(text):
-            return provider
-    return None
+    return next((provider for pattern, provider in rules if pattern.search(text)), None)
+
+
+def provider_from_model(model: Any) -> str | None:
+    """The provider a model id implies (``anthropic.claude-3-haiku-20240307-v1:0`` is Bedrock), or None."""
+    return _first_rule(_COMPILED_MODEL_RULES, model)
 
 
 def is_bedrock_model_id(model: Any) -> bool:
@@ -262,13 +264,7 @@ def is_bedrock_model_id(model: Any) -> bool:
 
 def provider_from_host(address: Any) -> str | None:
     """The provider a ``server.address`` (host or URL) implies by ``HOST_RULES``, or None."""
-    text = _as_text(address)
-    if text is None:
-        return None
-    for pattern, provider in _COMPILED_HOST_RULES:
-        if pattern.search(text):
-            return provider
-    return None
+    return _first_rule(_COMPILED_HOST_RULES, address)
 
 
 def is_llm_span(attributes: Mapping[str, Any]) -> bool:

@@ -19,8 +19,9 @@ import json
 import struct
 import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
+
+from tests.support.local_http import LocalHTTPServer, QuietHandler
 
 MISSING_MODEL = "missing-model"
 OPENAI_RESPONSE_MODEL_SUFFIX = "-2024-07-18"
@@ -87,7 +88,7 @@ class FakeLLMProvider:
         self._lock = threading.Lock()
         provider = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -149,27 +150,14 @@ class FakeLLMProvider:
                     self._send(404, "application/json", b'{"message": "no such action"}')
 
             def _send(self, status: int, content_type: str, body: bytes, headers: dict | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("x-amzn-RequestId", "fake-request")
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
+                headers = {"x-amzn-RequestId": "fake-request", **(headers or {})}
+                self.reply(status, content_type, body, headers)
 
-            def log_message(self, format: str, *args: object) -> None:  # keep test output clean
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-llm", daemon=True)
-        self._thread.start()
+        self._http = LocalHTTPServer(Handler, "fake-llm")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._http.url
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._http.close()
