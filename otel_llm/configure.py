@@ -184,7 +184,8 @@ def build_telemetry(
     if settings.span_metrics:
         span_metrics = _optional(
             "span-derived metrics",
-            lambda: SpanDerivedMetrics(meter_provider, settings.span_metrics_skip_scopes),
+            lambda: SpanDerivedMetrics(meter_provider, settings.span_metrics_skip_scopes,
+                                       getattr(meter_provider, "recorded_calls", None)),
             lambda: None,
         )
     baggage = _optional(

@@ -1,13 +1,16 @@
 """OTTL for the collector's transform processor, generated from ``otel_llm.semconv``.
 
-Spans from services that do not run otel_llm (a Go service, a bare langsmith[otel] worker) reach the
-collector with ``gen_ai.system``, LangSmith's ``ls_provider`` or only a model id. The statements generated
-here give such a span what the SDK's export-side enrichment (``otel_llm.processors.normalize``) gives it: on
-LLM spans the ``gen_ai.provider.name`` of ``semconv.resolve_provider`` (same alias table, model-id rules and
-precedence: provider name, ``ls_provider``, a Bedrock-only model id, ``gen_ai.system`` unless a framework, the
-provider the model id implies; same normalisation) and the ``gen_ai.request.model`` of
-``semconv.resolve_model``, each ``unknown`` when nothing is derivable; on any span, LangSmith's
-``langgraph_node`` metadata as ``llm.langgraph.node``.
+Spans from services that do not run otel_llm (a Go service, a bare langsmith[otel] worker, an OpenInference
+app) reach the collector with ``gen_ai.system``, LangSmith's ``ls_provider``, OpenInference's ``llm.*`` or
+only a model id. The statements generated here give such a span what the SDK's export-side enrichment
+(``otel_llm.processors.normalize``) gives it: on LLM spans the ``gen_ai.provider.name`` of
+``semconv.resolve_provider`` (same host rules, alias table, model-id rules and precedence: the server
+address's host rule, provider name, ``ls_provider``, a Bedrock-only model id, ``SYSTEM_KEYS`` unless a
+framework, the provider the model id implies; same normalisation) and the ``gen_ai.request.model`` of
+``semconv.resolve_model`` (``MODEL_KEYS``), each ``unknown`` when nothing is derivable; on any span,
+LangSmith's ``langgraph_node`` metadata as ``llm.langgraph.node``. A span already carrying a canonical
+provider and a model is left alone, unless its ``server.address`` matches a host rule (openai-v2's Azure
+spans say ``openai``).
 
 Cost in the collector (bench/bench_collector_transform.py, docs/performance.md): one condition per span
 ("already enriched by the SDK" first, then ``semconv.is_llm_span`` in OTTL), within noise for spans that need
@@ -77,9 +80,16 @@ def _alias_map() -> str:
     return "{" + entries + "}"
 
 
+def _host_match(address: str) -> str:
+    """An OTTL condition: ``address`` matches any of ``semconv.HOST_RULES``."""
+    pattern = "(?i)(?:" + "|".join(rule for rule, _ in semconv.HOST_RULES) + ")"
+    return f"({address} != nil and IsString({address}) and IsMatch({address}, {_quote(pattern)}))"
+
+
 def llm_span_condition() -> str:
     """``semconv.is_llm_span`` and "not already enriched by the SDK", as one OTTL condition."""
     kind, operation = _attr(semconv.LANGSMITH_SPAN_KIND), _attr(semconv.GEN_AI_OPERATION_NAME)
+    oi_kind = _attr(semconv.OPENINFERENCE_SPAN_KIND)
     request_type, model = _attr(semconv.OPENLLMETRY_REQUEST_TYPE), _attr(semconv.GEN_AI_REQUEST_MODEL)
     provider, system = _attr(semconv.GEN_AI_PROVIDER_NAME), _attr(semconv.GEN_AI_SYSTEM)
     operations = _quote(_exact(semconv.LLM_OPERATIONS))
@@ -87,24 +97,27 @@ def llm_span_condition() -> str:
     canonical = _quote(_exact(semconv.PROVIDER_ALIASES))
     provider_set = f'({provider} != nil and {provider} != "")'
     provider_unset = f'({provider} == nil or {provider} == "")'
+    no_kind = f"{kind} == nil and {oi_kind} == nil"
     is_llm = (
         f"(({kind} != nil and IsMatch({kind}, {_quote(_exact(semconv.LANGSMITH_LLM_KINDS))}))"
-        f" or ({kind} == nil and {operation} != nil and IsMatch({operation}, {operations}))"
-        f" or ({kind} == nil and {operation} == nil and {request_type} != nil"
+        f" or ({kind} == nil and {oi_kind} != nil"
+        f" and IsMatch({oi_kind}, {_quote(_exact(semconv.OPENINFERENCE_LLM_KINDS))}))"
+        f" or ({no_kind} and {operation} != nil and IsMatch({operation}, {operations}))"
+        f" or ({no_kind} and {operation} == nil and {request_type} != nil"
         f" and IsMatch({request_type}, {operations}))"
-        f" or ({kind} == nil and {operation} == nil and {request_type} == nil and {model} != nil"
+        f" or ({no_kind} and {operation} == nil and {request_type} == nil and {model} != nil"
         f" and (({provider_set} and not IsMatch({provider}, {frameworks}))"
         f" or ({provider_unset} and {system} != nil and not IsMatch({system}, {frameworks})))))"
     )
-    already_done = f"{provider} != nil and IsMatch({provider}, {canonical}) and {model} != nil"
+    already_done = (f"{provider} != nil and IsMatch({provider}, {canonical}) and {model} != nil"
+                    f" and not {_host_match(_attr(semconv.SERVER_ADDRESS))}")
     return f"not ({already_done}) and {is_llm}"  # the cheap test first: most LLM spans come enriched
 
 
 def _model_statements() -> list[str]:
     """``semconv.resolve_model`` into the cache: lowest precedence first, so the best non-blank one wins."""
     statements = []
-    for name in (semconv.GEN_AI_RESPONSE_MODEL, semconv.LANGSMITH_LS_MODEL_NAME,
-                 semconv.GEN_AI_REQUEST_MODEL):
+    for name in reversed(semconv.MODEL_KEYS):
         statements.append(f'set({_cache(MODEL)}, {_attr(name)}) where IsMatch({_attr(name)}, "\\\\S")')
     return statements + _as_capped_text(_cache(MODEL), semconv.MAX_MODEL_LENGTH)
 
@@ -158,8 +171,19 @@ def genai_statements() -> list[str]:
     frameworks = _quote(_exact(semconv.FRAMEWORK_SYSTEMS))
     take_candidate = f"set({provider}, {candidate}) where {undecided} and {usable}"
     forget_candidate = f"delete_key(cache, {_quote(CANDIDATE)})"
+    address = _attr(semconv.SERVER_ADDRESS)
+    host_rules = [  # forward, each only while undecided: the first matching rule wins
+        f"set({provider}, {_quote(rule_provider)}) where {undecided} and {address} != nil"
+        f" and IsString({address}) and IsMatch({address}, {_quote('(?i)' + pattern)})"
+        for pattern, rule_provider in semconv.HOST_RULES
+    ]
+    systems = []
+    for key in semconv.SYSTEM_KEYS:
+        systems += [*_normalize_statements(key, undecided),
+                    f"{take_candidate} and not IsMatch({candidate}, {frameworks})", forget_candidate]
     return [
         *_model_statements(),
+        *host_rules,
         *_normalize_statements(semconv.GEN_AI_PROVIDER_NAME, undecided),
         take_candidate,
         forget_candidate,
@@ -168,8 +192,7 @@ def genai_statements() -> list[str]:
         forget_candidate,
         *_inference_statements(undecided),
         f"set({provider}, {inferred}) where {undecided} and {inferred} == {_quote(BEDROCK)}",
-        *_normalize_statements(semconv.GEN_AI_SYSTEM, undecided),
-        f"{take_candidate} and not IsMatch({candidate}, {frameworks})",
+        *systems,
         f"set({provider}, {inferred}) where {undecided} and {inferred} != nil",
         f"set({_attr(semconv.GEN_AI_PROVIDER_NAME)}, Coalesce([{provider}, {_quote(semconv.UNKNOWN)}]))",
         f"set({_attr(semconv.GEN_AI_REQUEST_MODEL)}, Coalesce([{_cache(MODEL)}, {_quote(semconv.UNKNOWN)}]))",

@@ -23,6 +23,9 @@ GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
 OTEL_METRIC_OVERFLOW = "otel.metric.overflow"  # the metrics specification's attribute of an overflow series
@@ -37,6 +40,9 @@ METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
 METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+# Own metric: the parts of the token counts (no convention has them as a metric); llm.token.detail says which.
+METRIC_TOKEN_USAGE_DETAIL = "llm.client.token.usage.detail"
+TOKEN_DETAIL = "llm.token.detail"  # cache_read | cache_write | reasoning
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # s, on the LLM span
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 # gen_ai.operation.name values written by the LangChain instrumentation.
@@ -50,6 +56,7 @@ OPERATION_INVOKE_WORKFLOW = "invoke_workflow"
 GEN_AI_SYSTEM = "gen_ai.system"
 GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
 GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"  # renamed cache_write
 
 # --- LangSmith (langsmith[otel]) and OpenLLMetry attributes (read only) -------------------------------------
 LANGSMITH_SPAN_KIND = "langsmith.span.kind"
@@ -66,6 +73,18 @@ LANGSMITH_METADATA_PREFIX = "langsmith.metadata."
 LANGSMITH_PROMPT = "gen_ai.prompt"
 LANGSMITH_COMPLETION = "gen_ai.completion"
 OPENLLMETRY_REQUEST_TYPE = "llm.request.type"
+OPENLLMETRY_REASONING_TOKENS = "gen_ai.usage.reasoning_tokens"
+
+# --- OpenInference (Arize; openinference-semantic-conventions) attributes (read only) -----------------------
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENINFERENCE_PROVIDER = "llm.provider"  # the host's operator ("azure" for Azure OpenAI)
+OPENINFERENCE_SYSTEM = "llm.system"  # the API family ("openai" for Azure OpenAI too)
+OPENINFERENCE_MODEL_NAME = "llm.model_name"  # the response model
+OPENINFERENCE_PROMPT_TOKENS = "llm.token_count.prompt"
+OPENINFERENCE_COMPLETION_TOKENS = "llm.token_count.completion"
+OPENINFERENCE_CACHE_READ_TOKENS = "llm.token_count.prompt_details.cache_read"
+OPENINFERENCE_CACHE_WRITE_TOKENS = "llm.token_count.prompt_details.cache_write"
+OPENINFERENCE_REASONING_TOKENS = "llm.token_count.completion_details.reasoning"
 
 # --- otel-llm's own names, only where no convention exists --------------------------------------------------
 EXPERIMENT_ID = "llm.experiment.id"
@@ -82,6 +101,12 @@ ROLLUP_MODELS = "llm.rollup.models"  # distinct models, sorted (string array)
 ROLLUP_CALLS = "llm.rollup.calls"  # number of LLM calls beneath
 ROLLUP_INPUT_TOKENS = "llm.rollup.input_tokens"  # sum over the calls beneath
 ROLLUP_OUTPUT_TOKENS = "llm.rollup.output_tokens"
+# Details of the token sums above (cache reads and writes are part of the input tokens, reasoning of the
+# output tokens): own names, never gen_ai.usage.*, so a backend summing gen_ai.usage.* over a trace counts
+# each call once.
+ROLLUP_CACHE_READ_INPUT_TOKENS = "llm.rollup.cache_read.input_tokens"
+ROLLUP_CACHE_WRITE_INPUT_TOKENS = "llm.rollup.cache_write.input_tokens"
+ROLLUP_REASONING_OUTPUT_TOKENS = "llm.rollup.reasoning.output_tokens"
 ROLLUP_ERROR_CALLS = "llm.rollup.error_calls"  # calls beneath that ended with an error
 ROLLUP_ERROR = "llm.rollup.error"  # true when any call beneath failed
 
@@ -96,6 +121,8 @@ LLM_OPERATIONS = frozenset(
 )
 # langsmith.span.kind values that are model calls; every other kind (chain, tool, retriever, ...) is not.
 LANGSMITH_LLM_KINDS = frozenset({"llm", "embedding"})
+# openinference.span.kind values that are model calls (its CHAIN, AGENT, TOOL, ... spans are not).
+OPENINFERENCE_LLM_KINDS = frozenset({"LLM", "EMBEDDING"})
 # gen_ai.system values that name a framework, not a provider (langsmith marks every chain span "langchain").
 FRAMEWORK_SYSTEMS = frozenset({"langchain", "langgraph", "llamaindex", "crewai"})
 
@@ -148,6 +175,35 @@ MODEL_RULES: tuple[tuple[str, str], ...] = (
 _COMPILED_MODEL_RULES = tuple(
     (re.compile(pattern, re.IGNORECASE), provider) for pattern, provider in MODEL_RULES
 )
+# Server-address rules, first match wins, over any provider an instrumentation wrote: where the request went
+# decides (openai-v2 writes gen_ai.provider.name=openai for openai.AzureOpenAI). Matched against
+# server.address, which some instrumentations fill with a host and others with a URL (OpenLLMetry).
+HOST_RULES: tuple[tuple[str, str], ...] = (
+    (r"(?:^|[/.])openai\.azure\.com(?:[:/]|$)", "azure.ai.openai"),
+    (r"(?:^|[/.])(?:services|inference)\.ai\.azure\.com(?:[:/]|$)", "azure.ai.inference"),
+    (r"(?:^|[/.])bedrock-runtime(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?(?:[:/]|$)", "aws.bedrock"),
+)
+_COMPILED_HOST_RULES = tuple(
+    (re.compile(pattern, re.IGNORECASE), provider) for pattern, provider in HOST_RULES
+)
+
+# Where each fact of an LLM span is read, first present key wins: the semantic conventions, then their
+# deprecated names, then LangSmith's, OpenLLMetry's and OpenInference's.
+MODEL_KEYS: tuple[str, ...] = (
+    GEN_AI_REQUEST_MODEL, LANGSMITH_LS_MODEL_NAME, GEN_AI_RESPONSE_MODEL, OPENINFERENCE_MODEL_NAME,
+)
+# Provider keys after gen_ai.provider.name and LangSmith's ls_provider (see resolve_provider).
+SYSTEM_KEYS: tuple[str, ...] = (GEN_AI_SYSTEM, OPENINFERENCE_PROVIDER, OPENINFERENCE_SYSTEM)
+# Token kind -> keys. Cache reads and writes are part of the input tokens, reasoning of the output tokens.
+TOKEN_KEYS: Mapping[str, tuple[str, ...]] = {
+    "input": (GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_PROMPT_TOKENS, OPENINFERENCE_PROMPT_TOKENS),
+    "output": (GEN_AI_USAGE_OUTPUT_TOKENS, GEN_AI_USAGE_COMPLETION_TOKENS, OPENINFERENCE_COMPLETION_TOKENS),
+    "cache_read": (GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, OPENINFERENCE_CACHE_READ_TOKENS),
+    "cache_write": (GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+                    OPENINFERENCE_CACHE_WRITE_TOKENS),
+    "reasoning": (GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, OPENLLMETRY_REASONING_TOKENS,
+                  OPENINFERENCE_REASONING_TOKENS),
+}
 _NON_NAME_CHARS = re.compile(r"[^a-z0-9_.]+")
 
 
@@ -189,15 +245,17 @@ def normalize_model(value: Any) -> str | None:
     return text[:MAX_MODEL_LENGTH] if text is not None else None
 
 
-def provider_from_model(model: Any) -> str | None:
-    """The provider a model id implies (``anthropic.claude-3-haiku-20240307-v1:0`` is Bedrock), or None."""
-    text = _as_text(model)
+def _first_rule(rules: tuple[tuple[re.Pattern[str], str], ...], value: Any) -> str | None:
+    """The provider of the first compiled rule whose pattern is found in ``value``'s text, or None."""
+    text = _as_text(value)
     if text is None:
         return None
-    for pattern, provider in _COMPILED_MODEL_RULES:
-        if pattern.search(text):
-            return provider
-    return None
+    return next((provider for pattern, provider in rules if pattern.search(text)), None)
+
+
+def provider_from_model(model: Any) -> str | None:
+    """The provider a model id implies (``anthropic.claude-3-haiku-20240307-v1:0`` is Bedrock), or None."""
+    return _first_rule(_COMPILED_MODEL_RULES, model)
 
 
 def is_bedrock_model_id(model: Any) -> bool:
@@ -205,16 +263,24 @@ def is_bedrock_model_id(model: Any) -> bool:
     return provider_from_model(model) == "aws.bedrock"
 
 
+def provider_from_host(address: Any) -> str | None:
+    """The provider a ``server.address`` (host or URL) implies by ``HOST_RULES``, or None."""
+    return _first_rule(_COMPILED_HOST_RULES, address)
+
+
 def is_llm_span(attributes: Mapping[str, Any]) -> bool:
     """True when the attributes describe a real model call, whichever instrumentation made the span.
 
-    LangSmith's span kind decides when present (it marks chains ``gen_ai.operation.name=chain``); then the
-    semconv operation name; then OpenLLMetry's request type; last, a provider-like system together with a
-    model.
+    LangSmith's or OpenInference's span kind decides when present (LangSmith marks chains
+    ``gen_ai.operation.name=chain``); then the semconv operation name; then OpenLLMetry's request type; last,
+    a provider-like system together with a model.
     """
     kind = attributes.get(LANGSMITH_SPAN_KIND)
     if kind is not None:
         return kind in LANGSMITH_LLM_KINDS
+    kind = attributes.get(OPENINFERENCE_SPAN_KIND)
+    if kind is not None:
+        return kind in OPENINFERENCE_LLM_KINDS
     operation = attributes.get(GEN_AI_OPERATION_NAME)
     if operation is not None:
         return operation in LLM_OPERATIONS
@@ -230,9 +296,9 @@ def is_llm_span(attributes: Mapping[str, Any]) -> bool:
 
 
 def resolve_model(attributes: Mapping[str, Any]) -> str | None:
-    """The requested model: semconv request model, else LangSmith's ``ls_model_name``, else the response
-    model."""
-    for key in (GEN_AI_REQUEST_MODEL, LANGSMITH_LS_MODEL_NAME, GEN_AI_RESPONSE_MODEL):
+    """The requested model: the first of ``MODEL_KEYS`` that holds text (a number is printed; a value that
+    prints empty is skipped)."""
+    for key in MODEL_KEYS:
         model = normalize_model(attributes.get(key))
         if model is not None:
             return model
@@ -242,31 +308,47 @@ def resolve_model(attributes: Mapping[str, Any]) -> str | None:
 def resolve_provider(attributes: Mapping[str, Any], model: str | None = None) -> str | None:
     """The provider of an LLM span, by precedence.
 
-    1. ``gen_ai.provider.name`` as set (normalised).
-    2. LangSmith's ``ls_provider``: the chat model's own word, e.g. ``amazon_bedrock``.
-    3. A Bedrock-only model id: langsmith's ``gen_ai.system`` is a guess from the model name and calls
+    1. The ``server.address`` by ``HOST_RULES`` (Azure OpenAI behind an instrumentation that says openai).
+    2. ``gen_ai.provider.name`` as set (normalised).
+    3. LangSmith's ``ls_provider``: the chat model's own word, e.g. ``amazon_bedrock``.
+    4. A Bedrock-only model id: langsmith's ``gen_ai.system`` is a guess from the model name and calls
        Bedrock's Claude ``anthropic``, so the id's shape wins over it.
-    4. The deprecated ``gen_ai.system``, unless it names a framework (``langchain``).
-    5. The provider the model id implies.
+    5. ``SYSTEM_KEYS``: the deprecated ``gen_ai.system``, OpenInference's ``llm.provider`` then
+       ``llm.system``, unless it names a framework (``langchain``).
+    6. The provider the model id implies.
     """
-    provider = normalize_provider(attributes.get(GEN_AI_PROVIDER_NAME))
-    if provider is not None:
-        return provider
-    provider = normalize_provider(attributes.get(LANGSMITH_LS_PROVIDER))
-    if provider is not None:
-        return provider
+    for provider in (provider_from_host(attributes.get(SERVER_ADDRESS)),
+                     normalize_provider(attributes.get(GEN_AI_PROVIDER_NAME)),
+                     normalize_provider(attributes.get(LANGSMITH_LS_PROVIDER))):
+        if provider is not None:
+            return provider
     if model is None:
         model = resolve_model(attributes)
     inferred = provider_from_model(model)
     if inferred == "aws.bedrock":
         return inferred
-    system = normalize_provider(attributes.get(GEN_AI_SYSTEM))
-    if system is not None and system not in FRAMEWORK_SYSTEMS:
-        return system
+    for key in SYSTEM_KEYS:
+        system = normalize_provider(attributes.get(key))
+        if system is not None and system not in FRAMEWORK_SYSTEMS:
+            return system
     return inferred
 
 
+def metric_provider(attributes: Mapping[str, Any]) -> str | None:
+    """The ``gen_ai.provider.name`` a GenAI metric point should carry, or None to leave it as recorded.
+
+    For instrumentations' own metrics: the ``server.address`` by ``HOST_RULES`` beats the recorded provider;
+    a point with only the deprecated ``gen_ai.system`` gets it translated.
+    """
+    provider = provider_from_host(attributes.get(SERVER_ADDRESS))
+    if provider is None and attributes.get(GEN_AI_PROVIDER_NAME) is None:
+        provider = normalize_provider(attributes.get(GEN_AI_SYSTEM))
+    return provider if provider != attributes.get(GEN_AI_PROVIDER_NAME) else None
+
+
 def _as_int(value: Any) -> int | None:
+    """A token count: an int, a float (truncated) or text holding an int; None for negatives, bools and the
+    rest."""
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -276,12 +358,20 @@ def _as_int(value: Any) -> int | None:
     return number if number >= 0 else None
 
 
+def resolve_token_counts(attributes: Mapping[str, Any]) -> dict[str, int]:
+    """Token kind (``TOKEN_KEYS``: input, output, cache_read, cache_write, reasoning) -> the count of the
+    first key that holds a valid count. Kinds with none are absent."""
+    counts: dict[str, int] = {}
+    for kind, keys in TOKEN_KEYS.items():
+        for key in keys:
+            count = _as_int(attributes.get(key))
+            if count is not None:
+                counts[kind] = count
+                break
+    return counts
+
+
 def resolve_tokens(attributes: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """Input and output token counts from the semconv names, else the deprecated prompt/completion names."""
-    input_tokens = _as_int(attributes.get(GEN_AI_USAGE_INPUT_TOKENS))
-    if input_tokens is None:
-        input_tokens = _as_int(attributes.get(GEN_AI_USAGE_PROMPT_TOKENS))
-    output_tokens = _as_int(attributes.get(GEN_AI_USAGE_OUTPUT_TOKENS))
-    if output_tokens is None:
-        output_tokens = _as_int(attributes.get(GEN_AI_USAGE_COMPLETION_TOKENS))
-    return input_tokens, output_tokens
+    """Input and output token counts (``resolve_token_counts``)."""
+    counts = resolve_token_counts(attributes)
+    return counts.get("input"), counts.get("output")

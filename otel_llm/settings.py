@@ -39,24 +39,11 @@ DEFAULT_BAGGAGE_KEYS: tuple[str, ...] = (
     semconv.SESSION_ID,
     semconv.GEN_AI_CONVERSATION_ID,
 )
-# Instrumentation scopes that record gen_ai.client.* metrics themselves; span-derived metrics skip their
-# spans. Entries match a scope name exactly or as a dotted prefix: "opentelemetry.instrumentation.openai"
-# covers OpenLLMetry's "opentelemetry.instrumentation.openai.v1".
-DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = (
-    "opentelemetry.instrumentation.openai_v2",
-    "opentelemetry.instrumentation.openai_agents",
-    "opentelemetry.instrumentation.google_genai",
-    "opentelemetry.instrumentation.vertexai",
-    "opentelemetry.instrumentation.langchain",
-    "opentelemetry.instrumentation.openai",
-    "opentelemetry.instrumentation.anthropic",
-    "opentelemetry.instrumentation.bedrock",
-    "opentelemetry.instrumentation.cohere",
-    "opentelemetry.instrumentation.mistralai",
-    "opentelemetry.instrumentation.groq",
-    "opentelemetry.instrumentation.ollama",
-    "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
-)
+# Instrumentation scopes whose spans never add span-derived metrics: none by default, since otel-llm sees
+# which calls an instrumentation records GenAI metrics for (otel_llm.metrics.recorded). The override, for
+# instrumentations that record on a MeterProvider of their own. Entries match a scope name exactly or as a
+# dotted prefix: "opentelemetry.instrumentation.openai" covers "opentelemetry.instrumentation.openai.v1".
+DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = ()
 
 _INVALID = object()  # what a rule returns for a value it does not accept
 _warned_variables: set[str] = set()

@@ -13,6 +13,8 @@ import threading
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, set_span_in_context, use_span
 
 from otel_llm import semconv
 from otel_llm.metrics.cardinality import (
@@ -24,6 +26,7 @@ from otel_llm.metrics.cardinality import (
     CardinalityLimitedMeterProvider,
     sdk_cardinality_limit,
 )
+from otel_llm.metrics.recorded import RecordedCalls
 from otel_llm.metrics.views import GENAI_METRIC_VIEWS, genai_views
 from tests.support.metric_points import metric_points
 
@@ -304,3 +307,57 @@ def test_instruments_created_before_the_provider_is_set_are_capped():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             check=True)
     assert result.stdout.strip() == "[('-', 2), ('a', 1)]"
+
+
+class TestProviderLabelOfInstrumentations:
+    """The provider label of instrumentations' own GenAI points, fixed before the views drop gen_ai.system."""
+
+    def test_deprecated_system_becomes_the_provider(self):
+        """botocore records gen_ai.system=aws.bedrock only: the point keeps gen_ai.provider.name=aws.bedrock
+        (without otel-llm's translation the view's allowlist leaves it with no provider at all)."""
+        pipeline = Pipeline(limit=10)
+        pipeline.histogram(scope="opentelemetry.instrumentation.botocore.bedrock-runtime").record(
+            1.0, {semconv.GEN_AI_SYSTEM: "aws.bedrock", MODEL: "anthropic.claude-3-haiku-20240307-v1:0"})
+        (attributes, _), = metric_points(pipeline.reader, DURATION)
+        assert attributes[PROVIDER] == "aws.bedrock" and semconv.GEN_AI_SYSTEM not in attributes
+
+    def test_azure_host_wins_over_the_recorded_provider(self):
+        """openai-v2 records provider openai for Azure OpenAI; the server address says azure.ai.openai."""
+        pipeline = Pipeline(limit=10)
+        pipeline.histogram(scope="opentelemetry.util.genai.handler").record(
+            1.0, {PROVIDER: "openai", semconv.SERVER_ADDRESS: "res.openai.azure.com"})
+        (attributes, _), = metric_points(pipeline.reader, DURATION)
+        assert attributes[PROVIDER] == "azure.ai.openai"
+
+
+class TestRecordedCalls:
+    """Which calls instrumentations recorded GenAI duration/token metrics for, as span-derived metrics see."""
+
+    def test_a_recording_notes_its_scope_and_current_span(self):
+        """An instrumentation's duration recording inside its span notes the meter's scope and the span id."""
+        pipeline = Pipeline(limit=10)
+        span = TracerProvider().get_tracer("t").start_span("chat")
+        with use_span(span, end_on_exit=True):
+            pipeline.histogram(scope="opentelemetry.util.genai.handler").record(1.0, {})
+        recorded = pipeline.provider.recorded_calls
+        assert recorded.scopes == {"opentelemetry.util.genai.handler"}
+        assert recorded.covers((), (span.get_span_context().span_id,))
+        assert not recorded.covers(("other.scope",), (12345,))
+
+    def test_own_meters_and_other_instruments_are_not_noted(self):
+        """otel-llm's own GenAI recordings, and instruments other than duration and token usage, note
+        nothing."""
+        pipeline = Pipeline(limit=10)
+        pipeline.histogram(scope="otel_llm.metrics.from_spans").record(1.0, {})
+        pipeline.histogram(semconv.METRIC_TIME_TO_FIRST_CHUNK, scope="vendor").record(1.0, {})
+        assert pipeline.provider.recorded_calls.scopes == frozenset()
+
+    def test_span_ids_are_bounded(self):
+        """Past max_span_ids the oldest span ids are forgotten."""
+        recorded = RecordedCalls(max_span_ids=2)
+        for span_id in (1, 2, 3):
+            context = set_span_in_context(NonRecordingSpan(SpanContext(1, span_id, False)))
+            recorded.note("scope", context)
+        assert not recorded.covers((), (1,)) and recorded.covers((), (2, 3))
+        with pytest.raises(ValueError, match="max_span_ids"):
+            RecordedCalls(max_span_ids=0)

@@ -61,11 +61,12 @@ class TestGeneratedStatements:
         assert json.loads(literal) == expected
 
     def test_sources_are_tried_by_falling_precedence_while_undecided(self):
-        """Provider name, then ls_provider, then gen_ai.system, each only while no provider is decided."""
+        """Provider name, then ls_provider, then gen_ai.system, llm.provider, llm.system (SYSTEM_KEYS), each
+        only while no provider is decided."""
         sources = [statement for statement in ottl.genai_statements()
                    if statement.startswith('set(cache["candidate"], span.attributes[')]
         assert [_literals(statement)[1] for statement in sources] == [
-            semconv.GEN_AI_PROVIDER_NAME, semconv.LANGSMITH_LS_PROVIDER, semconv.GEN_AI_SYSTEM]
+            semconv.GEN_AI_PROVIDER_NAME, semconv.LANGSMITH_LS_PROVIDER, *semconv.SYSTEM_KEYS]
         assert all(f'cache["{ottl.PROVIDER}"] == nil' in statement for statement in sources)
         written = [_literals(statement)[0] for statement in ottl.genai_statements()[-2:]]
         assert written == [semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL]
