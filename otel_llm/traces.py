@@ -223,12 +223,14 @@ def _split_joined(value: Any) -> tuple[str, ...]:
 
 
 def group_traces(spans: Iterable[Span]) -> list[Trace]:
-    """Spans grouped into traces (each sorted by start), earliest trace first."""
-    by_trace: dict[str, list[Span]] = defaultdict(list)
+    """Spans grouped into traces (each sorted by start), earliest trace first; a span id seen again in the
+    same trace is dropped (Jaeger returns the whole trace to a query of each of its services, so a trace
+    assembled from several services' answers holds every span once per service)."""
+    by_trace: dict[str, dict[str, Span]] = defaultdict(dict)
     for span in spans:
-        by_trace[span.trace_id].append(span)
+        by_trace[span.trace_id].setdefault(span.span_id, span)
     traces = [
-        Trace(trace_id, tuple(sorted(members, key=lambda span: (span.start_us, span.span_id))))
+        Trace(trace_id, tuple(sorted(members.values(), key=lambda span: (span.start_us, span.span_id))))
         for trace_id, members in by_trace.items()
     ]
     return sorted(traces, key=lambda trace: (trace.start_us, trace.trace_id))
