@@ -1,19 +1,20 @@
 """``otel-llm ab``: which experiment arm is faster, and is the difference real?
 
-Reads the experiment's traces from Jaeger (requests, error rate, p50/p95/p99 trace duration, tokens per
-request) and time to first token from Prometheus, per arm (``llm.experiment.arm``); compares every arm with
-the fastest by a Mann-Whitney U test on trace durations (Holm-adjusted with three or more arms); prints a
-table (or ``--json``) and optionally draws a PNG (``--chart``, needs the ``ab`` extra: matplotlib).
+Reads the experiment's traces from Jaeger (requests, error rate, p50/p95/p99 trace duration, time to first
+token, tokens per request; TTFT from Prometheus for an arm whose spans lack it), per arm
+(``llm.experiment.arm``); compares every arm with the fastest by a Mann-Whitney U test on trace durations
+(Holm-adjusted with three or more arms) and states the difference of the medians with its interval; prints a
+table (or ``--json``) and optionally draws a PNG (``--chart``). Needs the ``ab`` extra (SciPy, statsmodels,
+matplotlib); without it the command exits 2 naming the extra, before any query.
 
 Exit codes: 0 report printed (and charted); 2 with one line on stderr: a URL that is not http(s), a query API
-unreachable, no trace of the experiment found, ``--chart`` without matplotlib (checked before any query), or
+unreachable, no trace of the experiment found, the ``ab`` extra missing (checked before any query), or
 the chart file not writable (after the report is printed).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -91,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--chart", metavar="PNG", default=None, help="also draw the report into this PNG file"
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, extra="ab")
 
 
 def _fail(message: str) -> int:
@@ -100,14 +101,16 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from otel_llm.ab.report import build_report, render_table
+    # The ab extra's modules first, so a missing one is named (otel_llm.cli.main) before any query.
+    from otel_llm.ab.report import TTFT_PERCENTILES, build_report, render_table
+
+    if args.chart:
+        import matplotlib  # noqa: F401
     from otel_llm.ab.sources import PrometheusSource, SourceError, jaeger_samples
     from otel_llm.cli.search import JaegerClient
 
     jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
     prometheus_url = args.prometheus_url or os.environ.get(PROMETHEUS_URL_ENV) or DEFAULT_PROMETHEUS_URL
-    if args.chart and importlib.util.find_spec("matplotlib") is None:
-        return _fail("--chart needs matplotlib: pip install 'otel-llm[ab]'")
     lookback_us = parse_duration(args.lookback)
     problem = url_problem(jaeger_url, "--jaeger-url", JAEGER_URL_ENV) or url_problem(
         prometheus_url, "--prometheus-url", PROMETHEUS_URL_ENV
@@ -120,9 +123,17 @@ def run(args: argparse.Namespace) -> int:
         if not samples:
             wanted = f"experiment {args.experiment}" if args.experiment else "an arm"
             return _fail(f"no trace with {wanted} in Jaeger at {jaeger_url} in the last {args.lookback}")
-        arms = sorted({sample.arm for sample in samples})
+        # Prometheus only for arms whose spans carry no time to first token (otel_llm.ab.sources).
+        arms = sorted({s.arm for s in samples} - {s.arm for s in samples if s.ttft_s})
         window = f"{max(lookback_us // 1_000_000, 1)}s"
-        ttft = {q: prometheus.time_to_first_token(arms, q / 100, window, args.experiment) for q in (50, 95)}
+        ttft = (
+            {
+                q: prometheus.time_to_first_token(arms, q / 100, window, args.experiment)
+                for q in TTFT_PERCENTILES
+            }
+            if arms
+            else {}
+        )
     except (SearchError, SourceError) as exc:
         return _fail(str(exc))
     report = build_report(samples, ttft, args.alpha, args.experiment)

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use the real local stack (collector, Jaeger, Prometheus, Redis) and print its endpoints",
     )
     parser.add_argument("--json", action="store_true", help="print traces, requests and summary as JSON")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, extra="demo")
 
 
 def progress_printer(stream: Any = None) -> Callable[[str], None]:
@@ -138,6 +138,8 @@ def run_embedded_demo(requests: int, as_json: bool, progress: Callable[[str], No
         from otel_llm.demo.embedded import run_embedded
 
         result = run_embedded(requests=requests, progress=progress)
+    except ModuleNotFoundError:
+        raise  # the demo extra is missing: otel_llm.cli.main names it
     except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
         print(f"otel-llm demo: the embedded run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
