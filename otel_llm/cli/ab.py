@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from otel_llm.cli.search import (
+from otel_llm.cli.endpoints import (
     DEFAULT_JAEGER_URL,
+    DEFAULT_PROMETHEUS_URL,
     JAEGER_URL_ENV,
-    SearchError,
-    _duration_arg,
-    _positive_int,
-    parse_duration,
-    url_problem,
+    PROMETHEUS_URL_ENV,
+    jaeger_url,
+    prometheus_url,
+    url_help,
 )
+from otel_llm.cli.search import SearchError, _duration_arg, _positive_int, parse_duration, url_problem
 
-PROMETHEUS_URL_ENV = "OTEL_LLM_PROMETHEUS_URL"
-DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 DEFAULT_LOOKBACK = "15m"
 DEFAULT_LIMIT = 2000
 EXIT_ERROR = 2
@@ -57,12 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jaeger-url",
         default=None,
-        help=f"Jaeger query URL (default: ${JAEGER_URL_ENV} or {DEFAULT_JAEGER_URL})",
+        help=url_help("Jaeger query", JAEGER_URL_ENV, DEFAULT_JAEGER_URL),
     )
     parser.add_argument(
         "--prometheus-url",
         default=None,
-        help=f"Prometheus URL (default: ${PROMETHEUS_URL_ENV} or {DEFAULT_PROMETHEUS_URL})",
+        help=url_help("Prometheus", PROMETHEUS_URL_ENV, DEFAULT_PROMETHEUS_URL),
     )
     parser.add_argument(
         "--experiment",
@@ -109,20 +107,19 @@ def run(args: argparse.Namespace) -> int:
     from otel_llm.ab.sources import PrometheusSource, SourceError, jaeger_samples
     from otel_llm.cli.search import JaegerClient
 
-    jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
-    prometheus_url = args.prometheus_url or os.environ.get(PROMETHEUS_URL_ENV) or DEFAULT_PROMETHEUS_URL
+    jaeger_base, prometheus_base = jaeger_url(args.jaeger_url), prometheus_url(args.prometheus_url)
     lookback_us = parse_duration(args.lookback)
-    problem = url_problem(jaeger_url, "--jaeger-url", JAEGER_URL_ENV) or url_problem(
-        prometheus_url, "--prometheus-url", PROMETHEUS_URL_ENV
+    problem = url_problem(jaeger_base, "--jaeger-url", JAEGER_URL_ENV) or url_problem(
+        prometheus_base, "--prometheus-url", PROMETHEUS_URL_ENV
     )
     if problem:
         return _fail(problem)
-    jaeger, prometheus = JaegerClient(jaeger_url), PrometheusSource(prometheus_url)
+    jaeger, prometheus = JaegerClient(jaeger_base), PrometheusSource(prometheus_base)
     try:
         samples = jaeger_samples(jaeger, args.service, lookback_us, args.limit, args.experiment)
         if not samples:
             wanted = f"experiment {args.experiment}" if args.experiment else "an arm"
-            return _fail(f"no trace with {wanted} in Jaeger at {jaeger_url} in the last {args.lookback}")
+            return _fail(f"no trace with {wanted} in Jaeger at {jaeger_base} in the last {args.lookback}")
         # Prometheus only for arms whose spans carry no time to first token (otel_llm.ab.sources).
         arms = sorted({s.arm for s in samples} - {s.arm for s in samples if s.ttft_s})
         window = f"{max(lookback_us // 1_000_000, 1)}s"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -32,10 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_llm import semconv
+from otel_llm.cli.endpoints import DEFAULT_JAEGER_URL, JAEGER_URL_ENV, jaeger_url, url_help
 from otel_llm.traces import Trace, from_jaeger, summaries_json
 
-JAEGER_URL_ENV = "OTEL_LLM_JAEGER_URL"
-DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
 DEFAULT_LOOKBACK = "1h"
 DEFAULT_LIMIT = 20
 # Traces asked of Jaeger per service when a filter cannot be sent to it and is only checked here.
@@ -269,7 +267,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jaeger-url",
         default=None,
-        help=f"Jaeger query URL (default: ${JAEGER_URL_ENV} or {DEFAULT_JAEGER_URL})",
+        help=url_help("Jaeger query", JAEGER_URL_ENV, DEFAULT_JAEGER_URL),
     )
     parser.add_argument(
         "--service",
@@ -311,13 +309,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from otel_llm.cli.render import render_trace_table
 
-    jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
-    problem = url_problem(jaeger_url, "--jaeger-url", JAEGER_URL_ENV)
+    url = jaeger_url(args.jaeger_url)
+    problem = url_problem(url, "--jaeger-url", JAEGER_URL_ENV)
     if problem:
         print(f"otel-llm search: {problem}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        client = JaegerClient(jaeger_url)
+        client = JaegerClient(url)
         min_duration_us = parse_duration(args.min_duration) if args.min_duration else 0
         trace_filter = TraceFilter(args.provider, args.model, args.arm, args.intent, min_duration_us)
         traces = search(client, trace_filter, args.service, parse_duration(args.lookback), args.limit)
@@ -326,8 +324,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if not traces:
         print(
-            f"otel-llm search: no trace matched {_describe(args)} in the last {args.lookback} "
-            f"at {jaeger_url}",
+            f"otel-llm search: no trace matched {_describe(args)} in the last {args.lookback} at {url}",
             file=sys.stderr,
         )
         return EXIT_ERROR
