@@ -121,6 +121,11 @@ def print_report(
 
 
 def run(args: argparse.Namespace) -> int:
+    # The demo extra's modules (FastAPI, LangGraph, uvicorn, gRPC) first: without the extra this is one line
+    # naming it (otel_llm.cli.main), before any progress or a stack is started.
+    import otel_llm.demo.embedded  # noqa: F401
+    import otel_llm.demo.services  # noqa: F401
+
     if args.stack:
         from otel_llm.cli.demo_stack import run_on_stack
 
@@ -130,16 +135,13 @@ def run(args: argparse.Namespace) -> int:
 
 def run_embedded_demo(requests: int, as_json: bool, progress: Callable[[str], None]) -> int:
     """The default demo: everything in this process, nothing else running."""
+    from otel_llm.demo.embedded import run_embedded
     from otel_llm.traces import from_readable_spans
 
     started = time.monotonic()
     progress(f"running {requests} chat requests in-process (API, worker, LangGraph; no servers needed)")
     try:
-        from otel_llm.demo.embedded import run_embedded
-
         result = run_embedded(requests=requests, progress=progress)
-    except ModuleNotFoundError:
-        raise  # the demo extra is missing: otel_llm.cli.main names it
     except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
         print(f"otel-llm demo: the embedded run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
