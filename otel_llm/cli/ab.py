@@ -27,9 +27,15 @@ from otel_llm.cli.endpoints import (
     prometheus_url,
     url_help,
 )
-from otel_llm.cli.search import SearchError, _duration_arg, _positive_int, parse_duration, url_problem
+from otel_llm.cli.search import (
+    DEFAULT_LOOKBACK,
+    SearchError,
+    _duration_arg,
+    _positive_int,
+    parse_duration,
+    url_problem,
+)
 
-DEFAULT_LOOKBACK = "15m"
 DEFAULT_LIMIT = 2000
 EXIT_ERROR = 2
 

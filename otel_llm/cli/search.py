@@ -34,7 +34,7 @@ from otel_llm import semconv
 from otel_llm.cli.endpoints import DEFAULT_JAEGER_URL, JAEGER_URL_ENV, jaeger_url, url_help
 from otel_llm.traces import Trace, from_jaeger, summaries_json
 
-DEFAULT_LOOKBACK = "1h"
+DEFAULT_LOOKBACK = "1h"  # also otel-llm ab's (and trace's): one look-back for every command reading Jaeger
 DEFAULT_LIMIT = 20
 # Traces asked of Jaeger per service when a filter cannot be sent to it and is only checked here.
 SCAN_LIMIT = 200

@@ -330,7 +330,7 @@ class TestCli:
     def test_parser_defaults_and_alpha_check(self):
         """`otel-llm ab` parses its flags and refuses an alpha outside (0, 1)."""
         args = build_parser().parse_args(["ab", "--experiment", "ab1", "--json"])
-        assert (args.experiment, args.alpha, args.json, args.lookback) == ("ab1", 0.05, True, "15m")
+        assert (args.experiment, args.alpha, args.json, args.lookback) == ("ab1", 0.05, True, "1h")
         with pytest.raises(SystemExit):
             build_parser().parse_args(["ab", "--alpha", "2"])
 
