@@ -17,6 +17,7 @@ from collections.abc import Callable
 from otel_llm.stack.run import COMPONENTS_BY_NAME, JAEGER_CONFIGS  # stdlib-only module: cheap for --help
 
 DEFAULT_LOG_LINES = 50
+FOLLOW_INTERVAL_SECONDS = 0.25
 
 
 def _reporting_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -57,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     logs.add_argument("component", nargs="?", choices=list(COMPONENTS_BY_NAME),
                       help="one component (default: all)")
     logs.add_argument("-n", "--lines", type=int, default=DEFAULT_LOG_LINES, help="lines per component")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="then keep printing what the logs get, each line prefixed with its component, "
+                           "until Ctrl-C")
     logs.set_defaults(handler=_reporting_errors(_logs))
 
 
@@ -117,7 +121,38 @@ def _logs(args: argparse.Namespace) -> int:
     for name in names:
         print(f"==> {stack.log_file(name)} <==")
         print(stack.tail(name, args.lines))
+    if args.follow:
+        _follow({name: stack.log_file(name) for name in names})
     return 0
+
+
+def _follow(logs: dict, interval: float = FOLLOW_INTERVAL_SECONDS) -> None:
+    """Print the lines appended to each log from now on as ``<component> | line``, until Ctrl-C."""
+    import time
+
+    offsets = {name: path.stat().st_size if path.exists() else 0 for name, path in logs.items()}
+    pending = dict.fromkeys(logs, b"")
+    try:
+        while True:
+            for name, path in logs.items():
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    continue
+                if size < offsets[name]:  # truncated or replaced: start over
+                    offsets[name] = 0
+                if size == offsets[name]:
+                    continue
+                with open(path, "rb") as log:
+                    log.seek(offsets[name])
+                    data = pending[name] + log.read(size - offsets[name])
+                offsets[name] = size
+                *lines, pending[name] = data.split(b"\n")
+                for line in lines:
+                    print(f"{name} | {line.decode(errors='replace')}", flush=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
 
 
 def _print_status(status: dict, *, as_json: bool) -> None:
@@ -130,6 +165,7 @@ def _print_status(status: dict, *, as_json: bool) -> None:
             health = "healthy"
         else:
             health = "running, unhealthy" if component["running"] else "stopped"
-        print(f"  {name:<11} {health:<19} pid={component['pid']}  log={component['log']}")
+        pid = f"pid={component['pid']}" if component["running"] else "-"
+        print(f"  {name:<11} {health:<19} {pid:<11} log={component['log']}")
     for name, endpoint in status["endpoints"].items():
         print(f"  {name:<17} {endpoint}")
