@@ -49,6 +49,20 @@ class Span:
     def end_us(self) -> int:
         return self.start_us + self.duration_us
 
+    def to_dict(self) -> dict[str, Any]:
+        """The span as JSON-ready values (times in microseconds since the epoch, attributes as text where
+        they are not numbers or booleans)."""
+        return {
+            "span_id": self.span_id,
+            "parent_id": self.parent_id,
+            "name": self.name,
+            "service": self.service,
+            "start_us": self.start_us,
+            "duration_us": self.duration_us,
+            "error": self.error,
+            "attributes": {key: _json_value(value) for key, value in self.attributes.items()},
+        }
+
     @property
     def node(self) -> str | None:
         """The LangGraph node this span is (our attribute, else LangSmith's metadata), or None."""
@@ -205,6 +219,18 @@ class Trace:
             "error": self.error,
             "spans": len(self.spans),
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """``summary()`` with the spans themselves instead of their count (``demo --json``)."""
+        return {**self.summary(), "spans": [span.to_dict() for span in self.spans]}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    return str(value)
 
 
 def _as_int(value: Any) -> int:

@@ -89,16 +89,16 @@ def print_report(
     endpoints: Mapping[str, str] | None = None,
 ) -> None:
     """The traces as trees, the requests, the per-provider/model summary and the endpoints (or as JSON)."""
-    from otel_llm.cli.render import format_table, render_summary, render_tree
+    from otel_llm.cli.render import format_table, render_summary, render_tree, summary_rows
 
     if as_json:
         document = {
-            "traces": [{**trace.summary(), "tree": render_tree(trace)} for trace in traces],
+            "traces": [{**trace.to_dict(), "tree": render_tree(trace)} for trace in traces],
             "requests": [
                 dict(zip(("job_id", "provider", "model", "answer"), row, strict=True))
                 for row in request_rows(results)
             ],
-            "summary": render_summary(traces),
+            "summary": summary_rows(traces),
             **({"endpoints": dict(endpoints)} if endpoints else {}),
         }
         print(json.dumps(document, indent=2))
