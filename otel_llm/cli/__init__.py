@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "otel_llm.cli.stack",
     "otel_llm.cli.search",
     "otel_llm.cli.ab",
+    "otel_llm.cli.trace",
 )
 
 

@@ -243,6 +243,7 @@ def read_traces(jaeger_url: str, job_ids: Sequence[str], lookback_us: int) -> li
 def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) -> int:
     from otel_llm.ab.sources import SourceError
     from otel_llm.cli.demo import print_report
+    from otel_llm.cli.trace import command as trace_command
     from otel_llm.stack.run import Stack, StackError, default_state_dir
 
     started_us = time.time_ns() // 1000
@@ -314,7 +315,8 @@ def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) 
         "Prometheus": stack.prometheus_url,
         "OTLP gRPC": stack.otlp_grpc_endpoint,
         "OTLP HTTP": stack.otlp_http_endpoint,
-        "search": f"otel-llm search --jaeger-url {stack.jaeger_query_url} --provider aws.bedrock",
+        "search": "otel-llm search --provider aws.bedrock",
+        "trace tree": trace_command(traces[0].trace_id),
     }
     header = f"{len(traces)} traces from {requests} requests, read from Jaeger"
     print_report(traces, results, as_json, header, endpoints)

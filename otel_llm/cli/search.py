@@ -214,6 +214,15 @@ class JaegerClient:
             params["minDuration"] = f"{min_duration_us}us"
         return self._data("/api/traces", params)
 
+    def trace(self, trace_id: str) -> list[Any]:
+        """One trace by id (Jaeger's ``data`` list: empty or one trace); SearchError when Jaeger has none."""
+        try:
+            return self._data(f"/api/traces/{urllib.parse.quote(trace_id)}")
+        except SearchError as exc:
+            if "not found" in str(exc).lower():  # Jaeger answers an unknown id with 404 "trace not found"
+                return []
+            raise
+
 
 def search(
     client: JaegerClient,
@@ -308,6 +317,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from otel_llm.cli.render import render_trace_table
+    from otel_llm.cli.trace import command as trace_command
 
     url = jaeger_url(args.jaeger_url)
     problem = url_problem(url, "--jaeger-url", JAEGER_URL_ENV)
@@ -329,6 +339,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     print(summaries_json(traces) if args.json else "\n".join(render_trace_table(traces)))
+    if not args.json:
+        print(f"draw one as a tree: {trace_command(traces[0].trace_id)}", file=sys.stderr)
     return 0
 
 

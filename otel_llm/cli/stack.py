@@ -14,7 +14,11 @@ import json
 import sys
 from collections.abc import Callable
 
-from otel_llm.stack.run import COMPONENTS_BY_NAME, JAEGER_CONFIGS  # stdlib-only module: cheap for --help
+from otel_llm.stack.run import (  # stdlib-only module: cheap for --help
+    COMPONENTS_BY_NAME,
+    JAEGER_BINARY_ENV,
+    JAEGER_CONFIGS,
+)
 
 DEFAULT_LOG_LINES = 50
 FOLLOW_INTERVAL_SECONDS = 0.25
@@ -48,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--jaeger-storage", choices=sorted(JAEGER_CONFIGS), default="badger",
                     help="badger keeps traces across restarts (default); memory is for quick runs")
     up.add_argument("--json", action="store_true", help="print the status as JSON once up")
+    up.add_argument("--jaeger-binary", metavar="PATH", default=None,
+                    help="run this Jaeger v2 binary (e.g. the official release, with the UI) instead of the "
+                         "built one, with the same config (default $OTEL_LLM_JAEGER_BINARY)")
     up.set_defaults(handler=_reporting_errors(_up))
     down = commands.add_parser("down", help="stop every component (ok when already stopped)")
     down.set_defaults(handler=_reporting_errors(_down))
@@ -94,7 +101,8 @@ def _up(args: argparse.Namespace) -> int:
     if recorded is not None and any(recorded.pid(c.name) is not None for c in recorded.components):
         stack = recorded
     else:
-        stack = Stack.create(state_dir, jaeger_storage=args.jaeger_storage)
+        overrides = {JAEGER_BINARY_ENV: args.jaeger_binary} if args.jaeger_binary else None
+        stack = Stack.create(state_dir, jaeger_storage=args.jaeger_storage, overrides=overrides)
     _print_status(stack.up(), as_json=args.json)
     return 0
 

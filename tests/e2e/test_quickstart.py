@@ -212,3 +212,21 @@ def test_ab_figures_equal_the_raw_spans_counted_another_way(flow):
     durations = {name: [t["duration_s"] for t in samples] for name, samples in raw.items()}
     expected = mannwhitneyu(durations[comparison["arm"]], durations[comparison["baseline"]]).pvalue
     assert comparison["p_value"] == pytest.approx(expected)
+
+
+def test_search_and_demo_print_the_command_that_draws_a_trace(flow):
+    """`search` (on stderr) and `demo --stack` (in its endpoints) print `otel-llm trace ID`; run as printed,
+    it draws the trace from Jaeger across the three services with the LLM calls, the arm and the roll-up."""
+    env, results = flow
+    [search] = [r for command, r in results.items() if command.startswith("otel-llm search --provider")]
+    [demo] = [r for command, r in results.items() if command.startswith("otel-llm demo --stack")]
+    printed = [re.search(r"otel-llm trace [0-9a-f]{32}", text) for text in (search.stderr, demo.stdout)]
+    assert all(printed), (search.stderr, demo.stdout[-2000:])
+    for match in printed:
+        result = subprocess.run(
+            ["bash", "-c", match.group(0)], env=env, capture_output=True, text=True, timeout=60, check=True
+        )
+        header, *tree = result.stdout.splitlines()
+        assert "chat-api -> chat-worker -> chat-services" in header and "3 LLM calls" in header
+        assert any(" arm " in line and "rollup " in line for line in tree)
+        assert sum(line.lstrip("│├└─ ").startswith("LLM ") for line in tree) == 3
