@@ -224,6 +224,16 @@ class JaegerClient:
             raise
 
 
+def client_for(flag: str | None) -> JaegerClient:
+    """A client of the Jaeger that ``--jaeger-url``, its variable or the recorded stack names
+    (``otel_llm.cli.endpoints``); SearchError naming them for a URL that is not http(s)."""
+    url = jaeger_url(flag)
+    problem = url_problem(url, "--jaeger-url", JAEGER_URL_ENV)
+    if problem:
+        raise SearchError(problem)
+    return JaegerClient(url)
+
+
 def search(
     client: JaegerClient,
     trace_filter: TraceFilter,
@@ -319,13 +329,8 @@ def run(args: argparse.Namespace) -> int:
     from otel_llm.cli.render import render_trace_table
     from otel_llm.cli.trace import command as trace_command
 
-    url = jaeger_url(args.jaeger_url)
-    problem = url_problem(url, "--jaeger-url", JAEGER_URL_ENV)
-    if problem:
-        print(f"otel-llm search: {problem}", file=sys.stderr)
-        return EXIT_ERROR
     try:
-        client = JaegerClient(url)
+        client = client_for(args.jaeger_url)
         min_duration_us = parse_duration(args.min_duration) if args.min_duration else 0
         trace_filter = TraceFilter(args.provider, args.model, args.arm, args.intent, min_duration_us)
         traces = search(client, trace_filter, args.service, parse_duration(args.lookback), args.limit)
@@ -334,7 +339,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if not traces:
         print(
-            f"otel-llm search: no trace matched {_describe(args)} in the last {args.lookback} at {url}",
+            f"otel-llm search: no trace matched {_describe(args)} in the last {args.lookback} "
+            f"at {client.base_url}",
             file=sys.stderr,
         )
         return EXIT_ERROR

@@ -17,7 +17,7 @@ import json
 import re
 import sys
 
-from otel_llm.cli.endpoints import DEFAULT_JAEGER_URL, JAEGER_URL_ENV, jaeger_url, url_help
+from otel_llm.cli.endpoints import DEFAULT_JAEGER_URL, JAEGER_URL_ENV, url_help
 
 EXIT_ERROR = 2
 _TRACE_ID = re.compile(r"^[0-9a-f]{1,32}$")
@@ -47,22 +47,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from otel_llm.cli.render import render_tree
-    from otel_llm.cli.search import JaegerClient, SearchError, url_problem
+    from otel_llm.cli.search import SearchError, client_for
     from otel_llm.traces import from_jaeger
 
-    url = jaeger_url(args.jaeger_url)
-    problem = url_problem(url, "--jaeger-url", JAEGER_URL_ENV)
-    if problem:
-        print(f"otel-llm trace: {problem}", file=sys.stderr)
-        return EXIT_ERROR
     try:
-        payload = JaegerClient(url).trace(args.trace_id)
+        client = client_for(args.jaeger_url)
+        payload = client.trace(args.trace_id)
     except SearchError as exc:
         print(f"otel-llm trace: {exc}", file=sys.stderr)
         return EXIT_ERROR
     traces = from_jaeger({"data": payload})
     if not traces:
-        print(f"otel-llm trace: no trace {args.trace_id} in Jaeger at {url}", file=sys.stderr)
+        print(f"otel-llm trace: no trace {args.trace_id} in Jaeger at {client.base_url}", file=sys.stderr)
         return EXIT_ERROR
     [trace] = traces
     print(json.dumps(trace.to_dict(), indent=2) if args.json else "\n".join(render_tree(trace)))
