@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 MIN_SAMPLES = 4
 BOOTSTRAP_RESAMPLES = 9999
@@ -108,6 +107,9 @@ def median_difference(arm: Sequence[float], baseline: Sequence[float], confidenc
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
     """Holm-adjusted p-values (statsmodels); None, an untested comparison, stays None and does not count."""
+    # Imported here: only reports with three or more arms adjust, and statsmodels takes a second to import.
+    from statsmodels.stats.multitest import multipletests
+
     tested = [(index, p) for index, p in enumerate(p_values) if p is not None]
     adjusted: list[float | None] = [None] * len(p_values)
     if tested:
