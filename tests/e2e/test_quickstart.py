@@ -187,7 +187,8 @@ def raw_samples(jaeger_url: str) -> dict[str, list[dict]]:
 def test_ab_figures_equal_the_raw_spans_counted_another_way(flow):
     """Over the demo's multi-service traces, `ab --json` (every service's answer joined) gives per arm exactly
     what the raw spans of one service's answer give: requests, errors, duration percentiles, TTFT percentiles,
-    tokens per request; and its p-value is SciPy's on those durations."""
+    tokens per request (and `search --arm` the same requests and tokens); its p-value is SciPy's on those
+    durations."""
     env, _ = flow
     result = subprocess.run(
         ["otel-llm", "ab", "--json"], env=env, capture_output=True, text=True, timeout=120, check=True
@@ -208,6 +209,19 @@ def test_ab_figures_equal_the_raw_spans_counted_another_way(flow):
             numpy.percentile(first_chunks, [50, 95])
         )
         assert arm["tokens_per_request"] == pytest.approx(numpy.mean([t["tokens"] for t in samples]))
+        found = subprocess.run(
+            ["otel-llm", "search", "--arm", name, "--json", "--limit", "100"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        listed = json.loads(found.stdout)  # and as `otel-llm search` counts them
+        assert len(listed) == arm["requests"]
+        assert arm["tokens_per_request"] == pytest.approx(
+            numpy.mean([t["input_tokens"] + t["output_tokens"] for t in listed])
+        )
     [comparison] = report["comparisons"]
     durations = {name: [t["duration_s"] for t in samples] for name, samples in raw.items()}
     expected = mannwhitneyu(durations[comparison["arm"]], durations[comparison["baseline"]]).pvalue
