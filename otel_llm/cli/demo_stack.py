@@ -203,11 +203,13 @@ def wait_for_scrape(prometheus_url: str, instance_id: str, arms: Sequence[str]) 
 def run_load(
     api_url: str, prometheus_url: str, worker_instance: str, count: int, progress: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """``count`` requests covering the demo's arms in turn: the first of each arm, a scrape, then the rest."""
+    """``count`` requests covering the arms in turn (the API's experiment: ``OTEL_LLM_EXPERIMENT_ARMS`` when
+    set, else the demo's): the first of each arm, a scrape, then the rest."""
     from otel_llm.demo.api import demo_experiment
     from otel_llm.demo.embedded import sessions_covering_arms
+    from otel_llm.experiment import experiment_from_env
 
-    experiment = demo_experiment()
+    experiment = experiment_from_env() or demo_experiment()
     sessions = sessions_covering_arms(experiment, count)
     first = min(len(experiment.arms), count)
     jobs = send_requests(api_url, sessions[:first], 0, count, progress)

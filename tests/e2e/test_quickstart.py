@@ -1,10 +1,10 @@
 """docs/quickstart.md as a new user runs it: every ``sh`` block as written, in order, so the page holds.
 
 Each command line of the page's ``sh`` blocks runs in ``bash`` in the repository root, except the block marked
-``<!-- quickstart: your own app`` (it starts an app the reader has and we do not). The environment is a fresh
-user's: a temporary HOME (so ``~/my-app/.venv`` is a new virtual environment), no OTEL_*/LANGSMITH_*
-variables, the clone's ``.venv/bin`` first on PATH (what the page's ``. .venv/bin/activate`` does for the
-lines after it), and, so the run takes seconds and leaves the machine alone, the shared pip and stack-binary
+``<!-- quickstart: your own app`` (it starts an app the reader has and we do not); what a line exports (and
+``. .venv/bin/activate``) carries to the lines after it, as in one terminal. The environment is a fresh
+user's: a temporary HOME (so ``~/my-app/.venv`` is a new virtual environment) and no OTEL_*/LANGSMITH_*
+variables; so the run takes seconds and leaves the machine alone, it has the shared pip and stack-binary
 caches, a temporary state directory and random free ports (the page's commands take them from the
 environment, and ``search``/``ab`` from the stack ``stack up`` recorded). The stack is stopped at the end.
 
@@ -81,17 +81,18 @@ def flow(stack_binaries, tmp_path_factory):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "LANGSMITH_"))}
     env.update(
         HOME=str(home),
-        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
         PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"),
         OTEL_LLM_CACHE_DIR=str(cache_dir()),
         **{STATE_DIR_ENV: str(home / "state")},
         **ports,
     )
     results = {}
+    exported = home / "environment"
     try:
         for command in quickstart_commands(QUICKSTART.read_text()):
+            # The environment after the line is saved, for the next line: one terminal, a shell per line.
             result = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", command],
+                ["bash", "-euo", "pipefail", "-c", f'{command}\nenv -0 > "{exported}"'],
                 cwd=REPO,
                 env=env,
                 capture_output=True,
@@ -100,9 +101,12 @@ def flow(stack_binaries, tmp_path_factory):
             )
             assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
             results[command] = result
+            env = dict(item.split("=", 1) for item in exported.read_text().split("\0") if "=" in item)
         yield env, results
     finally:
-        subprocess.run(["otel-llm", "stack", "down"], env=env, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(VENV_BIN / "otel-llm"), "stack", "down"], env=env, capture_output=True, timeout=120
+        )
 
 
 def _url(env: dict, spec) -> str:
