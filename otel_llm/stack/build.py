@@ -41,6 +41,9 @@ GO_DOWNLOAD_URL = "https://go.dev/dl/"
 _GO_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+)|(beta|rc)(\d+))?")
 _GO_STAGES = {None: 0, "beta": 1, "rc": 2}  # language version ("1.26") < beta < rc < release ("1.26.0")
 HASH_LENGTH = 12
+# A cold Go build takes minutes: a line at least this often says it is alive, the phase and the time so far.
+HEARTBEAT_SECONDS = 30.0
+LOCK_POLL_SECONDS = 1.0
 
 Log = Callable[[str], None]
 
@@ -168,27 +171,46 @@ def _go() -> Path:
 
 
 def _run(command: list[str], *, what: str, cwd: Path, env: dict[str, str], log: Log) -> None:
-    """Run one build command; on failure raise with the command and the tail."""
+    """Run one build command, logging ``what`` and the time so far every ``HEARTBEAT_SECONDS``; on failure
+    raise with the command and the tail."""
     log(f"{what}: {' '.join(command)} (in {cwd})")
     started = time.monotonic()
     with tempfile.TemporaryFile(mode="w+") as output:
-        completed = subprocess.run(
-            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, check=False
-        )
-        if completed.returncode != 0:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                returncode = process.wait(timeout=HEARTBEAT_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                log(f"{what}: still running, {time.monotonic() - started:.0f}s so far")
+        if returncode != 0:
             output.seek(0)
             tail = output.read()[-4000:]
-            raise StackBuildError(f"{what} failed (exit {completed.returncode}): {' '.join(command)}\n{tail}")
+            raise StackBuildError(f"{what} failed (exit {returncode}): {' '.join(command)}\n{tail}")
     log(f"{what}: done in {time.monotonic() - started:.0f}s")
 
 
 @contextmanager
-def _locked(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock per cached target so concurrent runs build it once."""
+def _locked(target: Path, log: Log) -> Iterator[None]:
+    """Hold an exclusive lock per cached target so concurrent runs build it once; while another run holds it,
+    say so at once and then every ``HEARTBEAT_SECONDS``."""
     target.parent.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent.parent / f".{target.parent.name}.lock"
     with open(lock_path, "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        waiting_since = last_said = None
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if waiting_since is None:
+                    waiting_since = now
+                if last_said is None or now - last_said >= HEARTBEAT_SECONDS:
+                    log(f"{target.name}: waiting for another build of it to finish ({lock_path}), "
+                        f"{now - waiting_since:.0f}s so far")
+                    last_said = now
+                time.sleep(LOCK_POLL_SECONDS)
         try:
             yield
         finally:
@@ -203,7 +225,7 @@ def build_cached(target: Path, build_into: Callable[[Path], None], log: Log) -> 
     if _executable(target):
         log(f"{target.name}: cached at {target}")
         return target
-    with _locked(target):
+    with _locked(target, log):
         if _executable(target):
             log(f"{target.name}: built by a concurrent run at {target}")
             return target

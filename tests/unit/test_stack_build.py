@@ -87,6 +87,38 @@ class TestBuildCached:
         assert results == [target] * 4 and len(calls) == 1
 
 
+class TestHeartbeat:
+    def test_a_long_build_step_says_it_is_alive(self, monkeypatch):
+        """A step longer than the heartbeat logs its phase and the time so far, then done."""
+        monkeypatch.setattr(build, "HEARTBEAT_SECONDS", 0.05)
+        lines: list[str] = []
+        build._run(["sleep", "0.3"], what="collector: ocb build", cwd=Path("/"), env={}, log=lines.append)
+        beats = [line for line in lines if line.startswith("collector: ocb build: still running, ")]
+        assert len(beats) >= 2 and lines[-1].startswith("collector: ocb build: done in ")
+
+    def test_waiting_on_another_builds_lock_is_said(self, cache, monkeypatch):
+        """While another build holds the target's lock, a line says so; then the waiting call reuses its
+        result instead of building."""
+        from tests.support.poll import poll
+
+        monkeypatch.setattr(build, "HEARTBEAT_SECONDS", 0.05)
+        monkeypatch.setattr(build, "LOCK_POLL_SECONDS", 0.01)
+        target = paths.binaries_dir() / "tool-1.0-abc" / "tool"
+        lines: list[str] = []
+        calls: list[Path] = []
+        with build._locked(target, log=lines.append):
+            waiter = threading.Thread(
+                target=build.build_cached, args=(target, _script_builder(calls), lines.append)
+            )
+            waiter.start()
+            poll(lambda: any("waiting for another build of it" in line for line in lines), timeout=10)
+            target.parent.mkdir()
+            _script_builder([])(target.parent, "tool")  # the other build's result
+        waiter.join(timeout=10)
+        assert not waiter.is_alive() and calls == []
+        assert any(line.startswith("tool: built by a concurrent run") for line in lines)
+
+
 class TestCacheKeys:
     def test_hash_changes_with_content(self, tmp_path):
         """The cache key follows the manifest's content, so an edited manifest builds a new binary."""
