@@ -13,7 +13,13 @@ from pathlib import Path
 
 from grafana_foundation_sdk.builders import bargauge, common, dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode
+from grafana_foundation_sdk.models.common import (
+    GraphThresholdsStyleMode,
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    TooltipDisplayMode,
+)
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
     Threshold,
@@ -28,6 +34,9 @@ from otel_llm.dashboard.queries import VARIABLES
 UID = "otel-llm-overview"
 TITLE = "otel-llm: LLM calls, token streaming and experiments"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+# Time series: a legend table under the graph with each series' mean, max and last value; the tooltip lists
+# every series at the cursor, largest first (arms and models side by side).
+LEGEND_CALCS = ["mean", "max", "lastNotNull"]
 _KINDS = {"timeseries": timeseries.Panel, "stat": stat.Panel, "bargauge": bargauge.Panel}
 
 
@@ -50,13 +59,21 @@ def _panel(panel: Panel, panel_id: int):
         .span(panel.width)
         .height(panel.height)
     )
-    for ref_id, (expr, legend) in zip("ABCDEFGH", panel.targets, strict=False):
-        query = prometheus.Dataquery().datasource(DATASOURCE).ref_id(ref_id).expr(expr).range()
+    for index, (expr, legend) in enumerate(panel.targets):
+        query = prometheus.Dataquery().datasource(DATASOURCE).ref_id(chr(ord("A") + index)).expr(expr).range()
         if legend:
             query = query.legend_format(legend)
         if panel.kind == "bargauge":
             query = query.format("heatmap")
         builder = builder.with_target(query)
+    if panel.kind == "timeseries":
+        builder = builder.legend(
+            common.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(LegendDisplayMode.TABLE)
+            .placement(LegendPlacement.BOTTOM)
+            .calcs(LEGEND_CALCS)
+        ).tooltip(common.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING))
     if panel.threshold is not None:
         builder = builder.thresholds(_thresholds(panel.threshold))
         if panel.kind == "timeseries":
