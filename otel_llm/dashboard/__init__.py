@@ -4,6 +4,6 @@
 what each section shows, ``build`` the Grafana JSON through grafana-foundation-sdk (``pip install
 'otel-llm[dashboard]'``; a tool, never imported by an instrumented service). ``python -m otel_llm.dashboard``
 prints the JSON, ``--write`` rewrites the committed file, ``--check`` exits 1 when it is stale
-(tests/unit/test_dashboard.py asserts it is current). docs/dashboard.md says which panel answers which
-question.
+(tests/unit/test_dashboard_generator.py asserts it is current). docs/dashboard.md says which panel answers
+which question.
 """

@@ -138,6 +138,12 @@ class Requests:
         return quantile(q, self.by, self.labels.selector(self.buckets, *self.where))
 
 
+# The request's local root (the SERVER span of an app calling the LLM in its handler, the CONSUMER span of a
+# queue worker) in the collector's span metrics, by the roll-up of the LLM calls beneath it: comma-joined
+# names when a request used several providers or models (docs/attributes.md).
+ROLLUP = Labels(provider="llm_rollup_provider", model="llm_rollup_model")
+LOCAL_ROOTS = ('span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"', 'llm_rollup_provider!=""')
+
 # One row of panels each. The collector's trace processor (end-to-end request latency per provider/model/arm
 # through span metrics) adds its row here, one Requests(...) with its metric names and labels.
 REQUESTS = (
@@ -147,6 +153,15 @@ REQUESTS = (
         f"{DURATION_HISTOGRAM}_bucket",
         "s",
         failed='error_type!=""',
+    ),
+    Requests(
+        "Requests",
+        "traces_span_metrics_calls_total",
+        "traces_span_metrics_duration_milliseconds_bucket",
+        "ms",
+        failed='status_code="STATUS_CODE_ERROR"',
+        labels=ROLLUP,
+        where=LOCAL_ROOTS,
     ),
 )
 

@@ -46,6 +46,7 @@ METRIC_NAME = re.compile(r"\b(chat_stream_\w+|llm_experiment_fallbacks_total|gen
 FORCED_POSITIVE = {
     "Stream error ratio by arm": {OPENAI_ARM, BEDROCK_ARM},
     "LLM calls: error ratio by provider/model/arm": {OPENAI_ARM, BEDROCK_ARM},
+    "Requests: error ratio by provider/model/arm": {OPENAI_ARM, BEDROCK_ARM},
     "Fallbacks/sec by arm": {BEDROCK_ARM},
 }
 RECOVERY_PANEL = "Recovery attempts"
