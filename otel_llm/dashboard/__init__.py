@@ -6,4 +6,7 @@ what each section shows, ``build`` the Grafana JSON through grafana-foundation-s
 prints the JSON, ``--write`` rewrites the committed file, ``--check`` exits 1 when it is stale
 (tests/unit/test_dashboard_generator.py asserts it is current). docs/dashboard.md says which panel answers
 which question.
+
+Cost: none in an instrumented process (never imported there); in Grafana, one PromQL query per panel target
+(38) every refresh (30 s), each over a 5-minute window.
 """
