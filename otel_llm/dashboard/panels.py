@@ -1,21 +1,22 @@
 """What the dashboard shows, section by section: each panel's title, the question it answers, its queries.
 
 Plain data (``Panel``), built into Grafana JSON by ``otel_llm.dashboard.build``. Sections, top to bottom:
-LLM calls per provider/model/arm (one row per ``queries.REQUESTS`` entry), tokens, the seed's token-streaming
-panels (eco2 seed, section 6), experiment arms, and one panel per alert rule of prometheus/rules/.
+LLM calls and requests per provider/model/arm (one row per ``queries.REQUESTS`` entry), tokens, the seed's
+token-streaming panels (eco2 seed, section 6), experiment arms, and one panel per alert rule of
+prometheus/rules/.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from otel_llm.dashboard import queries as q
 from otel_llm.dashboard.queries import GENAI, STREAM, AlertView, Requests
 
 ARM = GENAI.arm
-ARM_LEGEND = f"{{{{{ARM}}}}}"
+ARM_LEGEND = q.legend(ARM)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Panel:
 @dataclass(frozen=True)
 class Section:
     title: str
-    panels: tuple[Panel, ...] = field(default_factory=tuple)
+    panels: tuple[Panel, ...]
 
 
 def requests_section(requests: Requests) -> Section:
@@ -75,7 +76,7 @@ def requests_section(requests: Requests) -> Section:
 
 def tokens_section() -> Section:
     by = f"{GENAI.provider}, {GENAI.model}, {ARM}, {q.TOKEN_TYPE}"
-    legend = f"{{{{{q.TOKEN_TYPE}}}}} {{{{{GENAI.provider}}}}} {{{{{GENAI.model}}}}} {ARM_LEGEND}"
+    legend = q.legend(q.TOKEN_TYPE, GENAI.provider, GENAI.model, ARM)
     usage = q.TOKEN_USAGE_HISTOGRAM
     return Section(
         "Tokens by provider, model and experiment arm",
@@ -268,7 +269,7 @@ def experiment_section() -> Section:
                             f"{GENAI.provider}, {GENAI.model}",
                             GENAI.selector("gen_ai_client_operation_time_per_output_chunk_seconds_bucket"),
                         ),
-                        f"{{{{{GENAI.provider}}}}} {{{{{GENAI.model}}}}}",
+                        q.legend(GENAI.provider, GENAI.model),
                     ),
                 ),
                 unit="s",

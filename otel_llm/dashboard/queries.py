@@ -87,6 +87,11 @@ VARIABLES = (
 )
 
 
+def legend(*labels: str) -> str:
+    """A Grafana legend showing each of ``labels``' values: ``{{a}} {{b}}``."""
+    return " ".join("{{" + label + "}}" for label in labels)
+
+
 def rate(selector: str) -> str:
     return f"rate({selector}[{WINDOW}])"
 
@@ -122,7 +127,7 @@ class Requests:
 
     @property
     def legend(self) -> str:
-        return " ".join(f"{{{{{label}}}}}" for label in self.by.split(", "))
+        return legend(*self.by.split(", "))
 
     def rate(self) -> str:
         return f"sum by ({self.by}) ({rate(self.labels.selector(self.count, *self.where))})"
