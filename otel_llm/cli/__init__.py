@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "otel_llm.cli.search",
     "otel_llm.cli.ab",
     "otel_llm.cli.trace",
+    "otel_llm.cli.load",
 )
 
 

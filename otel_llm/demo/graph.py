@@ -16,14 +16,20 @@ service.
 
 There is no tracing code here: node, LLM and retriever spans come from the LangChain instrumentation, the gRPC
 and HTTP client spans (the LLM calls' too) from OpenTelemetry's gRPC and httpx instrumentations, all loaded by
-``opentelemetry-instrument``. ``run_config`` builds the run configuration of the seed (section 2.3): run name,
-``intent:*`` tags, job/user metadata and the session as ``thread_id``.
+``opentelemetry-instrument``. Fault injection for load tests: ``OTEL_LLM_DEMO_NODE_DELAY_MS_<NODE>`` (e.g.
+``OTEL_LLM_DEMO_NODE_DELAY_MS_INTENT=400``) delays every run of that node by that many milliseconds before its
+work, ``OTEL_LLM_DEMO_NODE_DELAY_MS_<NODE>_<PROVIDER>`` (``..._INTENT_AWS_BEDROCK``) only the requests of one
+provider, i.e. one experiment arm (default 0; a bad value warns once and counts as 0). ``run_config`` builds
+the run configuration of the seed (section 2.3): run name, ``intent:*`` tags, job/user metadata and the
+session as ``thread_id``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
@@ -37,7 +43,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from otel_llm import semconv
-from otel_llm.demo.models import chat_model
+from otel_llm.demo.models import chat_model, env_milliseconds, provider_variable
 from otel_llm.demo.services import character_stub
 
 SUBAGENTS = ("retrieval", "character", "weather", "general")
@@ -52,6 +58,7 @@ INTENT_KEYWORDS: Mapping[str, tuple[str, ...]] = {
 }
 CHARACTER_NAME = "eco"
 WEATHER_CITY = "seoul"
+NODE_DELAY_ENV = "OTEL_LLM_DEMO_NODE_DELAY_MS"
 SERVICE_TIMEOUT_S = 5.0
 MAX_CACHED_MODELS = 16
 
@@ -273,6 +280,29 @@ def _async_nodes(clients: ServiceClients, model_for: _Models, retriever: Keyword
     return dict(zip(NODES, (intent, retrieval, character_node, weather, general, answer), strict=True))
 
 
+def node_delay_s(node: str, provider: Any) -> float:
+    """The injected delay of ``node`` for a request of ``provider``, in seconds (0 unless configured)."""
+    provider_name = semconv.normalize_provider(provider) or ""
+    return env_milliseconds(provider_variable(NODE_DELAY_ENV, node), provider_name, 0.0) / 1000
+
+
+def _delayed(name: str, node: Any, asynchronous: bool) -> Any:
+    """``node`` preceded by its injected delay (:func:`node_delay_s`), read per run."""
+    if asynchronous:
+
+        async def delayed_async(state: ChatState) -> dict[str, Any]:
+            await asyncio.sleep(node_delay_s(name, state.get("provider")))
+            return await node(state)
+
+        return delayed_async
+
+    def delayed(state: ChatState) -> dict[str, Any]:
+        time.sleep(node_delay_s(name, state.get("provider")))
+        return node(state)
+
+    return delayed
+
+
 def build_graph(
     clients: ServiceClients, *, asynchronous: bool = False, models: Mapping[str, BaseChatModel] | None = None
 ) -> Any:
@@ -287,7 +317,7 @@ def build_graph(
     nodes = make_nodes(clients, _Models(models, http_options), KeywordRetriever())
     builder = StateGraph(ChatState)
     for name, node in nodes.items():
-        builder.add_node(name, node)
+        builder.add_node(name, _delayed(name, node, asynchronous))
     builder.add_edge(START, "intent")
     builder.add_conditional_edges("intent", _fan_out, list(SUBAGENTS))
     for name in SUBAGENTS:

@@ -118,7 +118,7 @@ def provider_variable(name: str, provider: str) -> str:
     return f"{name}_{_NON_ALNUM.sub('_', provider.upper())}"
 
 
-def _env_milliseconds(name: str, provider: str, default: float) -> float:
+def env_milliseconds(name: str, provider: str, default: float) -> float:
     """The provider's own variable, else the shared one, else ``default``; bad values warn once (settings)."""
     shared = env_float(name, default, minimum=0)
     return env_float(provider_variable(name, provider), shared, minimum=0)
@@ -302,11 +302,11 @@ def chat_model(
     if serving is not spec:
         spec, model = serving, None
     latency = (
-        _env_milliseconds(LATENCY_ENV, spec.provider, DEFAULT_LATENCY_MS)
+        env_milliseconds(LATENCY_ENV, spec.provider, DEFAULT_LATENCY_MS)
         if latency_ms is None
         else latency_ms
     )
-    ttft = _env_milliseconds(TTFT_ENV, spec.provider, DEFAULT_TTFT_MS) if ttft_ms is None else ttft_ms
+    ttft = env_milliseconds(TTFT_ENV, spec.provider, DEFAULT_TTFT_MS) if ttft_ms is None else ttft_ms
     if latency < 0 or ttft < 0:
         raise ValueError("latency_ms and ttft_ms must be non-negative")
     if answer_words < 1:

@@ -1,0 +1,175 @@
+"""``otel-llm load``: the seed's load scenario against a chat API, then its SLO verdicts from Prometheus.
+
+Runs ``otel_llm.load.scenario`` (Locust, headless) against ``--url`` with a progress line every two seconds
+(elapsed, users, requests/s, requests, errors) on stderr; waits until Prometheus has counted every accepted
+job's LangGraph run and its series stop changing (at most ``--settle`` seconds), then judges the seed's SLOs
+(``otel_llm/load/slos.yaml``) per experiment arm on what the run added to Prometheus (``otel_llm.load.slo``)
+and prints a table, or ``--json``, and optionally a PNG (``--chart``). Needs the ``load`` extra (Locust,
+PyYAML, matplotlib); without it the command exits 2 naming the extra, before any request.
+
+Exit codes: 0 every SLO held; 1 an SLO failed (or none could be judged); 2 with one line on stderr: a bad
+``--url``/``--stages``, Prometheus unreachable, the ``load`` extra missing, the chart not writable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from otel_llm.cli.endpoints import DEFAULT_PROMETHEUS_URL, PROMETHEUS_URL_ENV, prometheus_url, url_help
+from otel_llm.cli.search import url_problem
+
+DEFAULT_URL = "http://127.0.0.1:8080"  # the reference API's default port (python -m otel_llm.demo.api)
+DEFAULT_SETTLE_S = 60.0
+DEFAULT_STABLE_S = 20.0  # longer than the stack's default scrape and span-metrics flush intervals (15 s)
+POLL_S = 1.0
+EXIT_FAILED, EXIT_ERROR = 1, 2
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from otel_llm.load.profile import CHAT_PATH, DEFAULT_STAGES, SEED_STAGES
+
+    parser = subparsers.add_parser(
+        "load",
+        help="run the seed's load scenario against a chat API and judge its SLOs",
+        description="Drive a chat API like the seed's k6 test (stages of users, the intent mix, session ids, "
+        "the job-id check) with Locust, then print each SLO's P50/P95/P99 per experiment arm against its "
+        "target, counted from Prometheus, and for a failing one the slowest LangGraph node and its "
+        "provider/model.",
+    )
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the chat API's base URL (default {DEFAULT_URL})")
+    parser.add_argument("--path", default=CHAT_PATH, help=f"the chat endpoint (default {CHAT_PATH})")
+    parser.add_argument(
+        "--stages",
+        default=DEFAULT_STAGES,
+        help=f"DURATION:USERS,... ramped linearly like k6 stages (default {DEFAULT_STAGES}; the seed's "
+        f"7-minute profile: {SEED_STAGES})",
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=None,
+        help=url_help("Prometheus", PROMETHEUS_URL_ENV, DEFAULT_PROMETHEUS_URL),
+    )
+    parser.add_argument(
+        "--settle",
+        type=_seconds,
+        default=DEFAULT_SETTLE_S,
+        metavar="SECONDS",
+        help=f"at most this long after the load for Prometheus to catch up (default {DEFAULT_SETTLE_S:.0f})",
+    )
+    parser.add_argument(
+        "--stable",
+        type=_seconds,
+        default=DEFAULT_STABLE_S,
+        metavar="SECONDS",
+        help="Prometheus has caught up when its series stayed the same this long (default "
+        f"{DEFAULT_STABLE_S:.0f}; at least the scrape and span-metrics flush intervals)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="random seed of the intent mix")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--chart", metavar="PNG", default=None, help="also draw the verdicts into this PNG")
+    parser.set_defaults(handler=run, extra="load")
+
+
+def _fail(message: str) -> int:
+    print(f"otel-llm load: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _progress(progress) -> None:
+    print(
+        f"  {progress.elapsed_s:5.0f} s  users {progress.users:3d}  {progress.requests_per_s:6.1f} req/s  "
+        f"requests {progress.requests:6d}  errors {progress.errors}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def settle(take, before, accepted: int, settle_s: float, stable_s: float):
+    """The snapshot once Prometheus counted ``accepted`` runs and stayed unchanged ``stable_s``, else what it
+    holds after ``settle_s``; and whether it settled."""
+    from otel_llm.load.slo import difference, runs_counted
+
+    deadline = time.monotonic() + settle_s
+    last, since = take(), time.monotonic()
+    while True:
+        caught_up = runs_counted(difference(last, before)) >= accepted
+        if caught_up and time.monotonic() - since >= stable_s:
+            return last, True
+        if time.monotonic() >= deadline:
+            return last, False
+        time.sleep(POLL_S)
+        current = take()
+        if current != last:
+            last, since = current, time.monotonic()
+
+
+def run(args: argparse.Namespace) -> int:
+    # The load extra's modules first, so a missing one is named (otel_llm.cli.main) before any request.
+    import yaml  # noqa: F401
+
+    from otel_llm.load import scenario
+
+    if args.chart:
+        import matplotlib  # noqa: F401
+    from otel_llm.ab.sources import PrometheusSource, SourceError
+    from otel_llm.load.profile import parse_stages
+    from otel_llm.load.report import LoadReport, render_table, write_chart
+    from otel_llm.load.slo import difference, load_slos, take_snapshot, verdicts
+
+    prometheus_base = prometheus_url(args.prometheus_url)
+    problem = url_problem(prometheus_base, "--prometheus-url", PROMETHEUS_URL_ENV)
+    if not args.url.startswith(("http://", "https://")):
+        problem = f"--url {args.url!r} must start with http:// or https://"
+    if problem:
+        return _fail(problem)
+    try:
+        stages = parse_stages(args.stages)
+    except ValueError as exc:
+        return _fail(str(exc))
+    slos = load_slos()
+    prometheus = PrometheusSource(prometheus_base)
+
+    def take():
+        return take_snapshot(prometheus.query, slos)
+
+    try:
+        before = take()
+        started = time.monotonic()
+        tally, environment = scenario.run(args.url, stages, _progress, path=args.path, seed=args.seed)
+        duration_s = time.monotonic() - started
+        accepted = sum(tally.accepted.values())
+        print(f"load done; waiting for Prometheus to count {accepted} jobs", file=sys.stderr, flush=True)
+        after, settled = settle(take, before, accepted, args.settle, args.stable)
+    except SourceError as exc:
+        return _fail(str(exc))
+    total = environment.stats.total
+    report = LoadReport(
+        args.url,
+        args.stages,
+        duration_s,
+        total.num_requests,
+        total.num_failures,
+        dict(tally.accepted),
+        settled,
+        verdicts(slos, difference(after, before)),
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render_table(report))
+    if args.chart:
+        try:
+            write_chart(report, args.chart)
+        except OSError as exc:
+            return _fail(f"cannot write the chart {args.chart} ({exc.strerror or exc})")
+    return 0 if report.verdicts and report.ok else EXIT_FAILED

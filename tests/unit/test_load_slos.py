@@ -1,0 +1,197 @@
+"""The SLO file of ``otel-llm load`` (otel_llm/load/slos.yaml): the alert rules agree with it, its targets are
+bucket boundaries, and the verdicts count the run's observations; the load profile's stages; the missing
+extra."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from otel_llm.cli import main
+from otel_llm.load.profile import DEFAULT_STAGES, SEED_STAGES, Stage, parse_stages, users_at
+from otel_llm.load.slo import (
+    ARM_LABEL,
+    PERCENTILES,
+    SPAN_DURATION_METRIC,
+    UNIT_SCALE_MS,
+    difference,
+    histogram_quantile,
+    load_slos,
+    node_queries,
+    take_snapshot,
+    verdicts,
+)
+from otel_llm.metrics.streaming import TOKEN_LATENCY_BUCKETS
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = yaml.safe_load((ROOT / "prometheus" / "rules" / "llm-alerts.yml").read_text())
+SLOS = load_slos()
+
+
+def _rules() -> list[dict]:
+    return [rule for group in RULES["groups"] for rule in group["rules"]]
+
+
+def _span_buckets_ms() -> list[float]:
+    config = yaml.safe_load((ROOT / "collector" / "config.yaml").read_text())
+    buckets = config["connectors"]["span_metrics"]["histogram"]["explicit"]["buckets"]
+    scale = {"ms": 1.0, "s": 1000.0}
+    return [float(b[:-2]) * scale["ms"] if b.endswith("ms") else float(b[:-1]) * scale["s"] for b in buckets]
+
+
+class TestSloFileAndAlertRules:
+    @pytest.mark.parametrize("slo", SLOS, ids=lambda slo: slo.name)
+    def test_alert_threshold_and_quantile_are_the_slo_files(self, slo):
+        """Each SLO's alert computes the percentile the file names and compares it with the file's target (for
+        the per-intent response alert: the p95_slo recording rule of that intent)."""
+        alert = next(rule for rule in _rules() if rule.get("alert") == slo.alert["name"])
+        expr = " ".join(alert["expr"].split())
+        target = slo.targets_ms[slo.alert["target"]] / UNIT_SCALE_MS[slo.unit]
+        intent = slo.matchers.get("langsmith_metadata_intent")
+        if intent is not None:
+            (threshold_rule,) = [
+                rule
+                for rule in _rules()
+                if rule.get("record") == "llm:response_duration_ms:p95_slo"
+                and rule["labels"]["langsmith_metadata_intent"] == intent
+            ]
+            threshold = float(re.fullmatch(r"vector\(([0-9.]+)\)", threshold_rule["expr"].strip()).group(1))
+            (quantile_rule,) = [
+                r for r in _rules() if r.get("record") == "llm:response_duration_ms:p95_by_intent"
+            ]
+            expr = " ".join(quantile_rule["expr"].split())
+        else:
+            threshold = float(re.search(r">\s*([0-9.]+)\s*$", expr).group(1))
+        assert threshold == pytest.approx(target)
+        quantile = float(re.search(r"histogram_quantile\(([0-9.]+)", expr).group(1))
+        assert quantile == PERCENTILES[slo.alert["percentile"]]
+        assert slo.metric + "_bucket" in expr
+        for key, value in slo.matchers.items():
+            if key != "langsmith_metadata_intent":  # the recording rule keeps every intent, by label
+                assert f'{key}="{value}"' in expr
+
+    @pytest.mark.parametrize("slo", SLOS, ids=lambda slo: slo.name)
+    def test_every_target_is_a_bucket_boundary(self, slo):
+        """Pass/fail is a count of one bucket, so every target must be a boundary of the SLO's histogram."""
+        bounds_ms = (
+            _span_buckets_ms()
+            if slo.metric == SPAN_DURATION_METRIC
+            else [b * UNIT_SCALE_MS["s"] for b in TOKEN_LATENCY_BUCKETS]
+        )
+        for target in slo.targets_ms.values():
+            assert any(abs(target - bound) < 1e-9 for bound in bounds_ms), (slo.name, target, bounds_ms)
+
+
+def _bucket_series(slo, arm: str, cumulative: dict[float, float]) -> list[tuple[dict[str, str], float]]:
+    return [
+        ({"le": "+Inf" if le == float("inf") else repr(le), ARM_LABEL: arm}, n)
+        for le, n in cumulative.items()
+    ]
+
+
+def _node_series(node: str, arm: str, total_ms: float, count: float, provider="", model=""):
+    labels = {
+        "span_name": node,
+        "llm_langgraph_node": node,
+        ARM_LABEL: arm,
+        "langsmith_metadata_intent": "general",
+        "llm_rollup_provider": provider,
+        "llm_rollup_model": model,
+    }
+    return labels, total_ms, count
+
+
+class FakePrometheus:
+    """Answers the verdict queries from fixed series."""
+
+    def __init__(self, buckets: dict[str, list], nodes: list[tuple[dict, float, float]]) -> None:
+        self.buckets, self.nodes = buckets, nodes
+
+    def query(self, promql: str):
+        sum_query, count_query = node_queries()
+        if promql == sum_query:
+            return [(labels, total) for labels, total, _ in self.nodes]
+        if promql == count_query:
+            return [(labels, count) for labels, _, count in self.nodes]
+        return self.buckets.get(promql, [])
+
+
+INTENT = next(slo for slo in SLOS if slo.name == "intent_classification")
+INF = float("inf")
+
+
+class TestVerdicts:
+    def test_counts_only_what_the_run_added(self):
+        """Observations before the run (all slow) do not count; the run's 100 fast ones pass every target."""
+        before = FakePrometheus(
+            {INTENT.bucket_query: _bucket_series(INTENT, "a", {100.0: 0, 300.0: 0, 500.0: 0, INF: 50})}, []
+        )
+        after = FakePrometheus(
+            {
+                INTENT.bucket_query: _bucket_series(
+                    INTENT, "a", {100.0: 100, 300.0: 100, 500.0: 100, INF: 150}
+                )
+            },
+            [],
+        )
+        delta = difference(take_snapshot(after.query, [INTENT]), take_snapshot(before.query, [INTENT]))
+        (verdict,) = verdicts([INTENT], delta)
+        assert (verdict.arm, verdict.count, verdict.ok) == ("a", 100, True)
+        assert verdict.within_target == {"p50": 100, "p95": 100, "p99": 100}
+
+    def test_failing_slo_names_the_slowest_node_and_its_rollup(self):
+        """95 of 100 within 300 ms pass P95, 98 of 100 within 500 ms fail P99; the bottleneck is the node of
+        that arm with the longest mean, with the provider/model of its roll-up."""
+        prometheus = FakePrometheus(
+            {
+                INTENT.bucket_query: _bucket_series(
+                    INTENT, "slow", {100.0: 10, 250.0: 90, 300.0: 95, 500.0: 98, INF: 100}
+                )
+            },
+            [
+                _node_series("intent", "slow", 40_000.0, 100, "aws.bedrock", "claude"),
+                _node_series("answer", "slow", 5_000.0, 100, "aws.bedrock", "claude"),
+                _node_series("answer", "other", 900_000.0, 100, "openai", "gpt"),
+            ],
+        )
+        empty = FakePrometheus({}, [])
+        delta = difference(take_snapshot(prometheus.query, [INTENT]), take_snapshot(empty.query, [INTENT]))
+        (verdict,) = verdicts([INTENT], delta)
+        assert verdict.passed == {"p50": False, "p95": True, "p99": False}
+        assert (verdict.slowest_node, verdict.provider, verdict.model) == ("intent", "aws.bedrock", "claude")
+        assert verdict.slowest_node_mean_ms == 400.0
+
+    def test_histogram_quantile_interpolates_like_prometheus(self):
+        """Linear within the bucket holding the rank; the +Inf bucket answers its lower bound."""
+        assert histogram_quantile(0.5, {100.0: 0, 200.0: 10, INF: 10}) == 150.0
+        assert histogram_quantile(0.99, {100.0: 5, INF: 10}) == 100.0
+        assert histogram_quantile(0.5, {100.0: 0, INF: 0}) is None
+
+
+class TestProfile:
+    def test_stages_parse_and_ramp_linearly(self):
+        """k6 stages: linear from the previous target, None after the last stage."""
+        stages = parse_stages("10s:4,1m:8,10s:0")
+        assert stages == (Stage(10, 4), Stage(60, 8), Stage(10, 0))
+        assert [users_at(stages, t) for t in (0, 5, 10, 40, 70, 75, 80)] == [0, 2, 4, 6, 8, 4, None]
+        assert sum(stage.duration_s for stage in parse_stages(SEED_STAGES)) == 7 * 60
+        assert parse_stages(DEFAULT_STAGES)
+
+    @pytest.mark.parametrize("text", ["10:4", "10s", "s:4", "10s:-1", "0s:3", "10x:4"])
+    def test_bad_stages_name_the_format(self, text):
+        """A bad stage is refused with the expected format in the message."""
+        with pytest.raises(ValueError, match="DURATION:USERS"):
+            parse_stages(text)
+
+
+def test_load_without_its_extra_names_it_in_one_line(monkeypatch, capsys):
+    """Locust missing: `otel-llm load` exits 2 with one line naming the 'load' extra, before any request."""
+    monkeypatch.setitem(sys.modules, "locust", None)
+    monkeypatch.delitem(sys.modules, "otel_llm.load.scenario", raising=False)
+    assert main(["load", "--url", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the 'load' extra" in err
