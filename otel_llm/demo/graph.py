@@ -291,13 +291,17 @@ def _delayed(name: str, node: Any, asynchronous: bool) -> Any:
     if asynchronous:
 
         async def delayed_async(state: ChatState) -> dict[str, Any]:
-            await asyncio.sleep(node_delay_s(name, state.get("provider")))
+            delay_s = node_delay_s(name, state.get("provider"))
+            if delay_s:
+                await asyncio.sleep(delay_s)
             return await node(state)
 
         return delayed_async
 
     def delayed(state: ChatState) -> dict[str, Any]:
-        time.sleep(node_delay_s(name, state.get("provider")))
+        delay_s = node_delay_s(name, state.get("provider"))
+        if delay_s:
+            time.sleep(delay_s)
         return node(state)
 
     return delayed

@@ -11,6 +11,7 @@ from typing import Any
 from otel_llm.load.slo import PERCENTILES, Verdict
 
 NO_ARM = "(no experiment)"
+FLOOR_MS = 0.1  # the chart's log axis starts here
 
 
 @dataclass
@@ -94,8 +95,8 @@ def render_table(report: LoadReport) -> str:
 
 
 def write_chart(report: LoadReport, path: str | Path) -> Path:
-    """One panel per SLO: each arm's P50/P95/P99 as bars, the targets as black bars' outlines behind them;
-    a failing percentile's bar is hatched."""
+    """One panel per SLO: each arm's P50/P95/P99 as bars on a log axis, the targets as dashed outlines behind
+    them; a failing percentile's bar is hatched red."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,7 +124,7 @@ def write_chart(report: LoadReport, path: str | Path) -> Path:
         )
         for index, verdict in enumerate(of_slo):
             offsets = [x - 0.4 + width * (index + 1) for x in range(len(labels))]
-            values = [verdict.measured_ms[p] or 0.0 for p in labels]
+            values = [max(verdict.measured_ms[p] or 0.0, FLOOR_MS) for p in labels]
             bars = axis.bar(
                 offsets,
                 values,
@@ -140,7 +141,9 @@ def write_chart(report: LoadReport, path: str | Path) -> Path:
         axis.set_title(
             f"{title}\n{verdict_word}", fontsize=9, color="black" if verdict_word == "pass" else "red"
         )
-        axis.set_ylabel("ms")
+        axis.set_yscale("log")  # retrieval's few ms and its 2 s target on one axis
+        axis.set_ylim(bottom=FLOOR_MS)
+        axis.set_ylabel("ms (log)")
     handles, names = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8)
     figure.suptitle(f"SLO verdicts: {report.requests} requests, stages {report.stages}", fontsize=10)

@@ -172,6 +172,26 @@ class TestTracing:
         assert len(http_children) == len(LLM_NODES)
 
 
+class TestNodeDelay:
+    @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+    def test_delay_of_one_node_and_provider_lengthens_that_node_span_only(
+        self, services, traced, monkeypatch, asynchronous
+    ):
+        """..._INTENT_AWS_BEDROCK: the request's provider (Bedrock) gets its intent node span at least that
+        long; a delay of another node for another provider (..._RETRIEVAL_OPENAI) does not apply."""
+        monkeypatch.setenv("OTEL_LLM_DEMO_NODE_DELAY_MS_INTENT_AWS_BEDROCK", "150")
+        monkeypatch.setenv("OTEL_LLM_DEMO_NODE_DELAY_MS_RETRIEVAL_OPENAI", "5000")
+        provider, exporter = traced
+        assert_complete(run_traced(services, provider, asynchronous))
+        durations_ms = {
+            span.name: (span.end_time - span.start_time) / 1e6
+            for span in exporter.get_finished_spans()
+            if span.attributes.get(semconv.LANGGRAPH_NODE) == span.name
+        }
+        assert durations_ms["intent"] >= 150
+        assert durations_ms["retrieval"] < 1000
+
+
 class TestRouting:
     @pytest.mark.parametrize(
         ("message", "intent"),
