@@ -111,12 +111,12 @@ def run(
         user_classes=[chat_user(path, tally, seed)], shape_class=StagesShape(stages), host=url.rstrip("/")
     )
     runner = environment.create_local_runner()
-    total = environment.stats.total
 
     def report() -> None:
         started = gevent.get_hub().loop.now()
         while True:
             gevent.sleep(every_s)
+            total = environment.stats.total  # a new entry whenever the runner resets the statistics
             on_progress(
                 Progress(
                     gevent.get_hub().loop.now() - started,

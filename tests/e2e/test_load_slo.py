@@ -17,6 +17,7 @@ target.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -115,10 +116,14 @@ def verdict_map(report) -> dict[tuple[str, str], dict]:
 
 def test_exactly_the_slowed_node_and_arm_fail(load_run):
     """The intent node slowed on the Bedrock arm: intent classification fails there and only there, naming the
-    intent node and the Bedrock model beneath it; the run reached the app without failed checks."""
+    intent node and the Bedrock model beneath it; the run reached the app without failed checks, and the
+    progress lines showed the stages' 4 users and a rate."""
     report, _, _, result = load_run
     assert result.returncode == 1
     assert report["failures"] == 0 and report["requests"] > 20 and report["settled"] is True
+    progress = re.findall(r"users\s+(\d+)\s+([\d.]+) req/s\s+requests\s+(\d+)\s+errors 0", result.stderr)
+    assert progress and max(int(users) for users, _, _ in progress) == 4, result.stderr
+    assert int(progress[-1][2]) > 0 and max(float(rate) for _, rate, _ in progress) > 0
     assert set(report["accepted_by_intent"]) == {"waste", "character", "bulk_waste", "general"}
     failing = [v for v in report["verdicts"] if not v["ok"]]
     assert [(v["slo"], v["arm"]) for v in failing] == [("intent_classification", BEDROCK_ARM)]
