@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                         str(Path(sys.executable).with_name("otel-llm")), "load",
                         "--url", app.api_url.removesuffix("/api/v1/chat"),
                         "--prometheus-url", stack.prometheus_url, "--stages", args.stages,
-                        "--settle", "0", "--json",
+                        "--settle", "0s", "--json",
                     ],
                     capture_output=True, text=True, check=False,
                 )

@@ -19,23 +19,13 @@ import sys
 import time
 
 from otel_llm.cli.endpoints import DEFAULT_PROMETHEUS_URL, PROMETHEUS_URL_ENV, prometheus_url, url_help
-from otel_llm.cli.search import url_problem
+from otel_llm.cli.search import _duration_arg, parse_duration, url_problem
 
 DEFAULT_URL = "http://127.0.0.1:8080"  # the reference API's default port (python -m otel_llm.demo.api)
-DEFAULT_SETTLE_S = 60.0
-DEFAULT_STABLE_S = 20.0  # longer than the stack's default scrape and span-metrics flush intervals (15 s)
+DEFAULT_SETTLE = "60s"
+DEFAULT_STABLE = "20s"  # longer than the stack's default scrape and span-metrics flush intervals (15 s)
 POLL_S = 1.0
 EXIT_FAILED, EXIT_ERROR = 1, 2
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,18 +54,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--settle",
-        type=_seconds,
-        default=DEFAULT_SETTLE_S,
-        metavar="SECONDS",
-        help=f"at most this long after the load for Prometheus to catch up (default {DEFAULT_SETTLE_S:.0f})",
+        type=_duration_arg,
+        default=DEFAULT_SETTLE,
+        metavar="DURATION",
+        help=f"at most this long after the load for Prometheus to catch up (default {DEFAULT_SETTLE})",
     )
     parser.add_argument(
         "--stable",
-        type=_seconds,
-        default=DEFAULT_STABLE_S,
-        metavar="SECONDS",
+        type=_duration_arg,
+        default=DEFAULT_STABLE,
+        metavar="DURATION",
         help="Prometheus has caught up when its series stayed the same this long (default "
-        f"{DEFAULT_STABLE_S:.0f}; at least the scrape and span-metrics flush intervals)",
+        f"{DEFAULT_STABLE}; at least the scrape and span-metrics flush intervals)",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed of the intent mix")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -152,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
         duration_s = time.monotonic() - started
         accepted = sum(tally.accepted.values())
         print(f"load done; waiting for Prometheus to count {accepted} jobs", file=sys.stderr, flush=True)
-        after, settled = settle(take, before, accepted, args.settle, args.stable)
+        after, settled = settle(
+            take, before, accepted, parse_duration(args.settle) / 1e6, parse_duration(args.stable) / 1e6
+        )
     except SourceError as exc:
         return _fail(str(exc))
     total = environment.stats.total

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from otel_llm.cli.search import parse_duration
+
 CHAT_PATH = "/api/v1/chat"
 THINK_TIME_S = 1.0  # the seed's sleep(1) between iterations
 MESSAGES: dict[str, str] = {
@@ -24,7 +26,6 @@ MESSAGES: dict[str, str] = {
 # The scaled-down default (one minute, at most 6 users) and the seed's profile (7 minutes, up to 50 users).
 DEFAULT_STAGES = "10s:3,40s:6,10s:0"
 SEED_STAGES = "1m:10,5m:50,1m:0"
-_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,14 @@ def parse_stages(text: str) -> tuple[Stage, ...]:
     for part in text.split(","):
         duration, _, target = part.strip().partition(":")
         try:
-            seconds = float(duration[:-1]) * _UNITS[duration[-1:]]
+            seconds = parse_duration(duration) / 1e6
             users = int(target)
-        except (KeyError, ValueError, IndexError):
+        except ValueError:
             seconds, users = -1, -1
         if seconds <= 0 or users < 0:
             raise ValueError(
-                f"stages must be DURATION:USERS pairs separated by commas, DURATION a number with s, m or h "
-                f"(e.g. {DEFAULT_STAGES}); got {part.strip()!r}"
+                "stages must be DURATION:USERS pairs separated by commas, DURATION a number and a unit "
+                f"(ms, s, m, h), e.g. {DEFAULT_STAGES}; got {part.strip()!r}"
             )
         stages.append(Stage(seconds, users))
     return tuple(stages)

@@ -11,7 +11,7 @@ from typing import Any
 from otel_llm.load.slo import PERCENTILES, Verdict
 
 NO_ARM = "(no experiment)"
-FLOOR_MS = 0.1  # the chart's log axis starts here
+FLOOR_MS = 0.01  # the chart's log axis starts at or above this (a zero bar is drawn at it)
 
 
 @dataclass
@@ -142,11 +142,16 @@ def write_chart(report: LoadReport, path: str | Path) -> Path:
             f"{title}\n{verdict_word}", fontsize=9, color="black" if verdict_word == "pass" else "red"
         )
         axis.set_yscale("log")  # retrieval's few ms and its 2 s target on one axis
-        axis.set_ylim(bottom=FLOOR_MS)
+        shown = [value for v in of_slo for value in v.measured_ms.values() if value] + targets
+        axis.set_ylim(max(min(shown) / 3, FLOOR_MS), max(shown) * 3)
         axis.set_ylabel("ms (log)")
     handles, names = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8)
-    figure.suptitle(f"SLO verdicts: {report.requests} requests, stages {report.stages}", fontsize=10)
+    figure.suptitle(
+        f"SLO verdicts: {report.requests} requests, stages {report.stages}; "
+        "dashed: target, hatched red: over it",
+        fontsize=10,
+    )
     figure.tight_layout(rect=(0, 0.08, 1, 0.95))
     target = Path(path)
     figure.savefig(target, dpi=110)
