@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from otel_llm.cli import main
+from otel_llm.cli.search import parse_duration
 from otel_llm.load.profile import DEFAULT_STAGES, SEED_STAGES, Stage, parse_stages, users_at
 from otel_llm.load.slo import (
     ARM_LABEL,
@@ -39,8 +40,7 @@ def _rules() -> list[dict]:
 def _span_buckets_ms() -> list[float]:
     config = yaml.safe_load((ROOT / "collector" / "config.yaml").read_text())
     buckets = config["connectors"]["span_metrics"]["histogram"]["explicit"]["buckets"]
-    scale = {"ms": 1.0, "s": 1000.0}
-    return [float(b[:-2]) * scale["ms"] if b.endswith("ms") else float(b[:-1]) * scale["s"] for b in buckets]
+    return [parse_duration(bucket) / 1000 for bucket in buckets]
 
 
 class TestSloFileAndAlertRules:
