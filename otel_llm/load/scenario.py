@@ -24,9 +24,11 @@ from locust.env import Environment
 
 from otel_llm.load.profile import CHAT_PATH, MESSAGES, THINK_TIME_S, Stage, users_at
 
-SPAWN_RATE = (
-    100.0  # users per second: fast enough that the shape's linear ramp, ticked each second, is the ramp
-)
+# Users per second: fast enough that the shape's linear ramp, ticked each second, is the ramp.
+SPAWN_RATE = 100.0
+# Users stopping (ramp-down, end of the run) finish the request in flight first, at most this long (k6's
+# gracefulStop default), so every job the app accepted is counted as accepted.
+GRACEFUL_STOP_S = 30.0
 
 
 class StagesShape(LoadTestShape):
@@ -108,7 +110,10 @@ def run(
     """Runs the scenario against ``url`` to the end of ``stages``, reporting progress every ``every_s``."""
     tally = Tally(Counter())
     environment = Environment(
-        user_classes=[chat_user(path, tally, seed)], shape_class=StagesShape(stages), host=url.rstrip("/")
+        user_classes=[chat_user(path, tally, seed)],
+        shape_class=StagesShape(stages),
+        host=url.rstrip("/"),
+        stop_timeout=GRACEFUL_STOP_S,
     )
     runner = environment.create_local_runner()
 

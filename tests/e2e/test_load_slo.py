@@ -32,7 +32,13 @@ from otel_llm.cli.search import JaegerClient
 from otel_llm.demo.graph import NODE_DELAY_ENV
 from otel_llm.demo.models import PROVIDER_MODELS, provider_variable
 from otel_llm.load.slo import PERCENTILES, load_slos
-from otel_llm.semconv import EXPERIMENT_ARM, EXPERIMENT_ID, LANGGRAPH_NODE, OPERATION_INVOKE_WORKFLOW
+from otel_llm.semconv import (
+    EXPERIMENT_ARM,
+    EXPERIMENT_ID,
+    LANGGRAPH_NODE,
+    OPERATION_INVOKE_WORKFLOW,
+    SESSION_ID,
+)
 from tests.e2e.jaeger_traces import Trace
 from tests.e2e.reference_app import ReferenceApp
 from tests.support.poll import poll
@@ -88,7 +94,7 @@ def load_run(stack, tmp_path_factory):
             text=True,
             timeout=180,
         )
-        assert result.returncode in (0, 1), result.stderr
+        assert result.returncode in (0, 1) and result.stdout.startswith("{"), result.stderr
         report = json.loads(result.stdout)
         traces = worker_traces(stack, experiment_id, sum(report["accepted_by_intent"].values()))
     return report, chart, traces, result
@@ -175,6 +181,23 @@ def test_verdict_counts_equal_the_raw_spans(load_run):
     intents = Counter(span.tags.get(INTENT_TAG) for span in spans if span.name == OPERATION_INVOKE_WORKFLOW)
     # bulk_waste messages classify as waste in the reference app
     assert set(intents) == {"waste", "character", "general"}
+
+
+def test_session_ids_per_user_and_iteration(load_run):
+    """Every job's trace carries the session `session-<user>-<iteration>`, each once, the 4 users' iterations
+    numbered from 0 without a gap (the seed's `session-${__VU}-${__ITER}`)."""
+    _, _, traces, _ = load_run
+    sessions = [
+        next(span.tags[SESSION_ID] for span in trace.spans.values() if SESSION_ID in span.tags)
+        for trace in traces
+    ]
+    assert len(set(sessions)) == len(sessions) == len(traces)
+    iterations: dict[int, set[int]] = {}
+    for session in sessions:
+        user, iteration = re.fullmatch(r"session-(\d+)-(\d+)", session).groups()
+        iterations.setdefault(int(user), set()).add(int(iteration))
+    assert sorted(iterations) == [1, 2, 3, 4]
+    assert all(numbers == set(range(len(numbers))) for numbers in iterations.values()), iterations
 
 
 def test_chart_is_a_png(load_run):
