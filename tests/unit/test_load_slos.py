@@ -14,11 +14,13 @@ import yaml
 from otel_llm.cli import main
 from otel_llm.cli.search import parse_duration
 from otel_llm.load.profile import DEFAULT_STAGES, SEED_STAGES, Stage, parse_stages, users_at
+from otel_llm.load.report import LoadReport, render_table, write_chart
 from otel_llm.load.slo import (
     ARM_LABEL,
     PERCENTILES,
     SPAN_DURATION_METRIC,
     UNIT_SCALE_MS,
+    Verdict,
     difference,
     histogram_quantile,
     load_slos,
@@ -195,3 +197,58 @@ def test_load_without_its_extra_names_it_in_one_line(monkeypatch, capsys):
     assert main(["load", "--url", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the 'load' extra" in err
+
+
+def by_percentile(values) -> dict:
+    return dict(zip(PERCENTILES, values, strict=True))
+
+
+class TestReport:
+    def _report(self):
+        failing = Verdict(
+            "intent_classification",
+            "Intent classification",
+            "aws.bedrock:claude",
+            10,
+            by_percentile((420.0, 480.0, 495.0)),
+            by_percentile((100.0, 300.0, 500.0)),
+            by_percentile((0, 0, 10)),
+            by_percentile((False, False, True)),
+            False,
+            "intent",
+            421.0,
+            "aws.bedrock",
+            "claude",
+        )
+        passing = Verdict(
+            "retrieval",
+            "RAG retrieval",
+            "",
+            10,
+            by_percentile((2.5, 4.8, 4.9)),
+            by_percentile((500.0, 1000.0, 2000.0)),
+            by_percentile((10, 10, 10)),
+            by_percentile((True, True, True)),
+            True,
+        )
+        return LoadReport("http://app", "2s:1", 10.0, 20, 1, {"waste": 19}, False, [failing, passing])
+
+    def test_table_marks_failures_and_names_the_bottleneck(self):
+        """The failing row: '!' on the percentiles over target, FAIL, the node and the provider/model under
+        it; the row without an experiment says so; an unsettled run warns."""
+        lines = render_table(self._report()).splitlines()
+        assert "20 requests (2.0/s)  1 failed checks" in lines[0] and lines[1].startswith("warning:")
+        failing = next(line for line in lines if line.startswith("Intent classification"))
+        assert "420 (100) !" in failing and "495 (500) " in failing and "FAIL" in failing
+        assert failing.endswith("node intent (421 ms mean), aws.bedrock/claude")
+        assert "(no experiment)" in next(line for line in lines if line.startswith("RAG retrieval"))
+
+    def test_json_and_chart(self, tmp_path):
+        """--json carries ok=false and every verdict; --chart writes a PNG."""
+        report = self._report()
+        data = report.to_dict()
+        assert data["ok"] is False and [v["slo"] for v in data["verdicts"]] == [
+            "intent_classification",
+            "retrieval",
+        ]
+        assert write_chart(report, tmp_path / "slo.png").read_bytes()[:4] == b"\x89PNG"
