@@ -17,6 +17,7 @@ it is. (The Prometheus of the stack, 2.42 from Debian, cannot take a series' sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -242,75 +243,92 @@ def read_traces(jaeger_url: str, job_ids: Sequence[str], lookback_us: int) -> li
     return wait_for(complete, TRACES_TIMEOUT_S, "the requests' traces in Jaeger")
 
 
-def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) -> int:
-    from otel_llm.ab.sources import SourceError
-    from otel_llm.cli.demo import print_report
-    from otel_llm.cli.trace import command as trace_command
-    from otel_llm.stack.run import Stack, StackError, default_state_dir
+def recorded_stack(progress: Callable[[str], None]) -> Any:
+    """The stack ``otel-llm stack up`` recorded (or a new one in the default state directory), started if it
+    is not healthy; ``StackError``/``OSError`` when it cannot start."""
+    from otel_llm.stack.run import Stack, default_state_dir
 
-    started_us = time.time_ns() // 1000
     state_dir = default_state_dir()
     stack = Stack.load(state_dir) or Stack.create(state_dir)
     if all(stack.healthy(component.name) for component in stack.components):
         progress(f"using the running stack in {state_dir}")
     else:
         progress(f"starting the stack (collector, Jaeger, Prometheus, Redis) in {state_dir}")
+    stack.up()
+    return stack
+
+
+@contextlib.contextmanager
+def reference_app(stack: Any, log: IO[str], worker_instance: str) -> Iterator[str]:
+    """The app's three processes on ``stack`` (stderr to ``log``, the worker's ``service.instance.id``
+    ``worker_instance``), stopped with SIGINT on leaving; yields the API's base URL."""
+    processes: list[AppProcess] = []
     try:
-        stack.up()
+        services = start_process(
+            SERVICES_SERVICE,
+            "otel_llm.demo.services",
+            [],
+            telemetry_env(SERVICES_SERVICE, stack.otlp_grpc_endpoint, uuid.uuid4().hex),
+            log,
+            True,
+        )
+        processes.append(services)
+        processes.append(
+            start_process(
+                WORKER_SERVICE,
+                "otel_llm.demo.worker",
+                [
+                    "--redis-url",
+                    stack.redis_url,
+                    "--grpc-target",
+                    f"127.0.0.1:{services.first_line['grpc_port']}",
+                    "--http-url",
+                    f"http://127.0.0.1:{services.first_line['http_port']}",
+                ],
+                telemetry_env(WORKER_SERVICE, stack.otlp_grpc_endpoint, worker_instance),
+                log,
+                False,
+            )
+        )
+        api = start_process(
+            API_SERVICE,
+            "otel_llm.demo.api",
+            ["--port", "0", "--redis-url", stack.redis_url],
+            telemetry_env(API_SERVICE, stack.otlp_grpc_endpoint, uuid.uuid4().hex),
+            log,
+            True,
+        )
+        processes.append(api)
+        yield f"http://127.0.0.1:{api.first_line['port']}"
+    finally:
+        stop_processes(processes)
+
+
+def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) -> int:
+    from otel_llm.ab.sources import SourceError
+    from otel_llm.cli.demo import print_report
+    from otel_llm.cli.trace import command as trace_command
+    from otel_llm.stack.run import StackError
+
+    started_us = time.time_ns() // 1000
+    try:
+        stack = recorded_stack(progress)
     except (StackError, OSError) as exc:
         print(f"otel-llm demo --stack: {exc}", file=sys.stderr)
         return EXIT_FAILED
     log_path = stack.state_dir / "logs" / "demo-app.log"
-    processes: list[AppProcess] = []
     worker_instance = uuid.uuid4().hex
     try:
         with open(log_path, "a") as log:
             progress(f"starting the app under opentelemetry-instrument (logs: {log_path})")
-            services = start_process(
-                SERVICES_SERVICE,
-                "otel_llm.demo.services",
-                [],
-                telemetry_env(SERVICES_SERVICE, stack.otlp_grpc_endpoint, uuid.uuid4().hex),
-                log,
-                True,
-            )
-            processes.append(services)
-            processes.append(
-                start_process(
-                    WORKER_SERVICE,
-                    "otel_llm.demo.worker",
-                    [
-                        "--redis-url",
-                        stack.redis_url,
-                        "--grpc-target",
-                        f"127.0.0.1:{services.first_line['grpc_port']}",
-                        "--http-url",
-                        f"http://127.0.0.1:{services.first_line['http_port']}",
-                    ],
-                    telemetry_env(WORKER_SERVICE, stack.otlp_grpc_endpoint, worker_instance),
-                    log,
-                    False,
-                )
-            )
-            api = start_process(
-                API_SERVICE,
-                "otel_llm.demo.api",
-                ["--port", "0", "--redis-url", stack.redis_url],
-                telemetry_env(API_SERVICE, stack.otlp_grpc_endpoint, uuid.uuid4().hex),
-                log,
-                True,
-            )
-            processes.append(api)
-            api_url = f"http://127.0.0.1:{api.first_line['port']}"
-            jobs = run_load(api_url, stack.prometheus_url, worker_instance, requests, progress)
-            progress("reading the requests' traces back from Jaeger")
-            lookback_us = time.time_ns() // 1000 - started_us + 60_000_000
-            traces = read_traces(stack.jaeger_query_url, [job["job_id"] for job in jobs], lookback_us)
+            with reference_app(stack, log, worker_instance) as api_url:
+                jobs = run_load(api_url, stack.prometheus_url, worker_instance, requests, progress)
+                progress("reading the requests' traces back from Jaeger")
+                lookback_us = time.time_ns() // 1000 - started_us + 60_000_000
+                traces = read_traces(stack.jaeger_query_url, [job["job_id"] for job in jobs], lookback_us)
     except (DemoStackError, SourceError, OSError, KeyError) as exc:
         print(f"otel-llm demo --stack: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    finally:
-        stop_processes(processes)
     results = [_JobResult(job) for job in jobs]
     endpoints = {
         "Jaeger query API": stack.jaeger_query_url,

@@ -1,14 +1,17 @@
 """``otel-llm load``: the seed's load scenario against a chat API, then its SLO verdicts from Prometheus.
 
-Runs ``otel_llm.load.scenario`` (Locust, headless) against ``--url`` with a progress line every two seconds
-(elapsed, users, requests/s, requests, errors) on stderr; waits until Prometheus has counted every accepted
-job's LangGraph run and its series stop changing (at most ``--settle`` seconds), then judges the seed's SLOs
+Runs ``otel_llm.load.scenario`` (Locust, headless) against ``--url`` (or, with ``--reference-app``, against
+the reference app it starts on the recorded stack for the run, ``otel_llm.cli.demo_stack.reference_app``) with
+a progress line every two seconds (elapsed, users, requests/s, requests, errors) on stderr; waits until
+Prometheus has counted every accepted job's LangGraph run and its series stop changing (at most ``--settle``),
+then judges the seed's SLOs
 (``otel_llm/load/slos.yaml``) per experiment arm on what the run added to Prometheus (``otel_llm.load.slo``)
 and prints a table, or ``--json``, and optionally a PNG (``--chart``). Needs the ``load`` extra (Locust,
 PyYAML, matplotlib); without it the command exits 2 naming the extra, before any request.
 
 Exit codes: 0 every SLO held; 1 an SLO failed (or none could be judged); 2 with one line on stderr: a bad
-``--url``/``--stages``, Prometheus unreachable, the ``load`` extra missing, the chart not writable.
+``--url``/``--stages``, Prometheus unreachable, the stack or reference app not starting, the ``load`` extra
+missing, the chart not writable.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+import uuid
 
 from otel_llm.cli.endpoints import DEFAULT_PROMETHEUS_URL, PROMETHEUS_URL_ENV, prometheus_url, url_help
 from otel_llm.cli.search import _duration_arg, parse_duration, url_problem
@@ -40,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "provider/model.",
     )
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the chat API's base URL (default {DEFAULT_URL})")
+    parser.add_argument(
+        "--reference-app",
+        action="store_true",
+        help="instead of --url: start the reference app on the stack `otel-llm stack up` recorded "
+        "(started if needed, as `otel-llm demo --stack` does) with this environment (experiment and "
+        "fault-injection variables apply), load it, stop it",
+    )
     parser.add_argument("--path", default=CHAT_PATH, help=f"the chat endpoint (default {CHAT_PATH})")
     parser.add_argument(
         "--stages",
@@ -110,14 +121,11 @@ def run(args: argparse.Namespace) -> int:
     # The load extra's modules first, so a missing one is named (otel_llm.cli.main) before any request.
     import yaml  # noqa: F401
 
-    from otel_llm.load import scenario
+    from otel_llm.load import scenario  # noqa: F401
 
     if args.chart:
         import matplotlib  # noqa: F401
-    from otel_llm.ab.sources import PrometheusSource, SourceError
     from otel_llm.load.profile import parse_stages
-    from otel_llm.load.report import LoadReport, render_table, write_chart
-    from otel_llm.load.slo import difference, load_slos, take_snapshot, verdicts
 
     prometheus_base = prometheus_url(args.prometheus_url)
     problem = url_problem(prometheus_base, "--prometheus-url", PROMETHEUS_URL_ENV)
@@ -126,9 +134,32 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     try:
-        stages = parse_stages(args.stages)
+        parse_stages(args.stages)
     except ValueError as exc:
         return _fail(str(exc))
+    if not args.reference_app:
+        return _load_and_judge(args, args.url, prometheus_base)
+    from otel_llm.cli.demo_stack import DemoStackError, recorded_stack, reference_app
+    from otel_llm.stack.run import StackError
+
+    try:
+        stack = recorded_stack(lambda line: print(line, file=sys.stderr, flush=True))
+        log_path = stack.state_dir / "logs" / "load-app.log"
+        print(f"starting the reference app (logs: {log_path})", file=sys.stderr, flush=True)
+        with open(log_path, "a") as log, reference_app(stack, log, uuid.uuid4().hex) as api_url:
+            return _load_and_judge(args, api_url, args.prometheus_url or stack.prometheus_url)
+    except (StackError, DemoStackError, OSError) as exc:
+        return _fail(str(exc))
+
+
+def _load_and_judge(args: argparse.Namespace, url: str, prometheus_base: str) -> int:
+    """Snapshot, load, settle, judge, print; the exit code."""
+    from otel_llm.ab.sources import PrometheusSource, SourceError
+    from otel_llm.load import scenario
+    from otel_llm.load.profile import parse_stages
+    from otel_llm.load.report import LoadReport, render_table, write_chart
+    from otel_llm.load.slo import difference, load_slos, take_snapshot, verdicts
+
     slos = load_slos()
     prometheus = PrometheusSource(prometheus_base)
 
@@ -138,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         before = take()
         started = time.monotonic()
-        tally, environment = scenario.run(args.url, stages, _progress, path=args.path, seed=args.seed)
+        tally, environment = scenario.run(
+            url, parse_stages(args.stages), _progress, path=args.path, seed=args.seed
+        )
         duration_s = time.monotonic() - started
         accepted = sum(tally.accepted.values())
         print(f"load done; waiting for Prometheus to count {accepted} jobs", file=sys.stderr, flush=True)
@@ -149,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     total = environment.stats.total
     report = LoadReport(
-        args.url,
+        url,
         args.stages,
         duration_s,
         total.num_requests,

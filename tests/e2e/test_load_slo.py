@@ -9,7 +9,9 @@ intent node. So exactly one verdict fails, intent classification on the Bedrock 
 and the Bedrock model beneath it; the OpenAI arm is the control, the same run without the slowdown, where
 every SLO the reference app is built to meet (all five rows) passes.
 
-The verdict counts are then recounted from the raw spans in Jaeger (the experiment id is this run's alone):
+The app is the one `otel-llm load --reference-app` starts on the session's stack (found through its recorded
+state, as a user's `otel-llm stack up`), with the experiment and the slowdown in its environment. The verdict
+counts are then recounted from the raw spans in Jaeger (the experiment id is this run's alone):
 per arm, the intent node spans and the whole-response spans per intent, and how many of each lie within each
 target.
 """
@@ -17,6 +19,7 @@ target.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -39,8 +42,8 @@ from otel_llm.semconv import (
     OPERATION_INVOKE_WORKFLOW,
     SESSION_ID,
 )
+from otel_llm.stack.run import STATE_DIR_ENV
 from tests.e2e.jaeger_traces import Trace
-from tests.e2e.reference_app import ReferenceApp
 from tests.support.poll import poll
 
 pytestmark = pytest.mark.e2e
@@ -69,34 +72,33 @@ def load_run(stack, tmp_path_factory):
         ),
     }
     chart = directory / "slo.png"
-    with ReferenceApp(stack, directory / "app.log", env=env) as app:
-        result = subprocess.run(
-            [
-                OTEL_LLM,
-                "load",
-                "--url",
-                app.api_url.removesuffix("/api/v1/chat"),
-                "--prometheus-url",
-                stack.prometheus_url,
-                "--stages",
-                STAGES,
-                "--seed",
-                "16",
-                "--settle",
-                "60s",
-                "--stable",
-                "3s",
-                "--json",
-                "--chart",
-                str(chart),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert result.returncode in (0, 1) and result.stdout.startswith("{"), result.stderr
-        report = json.loads(result.stdout)
-        traces = worker_traces(stack, experiment_id, sum(report["accepted_by_intent"].values()))
+    # --reference-app on the session's stack, found through its recorded state like `otel-llm stack up`'s.
+    env[STATE_DIR_ENV] = str(stack.runner.state_dir)
+    result = subprocess.run(
+        [
+            OTEL_LLM,
+            "load",
+            "--reference-app",
+            "--stages",
+            STAGES,
+            "--seed",
+            "16",
+            "--settle",
+            "60s",
+            "--stable",
+            "3s",
+            "--json",
+            "--chart",
+            str(chart),
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode in (0, 1) and result.stdout.startswith("{"), result.stderr
+    report = json.loads(result.stdout)
+    traces = worker_traces(stack, experiment_id, sum(report["accepted_by_intent"].values()))
     return report, chart, traces, result
 
 
