@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status, StatusCode
 
 from otel_llm import semconv
+
+if TYPE_CHECKING:
+    from otel_llm.processors.cost import Cost
 
 # error.type when a span's status is ERROR but nothing named the error (the semconv fallback value).
 OTHER_ERROR_TYPE = "_OTHER"
@@ -47,6 +50,8 @@ class LLMCall(NamedTuple):
     cache_read_input_tokens: int | None = None
     cache_write_input_tokens: int | None = None
     reasoning_output_tokens: int | None = None
+    # What the call cost (otel_llm.processors.cost), when the roll-up stage has a pricer.
+    cost: Cost | None = None
 
 
 def langgraph_node(attributes: Mapping[str, Any]) -> str | None:
@@ -123,6 +128,8 @@ def enrichment(
     if call is not None:
         wanted[semconv.GEN_AI_PROVIDER_NAME] = call.provider
         wanted[semconv.GEN_AI_REQUEST_MODEL] = call.model
+        if call.cost is not None:
+            wanted.update(call.cost.attributes())
         node = call.node
     else:
         node = langgraph_node(attributes)
