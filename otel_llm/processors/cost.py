@@ -75,6 +75,7 @@ _REPORTED_COST_KEYS = (
     (semconv.GEN_AI_USAGE_COST_AMOUNT, semconv.GEN_AI_USAGE_COST_CURRENCY, semconv.GEN_AI_USAGE_COST_SOURCE),
     (semconv.COST_AMOUNT, semconv.COST_CURRENCY, semconv.COST_SOURCE),
 )
+_REPORTED_AMOUNT_KEYS = frozenset(keys[0] for keys in _REPORTED_COST_KEYS)
 MAX_CACHED_MODELS = 4096  # (provider, model) pairs remembered; past it the cache starts afresh
 
 
@@ -107,24 +108,26 @@ class Rates(NamedTuple):
     currency: str = DEFAULT_CURRENCY
 
     def amount(self, call: LLMCall) -> float:
-        """The call's cost; its input and output counts must be set (output may be None for embeddings)."""
-        total = self.requests_kcount / 1000 * 1e6
-        total += _whole_and_parts(call.input_tokens or 0, self.input_mtok, (
-            (call.cache_read_input_tokens, self.cache_read_mtok),
-            (call.cache_write_input_tokens, self.cache_write_mtok)))
-        total += _whole_and_parts(call.output_tokens or 0, self.output_mtok, (
-            (call.reasoning_output_tokens, self.output_reasoning_mtok),))
-        return total / 1e6
+        """The call's cost; its input count must be set (output may be None for embeddings)."""
+        per_million = self.requests_kcount * 1000 + _whole_and_parts(
+            call.input_tokens or 0, self.input_mtok, call.cache_read_input_tokens, self.cache_read_mtok,
+            call.cache_write_input_tokens, self.cache_write_mtok)
+        per_million += _whole_and_parts(call.output_tokens or 0, self.output_mtok,
+                                        call.reasoning_output_tokens, self.output_reasoning_mtok, None, None)
+        return per_million / 1e6
 
 
-def _whole_and_parts(whole: int, rate: float, parts: Sequence[tuple[int | None, float | None]]) -> float:
-    """Cost (per million) of ``whole`` tokens of which ``parts`` have rates of their own."""
+def _whole_and_parts(whole: int, rate: float, first: int | None, first_rate: float | None,
+                     second: int | None, second_rate: float | None) -> float:
+    """Cost (per million) of ``whole`` tokens of which up to two parts have rates of their own."""
     total = 0.0
     rest = whole
-    for count, part_rate in parts:
-        if count and part_rate is not None:
-            total += count * part_rate
-            rest -= count
+    if first and first_rate is not None:
+        total += first * first_rate
+        rest -= first
+    if second and second_rate is not None:
+        total += second * second_rate
+        rest -= second
     if rest < 0:  # the parts were reported beside the whole, not inside it
         rest = whole
     return total + rest * rate
@@ -255,8 +258,9 @@ class Pricer:
         self._cache: dict[tuple[str, str], Rates | str] = {}  # (provider, model) -> rates or unpriced reason
 
     def price(self, call: LLMCall, attributes: Mapping[str, Any]) -> LLMCall:
-        """``call`` with its ``cost`` set."""
-        return call._replace(cost=self.cost(call, attributes))
+        """``call`` with its ``cost`` set (``cost`` is LLMCall's last field: built directly, not by
+        ``_replace``, which takes a microsecond)."""
+        return LLMCall(*call[:-1], self.cost(call, attributes))
 
     def cost(self, call: LLMCall, attributes: Mapping[str, Any]) -> Cost:
         """The cost of one call: reported on the span, else from the price file or the catalogue."""
@@ -347,6 +351,8 @@ def _rates_of(model_price: Any) -> Rates | str:
 
 
 def _reported_cost(attributes: Mapping[str, Any]) -> Cost | None:
+    if _REPORTED_AMOUNT_KEYS.isdisjoint(attributes):  # one pass over the keys; a miss by get() raises inside
+        return None
     for amount_key, currency_key, source_key in _REPORTED_COST_KEYS:
         amount = attributes.get(amount_key)
         if isinstance(amount, (int, float)) and not isinstance(amount, bool) and math.isfinite(amount) \

@@ -128,14 +128,16 @@ def enrichment(
     if call is not None:
         wanted[semconv.GEN_AI_PROVIDER_NAME] = call.provider
         wanted[semconv.GEN_AI_REQUEST_MODEL] = call.model
-        if call.cost is not None:
-            wanted.update(call.cost.attributes())
         node = call.node
     else:
         node = langgraph_node(attributes)
     if node is not None:
         wanted[semconv.LANGGRAPH_NODE] = node
-    return {key: value for key, value in wanted.items() if attributes.get(key) != value}
+    changed = {key: value for key, value in wanted.items() if attributes.get(key) != value}
+    if call is not None and call.cost is not None:
+        # Added without comparing: the span rarely has them, and a missed get() costs an exception here.
+        changed.update(call.cost.attributes())
+    return changed
 
 
 class EnrichedSpan(ReadableSpan):
