@@ -1,9 +1,12 @@
 """`otel-llm ab` end to end: the reference app in a two-arm experiment on the real stack.
 
-One arm's fake provider is slower (per-provider demo latency, and a much later first token); the report must
-name it and call the difference significant. With both arms equally fast it must not, and its numbers must be
-the second experiment's alone: the slow run's traces and time-to-first-token series, with the same arm names,
-are still inside the lookback window.
+One arm's fake provider is slower (per-provider demo latency, and a much later first token) and ten times
+dearer (a price file, OTEL_LLM_COST_PRICES_FILE); the report must name it slower, name the other arm cheaper,
+and call both differences significant. With both arms equally fast and equally priced it must call neither,
+and its numbers must be the second experiment's alone: the slow run's traces and time-to-first-token series,
+with the same arm names, are still inside the lookback window. The arms are assigned at random, so under equal
+prices each arm's messages (and so tokens and cost) are draws from one mix: the cost test's p-value is as
+valid as the latency one's.
 
 The identical-arms run uses ``--alpha 0.01``, not the default 0.05. Under no difference the p-value of any
 valid test is uniform, so at alpha the report raises a false alarm in a fraction alpha of runs, whatever the
@@ -41,6 +44,18 @@ OTEL_LLM = str(Path(sys.executable).with_name("otel-llm"))  # the installed cons
 
 
 SLOW_BEDROCK_MS, SLOW_BEDROCK_TTFT_MS = 300, 200
+# USD per million input / output tokens: the catalogue's gpt-4o-mini list price, and Bedrock at ten times it
+# (a price file, so the contrast does not move with the catalogue); then both at the same price.
+OPENAI_PRICE, DEAR_BEDROCK_PRICE = (0.15, 0.60), (1.50, 6.00)
+
+
+def price_file(path: Path, bedrock: tuple[float, float]) -> Path:
+    """An OTEL_LLM_COST_PRICES_FILE pricing the demo's two models."""
+    path.write_text("".join(
+        f'[[price]]\nprovider = "{spec.provider}"\nmodel = "{spec.model}"\n'
+        f"input_mtok = {rates[0]}\noutput_mtok = {rates[1]}\n\n"
+        for spec, rates in ((OPENAI, OPENAI_PRICE), (BEDROCK, bedrock))))
+    return path
 # The semconv TTFT bucket below the slow run's Bedrock TTFT: a report mixing in the slow run is above it.
 POLLUTED_TTFT_S = 0.16
 
@@ -129,7 +144,8 @@ def slow_bedrock(stack, tmp_path_factory):
         "--chart",
         str(chart),
         bedrock_ttft_ms=SLOW_BEDROCK_TTFT_MS,
-        env={"OTEL_LLM_METRIC_LOG": str(metric_log)},
+        env={"OTEL_LLM_METRIC_LOG": str(metric_log),
+             "OTEL_LLM_COST_PRICES_FILE": str(price_file(directory / "prices.toml", DEAR_BEDROCK_PRICE))},
     )
     return report, chart, metric_log
 
@@ -148,6 +164,21 @@ def test_slower_arm_named_and_significant(slow_bedrock):
     assert all(arm["ttft_p50_s"] is not None for arm in arms.values())
     assert arms[BEDROCK_ARM]["ttft_p50_s"] > POLLUTED_TTFT_S > arms[OPENAI_ARM]["ttft_p50_s"]
     assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cheaper_arm_named_and_significant(slow_bedrock):
+    """Bedrock priced at ten times OpenAI: the report names the OpenAI arm cheaper, significantly, with a
+    positive difference per 1,000 requests; every request has a cost."""
+    report = slow_bedrock[0]
+    assert report["cheaper_arm"] == OPENAI_ARM
+    assert report["cost_significant"] is True
+    (comparison,) = report["cost_comparisons"]
+    assert comparison["baseline"] == OPENAI_ARM and comparison["arm"] == BEDROCK_ARM
+    assert comparison["currency"] == "USD"
+    assert comparison["difference_per_1000_ci"][0] > 0
+    arms = {arm["arm"]: arm for arm in report["arms"]}
+    assert arms[BEDROCK_ARM]["cost_per_request"] > 5 * arms[OPENAI_ARM]["cost_per_request"] > 0
+    assert all(arm["priced_requests"] == arm["requests"] for arm in arms.values())
 
 
 def test_metric_lines_from_the_app_carry_provider_model_and_arm(slow_bedrock):
@@ -169,11 +200,15 @@ def test_metric_lines_from_the_app_carry_provider_model_and_arm(slow_bedrock):
 
 
 def test_identical_arms_not_significant_nor_mixed_with_the_slow_run(stack, slow_bedrock, tmp_path):
-    """Both arms equally fast, right after the slow run with the same arm names: the difference is not
-    called significant, and requests and time to first token are this experiment's only (the slow run's
-    200 ms Bedrock first tokens would put its p95 above POLLUTED_TTFT_S)."""
-    report = run_experiment(stack, tmp_path / "app.log", 60, 60, "--alpha", "0.01")
+    """Both arms equally fast and equally priced, right after the slow run with the same arm names: neither
+    difference is called significant, and requests and time to first token are this experiment's only (the
+    slow run's 200 ms Bedrock first tokens would put its p95 above POLLUTED_TTFT_S)."""
+    prices = price_file(tmp_path / "prices.toml", OPENAI_PRICE)
+    report = run_experiment(stack, tmp_path / "app.log", 60, 60, "--alpha", "0.01",
+                            env={"OTEL_LLM_COST_PRICES_FILE": str(prices)})
     assert report["significant"] is False
+    assert report["cost_significant"] is False
+    assert all(comparison["p_value"] is not None for comparison in report["cost_comparisons"])
     assert all(comparison["p_value"] is not None for comparison in report["comparisons"])
     arms = {arm["arm"]: arm for arm in report["arms"]}
     assert sum(arm["requests"] for arm in arms.values()) == REQUESTS
