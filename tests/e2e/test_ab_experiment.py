@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_llm.ab.sources import jaeger_samples
+from otel_llm.ab.sources import PrometheusSource, jaeger_samples
 from otel_llm.cli.demo_stack import API_SERVICE
 from otel_llm.cli.search import JaegerClient
 from otel_llm.demo.models import LATENCY_ENV, PROVIDER_MODELS, TTFT_ENV, provider_variable
@@ -109,6 +109,26 @@ def ab_report(stack, experiment_id: str, *extra: str) -> dict:
     return json.loads(result.stdout)
 
 
+def spans_cost(report: dict) -> dict[str, float]:
+    """Per arm, what its requests cost by the spans (the report's mean cost per request x requests)."""
+    return {arm["arm"]: arm["cost_per_request"] * arm["requests"] for arm in report["arms"]}
+
+
+def cost_by_arm(stack, experiment_id: str, expected: dict[str, float]) -> dict[str, float]:
+    """Waits until Prometheus' cost counter of the experiment equals ``expected`` per arm (the SDK exports
+    its metrics every 15 s, so earlier values may be partial); its value per arm."""
+    source = PrometheusSource(stack.prometheus_url)
+    promql = (f'sum by (llm_experiment_arm) (llm_client_cost_total{{llm_experiment_id="{experiment_id}", '
+              f'llm_usage_cost_currency="USD", gen_ai_provider_name!=""}})')
+
+    def complete():
+        found = {labels["llm_experiment_arm"]: value for labels, value in source.query(promql)}
+        return found if found.keys() == expected.keys() and all(
+            found[arm] == pytest.approx(total, rel=1e-6) for arm, total in expected.items()) else None
+
+    return poll(complete, timeout=90, message=f"llm_client_cost_total of {experiment_id} = {expected}")
+
+
 def run_experiment(
     stack,
     log_path,
@@ -117,8 +137,10 @@ def run_experiment(
     *extra: str,
     bedrock_ttft_ms: int | None = None,
     env: dict | None = None,
+    costs: dict | None = None,
 ) -> dict:
-    """Runs the app in a fresh experiment, sends REQUESTS conversations, reports while the app still runs."""
+    """Runs the app in a fresh experiment, sends REQUESTS conversations, reports while the app still runs
+    (and, given ``costs``, fills it with the cost counter per arm from Prometheus)."""
     experiment_id = f"ab-{uuid.uuid4().hex[:8]}"
     env = {**experiment_env(experiment_id, openai_ms, bedrock_ms, bedrock_ttft_ms), **(env or {})}
     bodies = [(MESSAGES[i % len(MESSAGES)], f"{experiment_id}-{i}", f"user-{i}") for i in range(REQUESTS)]
@@ -127,15 +149,19 @@ def run_experiment(
         assert {job["status"] for job in jobs} == {"done"}
         assert {job["provider"] for job in jobs} == {OPENAI.provider, BEDROCK.provider}
         # Inside the block: the API process does not flush its last spans on SIGTERM.
-        return ab_report(stack, experiment_id, *extra)
+        report = ab_report(stack, experiment_id, *extra)
+        if costs is not None:
+            costs.update(cost_by_arm(stack, experiment_id, spans_cost(report)))
+        return report
 
 
 @pytest.fixture(scope="module")
 def slow_bedrock(stack, tmp_path_factory):
-    """Bedrock 10x slower than OpenAI (first token after 200 ms), with METRIC lines on: (report, chart path,
-    METRIC log path)."""
+    """Bedrock 10x slower and dearer than OpenAI (first token after 200 ms), with METRIC lines on: (report,
+    chart path, METRIC log path, the cost counter per arm in Prometheus)."""
     directory = tmp_path_factory.mktemp("ab-slow")
     chart, metric_log = directory / "ab.png", directory / "metric.log"
+    costs: dict[str, float] = {}
     report = run_experiment(
         stack,
         directory / "app.log",
@@ -146,14 +172,15 @@ def slow_bedrock(stack, tmp_path_factory):
         bedrock_ttft_ms=SLOW_BEDROCK_TTFT_MS,
         env={"OTEL_LLM_METRIC_LOG": str(metric_log),
              "OTEL_LLM_COST_PRICES_FILE": str(price_file(directory / "prices.toml", DEAR_BEDROCK_PRICE))},
+        costs=costs,
     )
-    return report, chart, metric_log
+    return report, chart, metric_log, costs
 
 
 def test_slower_arm_named_and_significant(slow_bedrock):
     """Bedrock 10x slower than OpenAI: the report names the Bedrock arm significantly slower, charts it, and
     its Bedrock first tokens are late (the contrast the identical-arms check relies on)."""
-    report, chart, _ = slow_bedrock
+    report, chart, *_ = slow_bedrock
     assert report["slower_arm"] == BEDROCK_ARM
     assert report["significant"] is True
     arms = {arm["arm"]: arm for arm in report["arms"]}
@@ -179,6 +206,14 @@ def test_cheaper_arm_named_and_significant(slow_bedrock):
     arms = {arm["arm"]: arm for arm in report["arms"]}
     assert arms[BEDROCK_ARM]["cost_per_request"] > 5 * arms[OPENAI_ARM]["cost_per_request"] > 0
     assert all(arm["priced_requests"] == arm["requests"] for arm in arms.values())
+
+
+def test_cost_counter_reaches_prometheus_per_arm(slow_bedrock):
+    """llm_client_cost_total, by arm, provider and currency, reached what the spans say each arm cost (the
+    fixture polled for it): the dashboard's and the alert's input, one count per call."""
+    report, _, _, costs = slow_bedrock
+    assert costs.keys() == {OPENAI_ARM, BEDROCK_ARM}
+    assert costs == pytest.approx(spans_cost(report), rel=1e-6)
 
 
 def test_metric_lines_from_the_app_carry_provider_model_and_arm(slow_bedrock):
