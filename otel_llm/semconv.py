@@ -83,6 +83,13 @@ ROLLUP_INPUT_TOKENS = "llm.rollup.input_tokens"  # sum over the calls beneath
 ROLLUP_OUTPUT_TOKENS = "llm.rollup.output_tokens"
 ROLLUP_ERROR_CALLS = "llm.rollup.error_calls"  # calls beneath that ended with an error
 ROLLUP_ERROR = "llm.rollup.error"  # true when any call beneath failed
+# End-to-end facts the collector's llm_rollup processor (collector/llmrollupprocessor) writes on a trace root.
+TRACE_DURATION_MS = "llm.trace.duration_ms"  # first span's start to last span's end, all services (ms)
+TRACE_LLM_DURATION_MS = "llm.trace.llm_duration_ms"  # time covered by at least one LLM call (ms)
+TRACE_LLM_SHARE = "llm.trace.llm_share"  # llm_duration_ms / duration_ms, 0..1
+TRACE_SERVICES = "llm.trace.services"  # distinct service.name values, sorted (string array)
+TRACE_SPAN_COUNT = "llm.trace.span_count"  # spans of the trace the processor held
+REQUEST_SPAN_NAME = "llm.request"  # summary span of a request's end-to-end time
 
 UNKNOWN = "unknown"
 MAX_PROVIDER_LENGTH = 64
