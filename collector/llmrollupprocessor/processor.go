@@ -39,7 +39,7 @@ type rollupProcessor struct {
 }
 
 func newProcessor(set processor.Settings, cfg *Config, next consumer.Traces, r *rules, now func() time.Time) (*rollupProcessor, error) {
-	tel, err := newTelemetry(set.MeterProvider.Meter(scopeName))
+	tel, err := newTelemetry(set.MeterProvider.Meter(scopeName), set.ID.String())
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +146,7 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	p.updateHeld()
 	p.mu.Unlock()
 	if late > 0 {
-		p.tel.lateSpans.Add(ctx, int64(late))
+		p.tel.lateSpans.Add(ctx, int64(late), p.tel.instance)
 	}
 	p.forward(ctx, out, passing)
 	return nil
@@ -171,9 +171,9 @@ func (p *rollupProcessor) forward(ctx context.Context, out []released, passing p
 		}
 		started := time.Now()
 		outcome := p.rollUp(item.trace)
-		p.tel.processing.Record(ctx, time.Since(started).Seconds())
+		p.tel.processing.Record(ctx, time.Since(started).Seconds(), p.tel.instance)
 		if outcome.fallback {
-			p.tel.fallbacks.Add(ctx, 1)
+			p.tel.fallbacks.Add(ctx, 1, p.tel.instance)
 		}
 		item.trace.spans.ResourceSpans().MoveAndAppendTo(passing.ResourceSpans())
 	}
@@ -182,7 +182,7 @@ func (p *rollupProcessor) forward(ctx context.Context, out []released, passing p
 		return
 	}
 	if err := p.next.ConsumeTraces(ctx, passing); err != nil {
-		p.tel.notForwarded.Add(ctx, int64(count))
+		p.tel.notForwarded.Add(ctx, int64(count), p.tel.instance)
 		p.logger.Warn("llm_rollup: the next consumer refused spans; they are lost", zap.Int("spans", count), zap.Error(err))
 	}
 }

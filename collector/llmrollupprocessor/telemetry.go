@@ -8,8 +8,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// The processor's own metrics, on the collector's telemetry MeterProvider (service.telemetry.metrics; the
-// Prometheus reader there serves them with the otelcol_ names below plus _total / unit suffixes).
+// The processor's own metrics, on the collector's telemetry MeterProvider (service.telemetry.metrics; its
+// Prometheus reader serves them under these names). Every point carries processor=<component id>, so two
+// instances (one per pipeline) are told apart.
 const (
 	metricTracesHeld        = "otelcol_processor_llm_rollup_traces_held"
 	metricSpansHeld         = "otelcol_processor_llm_rollup_spans_held"
@@ -21,6 +22,8 @@ const (
 )
 
 type telemetry struct {
+	processor             attribute.KeyValue
+	instance              metric.MeasurementOption
 	tracesHeld, spansHeld atomic.Int64
 	releasedEarly         metric.Int64Counter
 	lateSpans             metric.Int64Counter
@@ -30,8 +33,9 @@ type telemetry struct {
 	registration          metric.Registration
 }
 
-func newTelemetry(meter metric.Meter) (*telemetry, error) {
-	t := &telemetry{}
+func newTelemetry(meter metric.Meter, id string) (*telemetry, error) {
+	t := &telemetry{processor: attribute.String("processor", id)}
+	t.instance = metric.WithAttributes(t.processor)
 	var err error
 	if t.releasedEarly, err = meter.Int64Counter(metricReleasedEarly, metric.WithUnit("{trace}"),
 		metric.WithDescription("Traces released before their wait ended, by reason (a memory bound, max_wait, shutdown).")); err != nil {
@@ -65,8 +69,8 @@ func newTelemetry(meter metric.Meter) (*telemetry, error) {
 		return nil, err
 	}
 	t.registration, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(tracesHeld, t.tracesHeld.Load())
-		o.ObserveInt64(spansHeld, t.spansHeld.Load())
+		o.ObserveInt64(tracesHeld, t.tracesHeld.Load(), t.instance)
+		o.ObserveInt64(spansHeld, t.spansHeld.Load(), t.instance)
 		return nil
 	}, tracesHeld, spansHeld)
 	if err != nil {
@@ -76,5 +80,5 @@ func newTelemetry(meter metric.Meter) (*telemetry, error) {
 }
 
 func (t *telemetry) releasedEarlyBy(ctx context.Context, reason string) {
-	t.releasedEarly.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	t.releasedEarly.Add(ctx, 1, metric.WithAttributes(t.processor, attribute.String("reason", reason)))
 }
