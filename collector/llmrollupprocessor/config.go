@@ -18,7 +18,7 @@ type Config struct {
 	MaxSpans int `mapstructure:"max_spans"`
 	// MaxSpansPerTrace: a trace reaching it is released early; its further spans pass as late spans.
 	MaxSpansPerTrace int `mapstructure:"max_spans_per_trace"`
-	// RequestSpan: add the llm.request summary span beneath the root of each trace with LLM calls.
+	// RequestSpan: add the llm.request summary span beneath each trace root with LLM calls under it.
 	RequestSpan bool `mapstructure:"request_span"`
 
 	_ struct{}

@@ -18,8 +18,8 @@ import (
 //     or in another service): the llm.rollup.* of the LLM calls beneath, with otel_llm's semantics (a call counts
 //     for every target up to and including the first LLM span above it, so an LLM span wrapping another counts
 //     once above the outer one); llm.experiment.fallback when the calls missed the target's assigned arm;
-//   - the root of a trace with LLM calls: the end-to-end facts (llm.trace.*), and optionally the llm.request
-//     summary span beneath it, whose duration is the request's end-to-end time.
+//   - the root of a trace with LLM calls beneath it: the end-to-end facts (llm.trace.*), and optionally the
+//     llm.request summary span beneath it, whose duration is the request's end-to-end time.
 // Only LLM spans are counted, never an llm.rollup.* already present, so spans the SDK rolled up in-process add
 // nothing twice; a target's existing llm.rollup.* is replaced by the trace-wide answer.
 //
@@ -299,7 +299,7 @@ func (r *rules) rollUp(td ptrace.Traces, requestSpan bool) traceOutcome {
 			outcome.fallback = true
 		}
 	}
-	if root == none || len(outermost) == 0 {
+	if root == none || sums[root] == nil { // no call beneath the root (a lone LLM span is its own request)
 		return outcome
 	}
 	start, end := r.writeFacts(nodes, root, outermost)

@@ -116,6 +116,12 @@ func TestRequestSpan(t *testing.T) {
 	if plain.SpanCount() != 1 || attr(t, spansByName(plain)["GET /health"], "llm.trace.duration_ms") != nil {
 		t.Error("a trace without LLM calls got a request span or facts")
 	}
+	lone := build(traceID(3), spec{id: 1, service: "batch", name: "chat", kind: client, end: 5,
+		attrs: chat("openai", "gpt-4o", 1, 1)})
+	mustRules(t).rollUp(lone, true)
+	if lone.SpanCount() != 1 || attr(t, spansByName(lone)["chat"], "llm.rollup.calls") != nil {
+		t.Error("a lone LLM span (its own request) got a request span or a roll-up")
+	}
 }
 
 // TestFallback: the arm assigned on the root against the models used anywhere in the trace.
