@@ -13,8 +13,12 @@ from a service without otel_llm (gen_ai.system=anthropic + a Bedrock model id: n
 requests of five spans (API SERVER root, worker CONSUMER, graph, two LLM calls without otel_llm: normalised,
 rolled up onto root and entry span, end-to-end facts, plus the llm.request span).
 
+With ``--throughput SECONDS``: two threads post fresh 5-span requests as fast as they can for SECONDS, with
+and without the processor; spans/s accepted, CPU seconds per 100k spans, refused and send-failed spans (the
+sender shares the 2 cores: a lower bound of what the collector sustains).
+
 Run: .venv/bin/python bench/bench_collector_rollup.py [--spans 50000] [--rounds 3]  (needs `otel-llm stack
-build`; about a minute)
+build`; about a minute); .venv/bin/python bench/bench_collector_rollup.py --throughput 10 --spans 400000
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -110,13 +115,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
-def sent_spans(telemetry_port: int) -> float:
+def telemetry_sum(telemetry_port: int, metric: str) -> float:
+    """The sum of one of the collector's own metrics over its series; -1 while the endpoint is not up."""
     try:
         text = requests.get(f"http://127.0.0.1:{telemetry_port}/metrics", timeout=2).text
     except requests.RequestException:
         return -1.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(SENT_SPANS_METRIC + "{"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric + "{"))
+
+
+def sent_spans(telemetry_port: int) -> float:
+    return telemetry_sum(telemetry_port, SENT_SPANS_METRIC)
 
 
 def port_open(port: int) -> bool:
@@ -165,10 +174,57 @@ def run_once(binary: Path, trace: tuple, bodies: list[bytes], with_processor: bo
             process.wait(timeout=20)
 
 
+def throughput(binary: Path, bodies: list[bytes], seconds: float, with_processor: bool) -> dict[str, float]:
+    """Spans/s the collector accepted while two threads posted ``bodies`` (each once) as fast as they could
+    for ``seconds``, with its refused / send-failed span counts and CPU seconds per 100k spans."""
+    http_port, telemetry_port = free_ports(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump(collector_config(http_port, telemetry_port, with_processor)))
+        process = subprocess.Popen([str(binary), "--config", str(config)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: sent_spans(telemetry_port) >= 0 and port_open(http_port), 30, "the collector")
+            queue = list(reversed(bodies))
+            deadline = time.monotonic() + seconds
+
+            def send() -> None:
+                session = requests.Session()
+                while time.monotonic() < deadline:
+                    try:
+                        body = queue.pop()
+                    except IndexError:
+                        return
+                    session.post(f"http://127.0.0.1:{http_port}/v1/traces", data=body, timeout=30,
+                                 headers={"Content-Type": "application/x-protobuf"}).raise_for_status()
+
+            before, started = cpu_seconds(process.pid), time.monotonic()
+            senders = [threading.Thread(target=send) for _ in range(2)]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join()
+            elapsed = time.monotonic() - started
+            accepted = telemetry_sum(telemetry_port, "otelcol_receiver_accepted_spans")
+            wait_for(lambda: sent_spans(telemetry_port) >= accepted, 60, "every accepted span exported")
+            return {
+                "spans_per_s": accepted / elapsed,
+                "cpu_s_per_100k": (cpu_seconds(process.pid) - before) / accepted * 100_000,
+                "refused": telemetry_sum(telemetry_port, "otelcol_receiver_refused_spans"),
+                "send_failed": telemetry_sum(telemetry_port, "otelcol_exporter_send_failed_spans"),
+                "exhausted": float(not queue),
+            }
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=50_000, help="spans per run (multiple of 100)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per mix and variant; the best counts")
+    parser.add_argument("--throughput", type=float, default=0, metavar="SECONDS",
+                        help="instead: post 5-span requests for SECONDS as fast as possible")
     args = parser.parse_args(argv)
     binary = find_binaries().collector
     if binary is None:
@@ -176,6 +232,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     requests_count = max(1, args.spans // SPANS_PER_REQUEST)
     spans = requests_count * SPANS_PER_REQUEST
+    if args.throughput:
+        bodies = [request_body(REQUEST_TRACE) for _ in range(requests_count)]
+        print(f"throughput: {spans} spans ready (5-span requests), 2 senders, {args.throughput:.0f} s\n")
+        print("| pipeline | spans/s accepted | CPU s per 100k spans | refused | send failed |")
+        print("|---|---|---|---|---|")
+        for with_processor in (False, True):
+            result = throughput(binary, bodies, args.throughput, with_processor)
+            name = "with llm_rollup" if with_processor else "without"
+            note = " (all sent before the end: raise --spans)" if result["exhausted"] else ""
+            print(f"| {name}{note} | {result['spans_per_s']:.0f} | {result['cpu_s_per_100k']:.2f} | "
+                  f"{result['refused']:.0f} | {result['send_failed']:.0f} |", flush=True)
+        return 0
     print(f"{spans} spans per run, best of {args.rounds} rounds (collector CPU, µs per span)\n")
     print("| span mix | without | with llm_rollup | added | ratio |")
     print("|---|---|---|---|---|")
