@@ -31,8 +31,9 @@ type rollupProcessor struct {
 	now    func() time.Time
 	tel    *telemetry
 
-	mu    sync.Mutex
-	store *store
+	mu      sync.Mutex
+	store   *store
+	sources uint64 // counts incoming resources and scopes (under mu)
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -113,8 +114,12 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	p.mu.Lock()
 	for i := 0; i < td.ResourceSpans().Len(); i++ {
 		rs := td.ResourceSpans().At(i)
+		p.sources++
+		resource := p.sources
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {
 			ss := rs.ScopeSpans().At(j)
+			p.sources++
+			from := source{resource, p.sources}
 			into := map[*heldTrace]ptrace.SpanSlice{}
 			var passInto *ptrace.SpanSlice
 			spans := ss.Spans()
@@ -136,6 +141,7 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 				slice, ok := into[held]
 				if !ok {
 					slice = appendScope(held.spans, rs, ss)
+					held.sources = append(held.sources, from)
 					into[held] = slice
 				}
 				span.MoveTo(slice.AppendEmpty())
@@ -163,8 +169,11 @@ func appendScope(td ptrace.Traces, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans
 	return toSS.Spans()
 }
 
-// forward rolls up each released trace and sends them with the passing spans in one batch.
+// forward rolls up each released trace and sends them with the passing spans in one batch, spans that came
+// under the same resource and scope merged under one copy of them again.
 func (p *rollupProcessor) forward(ctx context.Context, out []released, passing ptrace.Traces) {
+	resources := map[uint64]ptrace.ResourceSpans{}
+	scopes := map[uint64]ptrace.ScopeSpans{}
 	for _, item := range out {
 		if item.reason != reasonWait {
 			p.tel.releasedEarlyBy(ctx, item.reason)
@@ -175,7 +184,7 @@ func (p *rollupProcessor) forward(ctx context.Context, out []released, passing p
 		if outcome.fallback {
 			p.tel.fallbacks.Add(ctx, 1, p.tel.instance)
 		}
-		item.trace.spans.ResourceSpans().MoveAndAppendTo(passing.ResourceSpans())
+		merge(item.trace, passing, resources, scopes)
 	}
 	count := passing.SpanCount()
 	if count == 0 {
@@ -184,6 +193,37 @@ func (p *rollupProcessor) forward(ctx context.Context, out []released, passing p
 	if err := p.next.ConsumeTraces(ctx, passing); err != nil {
 		p.tel.notForwarded.Add(ctx, int64(count), p.tel.instance)
 		p.logger.Warn("llm_rollup: the next consumer refused spans; they are lost", zap.Int("spans", count), zap.Error(err))
+	}
+}
+
+// merge moves a released trace's spans into out: a group whose scope (or resource) is already there joins it.
+// Scopes the roll-up added (llm.request's) follow their resource.
+func merge(held *heldTrace, out ptrace.Traces, resources map[uint64]ptrace.ResourceSpans, scopes map[uint64]ptrace.ScopeSpans) {
+	all := held.spans.ResourceSpans()
+	for i := 0; i < all.Len(); i++ {
+		rs, from := all.At(i), held.sources[i]
+		dest, seen := resources[from.resource]
+		if !seen {
+			dest = out.ResourceSpans().AppendEmpty()
+			rs.Resource().MoveTo(dest.Resource())
+			dest.SetSchemaUrl(rs.SchemaUrl())
+			resources[from.resource] = dest
+		}
+		groups := rs.ScopeSpans()
+		for j := 0; j < groups.Len(); j++ {
+			ss := groups.At(j)
+			if j == 0 {
+				if scope, ok := scopes[from.scope]; ok {
+					ss.Spans().MoveAndAppendTo(scope.Spans())
+					continue
+				}
+			}
+			moved := dest.ScopeSpans().AppendEmpty()
+			ss.MoveTo(moved)
+			if j == 0 {
+				scopes[from.scope] = moved
+			}
+		}
 	}
 }
 

@@ -166,3 +166,23 @@ func TestFactoryCreatesProcessor(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReleasedTogetherShareResourceAndScope: traces of one batch released together leave under one resource
+// and scope, as they came (plus llm.request's own scope); the spans are all there.
+func TestReleasedTogetherShareResourceAndScope(t *testing.T) {
+	h := newHarness(t, nil)
+	batch := workerBatch(1)
+	apiBatch(2).ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).CopyTo(
+		batch.ResourceSpans().At(0).ScopeSpans().At(0).Spans().AppendEmpty())
+	h.consume(t, batch)
+	h.consume(t, apiBatch(1))
+	h.clock.advance(time.Minute)
+	h.p.releaseDue(context.Background())
+	out := h.sink.AllTraces()[0]
+	if out.SpanCount() != 5 || out.ResourceSpans().Len() != 2 {
+		t.Fatalf("%d spans under %d resources, want 5 under 2 (worker batch, api batch)", out.SpanCount(), out.ResourceSpans().Len())
+	}
+	if scopes := out.ResourceSpans().At(0).ScopeSpans().Len(); scopes != 1 {
+		t.Fatalf("worker batch's two traces under %d scopes, want 1", scopes)
+	}
+}

@@ -140,9 +140,10 @@ type traceOutcome struct {
 	fallback bool
 }
 
-func indexSpans(td ptrace.Traces, r *rules) ([]node, map[pcommon.SpanID]int) {
-	nodes := make([]node, 0, td.SpanCount())
-	byID := make(map[pcommon.SpanID]int, td.SpanCount())
+// indexSpans lists the trace's spans with their service and LLM call, enriching each; calls tells whether any
+// span is an LLM call.
+func indexSpans(td ptrace.Traces, r *rules) (nodes []node, calls bool) {
+	nodes = make([]node, 0, td.SpanCount())
 	for i := 0; i < td.ResourceSpans().Len(); i++ {
 		rs := td.ResourceSpans().At(i)
 		service := ""
@@ -153,14 +154,14 @@ func indexSpans(td ptrace.Traces, r *rules) ([]node, map[pcommon.SpanID]int) {
 			spans := rs.ScopeSpans().At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				span := spans.At(k)
-				if _, seen := byID[span.SpanID()]; !seen {
-					byID[span.SpanID()] = len(nodes)
-				}
-				nodes = append(nodes, node{span: span, rs: rs, service: service, call: r.callOf(span)})
+				call := r.callOf(span)
+				r.enrich(span, call)
+				calls = calls || call != nil
+				nodes = append(nodes, node{span: span, rs: rs, service: service, call: call})
 			}
 		}
 	}
-	return nodes, byID
+	return nodes, calls
 }
 
 // findRoot is the trace root: the earliest-starting span without a parent, or none.
@@ -241,13 +242,16 @@ func requestSpanID(traceID pcommon.TraceID, name string, taken map[pcommon.SpanI
 
 // rollUp processes one whole trace in place; requestSpan adds the llm.request span.
 func (r *rules) rollUp(td ptrace.Traces, requestSpan bool) traceOutcome {
-	nodes, byID := indexSpans(td, r)
-	if len(nodes) == 0 {
+	nodes, calls := indexSpans(td, r)
+	if !calls { // nothing to roll up: the spans are enriched, that is all (most traces)
 		return traceOutcome{}
+	}
+	byID := make(map[pcommon.SpanID]int, len(nodes))
+	for i := len(nodes) - 1; i >= 0; i-- { // the first of duplicate ids wins
+		byID[nodes[i].span.SpanID()] = i
 	}
 	for i := range nodes {
 		n := &nodes[i]
-		r.enrich(n.span, n.call)
 		n.parent = noParent
 		if parentID := n.span.ParentSpanID(); !parentID.IsEmpty() {
 			n.parent = missingParent

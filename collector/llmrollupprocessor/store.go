@@ -21,10 +21,16 @@ const (
 // minRecentTraces: released trace ids remembered (at least this many, or num_traces) to recognise late spans.
 const minRecentTraces = 1024
 
-// heldTrace is one trace's spans, grouped as they arrived (resource and scope copied per batch).
+// source names the incoming resource and scope a group of held spans came from (numbers unique per processor),
+// so traces released together are forwarded under one resource and scope again.
+type source struct{ resource, scope uint64 }
+
+// heldTrace is one trace's spans, grouped as they arrived (resource and scope copied per batch): one resource
+// with one scope per source, sources[i] naming that of spans.ResourceSpans().At(i).
 type heldTrace struct {
 	id          pcommon.TraceID
 	spans       ptrace.Traces
+	sources     []source
 	count       int
 	firstSeen   time.Time
 	lastSeen    time.Time
