@@ -31,6 +31,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -150,8 +152,9 @@ def spans_out(trace: tuple, with_processor: bool) -> int:
     return SPANS_PER_REQUEST + (SPANS_PER_REQUEST // len(trace) if with_processor and len(trace) > 1 else 0)
 
 
-def run_once(binary: Path, trace: tuple, bodies: list[bytes], with_processor: bool) -> float:
-    """CPU seconds the collector spent receiving, processing and exporting ``requests_count`` bodies."""
+@contextmanager
+def running_collector(binary: Path, with_processor: bool) -> Iterator[tuple[int, int, int]]:
+    """The cut-down collector, started and ready: (pid, OTLP/HTTP port, telemetry port)."""
     http_port, telemetry_port = free_ports(2)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
@@ -160,63 +163,61 @@ def run_once(binary: Path, trace: tuple, bodies: list[bytes], with_processor: bo
                                    stderr=subprocess.DEVNULL)
         try:
             wait_for(lambda: sent_spans(telemetry_port) >= 0 and port_open(http_port), 30, "the collector")
-            session = requests.Session()
-            url = f"http://127.0.0.1:{http_port}/v1/traces"
-            headers = {"Content-Type": "application/x-protobuf"}
-            before = cpu_seconds(process.pid)
-            for body in bodies:
-                session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
-            expected = len(bodies) * spans_out(trace, with_processor)
-            wait_for(lambda: sent_spans(telemetry_port) >= expected, 60, f"{expected} spans exported")
-            return cpu_seconds(process.pid) - before
+            yield process.pid, http_port, telemetry_port
         finally:
             process.terminate()
             process.wait(timeout=20)
+
+
+def post(session: requests.Session, http_port: int, body: bytes) -> None:
+    session.post(f"http://127.0.0.1:{http_port}/v1/traces", data=body, timeout=30,
+                 headers={"Content-Type": "application/x-protobuf"}).raise_for_status()
+
+
+def run_once(binary: Path, trace: tuple, bodies: list[bytes], with_processor: bool) -> float:
+    """CPU seconds the collector spent receiving, processing and exporting ``bodies``."""
+    with running_collector(binary, with_processor) as (pid, http_port, telemetry_port):
+        session = requests.Session()
+        before = cpu_seconds(pid)
+        for body in bodies:
+            post(session, http_port, body)
+        expected = len(bodies) * spans_out(trace, with_processor)
+        wait_for(lambda: sent_spans(telemetry_port) >= expected, 60, f"{expected} spans exported")
+        return cpu_seconds(pid) - before
 
 
 def throughput(binary: Path, bodies: list[bytes], seconds: float, with_processor: bool) -> dict[str, float]:
     """Spans/s the collector accepted while two threads posted ``bodies`` (each once) as fast as they could
     for ``seconds``, with its refused / send-failed span counts and CPU seconds per 100k spans."""
-    http_port, telemetry_port = free_ports(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "config.yaml"
-        config.write_text(yaml.safe_dump(collector_config(http_port, telemetry_port, with_processor)))
-        process = subprocess.Popen([str(binary), "--config", str(config)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        try:
-            wait_for(lambda: sent_spans(telemetry_port) >= 0 and port_open(http_port), 30, "the collector")
-            queue = list(reversed(bodies))
-            deadline = time.monotonic() + seconds
+    with running_collector(binary, with_processor) as (pid, http_port, telemetry_port):
+        queue = list(reversed(bodies))
+        deadline = time.monotonic() + seconds
 
-            def send() -> None:
-                session = requests.Session()
-                while time.monotonic() < deadline:
-                    try:
-                        body = queue.pop()
-                    except IndexError:
-                        return
-                    session.post(f"http://127.0.0.1:{http_port}/v1/traces", data=body, timeout=30,
-                                 headers={"Content-Type": "application/x-protobuf"}).raise_for_status()
+        def send() -> None:
+            session = requests.Session()
+            while time.monotonic() < deadline:
+                try:
+                    body = queue.pop()
+                except IndexError:
+                    return
+                post(session, http_port, body)
 
-            before, started = cpu_seconds(process.pid), time.monotonic()
-            senders = [threading.Thread(target=send) for _ in range(2)]
-            for sender in senders:
-                sender.start()
-            for sender in senders:
-                sender.join()
-            elapsed = time.monotonic() - started
-            accepted = telemetry_sum(telemetry_port, "otelcol_receiver_accepted_spans")
-            wait_for(lambda: sent_spans(telemetry_port) >= accepted, 60, "every accepted span exported")
-            return {
-                "spans_per_s": accepted / elapsed,
-                "cpu_s_per_100k": (cpu_seconds(process.pid) - before) / accepted * 100_000,
-                "refused": telemetry_sum(telemetry_port, "otelcol_receiver_refused_spans"),
-                "send_failed": telemetry_sum(telemetry_port, "otelcol_exporter_send_failed_spans"),
-                "exhausted": float(not queue),
-            }
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+        before, started = cpu_seconds(pid), time.monotonic()
+        senders = [threading.Thread(target=send) for _ in range(2)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        elapsed = time.monotonic() - started
+        accepted = telemetry_sum(telemetry_port, "otelcol_receiver_accepted_spans")
+        wait_for(lambda: sent_spans(telemetry_port) >= accepted, 60, "every accepted span exported")
+        return {
+            "spans_per_s": accepted / elapsed,
+            "cpu_s_per_100k": (cpu_seconds(pid) - before) / accepted * 100_000,
+            "refused": telemetry_sum(telemetry_port, "otelcol_receiver_refused_spans"),
+            "send_failed": telemetry_sum(telemetry_port, "otelcol_exporter_send_failed_spans"),
+            "exhausted": float(not queue),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
