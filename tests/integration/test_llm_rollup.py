@@ -168,6 +168,15 @@ def test_prometheus_holds_end_to_end_latency_per_provider_model_arm(rolled_up, s
     assert poll(lambda: latency_ms(ROOT_NAME), timeout=30, message="root latency") < 10
 
 
+def test_processor_metrics_reach_prometheus(rolled_up, stack):
+    """Prometheus scrapes the collector's telemetry endpoint: the processor's own metrics are queryable there,
+    and the fallback of the request above is counted."""
+    query = f'{ROLLUP_TELEMETRY}experiment_fallbacks{{processor="llm_rollup"}}'
+    fallbacks = poll(lambda: stack.prometheus_query(query), timeout=30, message="the fallback counter")
+    assert float(fallbacks[0]["value"][1]) >= 1
+    assert stack.prometheus_query(f'{ROLLUP_TELEMETRY}traces_held{{processor="llm_rollup"}}')
+
+
 @dataclass
 class LoneCollector:
     endpoint: str
