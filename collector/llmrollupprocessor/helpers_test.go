@@ -188,3 +188,30 @@ func (h *harness) metric(t *testing.T, name, reason string) float64 {
 	}
 	return total
 }
+
+// rollUpTraces runs rules.rollUp over td's spans in place, grouped as the processor holds them, and puts the
+// llm.request span (if any) under the root's resource, so a test inspects one ptrace.Traces.
+func rollUpTraces(r *rules, td ptrace.Traces, requestSpan bool) traceOutcome {
+	var groups []group
+	resources := map[uint64]ptrace.ResourceSpans{}
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		rs := td.ResourceSpans().At(i)
+		resources[uint64(i+1)] = rs
+		service := ""
+		if value, ok := rs.Resource().Attributes().Get("service.name"); ok {
+			service = value.AsString()
+		}
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			ss := rs.ScopeSpans().At(j)
+			from := &origin{key: source{uint64(i + 1), uint64(j + 1)}, resource: rs.Resource(), scope: ss.Scope(), service: service}
+			groups = append(groups, group{from, ss.Spans()})
+		}
+	}
+	outcome, request := r.rollUp(groups, requestSpan)
+	if request != nil {
+		ss := resources[request.from.key.resource].ScopeSpans().AppendEmpty()
+		request.from.scope.CopyTo(ss.Scope())
+		request.spans.MoveAndAppendTo(ss.Spans())
+	}
+	return outcome
+}

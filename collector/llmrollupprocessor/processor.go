@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 	"go.uber.org/zap"
@@ -115,11 +116,11 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	for i := 0; i < td.ResourceSpans().Len(); i++ {
 		rs := td.ResourceSpans().At(i)
 		p.sources++
-		resource := p.sources
+		resource := resourceCopy{id: p.sources}
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {
 			ss := rs.ScopeSpans().At(j)
 			p.sources++
-			from := source{resource, p.sources}
+			var from *origin // made when the first span is held
 			into := map[*heldTrace]ptrace.SpanSlice{}
 			var passInto *ptrace.SpanSlice
 			spans := ss.Spans()
@@ -140,8 +141,11 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 				held := p.store.trace(id, now, &out)
 				slice, ok := into[held]
 				if !ok {
-					slice = appendScope(held.spans, rs, ss)
-					held.sources = append(held.sources, from)
+					if from == nil {
+						from = p.originOf(&resource, rs, ss, p.sources)
+					}
+					slice = ptrace.NewSpanSlice()
+					held.groups = append(held.groups, group{from, slice})
 					into[held] = slice
 				}
 				span.MoveTo(slice.AppendEmpty())
@@ -156,6 +160,31 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	}
 	p.forward(ctx, out, passing)
 	return nil
+}
+
+// resourceCopy is an incoming resource copied once, when its first span is held.
+type resourceCopy struct {
+	id       uint64
+	resource *pcommon.Resource
+	service  string
+}
+
+// originOf copies the incoming resource (once per resource) and scope that held spans come under.
+func (p *rollupProcessor) originOf(resource *resourceCopy, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, scopeID uint64) *origin {
+	if resource.resource == nil {
+		copied := pcommon.NewResource()
+		rs.Resource().CopyTo(copied)
+		resource.resource = &copied
+		if value, ok := copied.Attributes().Get(p.rules.Names.ServiceName); ok {
+			resource.service = value.AsString()
+		}
+	}
+	scope := pcommon.NewInstrumentationScope()
+	ss.Scope().CopyTo(scope)
+	return &origin{
+		key: source{resource.id, scopeID}, resource: *resource.resource, resourceSchema: rs.SchemaUrl(),
+		scope: scope, scopeSchema: ss.SchemaUrl(), service: resource.service,
+	}
 }
 
 // appendScope adds to td a resource and scope like rs/ss (attributes copied) and returns its empty span slice.
@@ -173,18 +202,23 @@ func appendScope(td ptrace.Traces, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans
 // under the same resource and scope merged under one copy of them again.
 func (p *rollupProcessor) forward(ctx context.Context, out []released, passing ptrace.Traces) {
 	resources := map[uint64]ptrace.ResourceSpans{}
-	scopes := map[uint64]ptrace.ScopeSpans{}
+	scopes := map[source]ptrace.ScopeSpans{}
 	for _, item := range out {
 		if item.reason != reasonWait {
 			p.tel.releasedEarlyBy(ctx, item.reason)
 		}
 		started := time.Now()
-		outcome := p.rollUp(item.trace)
+		outcome, request := p.rollUp(item.trace)
 		p.tel.processing.Record(ctx, time.Since(started).Seconds(), p.tel.instance)
 		if outcome.fallback {
 			p.tel.fallbacks.Add(ctx, 1, p.tel.instance)
 		}
-		merge(item.trace, passing, resources, scopes)
+		for _, g := range item.trace.groups {
+			merge(g, passing, resources, scopes)
+		}
+		if request != nil {
+			merge(*request, passing, resources, scopes)
+		}
 	}
 	count := passing.SpanCount()
 	if count == 0 {
@@ -196,44 +230,33 @@ func (p *rollupProcessor) forward(ctx context.Context, out []released, passing p
 	}
 }
 
-// merge moves a released trace's spans into out: a group whose scope (or resource) is already there joins it.
-// Scopes the roll-up added (llm.request's) follow their resource.
-func merge(held *heldTrace, out ptrace.Traces, resources map[uint64]ptrace.ResourceSpans, scopes map[uint64]ptrace.ScopeSpans) {
-	all := held.spans.ResourceSpans()
-	for i := 0; i < all.Len(); i++ {
-		rs, from := all.At(i), held.sources[i]
-		dest, seen := resources[from.resource]
+// merge moves a group's spans into out, under the resource and scope already there for its origin, or under
+// new copies of them.
+func merge(g group, out ptrace.Traces, resources map[uint64]ptrace.ResourceSpans, scopes map[source]ptrace.ScopeSpans) {
+	dest, ok := scopes[g.from.key]
+	if !ok {
+		rs, seen := resources[g.from.key.resource]
 		if !seen {
-			dest = out.ResourceSpans().AppendEmpty()
-			rs.Resource().MoveTo(dest.Resource())
-			dest.SetSchemaUrl(rs.SchemaUrl())
-			resources[from.resource] = dest
+			rs = out.ResourceSpans().AppendEmpty()
+			g.from.resource.CopyTo(rs.Resource())
+			rs.SetSchemaUrl(g.from.resourceSchema)
+			resources[g.from.key.resource] = rs
 		}
-		groups := rs.ScopeSpans()
-		for j := 0; j < groups.Len(); j++ {
-			ss := groups.At(j)
-			if j == 0 {
-				if scope, ok := scopes[from.scope]; ok {
-					ss.Spans().MoveAndAppendTo(scope.Spans())
-					continue
-				}
-			}
-			moved := dest.ScopeSpans().AppendEmpty()
-			ss.MoveTo(moved)
-			if j == 0 {
-				scopes[from.scope] = moved
-			}
-		}
+		dest = rs.ScopeSpans().AppendEmpty()
+		g.from.scope.CopyTo(dest.Scope())
+		dest.SetSchemaUrl(g.from.scopeSchema)
+		scopes[g.from.key] = dest
 	}
+	g.spans.MoveAndAppendTo(dest.Spans())
 }
 
 // rollUp processes one trace; a panic on malformed input is logged and the trace forwarded as it is by then.
-func (p *rollupProcessor) rollUp(held *heldTrace) (outcome traceOutcome) {
+func (p *rollupProcessor) rollUp(held *heldTrace) (outcome traceOutcome, request *group) {
 	defer func() {
 		if recovered := recover(); recovered != nil {
 			p.logger.Error("llm_rollup: could not roll up a trace; forwarding it as is",
 				zap.String("trace_id", held.id.String()), zap.String("panic", fmt.Sprint(recovered)))
 		}
 	}()
-	return p.rules.rollUp(held.spans, p.cfg.RequestSpan)
+	return p.rules.rollUp(held.groups, p.cfg.RequestSpan)
 }

@@ -36,8 +36,7 @@ const (
 
 type node struct {
 	span     ptrace.Span
-	rs       ptrace.ResourceSpans
-	service  string
+	from     *origin
 	call     *llmCall
 	parent   int
 	target   bool
@@ -142,23 +141,19 @@ type traceOutcome struct {
 
 // indexSpans lists the trace's spans with their service and LLM call, enriching each; calls tells whether any
 // span is an LLM call.
-func indexSpans(td ptrace.Traces, r *rules) (nodes []node, calls bool) {
-	nodes = make([]node, 0, td.SpanCount())
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		rs := td.ResourceSpans().At(i)
-		service := ""
-		if value, ok := rs.Resource().Attributes().Get(r.Names.ServiceName); ok {
-			service = value.AsString()
-		}
-		for j := 0; j < rs.ScopeSpans().Len(); j++ {
-			spans := rs.ScopeSpans().At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				span := spans.At(k)
-				call := r.callOf(span)
-				r.enrich(span, call)
-				calls = calls || call != nil
-				nodes = append(nodes, node{span: span, rs: rs, service: service, call: call})
-			}
+func indexSpans(groups []group, r *rules) (nodes []node, calls bool) {
+	count := 0
+	for _, g := range groups {
+		count += g.spans.Len()
+	}
+	nodes = make([]node, 0, count)
+	for _, g := range groups {
+		for k := 0; k < g.spans.Len(); k++ {
+			span := g.spans.At(k)
+			call := r.callOf(span)
+			r.enrich(span, call)
+			calls = calls || call != nil
+			nodes = append(nodes, node{span: span, from: g.from, call: call})
 		}
 	}
 	return nodes, calls
@@ -240,11 +235,12 @@ func requestSpanID(traceID pcommon.TraceID, name string, taken map[pcommon.SpanI
 	}
 }
 
-// rollUp processes one whole trace in place; requestSpan adds the llm.request span.
-func (r *rules) rollUp(td ptrace.Traces, requestSpan bool) traceOutcome {
-	nodes, calls := indexSpans(td, r)
+// rollUp processes one whole trace in place; with requestSpan it returns the llm.request span as a group of
+// its own (nil when the trace gets none).
+func (r *rules) rollUp(groups []group, requestSpan bool) (traceOutcome, *group) {
+	nodes, calls := indexSpans(groups, r)
 	if !calls { // nothing to roll up: the spans are enriched, that is all (most traces)
-		return traceOutcome{}
+		return traceOutcome{}, nil
 	}
 	byID := make(map[pcommon.SpanID]int, len(nodes))
 	for i := len(nodes) - 1; i >= 0; i-- { // the first of duplicate ids wins
@@ -266,7 +262,7 @@ func (r *rules) rollUp(td ptrace.Traces, requestSpan bool) traceOutcome {
 		kind := n.span.Kind()
 		entry := kind == ptrace.SpanKindServer || kind == ptrace.SpanKindConsumer
 		n.target = n.parent == noParent ||
-			(entry && (n.parent == missingParent || nodes[n.parent].service != n.service))
+			(entry && (n.parent == missingParent || nodes[n.parent].from.service != n.from.service))
 		n.interest = n.target || n.call != nil
 	}
 	above := nearestAbove(nodes, root)
@@ -304,13 +300,13 @@ func (r *rules) rollUp(td ptrace.Traces, requestSpan bool) traceOutcome {
 		}
 	}
 	if root == none || sums[root] == nil { // no call beneath the root (a lone LLM span is its own request)
-		return outcome
+		return outcome, nil
 	}
 	start, end := r.writeFacts(nodes, root, outermost)
-	if requestSpan {
-		r.addRequestSpan(nodes[root], start, end, byID)
+	if !requestSpan {
+		return outcome, nil
 	}
-	return outcome
+	return outcome, r.requestSpan(nodes[root], start, end, byID)
 }
 
 // writeFacts puts the end-to-end facts on the root and returns the trace's first start and last end.
@@ -320,8 +316,8 @@ func (r *rules) writeFacts(nodes []node, root int, outermost []int) (pcommon.Tim
 	for i := range nodes {
 		span := nodes[i].span
 		start, end = min(start, span.StartTimestamp()), max(end, span.EndTimestamp())
-		if nodes[i].service != "" {
-			services[nodes[i].service] = true
+		if nodes[i].from.service != "" {
+			services[nodes[i].from.service] = true
 		}
 	}
 	type interval struct{ from, to pcommon.Timestamp }
@@ -352,12 +348,15 @@ func (r *rules) writeFacts(nodes []node, root int, outermost []int) (pcommon.Tim
 	return start, end
 }
 
-// addRequestSpan appends the llm.request span beneath the root, in the root's resource, under this
-// processor's scope: from the trace's first start to its last end, carrying the root's roll-up, arm and facts.
-func (r *rules) addRequestSpan(root node, start, end pcommon.Timestamp, taken map[pcommon.SpanID]int) {
-	scope := root.rs.ScopeSpans().AppendEmpty()
-	scope.Scope().SetName(scopeName)
-	span := scope.Spans().AppendEmpty()
+// requestSpan makes the llm.request span beneath the root, in the root's resource, under this processor's
+// scope: from the trace's first start to its last end, carrying the root's roll-up, arm and facts.
+func (r *rules) requestSpan(root node, start, end pcommon.Timestamp, taken map[pcommon.SpanID]int) *group {
+	scope := pcommon.NewInstrumentationScope()
+	scope.SetName(scopeName)
+	from := &origin{key: source{root.from.key.resource, 0}, resource: root.from.resource,
+		resourceSchema: root.from.resourceSchema, scope: scope, service: root.from.service}
+	request := &group{from: from, spans: ptrace.NewSpanSlice()}
+	span := request.spans.AppendEmpty()
 	span.SetTraceID(root.span.TraceID())
 	span.SetSpanID(requestSpanID(root.span.TraceID(), r.Names.RequestSpan, taken))
 	span.SetParentSpanID(root.span.SpanID())
@@ -366,7 +365,7 @@ func (r *rules) addRequestSpan(root node, start, end pcommon.Timestamp, taken ma
 	span.SetStartTimestamp(start)
 	span.SetEndTimestamp(end)
 	root.span.Status().CopyTo(span.Status())
-	from, to := root.span.Attributes(), span.Attributes()
+	rootAttrs, to := root.span.Attributes(), span.Attributes()
 	for _, key := range []string{
 		r.Names.RollupProvider, r.Names.RollupModel, r.Names.RollupProviders, r.Names.RollupModels,
 		r.Names.RollupCalls, r.Names.RollupErrorCalls, r.Names.RollupError, r.Names.RollupInputTokens,
@@ -374,8 +373,9 @@ func (r *rules) addRequestSpan(root node, start, end pcommon.Timestamp, taken ma
 		r.Names.ExperimentModel, r.Names.ExperimentFallback, r.Names.TraceDurationMs, r.Names.TraceLLMDurationMs,
 		r.Names.TraceLLMShare, r.Names.TraceServices, r.Names.TraceSpanCount,
 	} {
-		if value, ok := from.Get(key); ok {
+		if value, ok := rootAttrs.Get(key); ok {
 			value.CopyTo(to.PutEmpty(key))
 		}
 	}
+	return request
 }

@@ -40,7 +40,7 @@ func twoServices(extraRoot map[string]any) ptrace.Traces {
 // TestRollUpAcrossServices: the root and the worker's entry span carry every call; spans between do not.
 func TestRollUpAcrossServices(t *testing.T) {
 	td := twoServices(nil)
-	outcome := mustRules(t).rollUp(td, false)
+	outcome := rollUpTraces(mustRules(t), td, false)
 	spans := spansByName(td)
 	if outcome.calls != 2 {
 		t.Fatalf("calls %d", outcome.calls)
@@ -72,7 +72,7 @@ func TestRollUpAcrossServices(t *testing.T) {
 // TestEndToEndFacts: the root gets the request's whole duration, services, LLM time and share.
 func TestEndToEndFacts(t *testing.T) {
 	td := twoServices(nil)
-	mustRules(t).rollUp(td, false)
+	rollUpTraces(mustRules(t), td, false)
 	root := spansByName(td)["POST /chat"]
 	want := map[string]any{
 		"llm.trace.duration_ms": 2100.0, "llm.trace.llm_duration_ms": 1800.0, "llm.trace.llm_share": 1800.0 / 2100.0,
@@ -92,7 +92,7 @@ func TestEndToEndFacts(t *testing.T) {
 func TestRequestSpan(t *testing.T) {
 	arm := map[string]any{"llm.experiment.arm": "openai:gpt-4o", "llm.experiment.id": "exp1"}
 	td := twoServices(arm)
-	mustRules(t).rollUp(td, true)
+	rollUpTraces(mustRules(t), td, true)
 	spans := spansByName(td)
 	request, root := spans["llm.request"], spans["POST /chat"]
 	if request.ParentSpanID() != root.SpanID() || request.TraceID() != root.TraceID() {
@@ -107,18 +107,18 @@ func TestRequestSpan(t *testing.T) {
 		}
 	}
 	again := twoServices(arm)
-	mustRules(t).rollUp(again, true)
+	rollUpTraces(mustRules(t), again, true)
 	if spansByName(again)["llm.request"].SpanID() != request.SpanID() {
 		t.Error("llm.request span id is not deterministic")
 	}
 	plain := build(traceID(2), spec{id: 1, service: "api", name: "GET /health", kind: server, end: 1})
-	mustRules(t).rollUp(plain, true)
+	rollUpTraces(mustRules(t), plain, true)
 	if plain.SpanCount() != 1 || attr(t, spansByName(plain)["GET /health"], "llm.trace.duration_ms") != nil {
 		t.Error("a trace without LLM calls got a request span or facts")
 	}
 	lone := build(traceID(3), spec{id: 1, service: "batch", name: "chat", kind: client, end: 5,
 		attrs: chat("openai", "gpt-4o", 1, 1)})
-	mustRules(t).rollUp(lone, true)
+	rollUpTraces(mustRules(t), lone, true)
 	if lone.SpanCount() != 1 || attr(t, spansByName(lone)["chat"], "llm.rollup.calls") != nil {
 		t.Error("a lone LLM span (its own request) got a request span or a roll-up")
 	}
@@ -138,7 +138,7 @@ func TestFallback(t *testing.T) {
 		{nil, nil},
 	} {
 		td := twoServices(tc.arm)
-		outcome := mustRules(t).rollUp(td, false)
+		outcome := rollUpTraces(mustRules(t), td, false)
 		if got := attr(t, spansByName(td)["POST /chat"], "llm.experiment.fallback"); got != tc.want || outcome.fallback != (tc.want == true) {
 			t.Errorf("arm %v: fallback %v (outcome %v), want %v", tc.arm, got, outcome.fallback, tc.want)
 		}
@@ -156,7 +156,7 @@ func TestNestedAndAlreadyRolledUp(t *testing.T) {
 		spec{id: 3, parent: 2, service: "worker", name: "bedrock converse", kind: client, start: 2, end: 80,
 			attrs: chat("aws.bedrock", "m", 4, 1)},
 	)
-	mustRules(t).rollUp(td, false)
+	rollUpTraces(mustRules(t), td, false)
 	process := spansByName(td)["process"]
 	if calls := attr(t, process, "llm.rollup.calls"); calls != int64(1) {
 		t.Fatalf("calls %v, want 1", calls)
@@ -175,7 +175,7 @@ func TestMalformedTraces(t *testing.T) {
 		spec{id: 3, parent: 1, service: "a", name: "z"},
 		spec{id: 3, parent: 3, service: "a", name: "self"},
 	)
-	r.rollUp(cycle, true)
+	rollUpTraces(r, cycle, true)
 	if cycle.SpanCount() != 4 {
 		t.Error("a cyclic trace got a request span (it has no root)")
 	}
@@ -185,7 +185,7 @@ func TestMalformedTraces(t *testing.T) {
 		spec{id: 3, parent: 99, service: "worker", name: "orphan", kind: consumerKind, start: 5, end: 50},
 		spec{id: 4, parent: 98, service: "worker", name: "lost-llm", start: 6, end: 40, attrs: chat("openai", "o1", 1, 2)},
 	)
-	r.rollUp(missing, false)
+	rollUpTraces(r, missing, false)
 	spans := spansByName(missing)
 	if attr(t, spans["root"], "llm.rollup.calls") != int64(1) {
 		t.Error("an LLM span under a missing parent did not reach the root")
@@ -198,7 +198,7 @@ func TestMalformedTraces(t *testing.T) {
 		spec{id: 3, parent: 99, service: "worker", name: "entry", kind: consumerKind, end: 50},
 		spec{id: 4, parent: 3, service: "worker", name: "llm", attrs: chat("groq", "llama", 1, 2)},
 	)
-	r.rollUp(noRoot, true)
+	rollUpTraces(r, noRoot, true)
 	spans = spansByName(noRoot)
 	if attr(t, spans["entry"], "llm.rollup.provider") != "groq" || noRoot.SpanCount() != 2 {
 		t.Error("without a root, the entry span should still get the roll-up and no request span be added")
@@ -212,7 +212,7 @@ func TestMalformedTraces(t *testing.T) {
 	attrs.PutEmptyMap("gen_ai.provider.name").PutStr("k", "v")
 	attrs.PutEmptyBytes("gen_ai.usage.input_tokens").FromRaw([]byte("12"))
 	attrs.PutDouble("gen_ai.usage.output_tokens", 1e300)
-	r.rollUp(odd, false)
+	rollUpTraces(r, odd, false)
 	root := spansByName(odd)["root"]
 	if model := attr(t, spansByName(odd)["llm"], "gen_ai.request.model").(string); len(model) != 128 {
 		t.Errorf("model not capped: %d", len(model))
@@ -220,7 +220,7 @@ func TestMalformedTraces(t *testing.T) {
 	if attr(t, root, "llm.rollup.input_tokens") != int64(12) || attr(t, root, "llm.rollup.output_tokens") != nil {
 		t.Errorf("tokens %v %v", attr(t, root, "llm.rollup.input_tokens"), attr(t, root, "llm.rollup.output_tokens"))
 	}
-	r.rollUp(ptrace.NewTraces(), true)
+	rollUpTraces(r, ptrace.NewTraces(), true)
 }
 
 // TestHundredThousandSpans: a 10^5-span chain with an LLM call at the bottom rolls up in linear time.
@@ -233,7 +233,7 @@ func TestHundredThousandSpans(t *testing.T) {
 	}
 	specs = append(specs, spec{id: n, parent: n - 1, service: "api", name: "llm", attrs: chat("openai", "gpt-4o", 1, 1)})
 	td := build(traceID(8), specs...)
-	mustRules(t).rollUp(td, true)
+	rollUpTraces(mustRules(t), td, true)
 	if attr(t, spansByName(td)["root"], "llm.rollup.calls") != int64(1) {
 		t.Fatal("the call at depth 10^5 did not reach the root")
 	}
@@ -247,7 +247,7 @@ func TestRollupValuesBounded(t *testing.T) {
 		specs = append(specs, spec{id: 10 + i, parent: 1, service: "api", name: "c", attrs: chat("openai", "m"+string(rune('A'+i)), 1, 1)})
 	}
 	td := build(traceID(9), specs...)
-	r.rollUp(td, false)
+	rollUpTraces(r, td, false)
 	models := attr(t, spansByName(td)["root"], "llm.rollup.models").([]any)
 	if len(models) != r.MaxRollupValues || models[len(models)-1] != r.RollupOverflowValue {
 		t.Fatalf("models %v", models)

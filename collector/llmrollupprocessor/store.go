@@ -21,16 +21,31 @@ const (
 // minRecentTraces: released trace ids remembered (at least this many, or num_traces) to recognise late spans.
 const minRecentTraces = 1024
 
-// source names the incoming resource and scope a group of held spans came from (numbers unique per processor),
-// so traces released together are forwarded under one resource and scope again.
+// source numbers an incoming resource and scope (unique per processor), so spans of traces released together
+// leave under one copy of them again.
 type source struct{ resource, scope uint64 }
 
-// heldTrace is one trace's spans, grouped as they arrived (resource and scope copied per batch): one resource
-// with one scope per source, sources[i] naming that of spans.ResourceSpans().At(i).
+// origin is an incoming resource and scope, copied once per batch and shared by every held trace with spans
+// under it (read-only once made).
+type origin struct {
+	key            source
+	resource       pcommon.Resource
+	resourceSchema string
+	scope          pcommon.InstrumentationScope
+	scopeSchema    string
+	service        string
+}
+
+// group is the spans of one held trace that came under one origin.
+type group struct {
+	from  *origin
+	spans ptrace.SpanSlice
+}
+
+// heldTrace is one trace's spans, grouped by where they came from.
 type heldTrace struct {
 	id          pcommon.TraceID
-	spans       ptrace.Traces
-	sources     []source
+	groups      []group
 	count       int
 	firstSeen   time.Time
 	lastSeen    time.Time
@@ -83,7 +98,7 @@ func (s *store) trace(id pcommon.TraceID, now time.Time, out *[]released) *heldT
 	for len(s.traces) >= s.cfg.NumTraces {
 		*out = append(*out, released{s.remove(s.byFirstSeen.Front().Value.(*heldTrace)), reasonNumTraces})
 	}
-	held := &heldTrace{id: id, spans: ptrace.NewTraces(), firstSeen: now, lastSeen: now}
+	held := &heldTrace{id: id, firstSeen: now, lastSeen: now}
 	held.byFirstSeen = s.byFirstSeen.PushBack(held)
 	held.byLastSeen = s.byLastSeen.PushBack(held)
 	s.traces[id] = held
