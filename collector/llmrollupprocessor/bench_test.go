@@ -48,8 +48,8 @@ func BenchmarkRequests(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/span")
 }
 
-// BenchmarkHeldBytes: heap bytes per held span, everything included (the span's pdata, its trace's share of
-// the copied resource and scope, the store's bookkeeping); the spans carry the attributes of requestBatch.
+// BenchmarkHeldBytes: heap bytes per held span, everything included (the span's pdata, its share of the
+// copied resource and scope, the store's bookkeeping); the spans carry the attributes of requestBatch.
 func BenchmarkHeldBytes(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		h := newHarness(&testing.T{}, func(c *Config) { c.MaxSpans, c.MaxSpansPerTrace, c.NumTraces = 1<<30, 1<<20, 1<<20 })
