@@ -52,7 +52,7 @@ OTEL_LLM = str(Path(sys.executable).with_name("otel-llm"))
 OPENAI, BEDROCK = (PROVIDER_MODELS[name] for name in ("openai", "aws.bedrock"))
 OPENAI_ARM, BEDROCK_ARM = (f"{spec.provider}:{spec.model}" for spec in (OPENAI, BEDROCK))
 INTENT_DELAY_MS = 350  # the general intent's whole response stays well under its 1 s P50 on a busy box
-STAGES = "2s:4,10s:4"  # about 45 requests in 12 s
+STAGES = "2s:3,14s:3"  # about 45 requests in 16 s; 3 users keep the shared 2-core box from stalling XADDs
 INTENT_TAG = "langsmith.metadata.intent"
 SLOS = {slo.name: slo for slo in load_slos()}
 
@@ -125,16 +125,16 @@ def verdict_map(report) -> dict[tuple[str, str], dict]:
 def test_exactly_the_slowed_node_and_arm_fail(load_run):
     """The intent node slowed on the Bedrock arm: intent classification fails there and only there, naming the
     intent node and the Bedrock model beneath it; the run reached the app without failed checks, and the
-    progress lines showed the stages' 4 users and a rate."""
+    progress lines showed the stages' 3 users and a rate."""
     report, _, _, result = load_run
     assert result.returncode == 1
     assert report["failures"] == 0 and report["requests"] > 20 and report["settled"] is True
     progress = re.findall(r"users\s+(\d+)\s+([\d.]+) req/s\s+requests\s+(\d+)\s+errors 0", result.stderr)
-    assert progress and max(int(users) for users, _, _ in progress) == 4, result.stderr
+    assert progress and max(int(users) for users, _, _ in progress) == 3, result.stderr
     assert int(progress[-1][2]) > 0 and max(float(rate) for _, rate, _ in progress) > 0
     assert set(report["accepted_by_intent"]) == {"waste", "character", "bulk_waste", "general"}
     failing = [v for v in report["verdicts"] if not v["ok"]]
-    assert [(v["slo"], v["arm"]) for v in failing] == [("intent_classification", BEDROCK_ARM)]
+    assert [(v["slo"], v["arm"]) for v in failing] == [("intent_classification", BEDROCK_ARM)], failing
     (verdict,) = failing
     assert verdict["passed"]["p50"] is False and verdict["measured_ms"]["p50"] > INTENT_DELAY_MS * 0.9
     assert verdict["slowest_node"] == "intent"
@@ -186,7 +186,7 @@ def test_verdict_counts_equal_the_raw_spans(load_run):
 
 
 def test_session_ids_per_user_and_iteration(load_run):
-    """Every job's trace carries the session `session-<user>-<iteration>`, each once, the 4 users' iterations
+    """Every job's trace carries the session `session-<user>-<iteration>`, each once, the 3 users' iterations
     numbered from 0 without a gap (the seed's `session-${__VU}-${__ITER}`)."""
     _, _, traces, _ = load_run
     sessions = [
@@ -198,7 +198,7 @@ def test_session_ids_per_user_and_iteration(load_run):
     for session in sessions:
         user, iteration = re.fullmatch(r"session-(\d+)-(\d+)", session).groups()
         iterations.setdefault(int(user), set()).add(int(iteration))
-    assert sorted(iterations) == [1, 2, 3, 4]
+    assert sorted(iterations) == [1, 2, 3]
     assert all(numbers == set(range(len(numbers))) for numbers in iterations.values()), iterations
 
 
