@@ -177,17 +177,32 @@ func (r *rules) normalizeModel(value pcommon.Value) string {
 	return capRunes(asText(value), r.MaxModelLength)
 }
 
-// providerFromModel is semconv.provider_from_model; "" when no rule matches.
-func (r *rules) providerFromModel(model string) string {
-	if model == "" {
+// firstRule is semconv._first_rule: the provider of the first rule whose pattern is found in text; "" when
+// none is (or text is empty).
+func firstRule(rules []compiledRule, text string) string {
+	if text == "" {
 		return ""
 	}
-	for _, rule := range r.modelRules {
-		if rule.pattern.MatchString(model) {
+	for _, rule := range rules {
+		if rule.pattern.MatchString(text) {
 			return rule.provider
 		}
 	}
 	return ""
+}
+
+// providerFromModel is semconv.provider_from_model; "" when no rule matches.
+func (r *rules) providerFromModel(model string) string {
+	return firstRule(r.modelRules, model)
+}
+
+// providerFromHost is semconv.provider_from_host over the span's server.address; "" when no rule matches.
+func (r *rules) providerFromHost(attrs pcommon.Map) string {
+	value, ok := lookup(attrs, r.Names.ServerAddress)
+	if !ok {
+		return ""
+	}
+	return firstRule(r.hostRules, asText(value))
 }
 
 // stringIn is Python's `value in frozenset_of_str`: only a string can be a member.
@@ -199,6 +214,9 @@ func stringIn(value pcommon.Value, members map[string]bool) bool {
 func (r *rules) isLLMSpan(attrs pcommon.Map) bool {
 	if kind, ok := lookup(attrs, r.Names.LangsmithSpanKind); ok {
 		return stringIn(kind, r.llmKinds)
+	}
+	if kind, ok := lookup(attrs, r.Names.OpenInferenceSpanKind); ok {
+		return stringIn(kind, r.oiLLMKinds)
 	}
 	if operation, ok := lookup(attrs, r.Names.OperationName); ok {
 		return stringIn(operation, r.llmOperations)
@@ -221,7 +239,7 @@ func (r *rules) isLLMSpan(attrs pcommon.Map) bool {
 
 // resolveModel is semconv.resolve_model.
 func (r *rules) resolveModel(attrs pcommon.Map) string {
-	for _, key := range r.ModelSources {
+	for _, key := range r.ModelKeys {
 		if value, ok := lookup(attrs, key); ok {
 			if model := r.normalizeModel(value); model != "" {
 				return model
@@ -240,6 +258,9 @@ func (r *rules) providerOf(attrs pcommon.Map, key string) string {
 
 // resolveProvider is semconv.resolve_provider, given resolveModel's answer.
 func (r *rules) resolveProvider(attrs pcommon.Map, model string) string {
+	if provider := r.providerFromHost(attrs); provider != "" {
+		return provider
+	}
 	if provider := r.providerOf(attrs, r.Names.ProviderName); provider != "" {
 		return provider
 	}
@@ -250,13 +271,15 @@ func (r *rules) resolveProvider(attrs pcommon.Map, model string) string {
 	if inferred == r.BedrockProvider {
 		return inferred
 	}
-	if system := r.providerOf(attrs, r.Names.System); system != "" && !r.frameworks[system] {
-		return system
+	for _, key := range r.SystemKeys {
+		if system := r.providerOf(attrs, key); system != "" && !r.frameworks[system] {
+			return system
+		}
 	}
 	return inferred
 }
 
-// firstCount is one half of semconv.resolve_tokens: the first source holding a count.
+// firstCount is one kind of semconv.resolve_token_counts: the count of the first key holding a valid one.
 func firstCount(attrs pcommon.Map, keys []string) (int64, bool) {
 	for _, key := range keys {
 		if value, ok := lookup(attrs, key); ok {
@@ -279,13 +302,25 @@ func (r *rules) langgraphNode(attrs pcommon.Map) string {
 	return capRunes(r.normalizeModel(value), r.MaxNodeLength)
 }
 
+// tokenCounts are a call's counts per token kind, indexed as rules.tokenKinds; has says which were reported.
+type tokenCounts struct {
+	count [maxTokenKinds]int64
+	has   [maxTokenKinds]bool
+}
+
+// tokenCounts is semconv.resolve_token_counts.
+func (r *rules) tokenCounts(attrs pcommon.Map) tokenCounts {
+	var counts tokenCounts
+	for i, kind := range r.tokenKinds {
+		counts.count[i], counts.has[i] = firstCount(attrs, kind.keys)
+	}
+	return counts
+}
+
 // llmCall is what one LLM span says about one model call (normalize.LLMCall, the parts the roll-up uses).
 type llmCall struct {
 	provider, model string
-	inputTokens     int64
-	hasInput        bool
-	outputTokens    int64
-	hasOutput       bool
+	tokens          tokenCounts
 	failed          bool
 }
 
@@ -303,8 +338,7 @@ func (r *rules) callOf(span ptrace.Span) *llmCall {
 	if call.model == "" {
 		call.model = r.Unknown
 	}
-	call.inputTokens, call.hasInput = firstCount(attrs, r.InputTokenSources)
-	call.outputTokens, call.hasOutput = firstCount(attrs, r.OutputTokenSources)
+	call.tokens = r.tokenCounts(attrs)
 	call.failed = span.Status().Code() == ptrace.StatusCodeError
 	if errorType, ok := lookup(attrs, r.Names.ErrorType); ok && r.normalizeModel(errorType) != "" {
 		call.failed = true

@@ -47,9 +47,7 @@ type node struct {
 type totals struct {
 	providers, models map[string]bool
 	calls, errorCalls int64
-	input, output     int64
-	hasInput          bool
-	hasOutput         bool
+	tokens            tokenCounts // sums per token kind; has: some call reported the kind
 }
 
 func (t *totals) add(call *llmCall) {
@@ -62,13 +60,11 @@ func (t *totals) add(call *llmCall) {
 	if call.failed {
 		t.errorCalls++
 	}
-	if call.hasInput {
-		t.input += call.inputTokens
-		t.hasInput = true
-	}
-	if call.hasOutput {
-		t.output += call.outputTokens
-		t.hasOutput = true
+	for i, reported := range call.tokens.has {
+		if reported {
+			t.tokens.count[i] += call.tokens.count[i]
+			t.tokens.has[i] = true
+		}
 	}
 }
 
@@ -103,11 +99,10 @@ func (r *rules) write(attrs pcommon.Map, t *totals) (providers, models []string)
 	attrs.PutInt(r.Names.RollupCalls, t.calls)
 	attrs.PutInt(r.Names.RollupErrorCalls, t.errorCalls)
 	attrs.PutBool(r.Names.RollupError, t.errorCalls > 0)
-	if t.hasInput {
-		attrs.PutInt(r.Names.RollupInputTokens, t.input)
-	}
-	if t.hasOutput {
-		attrs.PutInt(r.Names.RollupOutputTokens, t.output)
+	for i, kind := range r.tokenKinds {
+		if t.tokens.has[i] {
+			attrs.PutInt(kind.attribute, t.tokens.count[i])
+		}
 	}
 	return providers, models
 }
@@ -366,10 +361,14 @@ func (r *rules) requestSpan(root node, start, end pcommon.Timestamp, taken map[p
 	span.SetEndTimestamp(end)
 	root.span.Status().CopyTo(span.Status())
 	rootAttrs, to := root.span.Attributes(), span.Attributes()
+	for _, kind := range r.tokenKinds {
+		if value, ok := rootAttrs.Get(kind.attribute); ok {
+			value.CopyTo(to.PutEmpty(kind.attribute))
+		}
+	}
 	for _, key := range []string{
 		r.Names.RollupProvider, r.Names.RollupModel, r.Names.RollupProviders, r.Names.RollupModels,
-		r.Names.RollupCalls, r.Names.RollupErrorCalls, r.Names.RollupError, r.Names.RollupInputTokens,
-		r.Names.RollupOutputTokens, r.Names.ExperimentID, r.Names.ExperimentArm, r.Names.ExperimentProvider,
+		r.Names.RollupCalls, r.Names.RollupErrorCalls, r.Names.RollupError, r.Names.ExperimentID, r.Names.ExperimentArm, r.Names.ExperimentProvider,
 		r.Names.ExperimentModel, r.Names.ExperimentFallback, r.Names.TraceDurationMs, r.Names.TraceLLMDurationMs,
 		r.Names.TraceLLMShare, r.Names.TraceServices, r.Names.TraceSpanCount,
 	} {

@@ -49,6 +49,16 @@ class LLMCall(NamedTuple):
     reasoning_output_tokens: int | None = None
 
 
+# LLMCall field <- token kind (semconv.TOKEN_KEYS).
+TOKEN_KIND_OF_FIELD: Mapping[str, str] = MappingProxyType({
+    "input_tokens": "input",
+    "output_tokens": "output",
+    "cache_read_input_tokens": "cache_read",
+    "cache_write_input_tokens": "cache_write",
+    "reasoning_output_tokens": "reasoning",
+})
+
+
 def langgraph_node(attributes: Mapping[str, Any]) -> str | None:
     """The LangGraph node a span belongs to: ours if set, else LangSmith's metadata; capped text or None."""
     value = attributes.get(semconv.LANGGRAPH_NODE)
@@ -94,16 +104,12 @@ def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None)
         provider=provider or semconv.UNKNOWN,
         model=model or semconv.UNKNOWN,
         operation=_operation(attributes),
-        input_tokens=tokens.get("input"),
-        output_tokens=tokens.get("output"),
         error_type=_error_type(span, attributes),
         duration_s=max(0, end - start) / 1e9 if start is not None and end is not None else 0.0,
         node=langgraph_node(attributes),
         scope_name=scope.name if scope is not None else "",
         span_id=context.span_id if context is not None else 0,
-        cache_read_input_tokens=tokens.get("cache_read"),
-        cache_write_input_tokens=tokens.get("cache_write"),
-        reasoning_output_tokens=tokens.get("reasoning"),
+        **{field: tokens.get(kind) for field, kind in TOKEN_KIND_OF_FIELD.items()},
     )
 
 
