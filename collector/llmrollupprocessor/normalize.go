@@ -191,9 +191,23 @@ func firstRule(rules []compiledRule, text string) string {
 	return ""
 }
 
-// providerFromModel is semconv.provider_from_model; "" when no rule matches.
+// maxRememberedModels bounds the model ids whose provider providerFromModel remembers (a model id is
+// client-controlled text: past the bound, the rules run each time).
+const maxRememberedModels = 4096
+
+// providerFromModel is semconv.provider_from_model; "" when no rule matches. The answer per model id is
+// remembered: a trace's LLM spans name a handful of models, and the rules are a dozen regular expressions.
 func (r *rules) providerFromModel(model string) string {
-	return firstRule(r.modelRules, model)
+	if known, ok := r.modelProviders.Load(model); ok {
+		return known.(string)
+	}
+	provider := firstRule(r.modelRules, model)
+	if r.rememberedModels.Load() < maxRememberedModels {
+		if _, loaded := r.modelProviders.LoadOrStore(model, provider); !loaded {
+			r.rememberedModels.Add(1)
+		}
+	}
+	return provider
 }
 
 // providerFromHost is semconv.provider_from_host over the span's server.address; "" when no rule matches.

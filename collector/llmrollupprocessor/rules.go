@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // rules.json is generated from otel_llm/semconv.py by `python -m otel_llm.semconv_export --write`: attribute
@@ -112,6 +114,9 @@ type rules struct {
 	llmKinds      map[string]bool
 	oiLLMKinds    map[string]bool
 	frameworks    map[string]bool
+
+	modelProviders   sync.Map // model id -> providerFromModel's answer
+	rememberedModels atomic.Int64
 }
 
 // pythonWordClass is what Python's `\w` matches in a str pattern (any letter or digit, and `_`); RE2's `\w`
