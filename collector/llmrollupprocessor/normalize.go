@@ -11,10 +11,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
-// The functions below are otel_llm.semconv's resolve_provider / resolve_model / is_llm_span / resolve_tokens
-// and otel_llm.processors.normalize's node and error rules, over pdata values. Values are read the way Python
-// reads the same attribute from an SDK span (str() of a number or bool, the first item of a sequence, Python's
-// whitespace and int() rules), so both sides give the same answer for the same span
+// The functions below are otel_llm.semconv's resolve_provider / resolve_model / is_llm_span /
+// resolve_token_counts and otel_llm.processors.normalize's node and error rules, over pdata values. Values are
+// read the way Python reads the same attribute from an SDK span (str() of a number or bool, the first item of a
+// sequence, Python's whitespace and int() rules), so both sides give the same answer for the same span
 // (testdata/normalize_corpus.json). Two documented differences: a byte-string value is read as UTF-8 text, and
 // a token count beyond int64 is ignored (Python would keep the big integer).
 

@@ -13,9 +13,10 @@ import (
 )
 
 // rules.json is generated from otel_llm/semconv.py by `python -m otel_llm.semconv_export --write`: attribute
-// names, the provider alias table, the model-id rules and the LLM-span recognition values. A rule added on the
-// Python side reaches this processor by regenerating the file; the precedence is code (normalize.go), proven
-// equal to Python's by testdata/normalize_corpus.json.
+// names and every table semconv's resolvers read (provider aliases, model-id and server-address rules, the
+// model / provider / token key precedence lists, LLM span kinds), plus each token kind's roll-up attribute. A
+// rule added on the Python side reaches this processor by regenerating the file; the precedence is code
+// (normalize.go), proven equal to Python's by testdata/normalize_corpus.json.
 //
 //go:embed rules.json
 var rulesJSON []byte
