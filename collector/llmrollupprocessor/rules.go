@@ -47,6 +47,9 @@ type names struct {
 	RollupCalls            string `json:"rollup_calls"`
 	RollupErrorCalls       string `json:"rollup_error_calls"`
 	RollupError            string `json:"rollup_error"`
+	RollupCostAmount       string `json:"rollup_cost_amount"`
+	RollupCostCurrency     string `json:"rollup_cost_currency"`
+	RollupUnpricedCalls    string `json:"rollup_unpriced_calls"`
 	TraceDurationMs        string `json:"trace_duration_ms"`
 	TraceLLMDurationMs     string `json:"trace_llm_duration_ms"`
 	TraceLLMShare          string `json:"trace_llm_share"`
@@ -69,6 +72,8 @@ type ruleData struct {
 	SystemKeys            []string            `json:"system_keys"`
 	TokenKeys             map[string][]string `json:"token_keys"`
 	RollupTokenAttributes map[string]string   `json:"rollup_token_attributes"`
+	CostSources           [][2]string         `json:"cost_sources"`
+	DefaultCurrency       string              `json:"default_currency"`
 	ProviderAliases       map[string]string   `json:"provider_aliases"`
 	ModelRules            []patternRule       `json:"model_rules"`
 	HostRules             []patternRule       `json:"host_rules"`
@@ -180,8 +185,9 @@ func parseRules(data []byte) (*rules, error) {
 	}
 	if len(parsed.ModelKeys) == 0 || len(parsed.SystemKeys) == 0 || len(parsed.ProviderAliases) == 0 ||
 		parsed.MaxProviderLength < 1 || parsed.MaxModelLength < 1 || parsed.MaxNodeLength < 1 ||
-		parsed.MaxRollupValues < 2 || parsed.Unknown == "" {
-		return nil, fmt.Errorf("rules.json: model_keys, system_keys, provider_aliases, the max_* lengths and unknown are required")
+		parsed.MaxRollupValues < 2 || parsed.Unknown == "" || len(parsed.CostSources) == 0 || parsed.DefaultCurrency == "" {
+		return nil, fmt.Errorf("rules.json: model_keys, system_keys, provider_aliases, the max_* lengths, unknown, " +
+			"cost_sources and default_currency are required")
 	}
 	out := &rules{
 		ruleData:      parsed,
