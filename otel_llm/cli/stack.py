@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "~/.local/state/otel-llm)")
     commands = parser.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
     commands.add_parser("build", help="build the collector and Jaeger, install prometheus and redis-server "
-                                      "(only what is missing)").set_defaults(handler=_build)
+                                      "(only what is missing)").set_defaults(handler=_build, extra="stack")
     up = commands.add_parser("up", help="start every component not running and wait until all are healthy")
     up.add_argument("--jaeger-storage", choices=sorted(JAEGER_CONFIGS), default="badger",
                     help="badger keeps traces across restarts (default); memory is for quick runs")
