@@ -34,7 +34,8 @@ from otel_llm import semconv
 API_SERVICE = "chat-api"
 WORKER_SERVICE = "chat-worker"
 SERVICES_SERVICE = "chat-services"
-JOB_ID_ATTRIBUTE = "langsmith.metadata.job_id"  # the seed's run config puts job_id into the run metadata
+# The reference app's run config puts job_id into the run metadata.
+JOB_ID_ATTRIBUTE = f"{semconv.LANGSMITH_METADATA_PREFIX}job_id"
 STARTUP_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 120.0
 TRACES_TIMEOUT_S = 60.0

@@ -21,8 +21,6 @@ from opentelemetry.trace import Status, StatusCode
 
 from otel_llm import semconv
 
-# error.type when a span's status is ERROR but nothing named the error (the semconv fallback value).
-OTHER_ERROR_TYPE = "_OTHER"
 # Operation of a LangSmith llm/embedding span that does not say (langsmith writes "chat" for llm runs).
 _LANGSMITH_KIND_OPERATIONS = {"llm": "chat", "embedding": "embeddings"}
 _MAX_NODE_LENGTH = 128
@@ -71,7 +69,7 @@ def _error_type(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | None
     value = semconv.normalize_model(attributes.get(semconv.ERROR_TYPE))
     if value is not None:
         return value
-    return OTHER_ERROR_TYPE if span.status.status_code is StatusCode.ERROR else None
+    return semconv.OTHER if span.status.status_code is StatusCode.ERROR else None
 
 
 def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None) -> LLMCall | None:
