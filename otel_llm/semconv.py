@@ -68,7 +68,7 @@ LANGSMITH_LS_PROVIDER = "langsmith.metadata.ls_provider"
 LANGSMITH_LS_MODEL_NAME = "langsmith.metadata.ls_model_name"
 LANGSMITH_LANGGRAPH_NODE = "langsmith.metadata.langgraph_node"
 LANGSMITH_SPAN_TAGS = "langsmith.span.tags"  # run tags joined by ", " (the app's intent:<x> tag among them)
-LANGSMITH_INTENT = "langsmith.metadata.intent"  # run metadata "intent" (the seed's run config)
+LANGSMITH_INTENT = "langsmith.metadata.intent"  # run metadata "intent" (the Eco2 agent's run config)
 # Also WRITTEN by otel_llm.instrumentation.langchain (LangSmith's OTel names, so the collector can ship its
 # spans to LangSmith): run name, metadata prefix, and LangSmith's content attributes (only when content
 # capture is on).

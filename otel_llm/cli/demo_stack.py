@@ -64,7 +64,7 @@ class AppProcess:
     first_line: Mapping[str, Any]
 
 
-# LangSmith's tracing on in OTel mode, as the seed app runs it: langsmith needs no key and makes no network
+# LangSmith's tracing on in OTel mode, as the Eco2 agent runs it: langsmith needs no key and makes no network
 # call there, and otel-llm's LangChain instrumentation keeps it from tracing the runs a second time.
 LANGSMITH_OTEL_ENV = {"LANGSMITH_TRACING": "true", "LANGSMITH_TRACING_MODE": "otel"}
 
