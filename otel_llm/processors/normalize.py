@@ -130,8 +130,8 @@ def enrichment(
 
 
 class EnrichedSpan(ReadableSpan):
-    """A copy of an ended span with other attributes (and, when given, another name, status or events); it
-    reports the original's dropped-attribute count."""
+    """A copy of an ended span with other attributes (and, when given, another name, status or events, one
+    for one); it reports the original's dropped attribute, event and link counts."""
 
     def __init__(self, original: ReadableSpan, attributes: Mapping[str, Any], *, name: str | None = None,
                  status: Status | None = None, events: Sequence[Event] | None = None) -> None:
@@ -141,21 +141,27 @@ class EnrichedSpan(ReadableSpan):
             parent=original.parent,
             resource=original.resource,
             attributes=attributes,
-            # The SDK's bounded containers, when present, so the copy keeps the dropped-event and -link
-            # counts.
-            events=getattr(original, "_events", original.events) if events is None else events,
-            links=getattr(original, "_links", original.links),
+            events=original.events if events is None else events,
+            links=original.links,
             kind=original.kind,
             status=original.status if status is None else status,
             start_time=original.start_time,
             end_time=original.end_time,
             instrumentation_scope=original.instrumentation_scope,
         )
-        self._dropped_attribute_count = original.dropped_attributes
+        self._dropped = (original.dropped_attributes, original.dropped_events, original.dropped_links)
 
     @property
     def dropped_attributes(self) -> int:
-        return self._dropped_attribute_count
+        return self._dropped[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped[2]
 
 
 def with_attributes(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
