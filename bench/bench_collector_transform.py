@@ -1,5 +1,5 @@
-"""What the collector's generated transforms (``transform/genai``, otel_llm/ottl.py, and with ``--processor
-transform/redact`` the secret rules of otel_llm/redaction.py) cost per span.
+"""What the collector's generated transform (``transform/redact``: the secret rules of otel_llm/redaction.py,
+rendered by otel_llm/ottl.py) costs per span; bench/bench_collector_rollup.py measures llm_rollup.
 
 Runs the real otelcol-llm twice per round on a cut-down pipeline, OTLP/HTTP -> [transform] -> batch ->
 debug (basic verbosity, logs at warn), once with and once without the transform, and sends the same protobuf
@@ -34,7 +34,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from otel_llm import ottl, redaction, semconv
+from otel_llm import redaction, semconv
 from otel_llm.stack import paths
 from otel_llm.stack.build import find_binaries
 from otel_llm.stack.run import free_ports
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=50_000, help="spans per run (multiple of 100)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per mix and variant; the best counts")
-    parser.add_argument("--processor", default=ottl.TRANSFORM_PROCESSOR,
-                        choices=(ottl.TRANSFORM_PROCESSOR, redaction.TRANSFORM_PROCESSOR))
+    parser.add_argument("--processor", default=redaction.TRANSFORM_PROCESSOR,
+                        choices=(redaction.TRANSFORM_PROCESSOR,))
     args = parser.parse_args(argv)
     binary = find_binaries().collector
     if binary is None:

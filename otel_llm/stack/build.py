@@ -86,8 +86,38 @@ def builder_path() -> Path:
     return paths.binaries_dir() / f"builder-{paths.BUILDER_VERSION}" / "builder"
 
 
+def _manifest_entries(manifest: dict) -> Iterator[dict]:
+    """Every component entry of an ocb manifest (receivers, processors, ..., providers)."""
+    for section in manifest.values():
+        if isinstance(section, list):
+            yield from (entry for entry in section if isinstance(entry, dict))
+
+
+def local_module_dirs(manifest: dict | None = None) -> list[Path]:
+    """The directories of the manifest's local modules (entries with ``path:``), absolute; a relative path is
+    relative to the manifest's directory."""
+    import yaml
+
+    if manifest is None:
+        manifest = yaml.safe_load(paths.COLLECTOR_MANIFEST.read_text())
+    return [(paths.COLLECTOR_DIR / entry["path"]).resolve() for entry in _manifest_entries(manifest)
+            if entry.get("path")]
+
+
+def local_module_sources(module: Path) -> list[Path]:
+    """What the binary is built from in a local module: go.mod, go.sum, non-test Go files and the embedded
+    data files beside them (``*.json``), in a stable order."""
+    files = [module / "go.mod", module / "go.sum"]
+    files += sorted(path for path in module.rglob("*.go") if not path.name.endswith("_test.go")
+                    and "testdata" not in path.relative_to(module).parts)
+    files += sorted(module.glob("*.json"))
+    return [path for path in files if path.is_file()]
+
+
 def collector_path() -> Path:
-    key = f"{paths.COLLECTOR_NAME}-{paths.COLLECTOR_VERSION}-{content_hash(paths.COLLECTOR_MANIFEST)}"
+    sources = [source for module in local_module_dirs() for source in local_module_sources(module)]
+    digest = content_hash(paths.COLLECTOR_MANIFEST, *sources)
+    key = f"{paths.COLLECTOR_NAME}-{paths.COLLECTOR_VERSION}-{digest}"
     return paths.binaries_dir() / key / paths.COLLECTOR_NAME
 
 
@@ -271,6 +301,9 @@ def build_collector(log: Log = _log_to_stderr) -> Path:
     def build_into(work: Path) -> None:
         manifest = yaml.safe_load(paths.COLLECTOR_MANIFEST.read_text())
         manifest["dist"]["output_path"] = str(work / "src")
+        for entry in _manifest_entries(manifest):  # the copy lives elsewhere: local paths made absolute
+            if entry.get("path"):
+                entry["path"] = str((paths.COLLECTOR_DIR / entry["path"]).resolve())
         manifest_copy = work / "builder-config.yaml"
         manifest_copy.write_text(yaml.safe_dump(manifest, sort_keys=False))
         _run([str(builder), "--config", str(manifest_copy)], what=f"{paths.COLLECTOR_NAME} (ocb)", cwd=work,

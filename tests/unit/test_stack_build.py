@@ -129,11 +129,14 @@ class TestCacheKeys:
         assert build.content_hash(manifest) != first and len(first) == build.HASH_LENGTH
 
     def test_paths_live_in_the_cache_keyed_by_version_and_hash(self, cache):
-        """Collector and Jaeger paths are <cache>/bin/<name>-<version>-<hash>/<name>."""
+        """Collector and Jaeger paths are <cache>/bin/<name>-<version>-<hash>/<name>, the collector's hash
+        over the manifest and its local modules' sources."""
         collector = build.collector_path()
         assert collector.parent.parent == cache / "bin"
+        sources = [source for module in build.local_module_dirs()
+                   for source in build.local_module_sources(module)]
         assert collector.parent.name == (f"{paths.COLLECTOR_NAME}-{paths.COLLECTOR_VERSION}-"
-                                         f"{build.content_hash(paths.COLLECTOR_MANIFEST)}")
+                                         f"{build.content_hash(paths.COLLECTOR_MANIFEST, *sources)}")
         assert build.jaeger_path().parent.name.startswith(f"{paths.JAEGER_NAME}-{paths.JAEGER_VERSION}-")
 
     def test_blank_cache_dir_variable_means_the_default(self, monkeypatch):
@@ -234,3 +237,31 @@ class TestGoVersion:
         with pytest.raises(build.StackBuildError, match="is go1.24.6"):
             build.ensure_builder(log=lambda _: None)
         assert not build.builder_path().exists()
+
+
+class TestLocalModules:
+    def test_manifest_local_module_is_the_processor(self):
+        """The manifest's one local module is collector/llmrollupprocessor, resolved to an absolute path."""
+        assert build.local_module_dirs() == [paths.COLLECTOR_DIR / "llmrollupprocessor"]
+
+    def test_sources_are_the_build_inputs_only(self):
+        """go.mod, go.sum, non-test Go files and the embedded rules.json; not tests or testdata."""
+        names = {path.name for path in build.local_module_sources(paths.COLLECTOR_DIR / "llmrollupprocessor")}
+        assert {"go.mod", "go.sum", "processor.go", "rules.json"} <= names
+        assert not {name for name in names if name.endswith("_test.go") or name == "normalize_corpus.json"}
+
+    def test_an_edited_module_source_changes_the_collector_key(self, tmp_path, monkeypatch, cache):
+        """Editing a Go file of a local module gives the collector a new cache path (so it is rebuilt)."""
+        module = tmp_path / "collector" / "mod"
+        module.mkdir(parents=True)
+        manifest = tmp_path / "collector" / "builder-config.yaml"
+        manifest.write_text("processors:\n  - gomod: example.com/mod v0.0.0\n    path: ./mod\n")
+        for name in ("go.mod", "go.sum", "a.go"):
+            (module / name).write_text(name)
+        monkeypatch.setattr(paths, "COLLECTOR_DIR", manifest.parent)
+        monkeypatch.setattr(paths, "COLLECTOR_MANIFEST", manifest)
+        before = build.collector_path()
+        (module / "a_test.go").write_text("test")
+        assert build.collector_path() == before
+        (module / "a.go").write_text("changed")
+        assert build.collector_path() != before
