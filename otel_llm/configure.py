@@ -40,6 +40,7 @@ from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_PROP
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk.environment_variables import (
     _OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED,
     OTEL_BSP_MAX_QUEUE_SIZE,
@@ -53,7 +54,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from otel_llm._internals import sdk_configuration
 from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider, sdk_cardinality_limit

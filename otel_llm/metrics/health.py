@@ -30,7 +30,6 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_llm import semconv
-from otel_llm._internals import batch_drop_metrics, replace_batch_drop_metrics
 from otel_llm.processors.rollup import RollupStats
 
 _logger = logging.getLogger(__name__)
@@ -101,13 +100,13 @@ class _CountingProcessorMetrics:
 
 def count_dropped_spans(processor: BatchSpanProcessor) -> DropCounter | None:
     """Count ``processor``'s dropped spans; None, with a warning, if this SDK's internals do not allow it."""
-    found = batch_drop_metrics(processor)
-    if found is None:
+    batch = getattr(processor, "_batch_processor", None)
+    inner_metrics = getattr(batch, "_metrics", None)
+    if inner_metrics is None or not callable(getattr(inner_metrics, "drop_items", None)):
         _logger.warning("otel-llm: this OpenTelemetry SDK version does not let dropped spans be counted")
         return None
-    batch, inner_metrics, max_queue_size = found
-    counter = DropCounter(max_queue_size)
-    replace_batch_drop_metrics(batch, _CountingProcessorMetrics(inner_metrics, counter))
+    counter = DropCounter(getattr(batch, "_max_queue_size", None))
+    batch._metrics = _CountingProcessorMetrics(inner_metrics, counter)
     return counter
 
 

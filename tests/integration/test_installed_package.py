@@ -5,8 +5,8 @@ Importing ``otel_llm`` and loading its distro and configurator pulls in none of 
 ab, dashboard) and no third-party package beyond the base dependencies; ``opentelemetry-instrument`` enriches
 a tiny app's spans (a control run under the plain SDK shows they do not arrive enriched); from a directory
 outside the clone, the installed ``otel-llm stack up`` starts the stack with the configs the wheel carries and
-``otel-llm search`` finds the tiny app's trace there. Cost: one wheel build and install from pip's cache
-(about 6 s) and one stack start.
+``otel-llm search`` finds the tiny app's trace there. Cost: one wheel build and two installs from pip's cache
+(about 15 s) and one stack start.
 """
 
 from __future__ import annotations
@@ -76,16 +76,35 @@ runpy.run_path(sys.argv[1])
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """A venv with ``pip install <copy of the clone>`` and nothing else; returns its bin directory."""
-    root = tmp_path_factory.mktemp("installed")
-    source = root / "src"  # a copy, so the in-tree build leaves nothing in the clone
-    shutil.copytree(REPO, source, symlinks=True, ignore=NOT_SOURCES)
+def wheel(tmp_path_factory) -> Path:
+    """The wheel ``pip install .`` builds, from a copy of the clone (the build leaves nothing in it)."""
+    root = tmp_path_factory.mktemp("wheel")
+    shutil.copytree(REPO, root / "src", symlinks=True, ignore=NOT_SOURCES)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
+                    "-w", str(root / "dist"), str(root / "src")], check=True, timeout=600)
+    (built,) = (root / "dist").glob("*.whl")
+    return built
+
+
+def _venv_with(requirement: str, root: Path) -> Path:
+    """A fresh venv with ``requirement`` installed (dependencies from pip's cache); its bin directory."""
     venv.create(root / "venv", with_pip=False)
     python = root / "venv" / "bin" / "python"
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                    "--disable-pip-version-check", str(source)], check=True, timeout=600)
+                    "--disable-pip-version-check", requirement], check=True, timeout=600)
     return python.parent
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """The package alone: base dependencies only."""
+    return _venv_with(str(wheel), tmp_path_factory.mktemp("installed"))
+
+
+@pytest.fixture(scope="module")
+def installed_tools(wheel, tmp_path_factory) -> Path:
+    """The package with the ``stack`` extra, as a user installs the tools."""
+    return _venv_with(f"{wheel}[stack]", tmp_path_factory.mktemp("installed-tools"))
 
 
 @pytest.fixture()
@@ -129,6 +148,12 @@ def _spans(console_output: str) -> dict[str, dict]:
 
 
 class TestInstrumentationImport:
+    def test_stack_without_its_extra_says_which(self, installed, elsewhere):
+        """The base install's ``otel-llm stack up`` names the ``stack`` extra in one line, exit 2."""
+        result = _run([installed / "otel-llm", "stack", "up"], elsewhere)
+        assert result.returncode == 2
+        assert result.stderr.startswith("otel-llm stack: needs the 'stack' extra")
+
     def test_venv_has_only_the_base_dependencies(self, installed):
         """The venv the other tests use holds no distribution that only an extra installs."""
         distributions = _installed_distributions(installed)
@@ -160,12 +185,13 @@ class TestInstrumentationImport:
         assert not any(name.startswith("llm.") for name in control["request"])
 
 
-def test_stack_up_and_search_from_outside_the_clone(installed, elsewhere, stack_binaries, tmp_path):
+def test_stack_up_and_search_from_outside_the_clone(installed, installed_tools, elsewhere, stack_binaries,
+                                                    tmp_path):
     """The installed ``otel-llm stack up`` runs with the wheel's configs; ``search`` finds an app's trace."""
     state = tmp_path / "state"
     ports = {name: str(port) for name, port in resolve_ports({}, random_ports=True).items()}
     env = {**ports, "OTEL_LLM_STATE_DIR": str(state), "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s"}
-    otel_llm = installed / "otel-llm"
+    otel_llm = installed_tools / "otel-llm"
     try:
         up = _run([otel_llm, "stack", "up", "--jaeger-storage", "memory", "--json"], elsewhere, env)
         assert up.returncode == 0, up.stderr

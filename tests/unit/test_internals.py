@@ -7,6 +7,7 @@ which no other test would notice. The last class checks what replaced an interna
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 
@@ -70,24 +71,22 @@ class TestBaggageKey:
         assert dict(first) == dict(baggage.get_all(ctx))
 
 
-class TestBatchDropMetrics:
-    def test_batch_processor_has_a_drop_counter_to_wrap(self):
-        """BatchSpanProcessor keeps its worker's metrics object (with drop_items) and its queue size."""
+class TestNamesReachedElsewhere:
+    def test_batch_processor_worker_has_what_health_reads(self):
+        """The batch worker keeps the metrics object (with drop_items) and queue size health.py uses."""
         processor = BatchSpanProcessor(InMemorySpanExporter(), max_queue_size=7, max_export_batch_size=7)
         try:
-            found = _internals.batch_drop_metrics(processor)
-            assert found is not None, f"BatchSpanProcessor's _metrics.drop_items is gone ({SDK})"
-            _batch, metrics, queue_size = found
-            assert queue_size == 7, f"_max_queue_size is gone or renamed ({SDK})"
-            assert list(inspect.signature(metrics.drop_items).parameters)[:1] == ["count"]
+            worker = getattr(processor, _internals.BATCH_PROCESSOR_WORKER, None)
+            missing = [name for name in _internals.BATCH_PROCESSOR_NAMES if not hasattr(worker, name)]
+            assert missing == [], f"BatchSpanProcessor worker lost {missing} ({SDK})"
+            assert worker._max_queue_size == 7
+            assert list(inspect.signature(worker._metrics.drop_items).parameters)[:1] == ["count"]
         finally:
             processor.shutdown()
 
-
-class TestSdkConfiguration:
     def test_every_name_the_configurator_uses_exists(self):
         """opentelemetry.sdk._configuration still has each helper the configurator calls."""
-        module = _internals.sdk_configuration
+        module = importlib.import_module("opentelemetry.sdk._configuration")
         missing = [name for name in _internals.SDK_CONFIGURATION_NAMES
                    if not callable(getattr(module, name, None))]
         assert missing == [], f"gone from opentelemetry.sdk._configuration in {SDK}: {missing}"
