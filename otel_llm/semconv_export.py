@@ -94,8 +94,8 @@ def rules() -> dict[str, Any]:
         "max_model_length": semconv.MAX_MODEL_LENGTH,
         "max_node_length": normalize._MAX_NODE_LENGTH,
         "max_rollup_values": rollup.MAX_ROLLUP_VALUES,
-        "rollup_overflow_value": rollup.OVERFLOW_VALUE,
-        "other_error_type": normalize.OTHER_ERROR_TYPE,
+        "rollup_overflow_value": semconv.OTHER,
+        "other_error_type": semconv.OTHER,
         "default_experiment_id": experiment.DEFAULT_EXPERIMENT_ID,
     }
 
