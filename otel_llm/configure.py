@@ -57,10 +57,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider, sdk_cardinality_limit
+from otel_llm.metrics.cost import CostMetrics
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator
+from otel_llm.processors.cost import Pricer, pricer_from_file
 from otel_llm.processors.redact import RedactingSpanExporter, Redactor
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
 from otel_llm.settings import Settings, load_settings
@@ -188,6 +190,11 @@ def build_telemetry(
                                        getattr(meter_provider, "recorded_calls", None)),
             lambda: None,
         )
+    pricer = cost_metrics = None
+    if settings.cost:
+        pricer = _optional("LLM call pricing", lambda: pricer_from_file(settings.cost_prices_file),
+                           lambda: None)
+        cost_metrics = _optional("cost metrics", lambda: CostMetrics(meter_provider), lambda: None)
     baggage = _optional(
         "the baggage-to-attributes processor",
         lambda: BaggageAttributesProcessor(settings.baggage_keys, settings.baggage_max_value_length),
@@ -219,8 +226,8 @@ def build_telemetry(
                 lambda e=exporter: e,
             )
         # Only the first stage feeds the span-derived metrics: with two exporters a call still counts once.
-        hook = span_metrics.record if span_metrics is not None and not stages else None
-        processor, stage = _export_processor(settings, exporter, hook, meter_provider)
+        hook = None if stages else _each((span_metrics, cost_metrics))
+        processor, stage = _export_processor(settings, exporter, hook, meter_provider, pricer)
         if stage is not None:
             stages.append(stage)
         counter = _optional("dropped-span counting", lambda p=processor: count_dropped_spans(p), lambda: None)
@@ -267,8 +274,26 @@ def _batch_delay_ms(environ: Mapping[str, str]) -> int:
         return SDK_SCHEDULE_DELAY_MS
 
 
+def _each(recorders: Sequence[Any]) -> Callable | None:
+    """One ``on_llm_span`` hook calling ``record`` of each recorder that is not None (each one's failure
+    logged and contained, so one cannot stop the other); None when there is none."""
+    records = tuple(recorder.record for recorder in recorders if recorder is not None)
+    if len(records) <= 1:
+        return records[0] if records else None
+
+    def record_each(*args: Any) -> None:
+        for record in records:
+            try:
+                record(*args)
+            except Exception:
+                _logger.warning("otel-llm: recording metrics of an LLM call failed", exc_info=True)
+
+    return record_each
+
+
 def _export_processor(
-    settings: Settings, exporter: SpanExporter, hook: Callable | None, meter_provider: MeterProvider
+    settings: Settings, exporter: SpanExporter, hook: Callable | None, meter_provider: MeterProvider,
+    pricer: Pricer | None = None,
 ) -> tuple[BatchSpanProcessor, RollupSpanExporter | None]:
     """The batch processor for one exporter and its roll-up stage (None when off or broken).
 
@@ -290,6 +315,7 @@ def _export_processor(
             max_buffered_spans=settings.rollup_max_buffered_spans,
             max_age_s=settings.rollup_max_age_ms / 1000,
             on_llm_span=hook,
+            pricer=pricer,
         )
         return RollupBatchSpanProcessor(stage, meter_provider=meter_provider), stage
 

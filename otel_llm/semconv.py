@@ -114,6 +114,27 @@ ROLLUP_CACHE_WRITE_INPUT_TOKENS = "llm.rollup.cache_write.input_tokens"
 ROLLUP_REASONING_OUTPUT_TOKENS = "llm.rollup.reasoning.output_tokens"
 ROLLUP_ERROR_CALLS = "llm.rollup.error_calls"  # calls beneath that ended with an error
 ROLLUP_ERROR = "llm.rollup.error"  # true when any call beneath failed
+# Cost of one LLM call (on LLM spans only), in the shape of the open proposal semantic-conventions-genai #443
+# (gen_ai.usage.cost.*) under our own prefix until a convention lands (docs/attributes.md says how to rename).
+COST_AMOUNT = "llm.usage.cost.amount"  # double, in COST_CURRENCY
+COST_CURRENCY = "llm.usage.cost.currency"  # ISO 4217 code, "USD" for the catalogue's prices
+COST_SOURCE = "llm.usage.cost.source"  # "provider" (reported on the span) | "local" (from a price table)
+COST_SOURCE_PROVIDER = "provider"
+COST_SOURCE_LOCAL = "local"
+# The proposal's names, read as a provider-reported cost when an instrumentation writes them.
+GEN_AI_USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE = "gen_ai.usage.cost.source"
+# Roll-up of the cost of the calls beneath an ancestor (never the per-call names above on a parent).
+# The amount sums the priced calls beneath when they share a currency; the currency is that one (or the sorted
+# currencies joined by "," when mixed, with no amount); the calls without price make the amount a lower bound.
+ROLLUP_COST_AMOUNT = "llm.rollup.cost.amount"
+ROLLUP_COST_CURRENCY = "llm.rollup.cost.currency"
+ROLLUP_UNPRICED_CALLS = "llm.rollup.cost.unpriced_calls"
+# Cost metrics (views in otel_llm/metrics/views.py): the money spent, and the calls no price was found for.
+METRIC_COST = "llm.client.cost"
+METRIC_UNPRICED_CALLS = "llm.client.cost.unpriced_calls"
+COST_UNPRICED_REASON = "llm.cost.unpriced_reason"  # unknown_model | missing_tokens | catalogue_unavailable
 # End-to-end facts the collector's llm_rollup processor (collector/llmrollupprocessor) writes on a trace root.
 TRACE_DURATION_MS = "llm.trace.duration_ms"  # first span's start to last span's end, all services (ms)
 TRACE_LLM_DURATION_MS = "llm.trace.llm_duration_ms"  # time covered by at least one LLM call (ms)

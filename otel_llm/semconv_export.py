@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_llm import experiment, semconv
-from otel_llm.processors import normalize, rollup
+from otel_llm.processors import cost, normalize, rollup
 from otel_llm.stack import paths
 
 PROCESSOR_DIR = paths.COLLECTOR_DIR / "llmrollupprocessor"
@@ -61,6 +61,9 @@ def rules() -> dict[str, Any]:
             "rollup_output_tokens": semconv.ROLLUP_OUTPUT_TOKENS,
             "rollup_error_calls": semconv.ROLLUP_ERROR_CALLS,
             "rollup_error": semconv.ROLLUP_ERROR,
+            "rollup_cost_amount": semconv.ROLLUP_COST_AMOUNT,
+            "rollup_cost_currency": semconv.ROLLUP_COST_CURRENCY,
+            "rollup_unpriced_calls": semconv.ROLLUP_UNPRICED_CALLS,
             "trace_duration_ms": semconv.TRACE_DURATION_MS,
             "trace_llm_duration_ms": semconv.TRACE_LLM_DURATION_MS,
             "trace_llm_share": semconv.TRACE_LLM_SHARE,
@@ -75,6 +78,12 @@ def rules() -> dict[str, Any]:
         ],
         "input_token_sources": [semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_PROMPT_TOKENS],
         "output_token_sources": [semconv.GEN_AI_USAGE_OUTPUT_TOKENS, semconv.GEN_AI_USAGE_COMPLETION_TOKENS],
+        # Per-call cost (amount, currency) an LLM span carries: ours (the SDK's pricer), then the proposal's.
+        "cost_sources": [
+            [semconv.COST_AMOUNT, semconv.COST_CURRENCY],
+            [semconv.GEN_AI_USAGE_COST_AMOUNT, semconv.GEN_AI_USAGE_COST_CURRENCY],
+        ],
+        "default_currency": cost.DEFAULT_CURRENCY,
         "provider_aliases": {
             alias: canonical
             for canonical, aliases in semconv.PROVIDER_ALIASES.items()

@@ -189,6 +189,15 @@ class _Regexes(_Rule):
         return tuple(patterns)
 
 
+class _Path(_Rule):
+    """A file path (not checked here: the module that reads the file says what is wrong with it)."""
+
+    accepts = "a file path"
+
+    def from_text(self, text: str) -> Any:
+        return text
+
+
 def _read(name: str, default: Any, rule: _Rule, environ: Mapping[str, str] | None) -> Any:
     raw = _raw(name, environ)
     if raw is None:
@@ -273,6 +282,8 @@ class Settings:
     redact: bool = True
     redact_keys: tuple[str, ...] = ()
     redact_patterns: tuple[str, ...] = ()
+    cost: bool = True
+    cost_prices_file: str | None = None
 
 
 # Each Settings field: the variable that sets it and what it accepts (for the variable and for configure()).
@@ -293,6 +304,8 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "redact": ("OTEL_LLM_REDACT", _Bool()),
     "redact_keys": ("OTEL_LLM_REDACT_KEYS", _Names()),
     "redact_patterns": ("OTEL_LLM_REDACT_PATTERNS", _Regexes()),
+    "cost": ("OTEL_LLM_COST", _Bool()),
+    "cost_prices_file": ("OTEL_LLM_COST_PRICES_FILE", _Path()),
 }
 
 

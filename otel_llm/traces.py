@@ -175,6 +175,27 @@ class Trace:
             return sum(call.output_tokens for call in self.llm_calls)
         return _as_int(self._rollup.get(semconv.ROLLUP_OUTPUT_TOKENS))
 
+    @cached_property
+    def costs(self) -> Mapping[str, float]:
+        """Currency -> what the trace's LLM calls cost (``llm.usage.cost.amount`` of each LLM span not nested
+        in another LLM span, so a call wrapped by two instrumentations counts once); empty when none is
+        priced."""
+        by_id = {span.span_id: span for span in self.spans}
+        llm_ids = {call.span.span_id for call in self.llm_calls}
+        totals: dict[str, float] = {}
+        for call in self.llm_calls:
+            amount = call.span.attributes.get(semconv.COST_AMOUNT)
+            if not isinstance(amount, (int, float)) or isinstance(amount, bool):
+                continue
+            parent, hops = call.span.parent_id, 0
+            while parent in by_id and parent not in llm_ids and hops < len(by_id):
+                parent, hops = by_id[parent].parent_id, hops + 1
+            if parent in llm_ids:
+                continue
+            currency = str(call.span.attributes.get(semconv.COST_CURRENCY) or "USD")
+            totals[currency] = totals.get(currency, 0.0) + float(amount)
+        return totals
+
     @property
     def error(self) -> bool:
         return any(span.error for span in self.spans)

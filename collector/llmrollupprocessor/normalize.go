@@ -287,6 +287,9 @@ type llmCall struct {
 	outputTokens    int64
 	hasOutput       bool
 	failed          bool
+	cost            float64 // what the call cost, as the span says (the SDK's pricer); hasCost false if it does not
+	hasCost         bool
+	currency        string
 }
 
 // callOf returns the call an LLM span describes, or nil for any other span.
@@ -305,11 +308,41 @@ func (r *rules) callOf(span ptrace.Span) *llmCall {
 	}
 	call.inputTokens, call.hasInput = firstCount(attrs, r.InputTokenSources)
 	call.outputTokens, call.hasOutput = firstCount(attrs, r.OutputTokenSources)
+	call.cost, call.currency, call.hasCost = r.costOf(attrs)
 	call.failed = span.Status().Code() == ptrace.StatusCodeError
 	if errorType, ok := lookup(attrs, r.Names.ErrorType); ok && r.normalizeModel(errorType) != "" {
 		call.failed = true
 	}
 	return call
+}
+
+// costOf is the cost an LLM span carries: the first of cost_sources whose amount is a finite number >= 0, with
+// its currency (default_currency when the span names none). The collector prices nothing itself: the SDK's pricer
+// (otel_llm/processors/cost.py) wrote the amount, or an instrumentation wrote the proposal's name.
+func (r *rules) costOf(attrs pcommon.Map) (amount float64, currency string, ok bool) {
+	for _, source := range r.CostSources {
+		value, found := lookup(attrs, source[0])
+		if !found {
+			continue
+		}
+		switch value.Type() {
+		case pcommon.ValueTypeDouble:
+			amount = value.Double()
+		case pcommon.ValueTypeInt:
+			amount = float64(value.Int())
+		default:
+			continue
+		}
+		if math.IsNaN(amount) || math.IsInf(amount, 0) || amount < 0 {
+			continue
+		}
+		currency = r.DefaultCurrency
+		if named, found := lookup(attrs, source[1]); found && named.Type() == pcommon.ValueTypeStr && named.Str() != "" {
+			currency = named.Str()
+		}
+		return amount, currency, true
+	}
+	return 0, "", false
 }
 
 // putIfChanged sets a string attribute unless it already holds exactly that string.

@@ -50,6 +50,8 @@ type totals struct {
 	input, output     int64
 	hasInput          bool
 	hasOutput         bool
+	costs             map[string]float64 // currency -> sum of the calls with a cost
+	unpriced          int64              // calls without one
 }
 
 func (t *totals) add(call *llmCall) {
@@ -70,6 +72,39 @@ func (t *totals) add(call *llmCall) {
 		t.output += call.outputTokens
 		t.hasOutput = true
 	}
+	if !call.hasCost {
+		t.unpriced++
+		return
+	}
+	if t.costs == nil {
+		t.costs = map[string]float64{}
+	}
+	t.costs[call.currency] += call.cost
+}
+
+// writeCost puts llm.rollup.cost.* as the SDK's roll-up does (processors/cost.CostTotals): the amount when the
+// priced calls share a currency, the currency (or the currencies sorted and joined by ","), the calls without a
+// cost. Only when a call beneath has a cost (a trace of services without otel-llm's pricer gets none); else an
+// in-process llm.rollup.cost.* is removed with the rest of the answer replaced.
+func (r *rules) writeCost(attrs pcommon.Map, t *totals) {
+	if len(t.costs) == 0 {
+		for _, key := range []string{r.Names.RollupCostAmount, r.Names.RollupCostCurrency, r.Names.RollupUnpricedCalls} {
+			attrs.Remove(key)
+		}
+		return
+	}
+	currencies := make([]string, 0, len(t.costs))
+	for currency := range t.costs {
+		currencies = append(currencies, currency)
+	}
+	sort.Strings(currencies)
+	if len(currencies) == 1 {
+		attrs.PutDouble(r.Names.RollupCostAmount, t.costs[currencies[0]])
+	} else {
+		attrs.Remove(r.Names.RollupCostAmount)
+	}
+	attrs.PutStr(r.Names.RollupCostCurrency, strings.Join(currencies, ","))
+	attrs.PutInt(r.Names.RollupUnpricedCalls, t.unpriced)
 }
 
 // bounded is rollup._bounded_sorted: sorted, past the limit the rest is one overflow value.
@@ -109,6 +144,7 @@ func (r *rules) write(attrs pcommon.Map, t *totals) (providers, models []string)
 	if t.hasOutput {
 		attrs.PutInt(r.Names.RollupOutputTokens, t.output)
 	}
+	r.writeCost(attrs, t)
 	return providers, models
 }
 
@@ -369,7 +405,8 @@ func (r *rules) requestSpan(root node, start, end pcommon.Timestamp, taken map[p
 	for _, key := range []string{
 		r.Names.RollupProvider, r.Names.RollupModel, r.Names.RollupProviders, r.Names.RollupModels,
 		r.Names.RollupCalls, r.Names.RollupErrorCalls, r.Names.RollupError, r.Names.RollupInputTokens,
-		r.Names.RollupOutputTokens, r.Names.ExperimentID, r.Names.ExperimentArm, r.Names.ExperimentProvider,
+		r.Names.RollupOutputTokens, r.Names.RollupCostAmount, r.Names.RollupCostCurrency, r.Names.RollupUnpricedCalls,
+		r.Names.ExperimentID, r.Names.ExperimentArm, r.Names.ExperimentProvider,
 		r.Names.ExperimentModel, r.Names.ExperimentFallback, r.Names.TraceDurationMs, r.Names.TraceLLMDurationMs,
 		r.Names.TraceLLMShare, r.Names.TraceServices, r.Names.TraceSpanCount,
 	} {

@@ -256,3 +256,100 @@ func TestRollupValuesBounded(t *testing.T) {
 		t.Fatal("calls not counted past the value bound")
 	}
 }
+
+// costTrace is an API root and a worker entry span above three LLM calls: two priced by the SDK (USD), one
+// without a cost; with eur, the second priced call is in EUR.
+func costTrace(eur bool) ptrace.Traces {
+	priced := func(amount float64, currency string) map[string]any {
+		attrs := chat("openai", "gpt-4o-mini", 1000, 500)
+		attrs["llm.usage.cost.amount"] = amount
+		attrs["llm.usage.cost.currency"] = currency
+		return attrs
+	}
+	second := "USD"
+	if eur {
+		second = "EUR"
+	}
+	return build(traceID(7),
+		spec{id: 1, service: "api", name: "POST /chat", kind: server, start: 0, end: 3,
+			attrs: map[string]any{"llm.rollup.cost.amount": 99.0}},
+		spec{id: 2, parent: 1, service: "worker", name: "process", kind: consumerKind, start: 10, end: 900},
+		spec{id: 3, parent: 2, service: "worker", name: "a", kind: client, start: 20, end: 100,
+			attrs: priced(0.00045, "USD")},
+		spec{id: 4, parent: 2, service: "worker", name: "b", kind: client, start: 100, end: 200,
+			attrs: priced(0.00025, second)},
+		spec{id: 5, parent: 2, service: "worker", name: "c", kind: client, start: 200, end: 300,
+			attrs: chat("openai", "my-finetune", 10, 5)},
+	)
+}
+
+// TestCostRollUp: the root and the entry span get the trace-wide cost of the calls beneath (the in-process
+// llm.rollup.cost.amount of the root replaced), the currency and the calls without a cost; never the per-call
+// llm.usage.cost.*; mixed currencies give no amount.
+func TestCostRollUp(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		eur      bool
+		amount   any
+		currency string
+	}{
+		{"one currency", false, 0.0007, "USD"},
+		{"mixed currencies", true, nil, "EUR,USD"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			td := costTrace(tc.eur)
+			rollUpTraces(mustRules(t), td, true)
+			spans := spansByName(td)
+			for _, name := range []string{"POST /chat", "process", "llm.request"} {
+				span := spans[name]
+				amount := attr(t, span, "llm.rollup.cost.amount")
+				if tc.amount == nil && amount != nil {
+					t.Errorf("%s amount %v, want none", name, amount)
+				}
+				if want, ok := tc.amount.(float64); ok {
+					if got, _ := amount.(float64); got < want-1e-12 || got > want+1e-12 {
+						t.Errorf("%s amount %v, want %v", name, amount, want)
+					}
+				}
+				if got := attr(t, span, "llm.rollup.cost.currency"); got != tc.currency {
+					t.Errorf("%s currency %v, want %v", name, got, tc.currency)
+				}
+				if got := attr(t, span, "llm.rollup.cost.unpriced_calls"); got != int64(1) {
+					t.Errorf("%s unpriced calls %v, want 1", name, got)
+				}
+				if got := attr(t, span, "llm.usage.cost.amount"); got != nil {
+					t.Errorf("%s got the per-call name: %v", name, got)
+				}
+			}
+		})
+	}
+}
+
+// TestNoCostWithoutPricedCalls: calls without a cost (services without otel-llm's pricer) write no
+// llm.rollup.cost.*, and an in-process one is removed with the rest of the answer replaced.
+func TestNoCostWithoutPricedCalls(t *testing.T) {
+	td := twoServices(map[string]any{"llm.rollup.cost.amount": 1.0, "llm.rollup.cost.currency": "USD"})
+	rollUpTraces(mustRules(t), td, false)
+	for _, key := range []string{"llm.rollup.cost.amount", "llm.rollup.cost.currency", "llm.rollup.cost.unpriced_calls"} {
+		if got := attr(t, spansByName(td)["POST /chat"], key); got != nil {
+			t.Errorf("%s = %v, want none", key, got)
+		}
+	}
+}
+
+// TestCostFromTheProposalsName: a cost under gen_ai.usage.cost.amount (an instrumentation's, the open
+// proposal's name) counts when ours is absent; a negative amount does not.
+func TestCostFromTheProposalsName(t *testing.T) {
+	r := mustRules(t)
+	attrs := chat("openai", "gpt-4o-mini", 1, 1)
+	attrs["gen_ai.usage.cost.amount"] = 0.5
+	td := build(traceID(8), spec{id: 1, service: "api", name: "llm", kind: client, start: 0, end: 1, attrs: attrs})
+	if call := r.callOf(spansByName(td)["llm"]); call == nil || !call.hasCost || call.cost != 0.5 || call.currency != "USD" {
+		t.Fatalf("call %+v", call)
+	}
+	attrs["gen_ai.usage.cost.amount"] = -1.0
+	td = build(traceID(9), spec{id: 1, service: "api", name: "llm", kind: client, start: 0, end: 1, attrs: attrs})
+	if call := r.callOf(spansByName(td)["llm"]); call == nil || call.hasCost {
+		t.Fatalf("negative cost read: %+v", call)
+	}
+}

@@ -43,6 +43,9 @@ type names struct {
 	RollupOutputTokens     string `json:"rollup_output_tokens"`
 	RollupErrorCalls       string `json:"rollup_error_calls"`
 	RollupError            string `json:"rollup_error"`
+	RollupCostAmount       string `json:"rollup_cost_amount"`
+	RollupCostCurrency     string `json:"rollup_cost_currency"`
+	RollupUnpricedCalls    string `json:"rollup_unpriced_calls"`
 	TraceDurationMs        string `json:"trace_duration_ms"`
 	TraceLLMDurationMs     string `json:"trace_llm_duration_ms"`
 	TraceLLMShare          string `json:"trace_llm_share"`
@@ -63,6 +66,8 @@ type ruleData struct {
 	ModelSources        []string          `json:"model_sources"`
 	InputTokenSources   []string          `json:"input_token_sources"`
 	OutputTokenSources  []string          `json:"output_token_sources"`
+	CostSources         [][2]string       `json:"cost_sources"`
+	DefaultCurrency     string            `json:"default_currency"`
 	ProviderAliases     map[string]string `json:"provider_aliases"`
 	ModelRules          []modelRule       `json:"model_rules"`
 	BedrockProvider     string            `json:"bedrock_provider"`
@@ -154,8 +159,10 @@ func parseRules(data []byte) (*rules, error) {
 		}
 	}
 	if len(parsed.ModelSources) == 0 || len(parsed.ProviderAliases) == 0 || parsed.MaxProviderLength < 1 ||
-		parsed.MaxModelLength < 1 || parsed.MaxNodeLength < 1 || parsed.MaxRollupValues < 2 || parsed.Unknown == "" {
-		return nil, fmt.Errorf("rules.json: model_sources, provider_aliases, the max_* lengths and unknown are required")
+		parsed.MaxModelLength < 1 || parsed.MaxNodeLength < 1 || parsed.MaxRollupValues < 2 || parsed.Unknown == "" ||
+		len(parsed.CostSources) == 0 || parsed.DefaultCurrency == "" {
+		return nil, fmt.Errorf("rules.json: model_sources, provider_aliases, the max_* lengths, unknown, cost_sources " +
+			"and default_currency are required")
 	}
 	out := &rules{
 		ruleData:      parsed,

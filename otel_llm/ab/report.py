@@ -8,6 +8,12 @@ With two or more comparisons (three or more arms) the p-values are adjusted by H
 there are. An arm is called slower *significantly* when its (adjusted) p-value is below ``alpha``; with too
 few samples the p-value is None and nothing is called significant.
 
+Cost the same way: the cheapest arm (lowest mean cost per request, ``llm.usage.cost.amount`` summed over a
+request's LLM calls) is the cost baseline; every other arm is compared with it by the same Mann-Whitney U
+test on the per-request costs (Holm-adjusted likewise), and the difference is stated per 1,000 requests
+(difference of the means, with its bootstrap interval): what a budget owner asks. Only requests with a cost
+count; arms in different currencies are not compared.
+
 Time to first token comes from the LLM spans of the arm's traces (``gen_ai.response.time_to_first_chunk``),
 else from Prometheus for an arm none of whose spans carries it (``ttft_source`` says which).
 """
@@ -19,7 +25,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from otel_llm.ab.sources import TraceSample
-from otel_llm.ab.stats import MIN_SAMPLES, Difference, holm, mann_whitney_u, median_difference, percentile
+from otel_llm.ab.stats import (
+    MIN_SAMPLES,
+    Difference,
+    holm,
+    mann_whitney_u,
+    mean_difference,
+    median_difference,
+    percentile,
+)
 
 DEFAULT_ALPHA = 0.05
 LATENCY_PERCENTILES = (50, 95, 99)
@@ -44,6 +58,24 @@ class ArmStats:
     ttft_p95_s: float | None
     ttft_source: str | None  # TTFT_FROM_SPANS, TTFT_FROM_PROMETHEUS, or None (no data)
     tokens_per_request: float | None
+    cost_per_request: float | None = None  # mean over the requests with a cost
+    cost_currency: str | None = None
+    priced_requests: int = 0
+
+
+@dataclass(frozen=True)
+class CostComparison:
+    """An arm's cost per request against the cheapest arm's."""
+
+    baseline: str
+    arm: str
+    currency: str
+    difference_per_1000: float | None  # (arm mean - baseline mean) x 1000 requests
+    difference_per_1000_ci: tuple[float, float] | None  # its bootstrap interval at 1 - alpha
+    p_value: float | None
+    p_adjusted: float | None
+    significant: bool
+    verdict: str
 
 
 @dataclass(frozen=True)
@@ -73,6 +105,9 @@ class Report:
     slower_arm: str | None = None
     significant: bool = False
     correction: str | None = None  # "holm" with more than one comparison
+    cost_comparisons: list[CostComparison] = field(default_factory=list)
+    cheaper_arm: str | None = None  # the arm with the lowest mean cost per request
+    cost_significant: bool = False  # cheaper_arm is significantly cheaper than the next-cheapest arm
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +126,8 @@ def arm_stats(arm: str, samples: list[TraceSample], ttft: Mapping[int, Mapping[s
     else:
         ttft_p50, ttft_p95 = (ttft.get(q, {}).get(arm) for q in TTFT_PERCENTILES)
         source = TTFT_FROM_PROMETHEUS if ttft_p50 is not None or ttft_p95 is not None else None
+    costs = [s.cost for s in samples if s.cost is not None]
+    currencies = {s.cost_currency for s in samples if s.cost is not None}
     return ArmStats(
         arm=arm,
         requests=len(samples),
@@ -103,6 +140,9 @@ def arm_stats(arm: str, samples: list[TraceSample], ttft: Mapping[int, Mapping[s
         ttft_p95_s=ttft_p95,
         ttft_source=source,
         tokens_per_request=sum(tokens) / len(tokens) if tokens else None,
+        cost_per_request=sum(costs) / len(costs) if costs else None,
+        cost_currency=",".join(sorted(currencies)) or None,
+        priced_requests=len(costs),
     )
 
 
@@ -177,6 +217,48 @@ def compare(
     return comparisons
 
 
+def compare_costs(by_arm: Mapping[str, list[float]], currency: str, alpha: float) -> list[CostComparison]:
+    """Every arm's per-request costs against the cheapest arm's (lowest mean); Holm with 3+ arms."""
+    baseline = min(by_arm, key=lambda arm: (sum(by_arm[arm]) / len(by_arm[arm]), arm))
+    others = [arm for arm in sorted(by_arm) if arm != baseline]
+    results = [mann_whitney_u(by_arm[arm], by_arm[baseline]) for arm in others]
+    adjust = len(others) > 1
+    adjusted = holm([r.p_value for r in results]) if adjust else [r.p_value for r in results]
+    comparisons = []
+    for arm, result, p in zip(others, results, adjusted, strict=True):
+        difference = interval = None
+        if result.p_value is not None:
+            difference, (low, high) = mean_difference(by_arm[arm], by_arm[baseline], 1 - alpha)
+            difference, interval = difference * 1000, (low * 1000, high * 1000)
+        significant = p is not None and p < alpha
+        if p is None:
+            verdict = f"cost: too few priced requests to judge (need {MIN_SAMPLES} per arm)"
+        else:
+            p_text = f"{'Holm-adjusted ' if adjust else ''}p={p:.3g}"
+            size = (f"{difference:+.4g} {currency} per 1,000 requests ({(1 - alpha) * 100:g}% CI "
+                    f"{interval[0]:+.4g} to {interval[1]:+.4g})")
+            verdict = (f"cost: {baseline} is cheaper than {arm}: {arm} costs {size}; {p_text} < {alpha}"
+                       if significant else
+                       f"cost: no significant difference between {arm} and {baseline}: {size}; "
+                       f"{p_text} >= {alpha}")
+        comparisons.append(CostComparison(baseline, arm, currency, difference, interval, result.p_value, p,
+                                          significant, verdict))
+    return comparisons
+
+
+def _cost_report(grouped: Mapping[str, list[TraceSample]], alpha: float) -> dict:
+    """The cost fields of the report: comparisons, cheaper arm, whether it is significantly cheaper."""
+    by_arm = {arm: [s.cost for s in samples if s.cost is not None] for arm, samples in grouped.items()}
+    by_arm = {arm: costs for arm, costs in by_arm.items() if costs}
+    currencies = {s.cost_currency for samples in grouped.values() for s in samples if s.cost is not None}
+    if len(by_arm) < 2 or len(currencies) != 1:
+        return {}
+    comparisons = compare_costs(by_arm, currencies.pop(), alpha)
+    closest = min(comparisons, key=lambda c: (c.difference_per_1000 is None, c.difference_per_1000 or 0.0))
+    return {"cost_comparisons": comparisons, "cheaper_arm": closest.baseline,
+            "cost_significant": closest.significant}
+
+
 def build_report(
     samples: Iterable[TraceSample],
     ttft: Mapping[int, Mapping[str, float]] | None = None,
@@ -198,7 +280,8 @@ def build_report(
     comparisons = compare(baseline, [arm for arm in arms if arm != baseline], durations, alpha)
     slowest = max(comparisons, key=lambda c: (c.median_ratio or 0.0, c.arm))
     correction = HOLM if len(comparisons) > 1 else None
-    return Report(experiment, alpha, stats, comparisons, slowest.arm, slowest.significant, correction)
+    return Report(experiment, alpha, stats, comparisons, slowest.arm, slowest.significant, correction,
+                  **_cost_report(grouped, alpha))
 
 
 def _ms(seconds: float | None) -> str:
@@ -217,6 +300,7 @@ def render_table(report: Report) -> str:
         "ttft p50 ms",
         "ttft p95 ms",
         "tokens/req",
+        "cost/req",
     )
     rows = [header] + [
         (
@@ -229,6 +313,7 @@ def render_table(report: Report) -> str:
             _ms(s.ttft_p50_s),
             _ms(s.ttft_p95_s),
             "-" if s.tokens_per_request is None else f"{s.tokens_per_request:.1f}",
+            "-" if s.cost_per_request is None else f"{s.cost_per_request:.6f} {s.cost_currency}",
         )
         for s in report.arms
     ]
@@ -241,4 +326,5 @@ def render_table(report: Report) -> str:
     if report.correction:
         title += f"    {len(report.comparisons)} comparisons, p-values {report.correction}-adjusted"
     verdicts = [c.verdict for c in report.comparisons] or ["only one arm has data: nothing to compare"]
+    verdicts += [c.verdict for c in report.cost_comparisons]
     return "\n".join([title, *lines, "", *verdicts])

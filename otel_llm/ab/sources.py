@@ -3,8 +3,9 @@
 Jaeger (through ``otel-llm search``'s client and the shared trace model in ``otel_llm.traces``): one
 sample per trace of the experiment, holding its arm (``llm.experiment.arm`` on the request root, else on any
 span), its end-to-end duration (first span start to last span end, so the worker's part behind the queue
-counts), whether any span failed, its LLM tokens (input + output), and the time to first token of each of its
-LLM calls that streamed (``gen_ai.response.time_to_first_chunk`` on the LLM span). Traces are read from every
+counts), whether any span failed, its LLM tokens (input + output), the time to first token of each of its
+LLM calls that streamed (``gen_ai.response.time_to_first_chunk`` on the LLM span), and what its LLM calls cost
+(``llm.usage.cost.amount``, ``otel_llm.traces.Trace.costs``). Traces are read from every
 service's query answer and joined by ``otel_llm.traces`` (each span once).
 
 Prometheus (``/api/v1/query``): time to first token per arm from the GenAI chunk histogram, asked only for
@@ -52,6 +53,8 @@ class TraceSample:
     error: bool
     tokens: int | None
     ttft_s: tuple[float, ...] = ()  # time to first token of each streamed LLM call
+    cost: float | None = None  # what its LLM calls cost (llm.usage.cost.amount), None when none was priced
+    cost_currency: str | None = None  # its currency; the currencies joined by "," (and no cost) when mixed
 
 
 def _first_value(trace: Trace, key: str) -> str | None:
@@ -68,6 +71,7 @@ def sample_of(trace: Trace) -> TraceSample | None:
     if arm is None:
         return None
     tokens = trace.input_tokens + trace.output_tokens
+    costs = trace.costs
     return TraceSample(
         trace.trace_id,
         arm,
@@ -76,6 +80,8 @@ def sample_of(trace: Trace) -> TraceSample | None:
         trace.error,
         tokens if trace.call_count else None,
         _first_chunk_times(trace),
+        next(iter(costs.values())) if len(costs) == 1 else None,
+        ",".join(sorted(costs)) or None,
     )
 
 

@@ -170,7 +170,7 @@ def render_tree(trace: Trace) -> list[str]:
 
 
 def summary_rows(traces: Iterable[Trace]) -> list[dict[str, object]]:
-    """One row per provider/model over all LLM calls: calls, errors, p50/p95 duration (ms), tokens."""
+    """One row per provider/model over all LLM calls: calls, errors, p50/p95 duration (ms), tokens, cost."""
     grouped: dict[tuple[str, str], list[LlmCall]] = defaultdict(list)
     for trace in traces:
         for call in trace.llm_calls:
@@ -187,9 +187,22 @@ def summary_rows(traces: Iterable[Trace]) -> list[dict[str, object]]:
                 **{f"p{rank}_ms": percentile(durations, rank) / 1000 for rank in PERCENTILES},
                 "input_tokens": sum(call.input_tokens for call in calls),
                 "output_tokens": sum(call.output_tokens for call in calls),
+                **_cost_of(calls),
             }
         )
     return rows
+
+
+def _cost_of(calls: list[LlmCall]) -> dict[str, object]:
+    """What the priced calls cost together (``llm.usage.cost.amount``) and in which currency; None for no
+    priced call; no amount (the currencies joined) when they differ."""
+    amounts: dict[str, float] = defaultdict(float)
+    for call in calls:
+        amount = call.span.attributes.get(semconv.COST_AMOUNT)
+        if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+            amounts[str(call.span.attributes.get(semconv.COST_CURRENCY) or "USD")] += float(amount)
+    total = next(iter(amounts.values())) if len(amounts) == 1 else None
+    return {"cost": total, "cost_currency": ",".join(sorted(amounts)) or None}
 
 
 def render_summary(traces: Iterable[Trace]) -> list[str]:
@@ -203,6 +216,7 @@ def render_summary(traces: Iterable[Trace]) -> list[str]:
             *(format_duration(row[f"p{rank}_ms"] * 1000) for rank in PERCENTILES),
             row["input_tokens"],
             row["output_tokens"],
+            "-" if row["cost"] is None else f"{row['cost']:.6f} {row['cost_currency']}",
         ]
         for row in summary_rows(traces)
     ]
@@ -214,6 +228,7 @@ def render_summary(traces: Iterable[Trace]) -> list[str]:
         *(f"P{rank}" for rank in PERCENTILES),
         "TOKENS IN",
         "TOKENS OUT",
+        "COST",
     ]
     return format_table(headers, rows)
 

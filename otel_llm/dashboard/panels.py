@@ -1,7 +1,7 @@
 """What the dashboard shows, section by section: each panel's title, the question it answers, its queries.
 
 Plain data (``Panel``), built into Grafana JSON by ``otel_llm.dashboard.build``. Sections, top to bottom:
-LLM calls and requests per provider/model/arm (one row per ``queries.REQUESTS`` entry), tokens, the
+LLM calls and requests per provider/model/arm (one row per ``queries.REQUESTS`` entry), tokens, cost, the
 token-streaming panels of the Eco2 agent's section 6 (docs/reference-app.md), experiment arms, and one panel
 per alert rule of prometheus/rules/.
 """
@@ -95,6 +95,55 @@ def tokens_section() -> Section:
                         f"sum by ({by}) ({q.rate(GENAI.selector(f'{usage}_sum'))}) / "
                         f"sum by ({by}) ({q.rate(GENAI.selector(f'{usage}_count'))})",
                         legend,
+                    ),
+                ),
+                width=12,
+            ),
+        ),
+    )
+
+
+def cost_section() -> Section:
+    """Spend, cost per call and per request, and the calls without a price, per provider/model/arm."""
+    by = f"{GENAI.provider}, {GENAI.model}, {ARM}, {q.CURRENCY}"
+    legend = q.legend(GENAI.provider, GENAI.model, ARM, q.CURRENCY)
+    spend = f"sum by ({by}) ({q.rate(GENAI.selector(q.COST_COUNTER))})"
+    call_count = GENAI.selector(f"{q.DURATION_HISTOGRAM}_count")
+    calls = f"sum by ({GENAI.provider}, {GENAI.model}, {ARM}) ({q.rate(call_count)})"
+    arm_spend = f"sum by ({ARM}, {q.CURRENCY}) ({q.rate(GENAI.selector(q.COST_COUNTER))})"
+    requests = (f"sum by ({ARM}) "
+                f"({q.rate(q.ROLLUP.selector(q.REQUEST_COUNTER, *q.LOCAL_ROOTS))})")
+    return Section(
+        "Cost by provider, model and experiment arm",
+        (
+            Panel(
+                "Spend/hour by provider/model/arm",
+                "How much money per hour goes to each provider, model and arm (llm.client.cost, in its "
+                "currency)?",
+                ((f"{spend} * 3600", legend),),
+                width=12,
+            ),
+            Panel(
+                "Cost per LLM call by provider/model/arm",
+                "What does one call cost, per provider, model and arm?",
+                ((f"{spend} / on ({GENAI.provider}, {GENAI.model}, {ARM}) group_left {calls}", legend),),
+                width=12,
+            ),
+            Panel(
+                "Cost per request by arm",
+                "Which arm is cheaper per request (cost of its LLM calls over its requests)? `otel-llm ab` "
+                "says whether the difference is significant.",
+                ((f"{arm_spend} / on ({ARM}) group_left {requests}", q.legend(ARM, q.CURRENCY)),),
+                width=12,
+            ),
+            Panel(
+                "LLM calls without a price/sec by reason",
+                "Which calls could not be priced (unknown model, no token counts, catalogue unavailable)?",
+                (
+                    (
+                        f"sum by ({GENAI.provider}, {GENAI.model}, {q.UNPRICED_REASON}) "
+                        f"({q.rate(GENAI.selector(q.UNPRICED_COUNTER))})",
+                        q.legend(GENAI.provider, GENAI.model, q.UNPRICED_REASON),
                     ),
                 ),
                 width=12,
@@ -301,6 +350,7 @@ def sections(rules: Iterable[Path]) -> list[Section]:
     return [
         *(requests_section(requests) for requests in q.REQUESTS),
         tokens_section(),
+        cost_section(),
         streaming_section(),
         experiment_section(),
         *(alerts_section(path) for path in rules),

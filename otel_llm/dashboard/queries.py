@@ -150,6 +150,15 @@ class Requests:
 ROLLUP = Labels(provider="llm_rollup_provider", model="llm_rollup_model")
 LOCAL_ROOTS = ('span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"', 'llm_rollup_provider!=""')
 
+# Cost (otel_llm/metrics/cost.py): the amount counter carries provider, model, arm and currency; per request
+# it is divided by the requests' local roots of the same arm (one per request: the root whose roll-up has
+# calls).
+COST_COUNTER = "llm_client_cost_total"
+UNPRICED_COUNTER = "llm_client_cost_unpriced_calls_total"
+CURRENCY = "llm_usage_cost_currency"
+UNPRICED_REASON = "llm_cost_unpriced_reason"
+REQUEST_COUNTER = "traces_span_metrics_calls_total"
+
 # One row of panels each. The collector's trace processor (end-to-end request latency per provider/model/arm
 # through span metrics) adds its row here, one Requests(...) with its metric names and labels.
 REQUESTS = (

@@ -7,7 +7,8 @@ Redis (with the same trace context and baggage in the message fields), the gRPC 
 
 Telemetry goes through otel-llm's pipeline, one TracerProvider per service (``chat-api``, ``chat-worker``,
 ``chat-services``, as ``service.name`` of their resources): ``BaggageAttributesProcessor`` then
-``RollupBatchSpanProcessor(RollupSpanExporter(InMemorySpanExporter()))``. The instrumentations are applied
+``RollupBatchSpanProcessor(RollupSpanExporter(InMemorySpanExporter(), pricer=...))`` (LLM calls priced as
+configure() prices them: OTEL_LLM_COST, OTEL_LLM_COST_PRICES_FILE). The instrumentations are applied
 explicitly to those providers (FastAPI, gRPC client/server interceptors, httpx per client, and otel-llm's
 LangChain instrumentation), and undone at the end. The global providers are not touched.
 
@@ -38,7 +39,9 @@ from otel_llm.demo.services import LocalServices, local_services
 from otel_llm.demo.worker import ahandle_message, handle_message
 from otel_llm.experiment import Experiment, experiment_from_env
 from otel_llm.processors.baggage import BaggageAttributesProcessor
+from otel_llm.processors.cost import Pricer, pricer_from_file
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
+from otel_llm.settings import load_settings
 
 SERVICE_API = "chat-api"
 SERVICE_WORKER = "chat-worker"
@@ -82,10 +85,12 @@ class EmbeddedRun:
     results: tuple[EmbeddedResult, ...]
 
 
-def _tracer_provider(service_name: str, exporter: InMemorySpanExporter) -> TracerProvider:
+def _tracer_provider(
+    service_name: str, exporter: InMemorySpanExporter, pricer: Pricer | None
+) -> TracerProvider:
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     provider.add_span_processor(BaggageAttributesProcessor())
-    provider.add_span_processor(RollupBatchSpanProcessor(RollupSpanExporter(exporter)))
+    provider.add_span_processor(RollupBatchSpanProcessor(RollupSpanExporter(exporter, pricer=pricer)))
     return provider
 
 
@@ -243,7 +248,9 @@ def run_embedded(
         raise ValueError("requests and concurrency must be at least 1")
     say = progress or (lambda _line: None)
     exporters = {name: InMemorySpanExporter() for name in (SERVICE_API, SERVICE_WORKER, SERVICE_SERVICES)}
-    providers = {name: _tracer_provider(name, exporter) for name, exporter in exporters.items()}
+    settings = load_settings()
+    pricer = pricer_from_file(settings.cost_prices_file) if settings.cost else None
+    providers = {name: _tracer_provider(name, exporter, pricer) for name, exporter in exporters.items()}
     experiment = experiment_from_env() or demo_experiment()
     broker = MemoryBroker()
     results: list[EmbeddedResult] = []

@@ -47,7 +47,7 @@ from opentelemetry.util.types import Attributes
 
 from otel_llm import semconv
 from otel_llm.metrics.recorded import WATCHED_INSTRUMENTS, RecordedCalls
-from otel_llm.metrics.views import GENAI_METRIC_VIEWS
+from otel_llm.metrics.views import METRIC_ALLOWLISTS
 
 _logger = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ OVERFLOW_ATTRIBUTE = semconv.OTEL_METRIC_OVERFLOW
 OVERFLOW_METRIC = "otel_llm.metrics.overflow"
 OVERFLOW_METRIC_NAME_KEY = "otel_llm.metric.name"
 LIMITED_NAME_PREFIX = semconv.GEN_AI_PREFIX
-LIMITED_NAMES = frozenset({semconv.METRIC_TOKEN_USAGE_DETAIL})  # otel-llm's own GenAI instruments
+LIMITED_NAMES = frozenset({  # otel-llm's own GenAI instruments
+    semconv.METRIC_TOKEN_USAGE_DETAIL, semconv.METRIC_COST, semconv.METRIC_UNPRICED_CALLS,
+})
 # What an overflow point keeps: the provider when canonical, and the labels whose values are a small fixed set
 # when they hold one of those values (input and output tokens, or token details, never summed together).
 CANONICAL_PROVIDERS: frozenset[str] = frozenset(semconv.PROVIDER_ALIASES)
@@ -292,8 +294,7 @@ class CardinalityLimitedMeterProvider(MeterProvider):
         with self._registry_lock:
             limiter = self._limiters.get(key)
             if limiter is None:
-                view = GENAI_METRIC_VIEWS.get(key)
                 limiter = SeriesLimiter(key, self._cardinality_limit, self._overflow,
-                                        None if view is None else view[1])
+                                        METRIC_ALLOWLISTS.get(key))
                 self._limiters[key] = limiter
         return limiter

@@ -99,7 +99,7 @@ class SpanDerivedMetrics:
         if self.counted_elsewhere(call, nested):
             return
         duration, token_usage, token_detail = self._instruments or self._create_instruments()
-        attributes = _metric_attributes(span.attributes or {}, call)
+        attributes = metric_attributes(span.attributes or {}, call)
         if call.error_type is not None:
             duration.record(call.duration_s, {**attributes, semconv.ERROR_TYPE: call.error_type})
         else:
@@ -127,7 +127,8 @@ class SpanDerivedMetrics:
         return self._instruments
 
 
-def _metric_attributes(span_attributes: Any, call: LLMCall) -> dict[str, Any]:
+def metric_attributes(span_attributes: Any, call: LLMCall) -> dict[str, Any]:
+    """The labels of a metric point about ``call`` (the views keep their allowlists)."""
     attributes: dict[str, Any] = {
         semconv.GEN_AI_PROVIDER_NAME: call.provider,
         semconv.GEN_AI_REQUEST_MODEL: call.model,

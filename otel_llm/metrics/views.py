@@ -1,5 +1,8 @@
 """Metric views for the GenAI client instruments: semconv bucket boundaries and an attribute allowlist each.
 
+Also one view per cost counter (``llm.client.cost``, ``llm.client.cost.unpriced_calls``): the same
+allowlist plus the currency and source, or the reason a call has no price.
+
 Adds, to a MeterProvider's views, one View per ``gen_ai.client.*`` histogram, whoever creates it (otel-llm's
 span-derived metrics, the streaming metrics, an instrumentation library). Each view
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from opentelemetry.sdk.metrics import Histogram
+from opentelemetry.sdk.metrics import Counter, Histogram
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from otel_llm import semconv
@@ -60,6 +63,16 @@ GENAI_METRIC_VIEWS: Mapping[str, tuple[tuple[float, ...], frozenset[str]]] = {
     semconv.METRIC_TIME_PER_OUTPUT_CHUNK: (DURATION_BUCKETS_S, COMMON_METRIC_ATTRIBUTES),
 }
 
+# Counters (no buckets) -> allowed keys: the cost of LLM calls and the calls without price (metrics/cost.py).
+COST_METRIC_VIEWS: Mapping[str, frozenset[str]] = {
+    semconv.METRIC_COST: COMMON_METRIC_ATTRIBUTES | {semconv.COST_CURRENCY, semconv.COST_SOURCE},
+    semconv.METRIC_UNPRICED_CALLS: COMMON_METRIC_ATTRIBUTES | {semconv.COST_UNPRICED_REASON},
+}
+# Every instrument with a view -> the keys it keeps (the series cap counts series over these).
+METRIC_ALLOWLISTS: Mapping[str, frozenset[str]] = {
+    **{name: allowed for name, (_, allowed) in GENAI_METRIC_VIEWS.items()}, **COST_METRIC_VIEWS,
+}
+
 
 def genai_views(aggregation_cardinality_limit: int | None = None) -> list[View]:
     """One View per GenAI client histogram: semconv buckets and the instrument's attribute allowlist.
@@ -76,4 +89,8 @@ def genai_views(aggregation_cardinality_limit: int | None = None) -> list[View]:
             aggregation_cardinality_limit=aggregation_cardinality_limit,
         )
         for name, (boundaries, allowed) in GENAI_METRIC_VIEWS.items()
+    ] + [
+        View(instrument_type=Counter, instrument_name=name, attribute_keys=set(allowed),
+             aggregation_cardinality_limit=aggregation_cardinality_limit)
+        for name, allowed in COST_METRIC_VIEWS.items()
     ]

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status, StatusCode
 
 from otel_llm import semconv
+
+if TYPE_CHECKING:
+    from otel_llm.processors.cost import Cost
 
 # Operation of a LangSmith llm/embedding span that does not say (langsmith writes "chat" for llm runs).
 _LANGSMITH_KIND_OPERATIONS = {"llm": "chat", "embedding": "embeddings"}
@@ -45,6 +48,8 @@ class LLMCall(NamedTuple):
     cache_read_input_tokens: int | None = None
     cache_write_input_tokens: int | None = None
     reasoning_output_tokens: int | None = None
+    # What the call cost (otel_llm.processors.cost), when the roll-up stage has a pricer.
+    cost: Cost | None = None
 
 
 def langgraph_node(attributes: Mapping[str, Any]) -> str | None:
@@ -126,7 +131,11 @@ def enrichment(
         node = langgraph_node(attributes)
     if node is not None:
         wanted[semconv.LANGGRAPH_NODE] = node
-    return {key: value for key, value in wanted.items() if attributes.get(key) != value}
+    changed = {key: value for key, value in wanted.items() if attributes.get(key) != value}
+    if call is not None and call.cost is not None:
+        # Added without comparing: the span rarely has them, and a missed get() costs an exception here.
+        changed.update(call.cost.attributes())
+    return changed
 
 
 class EnrichedSpan(ReadableSpan):

@@ -15,7 +15,8 @@ runs on the export thread (or this stage's own flush thread), never on the appli
    gets the ``llm.rollup.*`` attributes (see docs/attributes.md); that includes the local root and the
    LangGraph graph and node spans. A walk that meets a parent which is not buffered (a span lost or still
    open) goes on at the trace's local root when the part holds exactly one, and is counted as re-rooted.
-   Results do not depend on arrival order.
+   Results do not depend on arrival order. With a ``pricer``, LLM spans also get their cost
+   (``llm.usage.cost.*``) and ancestors its sum (``llm.rollup.cost.*``; otel_llm.processors.cost).
 4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned. The
    ``on_llm_span`` hook (span-derived metrics) is called once per *outermost* LLM span, with the calls of
    the LLM spans nested beneath it, so one model call wrapped by two instrumentations is one call.
@@ -56,6 +57,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_llm import semconv
+from otel_llm.processors.cost import CostTotals, Pricer
 from otel_llm.processors.normalize import NO_CHANGE, LLMCall, enrichment, llm_call_of, with_attributes
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
@@ -102,13 +104,15 @@ class _Item:
     nested: tuple[LLMCall, ...] | None = ()
 
 
-def _read(span: ReadableSpan) -> tuple[int, _Item]:
+def _read(span: ReadableSpan, pricer: Pricer | None = None) -> tuple[int, _Item]:
     """The trace id and buffer entry of ``span``: everything the stage reads from it, read once.
 
     Raises whatever a broken span raises; nothing has been changed by then.
     """
     attributes = span.attributes  # one read-only view for both, not one each
     call = llm_call_of(span, attributes)
+    if call is not None and pricer is not None:
+        call = pricer.price(call, attributes)
     context = span.get_span_context()
     parent = span.parent
     item = _Item(
@@ -146,6 +150,7 @@ class _Totals:
     calls: int = 0
     error_calls: int = 0
     tokens: dict[str, int] = field(default_factory=dict)  # roll-up attribute -> sum, for the counts reported
+    costs: CostTotals | None = None  # only when the calls were priced
 
     def add(self, call: LLMCall) -> None:
         self.providers.add(call.provider)
@@ -156,6 +161,10 @@ class _Totals:
             count = getattr(call, field_name)
             if count is not None:
                 self.tokens[key] = self.tokens.get(key, 0) + count
+        if call.cost is not None:
+            if self.costs is None:
+                self.costs = CostTotals()
+            self.costs.add(call.cost)
 
     def attributes(self) -> dict[str, Any]:
         providers = _bounded_sorted(self.providers)
@@ -170,6 +179,8 @@ class _Totals:
             semconv.ROLLUP_ERROR: self.error_calls > 0,
         }
         rolled.update(self.tokens)
+        if self.costs is not None:
+            rolled.update(self.costs.attributes())
         return rolled
 
 
@@ -256,7 +267,8 @@ class RollupSpanExporter(SpanExporter):
     not reach this stage's buffer). ``on_llm_span(span, call, nested)`` is called once per outermost LLM
     span (one not beneath another LLM span of its buffered part), with the enriched span and the calls of
     the LLM spans nested beneath it (usually none), just before it is forwarded; nested LLM spans get no
-    call of their own. Its exceptions are logged (rate-limited) and swallowed.
+    call of their own. Its exceptions are logged (rate-limited) and swallowed. ``pricer``
+    (otel_llm.processors.cost) prices each LLM call: its cost on the span and summed on the roll-ups.
     """
 
     def __init__(
@@ -269,6 +281,7 @@ class RollupSpanExporter(SpanExporter):
         max_buffered_spans: int = 50000,
         max_age_s: float = 60.0,
         on_llm_span: LLMSpanHook | None = None,
+        pricer: Pricer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not callable(getattr(inner, "export", None)):
@@ -292,6 +305,7 @@ class RollupSpanExporter(SpanExporter):
         self._max_buffered_spans = max_buffered_spans
         self._max_age_s = float(max_age_s)
         self._on_llm_span = on_llm_span
+        self._pricer = pricer
         self._clock = clock
         self._recent_limit = max(MIN_RECENT_TRACES, max_traces)
         self._tick_s = min(MAX_TICK_S, max(MIN_TICK_S, self._window_s / 4))
@@ -397,7 +411,7 @@ class RollupSpanExporter(SpanExporter):
 
     def _accept(self, span: ReadableSpan, now: float, out: list[_Item]) -> None:
         try:
-            trace_id, item = _read(span)
+            trace_id, item = _read(span, self._pricer)
         except Exception:
             _rate_limited.exception("otel-llm roll-up could not read a span; forwarding it unchanged")
             out.append(_unchanged(span))

@@ -34,6 +34,7 @@ ARM = "openai:gpt-4o"  # assigned at the API; the calls used gpt-4o-mini and Cla
 END_TO_END_MS = 1550  # the root starts at 0 ms, the worker's CONSUMER span ends at 1550 ms
 ROOT_NAME = "POST /api/v1/chat"
 ROLLUP_TELEMETRY = "otelcol_processor_llm_rollup_"
+CALL_COST = 0.00018  # the worker's priced call (100 in, 20 out)
 
 
 @dataclass
@@ -74,7 +75,9 @@ def make_request(prefix: str) -> Request:
             span("chat", "chat claude-3-5-haiku", CLIENT, 100, 900, "graph", **{
                 semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_PROVIDER_NAME: "anthropic",
                 semconv.GEN_AI_REQUEST_MODEL: "claude-3-5-haiku", semconv.GEN_AI_USAGE_INPUT_TOKENS: 100,
-                semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 20}),
+                semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 20,
+                # As the worker's otel-llm pricer writes it; the tool service's call carries no cost.
+                semconv.COST_AMOUNT: CALL_COST, semconv.COST_CURRENCY: "USD", semconv.COST_SOURCE: "local"}),
         ],
         tools: [
             span("tool", "POST /summarise", SERVER, 950, 1500, "graph"),
@@ -131,6 +134,19 @@ class TestJaeger:
         assert (tool[semconv.ROLLUP_PROVIDER], tool[semconv.ROLLUP_CALLS]) == ("openai", 1)
         assert semconv.ROLLUP_CALLS not in span_tags(spans["invoke_workflow"])
         assert span_tags(spans["openai.chat"])[semconv.GEN_AI_PROVIDER_NAME] == "openai"
+
+    def test_cost_is_summed_across_services(self, rolled_up):
+        """The root and llm.request sum the worker's priced call and count the tool service's unpriced one;
+        the tool's entry span, with no priced call beneath, gets no cost; no parent gets the per-call name."""
+        _, trace = rolled_up
+        spans = _by_name(trace)
+        for name in (ROOT_NAME, semconv.REQUEST_SPAN_NAME, "process chat:jobs"):
+            tags = span_tags(spans[name])
+            assert tags[semconv.ROLLUP_COST_AMOUNT] == pytest.approx(CALL_COST), name
+            assert tags[semconv.ROLLUP_COST_CURRENCY] == "USD", name
+            assert tags[semconv.ROLLUP_UNPRICED_CALLS] == 1, name
+            assert semconv.COST_AMOUNT not in tags
+        assert semconv.ROLLUP_COST_CURRENCY not in span_tags(spans["POST /summarise"])
 
     def test_request_span_spans_the_whole_request(self, rolled_up):
         """llm.request is the root's child, lasts the request end to end and carries the arm; the root keeps

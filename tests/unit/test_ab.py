@@ -398,3 +398,60 @@ class TestCli:
         )
         assert args.handler(args) == 2
         assert "otel-llm ab:" in capsys.readouterr().err
+
+
+def priced(arm, cost, seconds=0.2, currency="USD"):
+    return sources.TraceSample(f"{arm}-{random.random()}", arm, "ab1", seconds, False, 10, (), cost, currency)
+
+
+class TestCost:
+    def test_cheaper_arm_named_and_significant_with_the_difference_per_1000_requests(self):
+        """OpenAI at about half Bedrock's cost per request: named cheaper, significant, and the difference
+        per 1,000 requests is 1000 x the difference of the means, inside its interval."""
+        import numpy
+
+        rng = random.Random(11)
+        cheap = [rng.uniform(0.0004, 0.0006) for _ in range(30)]
+        dear = [rng.uniform(0.0009, 0.0011) for _ in range(30)]
+        samples = [priced(OPENAI, c) for c in cheap] + [priced(BEDROCK, c) for c in dear]
+        report = ab_report.build_report(samples, experiment="ab1")
+        assert report.cheaper_arm == OPENAI and report.cost_significant
+        (comparison,) = report.cost_comparisons
+        assert (comparison.baseline, comparison.arm, comparison.currency) == (OPENAI, BEDROCK, "USD")
+        assert comparison.difference_per_1000 == pytest.approx((numpy.mean(dear) - numpy.mean(cheap)) * 1000)
+        low, high = comparison.difference_per_1000_ci
+        assert 0 < low < comparison.difference_per_1000 < high
+        arms = {arm.arm: arm for arm in report.arms}
+        assert arms[OPENAI].cost_per_request == pytest.approx(numpy.mean(cheap))
+        assert arms[BEDROCK].priced_requests == 30
+        assert "per 1,000 requests" in ab_report.render_table(report)
+        assert report.to_dict()["cheaper_arm"] == OPENAI
+
+    def test_identical_costs_not_significant(self):
+        rng = random.Random(5)
+        samples = [priced(arm, rng.uniform(0.0004, 0.0006)) for arm in (OPENAI, BEDROCK) for _ in range(40)]
+        report = ab_report.build_report(samples)
+        assert not report.cost_significant
+        assert report.cost_comparisons[0].p_value > 0.05
+
+    def test_unpriced_or_mixed_currencies_are_not_compared(self):
+        """Without costs, or with arms in two currencies, there is no cost comparison (and no exception)."""
+        rng = random.Random(1)
+        unpriced = [priced(arm, None, rng.random()) for arm in (OPENAI, BEDROCK) for _ in range(5)]
+        assert ab_report.build_report(unpriced).cost_comparisons == []
+        mixed = [priced(OPENAI, 0.1) for _ in range(5)]
+        mixed += [priced(BEDROCK, 0.1, currency="EUR") for _ in range(5)]
+        report = ab_report.build_report(mixed)
+        assert report.cost_comparisons == [] and report.cheaper_arm is None
+
+    def test_trace_cost_counts_nested_llm_spans_once(self):
+        """An LLM span inside another (two instrumentations, one call) adds nothing; the cost is on the
+        sample with its currency."""
+        trace = jaeger_trace("t9", OPENAI, 0, 2000)
+        cost_tags = [{"key": semconv.COST_AMOUNT, "type": "float64", "value": 0.002},
+                     {"key": semconv.COST_CURRENCY, "type": "string", "value": "USD"}]
+        trace["spans"][2]["tags"] += cost_tags
+        trace["spans"].append({**trace["spans"][2], "spanID": "d", "references": [
+            {"refType": "CHILD_OF", "traceID": "t9", "spanID": "c"}]})
+        (got,) = sources.samples_from_traces(from_jaeger({"data": [trace]}))
+        assert (got.cost, got.cost_currency) == (pytest.approx(0.002), "USD")

@@ -118,6 +118,17 @@ class TestEmbeddedRun:
             api = next(span for span in spans if span.parent is None)
             assert api.attributes[semconv.EXPERIMENT_ARM] == f"{provider}:{model}"
 
+    def test_llm_calls_are_priced_and_the_worker_root_sums_them(self, run):
+        """Both demo models are in the catalogue: every LLM span has a cost, the consumer root their sum."""
+        result, _ = run
+        for spans in traces_of(result.spans).values():
+            llm = [span for span in spans if semconv.is_llm_span(span.attributes)]
+            costs = [span.attributes[semconv.COST_AMOUNT] for span in llm]
+            assert all(cost > 0 for cost in costs)
+            consumer = next(span for span in spans if span.kind == SpanKind.CONSUMER)
+            assert consumer.attributes[semconv.ROLLUP_COST_AMOUNT] == pytest.approx(sum(costs))
+            assert consumer.attributes[semconv.ROLLUP_COST_CURRENCY] == "USD"
+
     def test_baggage_reaches_every_worker_span(self, run):
         """Session and arm travel through the queue: every worker span carries them from baggage."""
         result, _ = run

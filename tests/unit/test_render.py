@@ -74,12 +74,15 @@ def test_tree_draws_services_nodes_and_llm_calls(trace):
 
 
 def test_summary_has_one_row_per_provider_and_model_with_percentiles():
-    """Calls, errors, p50/p95 and token sums are per provider/model across traces."""
+    """Calls, errors, p50/p95, token sums and the cost of the priced calls are per provider/model across
+    traces."""
     spans = [
         llm(f"o{index}", "x", "openai", "gpt-4o-mini", duration, trace_id=f"t{index}")
         for index, duration in enumerate([10_000, 20_000, 30_000, 40_000])
     ]
     spans.append(llm("b", "x", "aws.bedrock", BEDROCK_MODEL, 500_000, trace_id="t9", error=True))
+    for span in spans[:3]:  # three of the OpenAI calls priced
+        span.attributes.update({semconv.COST_AMOUNT: 0.00025, semconv.COST_CURRENCY: "USD"})
     lines = render_summary(group_traces(spans))
     assert lines[0].split() == [
         "PROVIDER",
@@ -92,9 +95,12 @@ def test_summary_has_one_row_per_provider_and_model_with_percentiles():
         "IN",
         "TOKENS",
         "OUT",
+        "COST",
     ]
-    assert lines[2].split() == ["aws.bedrock", BEDROCK_MODEL, "1", "1", "500", "ms", "500", "ms", "10", "4"]
-    assert lines[3].split() == ["openai", "gpt-4o-mini", "4", "0", "20.0", "ms", "40.0", "ms", "40", "16"]
+    assert lines[2].split() == ["aws.bedrock", BEDROCK_MODEL, "1", "1", "500", "ms", "500", "ms", "10", "4",
+                                "-"]
+    assert lines[3].split() == ["openai", "gpt-4o-mini", "4", "0", "20.0", "ms", "40.0", "ms", "40", "16",
+                                "0.000750", "USD"]
 
 
 def test_summary_of_traces_without_llm_calls_is_just_the_header():
