@@ -133,8 +133,8 @@ def rules() -> dict[str, Any]:
         "unknown": semconv.UNKNOWN,
         "max_node_length": normalize._MAX_NODE_LENGTH,
         "max_rollup_values": rollup.MAX_ROLLUP_VALUES,
-        "rollup_overflow_value": rollup.OVERFLOW_VALUE,
-        "other_error_type": normalize.OTHER_ERROR_TYPE,
+        "rollup_overflow_value": semconv.OTHER,
+        "other_error_type": semconv.OTHER,
         "default_experiment_id": experiment.DEFAULT_EXPERIMENT_ID,
     }
 

@@ -1,6 +1,6 @@
 """The reference app's LangGraph pipeline: intent, parallel subagents (Send), a streaming answer.
 
-Shape (the seed's chat worker, trimmed to one subagent of each kind)::
+Shape (the Eco2 agent's chat worker, trimmed to one subagent of each kind)::
 
     intent (LLM) ──Send──► retrieval  (a LangChain retriever over a small in-memory corpus)
                  ├─Send──► character  (gRPC call to the local character service)
@@ -16,8 +16,8 @@ service.
 
 There is no tracing code here: node, LLM and retriever spans come from the LangChain instrumentation, the gRPC
 and HTTP client spans (the LLM calls' too) from OpenTelemetry's gRPC and httpx instrumentations, all loaded by
-``opentelemetry-instrument``. ``run_config`` builds the run configuration of the seed (section 2.3): run name,
-``intent:*`` tags, job/user metadata and the session as ``thread_id``.
+``opentelemetry-instrument``. ``run_config`` builds the Eco2 agent's run configuration (section 2.3): run
+name, ``intent:*`` tags, job/user metadata and the session as ``thread_id``.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def run_config(
     tags: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The LangGraph run config of the seed (section 2.3): what LangSmith and our spans filter on."""
+    """The LangGraph run config of the Eco2 agent (section 2.3): what LangSmith and our spans filter on."""
     run_tags = list(tags) if tags else []
     if intent:
         run_tags.append(f"intent:{intent}")
