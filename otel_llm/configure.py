@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from opentelemetry import metrics, propagate, trace
@@ -52,7 +53,6 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.util._importlib_metadata import entry_points
 
 from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.metric_log import exporter_from_env

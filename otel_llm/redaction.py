@@ -32,11 +32,15 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from otel_llm import semconv
+
 MARKER = "[REDACTED]"
 TRANSFORM_PROCESSOR = "transform/redact"
 
 # Attribute key prefixes whose keys are free-form names chosen by users or copied from the environment.
-KEY_SCOPES: tuple[str, ...] = ("langsmith.metadata.", "http.request.header.", "http.response.header.")
+KEY_SCOPES: tuple[str, ...] = (
+    semconv.LANGSMITH_METADATA_PREFIX, "http.request.header.", "http.response.header.",
+)
 # Words that make a key under KEY_SCOPES a secret (case-insensitive, between non-letters or at the ends).
 SECRET_KEY_WORDS: tuple[str, ...] = (
     "key", "keys", "apikey", "api_key", "token", "secret", "secrets", "password", "passwd", "pwd",

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 # --- OpenTelemetry GenAI semantic conventions (written and read) --------------------------------------------
+GEN_AI_PREFIX = "gen_ai."
 GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
@@ -36,6 +37,9 @@ SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 TOKEN_TYPE_INPUT = "input"  # gen_ai.token.type values
 TOKEN_TYPE_OUTPUT = "output"
+# The conventions' catch-all value: error.type when nothing names the error; we also use it for the last entry
+# of a capped roll-up list and for a provider label past the metrics' cardinality cap.
+OTHER = "_OTHER"
 # GenAI client metric instruments (semconv names; views and bucket boundaries in otel_llm/metrics/views.py).
 METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
@@ -65,7 +69,7 @@ LANGSMITH_LS_PROVIDER = "langsmith.metadata.ls_provider"
 LANGSMITH_LS_MODEL_NAME = "langsmith.metadata.ls_model_name"
 LANGSMITH_LANGGRAPH_NODE = "langsmith.metadata.langgraph_node"
 LANGSMITH_SPAN_TAGS = "langsmith.span.tags"  # run tags joined by ", " (the app's intent:<x> tag among them)
-LANGSMITH_INTENT = "langsmith.metadata.intent"  # run metadata "intent" (the seed's run config)
+LANGSMITH_INTENT = "langsmith.metadata.intent"  # run metadata "intent" (the Eco2 agent's run config)
 # Also WRITTEN by otel_llm.instrumentation.langchain (LangSmith's OTel names, so the collector can ship its
 # spans to LangSmith): run name, metadata prefix, and LangSmith's content attributes (only when content
 # capture is on).

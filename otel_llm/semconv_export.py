@@ -1,8 +1,10 @@
 """The data files of the collector's ``llm_rollup`` processor, generated from ``otel_llm.semconv``.
 
 The Go processor (collector/llmrollupprocessor) embeds ``rules.json``: the attribute names it reads and
-writes, the provider alias table, the model-id rules, the LLM-span recognition values and the caps, so a rule
-added to ``semconv.py`` reaches the collector by re-running the generator, not by editing Go. The precedence
+writes, every table semconv's resolvers read (``TABLES``: the provider alias table, the model-id and
+server-address rules, the model / provider / token key precedence lists, LangSmith's and OpenInference's LLM
+span kinds), the roll-up's token attribute names and the caps, so a rule added to ``semconv.py`` reaches the
+collector by re-running the generator, not by editing Go. The precedence
 itself (``semconv.resolve_provider``'s steps) is code on both sides; a shared corpus proves the two agree:
 ``testdata/normalize_corpus.json`` holds span attribute sets with the answers Python gives
 (``expected``); tests/unit/test_semconv_export.py checks Python against it and the Go tests check Go.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +35,48 @@ STALE_HINT = "python -m otel_llm.semconv_export --write"
 GENERATED_BY = "python -m otel_llm.semconv_export --write (from otel_llm/semconv.py); do not edit"
 
 
+# The tables semconv's resolvers (is_llm_span, resolve_model, resolve_provider, resolve_token_counts) read, by
+# their name in semconv -> their key in rules.json. A compiled table is exported as its source. A table a
+# resolver reads that is missing here fails tests/unit/test_semconv_export.py.
+TABLES: Mapping[str, str] = {
+    "MODEL_KEYS": "model_keys",  # first key holding text wins
+    "SYSTEM_KEYS": "system_keys",  # provider keys after gen_ai.provider.name and ls_provider, in order
+    "TOKEN_KEYS": "token_keys",  # token kind -> keys, first valid count wins
+    "PROVIDER_ALIASES": "provider_aliases",
+    "_ALIAS_TO_PROVIDER": "provider_aliases",
+    # Python `re` syntax, matched case-insensitively, searched, first match wins.
+    "MODEL_RULES": "model_rules",
+    "_COMPILED_MODEL_RULES": "model_rules",
+    "HOST_RULES": "host_rules",
+    "_COMPILED_HOST_RULES": "host_rules",
+    "_NON_NAME_CHARS": "provider_name_chars",
+    "LLM_OPERATIONS": "llm_operations",
+    "LANGSMITH_LLM_KINDS": "langsmith_llm_kinds",
+    "OPENINFERENCE_LLM_KINDS": "openinference_llm_kinds",
+    "FRAMEWORK_SYSTEMS": "framework_systems",
+    "MAX_PROVIDER_LENGTH": "max_provider_length",
+    "MAX_MODEL_LENGTH": "max_model_length",
+}
+
+
+def _as_json(table: Any) -> Any:
+    """A semconv table as JSON data: sets sorted, rule pairs as {pattern, provider}, compiled patterns as
+    their source, an alias table as alias -> canonical."""
+    if isinstance(table, re.Pattern):
+        return table.pattern
+    if table is semconv.PROVIDER_ALIASES or table is semconv._ALIAS_TO_PROVIDER:
+        return dict(semconv._ALIAS_TO_PROVIDER)
+    if isinstance(table, frozenset):
+        return sorted(table)
+    if isinstance(table, Mapping):
+        return {key: _as_json(value) for key, value in table.items()}
+    if isinstance(table, tuple) and table and isinstance(table[0], tuple):
+        return [{"pattern": _as_json(pattern), "provider": provider} for pattern, provider in table]
+    if isinstance(table, tuple):
+        return list(table)
+    return table
+
+
 def rules() -> dict[str, Any]:
     """Everything the Go processor takes from the Python package, as plain JSON data."""
     return {
@@ -42,6 +87,8 @@ def rules() -> dict[str, Any]:
             "operation_name": semconv.GEN_AI_OPERATION_NAME,
             "system": semconv.GEN_AI_SYSTEM,
             "langsmith_span_kind": semconv.LANGSMITH_SPAN_KIND,
+            "openinference_span_kind": semconv.OPENINFERENCE_SPAN_KIND,
+            "server_address": semconv.SERVER_ADDRESS,
             "langsmith_ls_provider": semconv.LANGSMITH_LS_PROVIDER,
             "langsmith_langgraph_node": semconv.LANGSMITH_LANGGRAPH_NODE,
             "openllmetry_request_type": semconv.OPENLLMETRY_REQUEST_TYPE,
@@ -57,8 +104,6 @@ def rules() -> dict[str, Any]:
             "rollup_providers": semconv.ROLLUP_PROVIDERS,
             "rollup_models": semconv.ROLLUP_MODELS,
             "rollup_calls": semconv.ROLLUP_CALLS,
-            "rollup_input_tokens": semconv.ROLLUP_INPUT_TOKENS,
-            "rollup_output_tokens": semconv.ROLLUP_OUTPUT_TOKENS,
             "rollup_error_calls": semconv.ROLLUP_ERROR_CALLS,
             "rollup_error": semconv.ROLLUP_ERROR,
             "rollup_cost_amount": semconv.ROLLUP_COST_AMOUNT,
@@ -72,39 +117,24 @@ def rules() -> dict[str, Any]:
             "request_span": semconv.REQUEST_SPAN_NAME,
             "service_name": "service.name",
         },
-        # Tried in order; the first that gives a value wins (semconv.resolve_model, semconv.resolve_tokens).
-        "model_sources": [
-            semconv.GEN_AI_REQUEST_MODEL, semconv.LANGSMITH_LS_MODEL_NAME, semconv.GEN_AI_RESPONSE_MODEL,
-        ],
-        "input_token_sources": [semconv.GEN_AI_USAGE_INPUT_TOKENS, semconv.GEN_AI_USAGE_PROMPT_TOKENS],
-        "output_token_sources": [semconv.GEN_AI_USAGE_OUTPUT_TOKENS, semconv.GEN_AI_USAGE_COMPLETION_TOKENS],
+        **{key: _as_json(getattr(semconv, name)) for name, key in TABLES.items()},
+        # Token kind -> the llm.rollup.* attribute its sum is written to (rollup._ROLLUP_TOKEN_FIELDS).
+        "rollup_token_attributes": {
+            normalize.TOKEN_KIND_OF_FIELD[field]: attribute
+            for attribute, field in rollup._ROLLUP_TOKEN_FIELDS
+        },
         # Per-call cost (amount, currency) an LLM span carries: ours (the SDK's pricer), then the proposal's.
         "cost_sources": [
             [semconv.COST_AMOUNT, semconv.COST_CURRENCY],
             [semconv.GEN_AI_USAGE_COST_AMOUNT, semconv.GEN_AI_USAGE_COST_CURRENCY],
         ],
         "default_currency": cost.DEFAULT_CURRENCY,
-        "provider_aliases": {
-            alias: canonical
-            for canonical, aliases in semconv.PROVIDER_ALIASES.items()
-            for alias in aliases
-        },
-        # Python `re` syntax, matched case-insensitively, first match wins (semconv.provider_from_model).
-        "model_rules": [
-            {"pattern": pattern, "provider": provider} for pattern, provider in semconv.MODEL_RULES
-        ],
         "bedrock_provider": "aws.bedrock",
-        "provider_name_chars": semconv._NON_NAME_CHARS.pattern,
-        "llm_operations": sorted(semconv.LLM_OPERATIONS),
-        "langsmith_llm_kinds": sorted(semconv.LANGSMITH_LLM_KINDS),
-        "framework_systems": sorted(semconv.FRAMEWORK_SYSTEMS),
         "unknown": semconv.UNKNOWN,
-        "max_provider_length": semconv.MAX_PROVIDER_LENGTH,
-        "max_model_length": semconv.MAX_MODEL_LENGTH,
         "max_node_length": normalize._MAX_NODE_LENGTH,
         "max_rollup_values": rollup.MAX_ROLLUP_VALUES,
-        "rollup_overflow_value": rollup.OVERFLOW_VALUE,
-        "other_error_type": normalize.OTHER_ERROR_TYPE,
+        "rollup_overflow_value": semconv.OTHER,
+        "other_error_type": semconv.OTHER,
         "default_experiment_id": experiment.DEFAULT_EXPERIMENT_ID,
     }
 
@@ -118,13 +148,11 @@ def answers(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """What Python concludes from one span's attributes: the corpus's ``expected``."""
     held = {key: _as_sdk_value(value) for key, value in attributes.items()}
     model = semconv.resolve_model(held)
-    input_tokens, output_tokens = semconv.resolve_tokens(held)
     return {
         "llm": semconv.is_llm_span(held),
         "provider": semconv.resolve_provider(held, model),
         "model": model,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
+        "tokens": semconv.resolve_token_counts(held),
         "node": normalize.langgraph_node(held),
     }
 

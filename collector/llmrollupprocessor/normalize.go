@@ -11,10 +11,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
-// The functions below are otel_llm.semconv's resolve_provider / resolve_model / is_llm_span / resolve_tokens
-// and otel_llm.processors.normalize's node and error rules, over pdata values. Values are read the way Python
-// reads the same attribute from an SDK span (str() of a number or bool, the first item of a sequence, Python's
-// whitespace and int() rules), so both sides give the same answer for the same span
+// The functions below are otel_llm.semconv's resolve_provider / resolve_model / is_llm_span /
+// resolve_token_counts and otel_llm.processors.normalize's node and error rules, over pdata values. Values are
+// read the way Python reads the same attribute from an SDK span (str() of a number or bool, the first item of a
+// sequence, Python's whitespace and int() rules), so both sides give the same answer for the same span
 // (testdata/normalize_corpus.json). Two documented differences: a byte-string value is read as UTF-8 text, and
 // a token count beyond int64 is ignored (Python would keep the big integer).
 
@@ -177,17 +177,46 @@ func (r *rules) normalizeModel(value pcommon.Value) string {
 	return capRunes(asText(value), r.MaxModelLength)
 }
 
-// providerFromModel is semconv.provider_from_model; "" when no rule matches.
-func (r *rules) providerFromModel(model string) string {
-	if model == "" {
+// firstRule is semconv._first_rule: the provider of the first rule whose pattern is found in text; "" when
+// none is (or text is empty).
+func firstRule(rules []compiledRule, text string) string {
+	if text == "" {
 		return ""
 	}
-	for _, rule := range r.modelRules {
-		if rule.pattern.MatchString(model) {
+	for _, rule := range rules {
+		if rule.pattern.MatchString(text) {
 			return rule.provider
 		}
 	}
 	return ""
+}
+
+// maxRememberedModels bounds the model ids whose provider providerFromModel remembers (a model id is
+// client-controlled text: past the bound, the rules run each time).
+const maxRememberedModels = 4096
+
+// providerFromModel is semconv.provider_from_model; "" when no rule matches. The answer per model id is
+// remembered: a trace's LLM spans name a handful of models, and the rules are a dozen regular expressions.
+func (r *rules) providerFromModel(model string) string {
+	if known, ok := r.modelProviders.Load(model); ok {
+		return known.(string)
+	}
+	provider := firstRule(r.modelRules, model)
+	if r.rememberedModels.Load() < maxRememberedModels {
+		if _, loaded := r.modelProviders.LoadOrStore(model, provider); !loaded {
+			r.rememberedModels.Add(1)
+		}
+	}
+	return provider
+}
+
+// providerFromHost is semconv.provider_from_host over the span's server.address; "" when no rule matches.
+func (r *rules) providerFromHost(attrs pcommon.Map) string {
+	value, ok := lookup(attrs, r.Names.ServerAddress)
+	if !ok {
+		return ""
+	}
+	return firstRule(r.hostRules, asText(value))
 }
 
 // stringIn is Python's `value in frozenset_of_str`: only a string can be a member.
@@ -199,6 +228,9 @@ func stringIn(value pcommon.Value, members map[string]bool) bool {
 func (r *rules) isLLMSpan(attrs pcommon.Map) bool {
 	if kind, ok := lookup(attrs, r.Names.LangsmithSpanKind); ok {
 		return stringIn(kind, r.llmKinds)
+	}
+	if kind, ok := lookup(attrs, r.Names.OpenInferenceSpanKind); ok {
+		return stringIn(kind, r.oiLLMKinds)
 	}
 	if operation, ok := lookup(attrs, r.Names.OperationName); ok {
 		return stringIn(operation, r.llmOperations)
@@ -221,7 +253,7 @@ func (r *rules) isLLMSpan(attrs pcommon.Map) bool {
 
 // resolveModel is semconv.resolve_model.
 func (r *rules) resolveModel(attrs pcommon.Map) string {
-	for _, key := range r.ModelSources {
+	for _, key := range r.ModelKeys {
 		if value, ok := lookup(attrs, key); ok {
 			if model := r.normalizeModel(value); model != "" {
 				return model
@@ -240,6 +272,9 @@ func (r *rules) providerOf(attrs pcommon.Map, key string) string {
 
 // resolveProvider is semconv.resolve_provider, given resolveModel's answer.
 func (r *rules) resolveProvider(attrs pcommon.Map, model string) string {
+	if provider := r.providerFromHost(attrs); provider != "" {
+		return provider
+	}
 	if provider := r.providerOf(attrs, r.Names.ProviderName); provider != "" {
 		return provider
 	}
@@ -250,13 +285,15 @@ func (r *rules) resolveProvider(attrs pcommon.Map, model string) string {
 	if inferred == r.BedrockProvider {
 		return inferred
 	}
-	if system := r.providerOf(attrs, r.Names.System); system != "" && !r.frameworks[system] {
-		return system
+	for _, key := range r.SystemKeys {
+		if system := r.providerOf(attrs, key); system != "" && !r.frameworks[system] {
+			return system
+		}
 	}
 	return inferred
 }
 
-// firstCount is one half of semconv.resolve_tokens: the first source holding a count.
+// firstCount is one kind of semconv.resolve_token_counts: the count of the first key holding a valid one.
 func firstCount(attrs pcommon.Map, keys []string) (int64, bool) {
 	for _, key := range keys {
 		if value, ok := lookup(attrs, key); ok {
@@ -279,13 +316,25 @@ func (r *rules) langgraphNode(attrs pcommon.Map) string {
 	return capRunes(r.normalizeModel(value), r.MaxNodeLength)
 }
 
+// tokenCounts are a call's counts per token kind, indexed as rules.tokenKinds; has says which were reported.
+type tokenCounts struct {
+	count [maxTokenKinds]int64
+	has   [maxTokenKinds]bool
+}
+
+// tokenCounts is semconv.resolve_token_counts.
+func (r *rules) tokenCounts(attrs pcommon.Map) tokenCounts {
+	var counts tokenCounts
+	for i, kind := range r.tokenKinds {
+		counts.count[i], counts.has[i] = firstCount(attrs, kind.keys)
+	}
+	return counts
+}
+
 // llmCall is what one LLM span says about one model call (normalize.LLMCall, the parts the roll-up uses).
 type llmCall struct {
 	provider, model string
-	inputTokens     int64
-	hasInput        bool
-	outputTokens    int64
-	hasOutput       bool
+	tokens          tokenCounts
 	failed          bool
 	cost            float64 // what the call cost, as the span says (the SDK's pricer); hasCost false if it does not
 	hasCost         bool
@@ -306,8 +355,7 @@ func (r *rules) callOf(span ptrace.Span) *llmCall {
 	if call.model == "" {
 		call.model = r.Unknown
 	}
-	call.inputTokens, call.hasInput = firstCount(attrs, r.InputTokenSources)
-	call.outputTokens, call.hasOutput = firstCount(attrs, r.OutputTokenSources)
+	call.tokens = r.tokenCounts(attrs)
 	call.cost, call.currency, call.hasCost = r.costOf(attrs)
 	call.failed = span.Status().Code() == ptrace.StatusCodeError
 	if errorType, ok := lookup(attrs, r.Names.ErrorType); ok && r.normalizeModel(errorType) != "" {

@@ -19,12 +19,11 @@ type corpusCase struct {
 
 // answers are the fields otel_llm.semconv_export.answers writes; null is Go's nil.
 type answers struct {
-	LLM          bool    `json:"llm"`
-	Provider     *string `json:"provider"`
-	Model        *string `json:"model"`
-	InputTokens  *int64  `json:"input_tokens"`
-	OutputTokens *int64  `json:"output_tokens"`
-	Node         *string `json:"node"`
+	LLM      bool             `json:"llm"`
+	Provider *string          `json:"provider"`
+	Model    *string          `json:"model"`
+	Tokens   map[string]int64 `json:"tokens"`
+	Node     *string          `json:"node"`
 }
 
 // putJSON stores a JSON value as an attribute the way an OTLP sender would: integers as int, other numbers as
@@ -73,13 +72,6 @@ func strOrNil(text string) *string {
 	return &text
 }
 
-func countOrNil(count int64, ok bool) *int64 {
-	if !ok {
-		return nil
-	}
-	return &count
-}
-
 func show(value any) string {
 	out, _ := json.Marshal(value)
 	return string(out)
@@ -111,15 +103,18 @@ func TestNormalizeCorpus(t *testing.T) {
 		}
 		attrs := span.Attributes()
 		model := r.resolveModel(attrs)
-		input, hasInput := firstCount(attrs, r.InputTokenSources)
-		output, hasOutput := firstCount(attrs, r.OutputTokenSources)
+		counts, tokens := r.tokenCounts(attrs), map[string]int64{}
+		for i, kind := range r.tokenKinds {
+			if counts.has[i] {
+				tokens[kind.name] = counts.count[i]
+			}
+		}
 		got := answers{
-			LLM:          r.isLLMSpan(attrs),
-			Provider:     strOrNil(r.resolveProvider(attrs, model)),
-			Model:        strOrNil(model),
-			InputTokens:  countOrNil(input, hasInput),
-			OutputTokens: countOrNil(output, hasOutput),
-			Node:         strOrNil(r.langgraphNode(attrs)),
+			LLM:      r.isLLMSpan(attrs),
+			Provider: strOrNil(r.resolveProvider(attrs, model)),
+			Model:    strOrNil(model),
+			Tokens:   tokens,
+			Node:     strOrNil(r.langgraphNode(attrs)),
 		}
 		if show(got) != show(c.Expected) {
 			t.Errorf("%s: Go %s, Python %s", c.Name, show(got), show(c.Expected))
@@ -127,7 +122,8 @@ func TestNormalizeCorpus(t *testing.T) {
 	}
 }
 
-// TestRulesRejectBrokenData: a rules file without a name or with a bad pattern is an error naming it.
+// TestRulesRejectBrokenData: a rules file without a name, with a bad pattern or a token kind without its roll-up
+// attribute is an error naming it.
 func TestRulesRejectBrokenData(t *testing.T) {
 	var data map[string]any
 	if err := json.Unmarshal(rulesJSON, &data); err != nil {
@@ -138,12 +134,23 @@ func TestRulesRejectBrokenData(t *testing.T) {
 	if _, err := parseRules(broken); err == nil || !bytes.Contains([]byte(err.Error()), []byte("names.rollup_calls")) {
 		t.Fatalf("got %v", err)
 	}
+	for field, want := range map[string]string{"model_rules": "model_rules[0]", "host_rules": "host_rules[0]"} {
+		if err := json.Unmarshal(rulesJSON, &data); err != nil {
+			t.Fatal(err)
+		}
+		data[field] = []map[string]string{{"pattern": "(", "provider": "x"}}
+		broken, _ = json.Marshal(data)
+		if _, err := parseRules(broken); err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Fatalf("%s: got %v", field, err)
+		}
+	}
 	if err := json.Unmarshal(rulesJSON, &data); err != nil {
 		t.Fatal(err)
 	}
-	data["model_rules"] = []map[string]string{{"pattern": "(", "provider": "x"}}
+	delete(data["rollup_token_attributes"].(map[string]any), "reasoning")
+	data["rollup_token_attributes"].(map[string]any)["other"] = "llm.rollup.other"
 	broken, _ = json.Marshal(data)
-	if _, err := parseRules(broken); err == nil || !bytes.Contains([]byte(err.Error()), []byte("model_rules[0]")) {
-		t.Fatalf("got %v", err)
+	if _, err := parseRules(broken); err == nil || !bytes.Contains([]byte(err.Error()), []byte(`"reasoning"`)) {
+		t.Fatalf("token kinds: got %v", err)
 	}
 }

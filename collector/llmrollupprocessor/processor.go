@@ -120,8 +120,8 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 		for j := 0; j < rs.ScopeSpans().Len(); j++ {
 			ss := rs.ScopeSpans().At(j)
 			p.sources++
+			scopeID := p.sources
 			var from *origin // made when the first span is held
-			into := map[*heldTrace]ptrace.SpanSlice{}
 			var passInto *ptrace.SpanSlice
 			spans := ss.Spans()
 			for k := 0; k < spans.Len(); k++ {
@@ -139,16 +139,14 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 					continue
 				}
 				held := p.store.trace(id, now, &out)
-				slice, ok := into[held]
-				if !ok {
+				if held.lastScope != scopeID || len(held.groups) == 0 { // the trace's first span of this scope
 					if from == nil {
-						from = p.originOf(&resource, rs, ss, p.sources)
+						from = p.originOf(&resource, rs, ss, scopeID)
 					}
-					slice = ptrace.NewSpanSlice()
-					held.groups = append(held.groups, group{from, slice})
-					into[held] = slice
+					held.groups = append(held.groups, group{from, ptrace.NewSpanSlice()})
+					held.lastScope = scopeID
 				}
-				span.MoveTo(slice.AppendEmpty())
+				span.MoveTo(held.groups[len(held.groups)-1].spans.AppendEmpty())
 				p.store.added(held, 1, now, &out)
 			}
 		}
@@ -219,6 +217,7 @@ func (p *rollupProcessor) forward(ctx context.Context, out []released, passing p
 		if request != nil {
 			merge(*request, passing, resources, scopes)
 		}
+		recycle(item.trace)
 	}
 	count := passing.SpanCount()
 	if count == 0 {

@@ -1,6 +1,7 @@
 package llmrollupprocessor
 
 import (
+	"cmp"
 	"encoding/binary"
 	"hash/fnv"
 	"slices"
@@ -45,32 +46,53 @@ type node struct {
 
 // totals is what the LLM calls beneath one target add up to (rollup._Totals).
 type totals struct {
-	providers, models map[string]bool
+	providers, models distinct
 	calls, errorCalls int64
-	input, output     int64
-	hasInput          bool
-	hasOutput         bool
+	tokens            tokenCounts        // sums per token kind; has: some call reported the kind
 	costs             map[string]float64 // currency -> sum of the calls with a cost
 	unpriced          int64              // calls without one
 }
 
-func (t *totals) add(call *llmCall) {
-	if t.providers == nil {
-		t.providers, t.models = map[string]bool{}, map[string]bool{}
+// smallDistinct: up to this many values a distinct set is a slice searched linearly (no map to allocate).
+const smallDistinct = 8
+
+// distinct is a set of strings in the order first added: a slice while small, indexed by a map past
+// smallDistinct so a trace with many distinct values stays linear.
+type distinct struct {
+	values []string
+	index  map[string]struct{}
+}
+
+func (d *distinct) add(value string) {
+	if d.index != nil {
+		if _, ok := d.index[value]; ok {
+			return
+		}
+		d.index[value] = struct{}{}
+	} else if slices.Contains(d.values, value) {
+		return
 	}
-	t.providers[call.provider] = true
-	t.models[call.model] = true
+	d.values = append(d.values, value)
+	if d.index == nil && len(d.values) > smallDistinct {
+		d.index = make(map[string]struct{}, 2*len(d.values))
+		for _, v := range d.values {
+			d.index[v] = struct{}{}
+		}
+	}
+}
+
+func (t *totals) add(call *llmCall) {
+	t.providers.add(call.provider)
+	t.models.add(call.model)
 	t.calls++
 	if call.failed {
 		t.errorCalls++
 	}
-	if call.hasInput {
-		t.input += call.inputTokens
-		t.hasInput = true
-	}
-	if call.hasOutput {
-		t.output += call.outputTokens
-		t.hasOutput = true
+	for i, reported := range call.tokens.has {
+		if reported {
+			t.tokens.count[i] += call.tokens.count[i]
+			t.tokens.has[i] = true
+		}
 	}
 	if !call.hasCost {
 		t.unpriced++
@@ -107,12 +129,8 @@ func (r *rules) writeCost(attrs pcommon.Map, t *totals) {
 	attrs.PutInt(r.Names.RollupUnpricedCalls, t.unpriced)
 }
 
-// bounded is rollup._bounded_sorted: sorted, past the limit the rest is one overflow value.
-func (r *rules) bounded(values map[string]bool) []string {
-	ordered := make([]string, 0, len(values))
-	for value := range values {
-		ordered = append(ordered, value)
-	}
+// bounded is rollup._bounded_sorted: sorted (in place), past the limit the rest is one overflow value.
+func (r *rules) bounded(ordered []string) []string {
 	sort.Strings(ordered)
 	if len(ordered) <= r.MaxRollupValues {
 		return ordered
@@ -130,7 +148,7 @@ func putStrings(attrs pcommon.Map, key string, values []string) {
 
 // write puts the llm.rollup.* attributes of t on attrs and returns the bounded providers and models.
 func (r *rules) write(attrs pcommon.Map, t *totals) (providers, models []string) {
-	providers, models = r.bounded(t.providers), r.bounded(t.models)
+	providers, models = r.bounded(t.providers.values), r.bounded(t.models.values)
 	putStrings(attrs, r.Names.RollupProviders, providers)
 	attrs.PutStr(r.Names.RollupProvider, strings.Join(providers, ","))
 	putStrings(attrs, r.Names.RollupModels, models)
@@ -138,11 +156,10 @@ func (r *rules) write(attrs pcommon.Map, t *totals) (providers, models []string)
 	attrs.PutInt(r.Names.RollupCalls, t.calls)
 	attrs.PutInt(r.Names.RollupErrorCalls, t.errorCalls)
 	attrs.PutBool(r.Names.RollupError, t.errorCalls > 0)
-	if t.hasInput {
-		attrs.PutInt(r.Names.RollupInputTokens, t.input)
-	}
-	if t.hasOutput {
-		attrs.PutInt(r.Names.RollupOutputTokens, t.output)
+	for i, kind := range r.tokenKinds {
+		if t.tokens.has[i] {
+			attrs.PutInt(kind.attribute, t.tokens.count[i])
+		}
 	}
 	r.writeCost(attrs, t)
 	return providers, models
@@ -175,24 +192,44 @@ type traceOutcome struct {
 	fallback bool
 }
 
-// indexSpans lists the trace's spans with their service and LLM call, enriching each; calls tells whether any
-// span is an LLM call.
+// indexSpans enriches the trace's spans and, when any is an LLM call (calls), lists them with their service and
+// call; a trace without one (most traces) costs no list.
 func indexSpans(groups []group, r *rules) (nodes []node, calls bool) {
-	count := 0
-	for _, g := range groups {
-		count += g.spans.Len()
-	}
-	nodes = make([]node, 0, count)
-	for _, g := range groups {
-		for k := 0; k < g.spans.Len(); k++ {
-			span := g.spans.At(k)
+	for g := range groups {
+		spans := groups[g].spans
+		for k := 0; k < spans.Len(); k++ {
+			span := spans.At(k)
 			call := r.callOf(span)
 			r.enrich(span, call)
-			calls = calls || call != nil
-			nodes = append(nodes, node{span: span, from: g.from, call: call})
+			if call != nil && !calls {
+				calls = true
+				nodes = spansBefore(groups, g, k)
+			}
+			if calls {
+				nodes = append(nodes, node{span: span, from: groups[g].from, call: call})
+			}
 		}
 	}
 	return nodes, calls
+}
+
+// spansBefore lists the spans ahead of groups[g]'s k-th (none of them an LLM call), with room for them all.
+func spansBefore(groups []group, g, k int) []node {
+	count := 0
+	for _, each := range groups {
+		count += each.spans.Len()
+	}
+	nodes := make([]node, 0, count)
+	for i := 0; i <= g; i++ {
+		end := groups[i].spans.Len()
+		if i == g {
+			end = k
+		}
+		for j := 0; j < end; j++ {
+			nodes = append(nodes, node{span: groups[i].spans.At(j), from: groups[i].from})
+		}
+	}
+	return nodes
 }
 
 // findRoot is the trace root: the earliest-starting span without a parent, or none.
@@ -302,7 +339,8 @@ func (r *rules) rollUp(groups []group, requestSpan bool) (traceOutcome, *group) 
 		n.interest = n.target || n.call != nil
 	}
 	above := nearestAbove(nodes, root)
-	sums := map[int]*totals{}
+	sums := make([]*totals, len(nodes)) // per target with calls beneath
+	var targets []int                   // the targets with a sum, in the order first met
 	var outermost []int
 	for i := range nodes {
 		if nodes[i].call == nil {
@@ -313,6 +351,7 @@ func (r *rules) rollUp(groups []group, requestSpan bool) (traceOutcome, *group) 
 			if nodes[at].target {
 				if sums[at] == nil {
 					sums[at] = &totals{}
+					targets = append(targets, at)
 				}
 				sums[at].add(nodes[i].call)
 			}
@@ -326,9 +365,9 @@ func (r *rules) rollUp(groups []group, requestSpan bool) (traceOutcome, *group) 
 		}
 	}
 	outcome := traceOutcome{calls: len(outermost)}
-	for at, sum := range sums {
+	for _, at := range targets {
 		attrs := nodes[at].span.Attributes()
-		providers, models := r.write(attrs, sum)
+		providers, models := r.write(attrs, sums[at])
 		if provider, model, ok := r.assigned(attrs); ok &&
 			!(slices.Contains(models, model) && slices.Contains(providers, provider)) {
 			attrs.PutBool(r.Names.ExperimentFallback, true)
@@ -348,12 +387,12 @@ func (r *rules) rollUp(groups []group, requestSpan bool) (traceOutcome, *group) 
 // writeFacts puts the end-to-end facts on the root and returns the trace's first start and last end.
 func (r *rules) writeFacts(nodes []node, root int, outermost []int) (pcommon.Timestamp, pcommon.Timestamp) {
 	start, end := nodes[root].span.StartTimestamp(), nodes[root].span.EndTimestamp()
-	services := map[string]bool{}
+	var services distinct
 	for i := range nodes {
 		span := nodes[i].span
 		start, end = min(start, span.StartTimestamp()), max(end, span.EndTimestamp())
 		if nodes[i].from.service != "" {
-			services[nodes[i].from.service] = true
+			services.add(nodes[i].from.service)
 		}
 	}
 	type interval struct{ from, to pcommon.Timestamp }
@@ -361,7 +400,7 @@ func (r *rules) writeFacts(nodes []node, root int, outermost []int) (pcommon.Tim
 	for _, i := range outermost {
 		calls = append(calls, interval{nodes[i].span.StartTimestamp(), max(nodes[i].span.StartTimestamp(), nodes[i].span.EndTimestamp())})
 	}
-	sort.Slice(calls, func(a, b int) bool { return calls[a].from < calls[b].from })
+	slices.SortFunc(calls, func(a, b interval) int { return cmp.Compare(a.from, b.from) })
 	var covered, reach pcommon.Timestamp
 	for _, call := range calls {
 		from := max(call.from, reach)
@@ -379,7 +418,7 @@ func (r *rules) writeFacts(nodes []node, root int, outermost []int) (pcommon.Tim
 		share = min(1, float64(covered)/float64(end-start))
 	}
 	attrs.PutDouble(r.Names.TraceLLMShare, share)
-	putStrings(attrs, r.Names.TraceServices, r.bounded(services))
+	putStrings(attrs, r.Names.TraceServices, r.bounded(services.values))
 	attrs.PutInt(r.Names.TraceSpanCount, int64(len(nodes)))
 	return start, end
 }
@@ -387,11 +426,7 @@ func (r *rules) writeFacts(nodes []node, root int, outermost []int) (pcommon.Tim
 // requestSpan makes the llm.request span beneath the root, in the root's resource, under this processor's
 // scope: from the trace's first start to its last end, carrying the root's roll-up, arm and facts.
 func (r *rules) requestSpan(root node, start, end pcommon.Timestamp, taken map[pcommon.SpanID]int) *group {
-	scope := pcommon.NewInstrumentationScope()
-	scope.SetName(scopeName)
-	from := &origin{key: source{root.from.key.resource, 0}, resource: root.from.resource,
-		resourceSchema: root.from.resourceSchema, scope: scope, service: root.from.service}
-	request := &group{from: from, spans: ptrace.NewSpanSlice()}
+	request := &group{from: root.from.requestOrigin(), spans: ptrace.NewSpanSlice()}
 	span := request.spans.AppendEmpty()
 	span.SetTraceID(root.span.TraceID())
 	span.SetSpanID(requestSpanID(root.span.TraceID(), r.Names.RequestSpan, taken))
@@ -402,13 +437,17 @@ func (r *rules) requestSpan(root node, start, end pcommon.Timestamp, taken map[p
 	span.SetEndTimestamp(end)
 	root.span.Status().CopyTo(span.Status())
 	rootAttrs, to := root.span.Attributes(), span.Attributes()
+	for _, kind := range r.tokenKinds {
+		if value, ok := rootAttrs.Get(kind.attribute); ok {
+			value.CopyTo(to.PutEmpty(kind.attribute))
+		}
+	}
 	for _, key := range []string{
 		r.Names.RollupProvider, r.Names.RollupModel, r.Names.RollupProviders, r.Names.RollupModels,
-		r.Names.RollupCalls, r.Names.RollupErrorCalls, r.Names.RollupError, r.Names.RollupInputTokens,
-		r.Names.RollupOutputTokens, r.Names.RollupCostAmount, r.Names.RollupCostCurrency, r.Names.RollupUnpricedCalls,
-		r.Names.ExperimentID, r.Names.ExperimentArm, r.Names.ExperimentProvider,
-		r.Names.ExperimentModel, r.Names.ExperimentFallback, r.Names.TraceDurationMs, r.Names.TraceLLMDurationMs,
-		r.Names.TraceLLMShare, r.Names.TraceServices, r.Names.TraceSpanCount,
+		r.Names.RollupCalls, r.Names.RollupErrorCalls, r.Names.RollupError, r.Names.RollupCostAmount,
+		r.Names.RollupCostCurrency, r.Names.RollupUnpricedCalls, r.Names.ExperimentID, r.Names.ExperimentArm,
+		r.Names.ExperimentProvider, r.Names.ExperimentModel, r.Names.ExperimentFallback, r.Names.TraceDurationMs,
+		r.Names.TraceLLMDurationMs, r.Names.TraceLLMShare, r.Names.TraceServices, r.Names.TraceSpanCount,
 	} {
 		if value, ok := rootAttrs.Get(key); ok {
 			value.CopyTo(to.PutEmpty(key))

@@ -257,6 +257,42 @@ func TestRollupValuesBounded(t *testing.T) {
 	}
 }
 
+// TestTokenDetailsAndNewSources: an OpenInference LLM span and an openai-v2 span sent to Azure are recognised;
+// their cache and reasoning tokens are summed under the Python roll-up's llm.rollup.* names on the root and the
+// llm.request span, and a kind no call reported is left out.
+func TestTokenDetailsAndNewSources(t *testing.T) {
+	td := build(traceID(7),
+		spec{id: 1, service: "api", name: "POST /chat", kind: server, start: 0, end: 100},
+		spec{id: 2, parent: 1, service: "api", name: "ChatCompletion", kind: internal, start: 10, end: 40,
+			attrs: map[string]any{"openinference.span.kind": "LLM", "llm.provider": "openai", "llm.model_name": "gpt-4o",
+				"llm.token_count.prompt": 20, "llm.token_count.completion": "4",
+				"llm.token_count.prompt_details.cache_read": 8, "llm.token_count.completion_details.reasoning": 2}},
+		spec{id: 3, parent: 1, service: "api", name: "chat gpt-4o", kind: client, start: 50, end: 90,
+			attrs: map[string]any{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+				"gen_ai.request.model": "gpt-4o", "server.address": "res.openai.azure.com",
+				"gen_ai.usage.input_tokens": 30, "gen_ai.usage.cache_read.input_tokens": 12,
+				"gen_ai.usage.reasoning.output_tokens": -1, "gen_ai.usage.reasoning_tokens": 5}},
+	)
+	rollUpTraces(mustRules(t), td, true)
+	spans := spansByName(td)
+	want := map[string]any{
+		"llm.rollup.provider": "azure.ai.openai,openai", "llm.rollup.calls": int64(2),
+		"llm.rollup.input_tokens": int64(50), "llm.rollup.output_tokens": int64(4),
+		"llm.rollup.cache_read.input_tokens": int64(20), "llm.rollup.reasoning.output_tokens": int64(7),
+		"llm.rollup.cache_write.input_tokens": nil,
+	}
+	for _, name := range []string{"POST /chat", "llm.request"} {
+		for key, value := range want {
+			if got := attr(t, spans[name], key); !reflect.DeepEqual(got, value) {
+				t.Errorf("%s %s = %v, want %v", name, key, got, value)
+			}
+		}
+	}
+	if got := attr(t, spans["chat gpt-4o"], "gen_ai.provider.name"); got != "azure.ai.openai" {
+		t.Errorf("Azure host not applied: %v", got)
+	}
+}
+
 // costTrace is an API root and a worker entry span above three LLM calls: two priced by the SDK (USD), one
 // without a cost; with eur, the second priced call is in EUR.
 func costTrace(eur bool) ptrace.Traces {

@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // rules.json is generated from otel_llm/semconv.py by `python -m otel_llm.semconv_export --write`: attribute
-// names, the provider alias table, the model-id rules and the LLM-span recognition values. A rule added on the
-// Python side reaches this processor by regenerating the file; the precedence is code (normalize.go), proven
-// equal to Python's by testdata/normalize_corpus.json.
+// names and every table semconv's resolvers read (provider aliases, model-id and server-address rules, the
+// model / provider / token key precedence lists, LLM span kinds), plus each token kind's roll-up attribute. A
+// rule added on the Python side reaches this processor by regenerating the file; the precedence is code
+// (normalize.go), proven equal to Python's by testdata/normalize_corpus.json.
 //
 //go:embed rules.json
 var rulesJSON []byte
@@ -24,6 +28,8 @@ type names struct {
 	OperationName          string `json:"operation_name"`
 	System                 string `json:"system"`
 	LangsmithSpanKind      string `json:"langsmith_span_kind"`
+	OpenInferenceSpanKind  string `json:"openinference_span_kind"`
+	ServerAddress          string `json:"server_address"`
 	LangsmithLsProvider    string `json:"langsmith_ls_provider"`
 	LangsmithLanggraphNode string `json:"langsmith_langgraph_node"`
 	OpenllmetryRequestType string `json:"openllmetry_request_type"`
@@ -39,8 +45,6 @@ type names struct {
 	RollupProviders        string `json:"rollup_providers"`
 	RollupModels           string `json:"rollup_models"`
 	RollupCalls            string `json:"rollup_calls"`
-	RollupInputTokens      string `json:"rollup_input_tokens"`
-	RollupOutputTokens     string `json:"rollup_output_tokens"`
 	RollupErrorCalls       string `json:"rollup_error_calls"`
 	RollupError            string `json:"rollup_error"`
 	RollupCostAmount       string `json:"rollup_cost_amount"`
@@ -55,34 +59,49 @@ type names struct {
 	ServiceName            string `json:"service_name"`
 }
 
-type modelRule struct {
+// patternRule is one of semconv's (pattern, provider) rules: MODEL_RULES, HOST_RULES.
+type patternRule struct {
 	Pattern  string `json:"pattern"`
 	Provider string `json:"provider"`
 }
 
 // ruleData is rules.json as written by the generator.
 type ruleData struct {
-	Names               names             `json:"names"`
-	ModelSources        []string          `json:"model_sources"`
-	InputTokenSources   []string          `json:"input_token_sources"`
-	OutputTokenSources  []string          `json:"output_token_sources"`
-	CostSources         [][2]string       `json:"cost_sources"`
-	DefaultCurrency     string            `json:"default_currency"`
-	ProviderAliases     map[string]string `json:"provider_aliases"`
-	ModelRules          []modelRule       `json:"model_rules"`
-	BedrockProvider     string            `json:"bedrock_provider"`
-	ProviderNameChars   string            `json:"provider_name_chars"`
-	LLMOperations       []string          `json:"llm_operations"`
-	LangsmithLLMKinds   []string          `json:"langsmith_llm_kinds"`
-	FrameworkSystems    []string          `json:"framework_systems"`
-	Unknown             string            `json:"unknown"`
-	MaxProviderLength   int               `json:"max_provider_length"`
-	MaxModelLength      int               `json:"max_model_length"`
-	MaxNodeLength       int               `json:"max_node_length"`
-	MaxRollupValues     int               `json:"max_rollup_values"`
-	RollupOverflowValue string            `json:"rollup_overflow_value"`
-	OtherErrorType      string            `json:"other_error_type"`
-	DefaultExperimentID string            `json:"default_experiment_id"`
+	Names                 names               `json:"names"`
+	ModelKeys             []string            `json:"model_keys"`
+	SystemKeys            []string            `json:"system_keys"`
+	TokenKeys             map[string][]string `json:"token_keys"`
+	RollupTokenAttributes map[string]string   `json:"rollup_token_attributes"`
+	CostSources           [][2]string         `json:"cost_sources"`
+	DefaultCurrency       string              `json:"default_currency"`
+	ProviderAliases       map[string]string   `json:"provider_aliases"`
+	ModelRules            []patternRule       `json:"model_rules"`
+	HostRules             []patternRule       `json:"host_rules"`
+	BedrockProvider       string              `json:"bedrock_provider"`
+	ProviderNameChars     string              `json:"provider_name_chars"`
+	LLMOperations         []string            `json:"llm_operations"`
+	LangsmithLLMKinds     []string            `json:"langsmith_llm_kinds"`
+	OpenInferenceLLMKinds []string            `json:"openinference_llm_kinds"`
+	FrameworkSystems      []string            `json:"framework_systems"`
+	Unknown               string              `json:"unknown"`
+	MaxProviderLength     int                 `json:"max_provider_length"`
+	MaxModelLength        int                 `json:"max_model_length"`
+	MaxNodeLength         int                 `json:"max_node_length"`
+	MaxRollupValues       int                 `json:"max_rollup_values"`
+	RollupOverflowValue   string              `json:"rollup_overflow_value"`
+	OtherErrorType        string              `json:"other_error_type"`
+	DefaultExperimentID   string              `json:"default_experiment_id"`
+}
+
+// maxTokenKinds bounds the token kinds (input, output, cache_read, ...) so a call's counts fit in an array.
+const maxTokenKinds = 8
+
+// tokenKind is one kind of token count: where it is read (first valid count wins) and the roll-up attribute
+// its sum goes to.
+type tokenKind struct {
+	name      string
+	keys      []string
+	attribute string
 }
 
 type compiledRule struct {
@@ -94,10 +113,16 @@ type compiledRule struct {
 type rules struct {
 	ruleData
 	modelRules    []compiledRule
+	hostRules     []compiledRule
+	tokenKinds    []tokenKind // sorted by name
 	nonNameChars  *regexp.Regexp
 	llmOperations map[string]bool
 	llmKinds      map[string]bool
+	oiLLMKinds    map[string]bool
 	frameworks    map[string]bool
+
+	modelProviders   sync.Map // model id -> providerFromModel's answer
+	rememberedModels atomic.Int64
 }
 
 // pythonWordClass is what Python's `\w` matches in a str pattern (any letter or digit, and `_`); RE2's `\w`
@@ -158,30 +183,63 @@ func parseRules(data []byte) (*rules, error) {
 			return nil, fmt.Errorf("rules.json: names.%s is missing", fields.Type().Field(i).Tag.Get("json"))
 		}
 	}
-	if len(parsed.ModelSources) == 0 || len(parsed.ProviderAliases) == 0 || parsed.MaxProviderLength < 1 ||
-		parsed.MaxModelLength < 1 || parsed.MaxNodeLength < 1 || parsed.MaxRollupValues < 2 || parsed.Unknown == "" ||
-		len(parsed.CostSources) == 0 || parsed.DefaultCurrency == "" {
-		return nil, fmt.Errorf("rules.json: model_sources, provider_aliases, the max_* lengths, unknown, cost_sources " +
-			"and default_currency are required")
+	if len(parsed.ModelKeys) == 0 || len(parsed.SystemKeys) == 0 || len(parsed.ProviderAliases) == 0 ||
+		parsed.MaxProviderLength < 1 || parsed.MaxModelLength < 1 || parsed.MaxNodeLength < 1 ||
+		parsed.MaxRollupValues < 2 || parsed.Unknown == "" || len(parsed.CostSources) == 0 || parsed.DefaultCurrency == "" {
+		return nil, fmt.Errorf("rules.json: model_keys, system_keys, provider_aliases, the max_* lengths, unknown, " +
+			"cost_sources and default_currency are required")
 	}
 	out := &rules{
 		ruleData:      parsed,
 		llmOperations: set(parsed.LLMOperations),
 		llmKinds:      set(parsed.LangsmithLLMKinds),
+		oiLLMKinds:    set(parsed.OpenInferenceLLMKinds),
 		frameworks:    set(parsed.FrameworkSystems),
 	}
 	var err error
 	if out.nonNameChars, err = regexp.Compile(parsed.ProviderNameChars); err != nil {
 		return nil, fmt.Errorf("rules.json: provider_name_chars: %w", err)
 	}
-	for i, rule := range parsed.ModelRules {
-		compiled, err := regexp.Compile("(?i)" + toRE2(rule.Pattern))
-		if err != nil {
-			return nil, fmt.Errorf("rules.json: model_rules[%d]: %w", i, err)
-		}
-		out.modelRules = append(out.modelRules, compiledRule{compiled, rule.Provider})
+	if out.modelRules, err = compileRules("model_rules", parsed.ModelRules); err != nil {
+		return nil, err
+	}
+	if out.hostRules, err = compileRules("host_rules", parsed.HostRules); err != nil {
+		return nil, err
+	}
+	if out.tokenKinds, err = tokenKinds(parsed.TokenKeys, parsed.RollupTokenAttributes); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// compileRules compiles (pattern, provider) rules written in Python `re` syntax, matched case-insensitively.
+func compileRules(field string, from []patternRule) ([]compiledRule, error) {
+	compiled := make([]compiledRule, 0, len(from))
+	for i, rule := range from {
+		pattern, err := regexp.Compile("(?i)" + toRE2(rule.Pattern))
+		if err != nil {
+			return nil, fmt.Errorf("rules.json: %s[%d]: %w", field, i, err)
+		}
+		compiled = append(compiled, compiledRule{pattern, rule.Provider})
+	}
+	return compiled, nil
+}
+
+// tokenKinds pairs each token kind's keys with its roll-up attribute; every kind needs both.
+func tokenKinds(keys map[string][]string, attributes map[string]string) ([]tokenKind, error) {
+	if len(keys) == 0 || len(keys) > maxTokenKinds || len(keys) != len(attributes) {
+		return nil, fmt.Errorf("rules.json: token_keys and rollup_token_attributes must name the same 1..%d kinds", maxTokenKinds)
+	}
+	kinds := make([]tokenKind, 0, len(keys))
+	for name, sources := range keys {
+		attribute := attributes[name]
+		if attribute == "" || len(sources) == 0 {
+			return nil, fmt.Errorf("rules.json: token kind %q needs keys and a rollup_token_attributes entry", name)
+		}
+		kinds = append(kinds, tokenKind{name, sources, attribute})
+	}
+	sort.Slice(kinds, func(a, b int) bool { return kinds[a].name < kinds[b].name })
+	return kinds, nil
 }
 
 // embeddedRules parses the embedded rules.json once per factory use.

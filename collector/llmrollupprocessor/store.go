@@ -1,7 +1,8 @@
 package llmrollupprocessor
 
 import (
-	"container/list"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -34,6 +35,23 @@ type origin struct {
 	scope          pcommon.InstrumentationScope
 	scopeSchema    string
 	service        string
+	request        atomic.Pointer[origin] // the llm.request spans' origin: this resource, this processor's scope
+}
+
+// requestOrigin is where the llm.request span of a trace rooted under o goes: o's resource, under this
+// processor's scope; made once per origin.
+func (o *origin) requestOrigin() *origin {
+	if made := o.request.Load(); made != nil {
+		return made
+	}
+	scope := pcommon.NewInstrumentationScope()
+	scope.SetName(scopeName)
+	made := &origin{key: source{o.key.resource, 0}, resource: o.resource, resourceSchema: o.resourceSchema,
+		scope: scope, service: o.service}
+	if o.request.CompareAndSwap(nil, made) {
+		return made
+	}
+	return o.request.Load()
 }
 
 // group is the spans of one held trace that came under one origin.
@@ -49,8 +67,21 @@ type heldTrace struct {
 	count       int
 	firstSeen   time.Time
 	lastSeen    time.Time
-	byFirstSeen *list.Element
-	byLastSeen  *list.Element
+	byFirstSeen links
+	byLastSeen  links
+	lastScope   uint64 // the incoming scope the last group was made for (ConsumeTraces appends to it)
+}
+
+// heldTraces recycles released traces (and their groups' backing array): one trace per request otherwise
+// costs two allocations for the garbage collector to clear.
+var heldTraces = sync.Pool{New: func() any { return new(heldTrace) }}
+
+// recycle returns a released trace to the pool once its spans have been forwarded.
+func recycle(held *heldTrace) {
+	groups := held.groups[:0]
+	clear(held.groups)
+	*held = heldTrace{groups: groups}
+	heldTraces.Put(held)
 }
 
 // released is a trace leaving the store and why.
@@ -65,8 +96,8 @@ type released struct {
 type store struct {
 	cfg         Config
 	traces      map[pcommon.TraceID]*heldTrace
-	byFirstSeen *list.List // oldest first: evicted first, and max_wait is checked from the front
-	byLastSeen  *list.List // least recently extended first: wait_duration is checked from the front
+	byFirstSeen traceList // oldest first: evicted first, and max_wait is checked from the front
+	byLastSeen  traceList // least recently extended first: wait_duration is checked from the front
 	spans       int
 	recent      map[pcommon.TraceID]struct{}
 	recentRing  []pcommon.TraceID
@@ -77,8 +108,8 @@ func newStore(cfg Config) *store {
 	return &store{
 		cfg:         cfg,
 		traces:      map[pcommon.TraceID]*heldTrace{},
-		byFirstSeen: list.New(),
-		byLastSeen:  list.New(),
+		byFirstSeen: traceList{of: func(t *heldTrace) *links { return &t.byFirstSeen }},
+		byLastSeen:  traceList{of: func(t *heldTrace) *links { return &t.byLastSeen }},
 		recent:      map[pcommon.TraceID]struct{}{},
 		recentRing:  make([]pcommon.TraceID, max(minRecentTraces, cfg.NumTraces)),
 	}
@@ -96,11 +127,12 @@ func (s *store) trace(id pcommon.TraceID, now time.Time, out *[]released) *heldT
 		return held
 	}
 	for len(s.traces) >= s.cfg.NumTraces {
-		*out = append(*out, released{s.remove(s.byFirstSeen.Front().Value.(*heldTrace)), reasonNumTraces})
+		*out = append(*out, released{s.remove(s.byFirstSeen.front()), reasonNumTraces})
 	}
-	held := &heldTrace{id: id, firstSeen: now, lastSeen: now}
-	held.byFirstSeen = s.byFirstSeen.PushBack(held)
-	held.byLastSeen = s.byLastSeen.PushBack(held)
+	held := heldTraces.Get().(*heldTrace)
+	held.id, held.firstSeen, held.lastSeen = id, now, now
+	s.byFirstSeen.pushBack(held)
+	s.byLastSeen.pushBack(held)
 	s.traces[id] = held
 	return held
 }
@@ -110,20 +142,20 @@ func (s *store) added(held *heldTrace, n int, now time.Time, out *[]released) {
 	held.count += n
 	s.spans += n
 	held.lastSeen = now
-	s.byLastSeen.MoveToBack(held.byLastSeen)
+	s.byLastSeen.moveToBack(held)
 	if held.count >= s.cfg.MaxSpansPerTrace {
 		*out = append(*out, released{s.remove(held), reasonMaxSpansPerTrace})
 	}
 	for s.spans > s.cfg.MaxSpans {
-		*out = append(*out, released{s.remove(s.byFirstSeen.Front().Value.(*heldTrace)), reasonMaxSpans})
+		*out = append(*out, released{s.remove(s.byFirstSeen.front()), reasonMaxSpans})
 	}
 }
 
 // remove takes a trace out of the store and remembers its id as released.
 func (s *store) remove(held *heldTrace) *heldTrace {
 	delete(s.traces, held.id)
-	s.byFirstSeen.Remove(held.byFirstSeen)
-	s.byLastSeen.Remove(held.byLastSeen)
+	s.byFirstSeen.remove(held)
+	s.byLastSeen.remove(held)
 	s.spans -= held.count
 	if old := s.recentRing[s.recentNext]; !old.IsEmpty() {
 		delete(s.recent, old)
@@ -136,15 +168,13 @@ func (s *store) remove(held *heldTrace) *heldTrace {
 
 // due releases the traces whose wait (since their last span) or max wait (since their first) has passed.
 func (s *store) due(now time.Time, out *[]released) {
-	for front := s.byLastSeen.Front(); front != nil; front = s.byLastSeen.Front() {
-		held := front.Value.(*heldTrace)
+	for held := s.byLastSeen.front(); held != nil; held = s.byLastSeen.front() {
 		if now.Sub(held.lastSeen) < s.cfg.WaitDuration {
 			break
 		}
 		*out = append(*out, released{s.remove(held), reasonWait})
 	}
-	for front := s.byFirstSeen.Front(); front != nil; front = s.byFirstSeen.Front() {
-		held := front.Value.(*heldTrace)
+	for held := s.byFirstSeen.front(); held != nil; held = s.byFirstSeen.front() {
 		if now.Sub(held.firstSeen) < s.cfg.MaxWait {
 			break
 		}
@@ -154,7 +184,7 @@ func (s *store) due(now time.Time, out *[]released) {
 
 // all releases every held trace (shutdown).
 func (s *store) all(out *[]released) {
-	for front := s.byFirstSeen.Front(); front != nil; front = s.byFirstSeen.Front() {
-		*out = append(*out, released{s.remove(front.Value.(*heldTrace)), reasonShutdown})
+	for held := s.byFirstSeen.front(); held != nil; held = s.byFirstSeen.front() {
+		*out = append(*out, released{s.remove(held), reasonShutdown})
 	}
 }

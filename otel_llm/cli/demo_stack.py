@@ -35,7 +35,8 @@ from otel_llm import semconv
 API_SERVICE = "chat-api"
 WORKER_SERVICE = "chat-worker"
 SERVICES_SERVICE = "chat-services"
-JOB_ID_ATTRIBUTE = "langsmith.metadata.job_id"  # the seed's run config puts job_id into the run metadata
+# The reference app's run config puts job_id into the run metadata.
+JOB_ID_ATTRIBUTE = f"{semconv.LANGSMITH_METADATA_PREFIX}job_id"
 STARTUP_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 120.0
 TRACES_TIMEOUT_S = 60.0
@@ -64,7 +65,7 @@ class AppProcess:
     first_line: Mapping[str, Any]
 
 
-# LangSmith's tracing on in OTel mode, as the seed app runs it: langsmith needs no key and makes no network
+# LangSmith's tracing on in OTel mode, as the Eco2 agent runs it: langsmith needs no key and makes no network
 # call there, and otel-llm's LangChain instrumentation keeps it from tracing the runs a second time.
 LANGSMITH_OTEL_ENV = {"LANGSMITH_TRACING": "true", "LANGSMITH_TRACING_MODE": "otel"}
 

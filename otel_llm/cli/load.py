@@ -37,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "load",
-        help="run the seed's load scenario against a chat API and judge its SLOs",
-        description="Drive a chat API like the seed's k6 test (stages of users, the intent mix, session ids, "
-        "the job-id check) with Locust, then print each SLO's P50/P95/P99 per experiment arm against its "
+        help="run the Eco2 agent's load scenario against a chat API and judge its SLOs",
+        description="Drive a chat API like the Eco2 agent's k6 test (stages of users, the intent mix, session "
+        "ids, the job-id check) with Locust, then print each SLO's P50/P95/P99 per experiment arm against its "
         "target, counted from Prometheus, and for a failing one the slowest LangGraph node and its "
         "provider/model.",
     )
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--stages",
         default=DEFAULT_STAGES,
-        help=f"DURATION:USERS,... ramped linearly like k6 stages (default {DEFAULT_STAGES}; the seed's "
+        help=f"DURATION:USERS,... ramped linearly like k6 stages (default {DEFAULT_STAGES}; the Eco2 agent's "
         f"7-minute profile: {SEED_STAGES})",
     )
     parser.add_argument(

@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "Prometheus/Redis stack")
     parser.add_argument("--state-dir", help="pid files, logs and data (default $OTEL_LLM_STATE_DIR or "
                                             "~/.local/state/otel-llm)")
+    parser.set_defaults(extra="stack")  # PyYAML: the collector's build manifest names the binary to run
     commands = parser.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
     commands.add_parser("build", help="build the collector and Jaeger, install prometheus and redis-server "
                                       "(only what is missing)").set_defaults(handler=_build)

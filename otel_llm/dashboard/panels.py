@@ -2,8 +2,8 @@
 
 Plain data (``Panel``), built into Grafana JSON by ``otel_llm.dashboard.build``. Sections, top to bottom:
 LLM calls and requests per provider/model/arm (one row per ``queries.REQUESTS`` entry), tokens, cost, the
-seed's token-streaming panels (eco2 seed, section 6), experiment arms, and one panel per alert rule of
-prometheus/rules/.
+token-streaming panels of the Eco2 agent's section 6 (docs/reference-app.md), experiment arms, and one panel
+per alert rule of prometheus/rules/.
 """
 
 from __future__ import annotations
@@ -155,17 +155,17 @@ def cost_section() -> Section:
 def stat(
     title: str, question: str, expr: str, *, unit: str = "short", threshold: float | None = None
 ) -> Panel:
-    """A single-number panel of the seed's top line (a quarter of the width)."""
+    """A single-number panel of the Eco2 agent's top line (a quarter of the width)."""
     return Panel(
         title, question, ((expr, ""),), unit=unit, kind="stat", width=6, height=4, threshold=threshold
     )
 
 
 def streaming_section() -> Section:
-    """The seed's section 6 panels and layout, filtered by the dashboard's variables."""
+    """The Eco2 agent's section 6 panels and layout, filtered by the dashboard's variables."""
     tokens, buckets = STREAM.selector("chat_stream_tokens_total"), "chat_stream_duration_seconds_bucket"
     return Section(
-        "Chat worker token streaming (seed section 6)",
+        "Chat worker token streaming (Eco2 agent, section 6)",
         (
             stat(
                 "Active streams",
@@ -196,7 +196,7 @@ def streaming_section() -> Section:
             ),
             Panel(
                 "Stream duration distribution",
-                "How are stream durations spread over the seed's buckets (0.5 s .. 60 s), over 5 minutes?",
+                "How are stream durations spread over the Eco2 buckets (0.5 s .. 60 s), over 5 minutes?",
                 ((f"sum by (le) (increase({STREAM.selector(buckets)}[{q.WINDOW}]))", "{{le}}"),),
                 kind="bargauge",
                 width=12,

@@ -4,7 +4,7 @@ provider/model/arm request queries, and the alert rules' expressions as panel qu
 Plain strings, no Grafana dependency. Every selector of our metrics filters on the dashboard's variables
 ``$service``, ``$provider``, ``$model`` and ``$arm`` (regex matchers: "All" is ``.*``, which also matches
 series without the label, such as requests outside an experiment). Windows are fixed at 5 minutes, as in
-the seed's queries and the alert rules, so a panel shows what an alert would evaluate.
+the Eco2 agent's queries and the alert rules, so a panel shows what an alert would evaluate.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ class Labels:
 
 
 GENAI = Labels()  # gen_ai_client_*, llm_experiment_fallbacks_total (the provider/model actually used)
-# The seed's chat_stream_* metrics follow Service and Experiment arm only: their provider/model labels are the
-# ones the app passed when the stream started (the arm's, in the reference app), which after a fallback is not
-# who served the calls (gen_ai_provider_name); the arm variable is the per provider:model filter for streams.
+# The Eco2 agent's chat_stream_* metrics follow Service and Experiment arm only: their provider/model labels
+# are the ones the app passed when the stream started (the arm's, in the reference app), which after a
+# fallback is not who served the calls (gen_ai_provider_name); the arm variable is the per provider:model
+# filter for streams.
 STREAM = Labels(provider=None, model=None)
 
 

@@ -1,6 +1,6 @@
 """The reference app's LangGraph pipeline: intent, parallel subagents (Send), a streaming answer.
 
-Shape (the seed's chat worker, trimmed to one subagent of each kind)::
+Shape (the Eco2 agent's chat worker, trimmed to one subagent of each kind)::
 
     intent (LLM) ──Send──► retrieval  (a LangChain retriever over a small in-memory corpus)
                  ├─Send──► character  (gRPC call to the local character service)
@@ -20,7 +20,7 @@ and HTTP client spans (the LLM calls' too) from OpenTelemetry's gRPC and httpx i
 ``OTEL_LLM_DEMO_NODE_DELAY_MS_INTENT=400``) delays every run of that node by that many milliseconds before its
 work, ``OTEL_LLM_DEMO_NODE_DELAY_MS_<NODE>_<PROVIDER>`` (``..._INTENT_AWS_BEDROCK``) only the requests of one
 provider, i.e. one experiment arm (default 0; a bad value warns once and counts as 0). ``run_config`` builds
-the run configuration of the seed (section 2.3): run name, ``intent:*`` tags, job/user metadata and the
+the Eco2 agent's run configuration (section 2.3): run name, ``intent:*`` tags, job/user metadata and the
 session as ``thread_id``.
 """
 
@@ -130,7 +130,7 @@ def run_config(
     tags: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The LangGraph run config of the seed (section 2.3): what LangSmith and our spans filter on."""
+    """The LangGraph run config of the Eco2 agent (section 2.3): what LangSmith and our spans filter on."""
     run_tags = list(tags) if tags else []
     if intent:
         run_tags.append(f"intent:{intent}")

@@ -1,7 +1,7 @@
 """The reference app's downstream services: a gRPC character service and an HTTP service, both local.
 
-They stand in for the seed's gRPC ``character`` subagent backend and its HTTP APIs, so a trace shows gRPC and
-HTTP client spans (made inside LangGraph nodes) with the matching server spans. The HTTP service answers
+They stand in for the Eco2 agent's gRPC ``character`` subagent backend and HTTP APIs, so a trace shows gRPC
+and HTTP client spans (made inside LangGraph nodes) with the matching server spans. The HTTP service answers
 the weather node (``GET /weather/{city}``) and the fake chat models' provider API calls (``POST
 /v1/chat/completions``, made from inside each LLM call as a real SDK's would be). They add no telemetry of
 their own: under ``opentelemetry-instrument`` the gRPC and FastAPI instrumentations make the server spans;

@@ -1,9 +1,9 @@
 """The reference app's worker: consumes chat jobs from a Redis Stream, runs the graph, streams answers back.
 
 Each job runs inside a CONSUMER span (``otel_llm.propagation.consumer_span``) whose parent is the API's
-PRODUCER span, with the API's baggage (session, experiment arm) current; the graph runs with the seed's run
-config (``graph.run_config``: ``chat:<job_id>``, ``intent:*`` tag, job/user metadata, session as thread_id)
-and LangGraph's ``messages`` stream mode, and every token of the ``answer`` node is XADDed to
+PRODUCER span, with the API's baggage (session, experiment arm) current; the graph runs with the Eco2 agent's
+run config (``graph.run_config``: ``chat:<job_id>``, ``intent:*`` tag, job/user metadata, session as
+thread_id) and LangGraph's ``messages`` stream mode, and every token of the ``answer`` node is XADDed to
 ``chat:answer:<job_id>`` as it comes, then a done (or error) entry; the job is acknowledged (XACK) at the end,
 inside the CONSUMER span.
 
@@ -72,7 +72,7 @@ def graph_input(job: Job) -> dict[str, Any]:
 
 
 def job_config(job: Job) -> dict[str, Any]:
-    """The seed's run config for the job (the intent tag from the same keyword rule as the intent node)."""
+    """The Eco2 agent's run config for the job (intent tag by the same keyword rule as the intent node)."""
     return run_config(
         job.job_id, session_id=job.session_id, user_id=job.user_id, intent=classify_intent(job.message)
     )

@@ -298,10 +298,10 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             tags, parent_run_id = kwargs.get("tags"), kwargs.get("parent_run_id")
             attributes = self._common_attributes(kind, name, tags, kwargs.get("metadata"))
             if operation is None and parent_run_id is None:
-                # The top-level chain (the graph). Its run name is often per request (the seed's run config
-                # names it chat:<job_id>), and a span name must stay low-cardinality (span metrics, Jaeger's
-                # operation list): the run name stays in langsmith.trace.name, the span takes the operation
-                # and, when the chain declares one, its class name.
+                # The top-level chain (the graph). Its run name is often per request (the Eco2 agent's run
+                # config names it chat:<job_id>), and a span name must stay low-cardinality (span metrics,
+                # Jaeger's operation list): the run name stays in langsmith.trace.name, the span takes the
+                # operation and, when the chain declares one, its class name.
                 operation = semconv.OPERATION_INVOKE_WORKFLOW
                 declared = serialized.get("name") if _is_mapping(serialized) else None
                 name = f"{operation} {declared}" if declared else operation

@@ -25,17 +25,19 @@ measurements: docs/langgraph.md):
    it: LangSmith would get each run twice. The process cannot see the collector's configuration, so
    ``install()`` logs one warning naming ``LANGSMITH_TRACING_MODE`` and the two safe setups.
 
-These are private langsmith / langchain_core functions (langsmith 0.15, langchain-core 1.8): a missing one
-is skipped with one warning, never an error. Cost: nothing per run; the tracing mode is read once, at
-install.
+These are private langsmith / langchain_core functions, listed in ``otel_llm._internals`` with the versions
+checked: a missing one is skipped with one warning, never an error. Cost: nothing per run; the tracing mode is
+read once, at install.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
+
+from otel_llm import _internals
 
 _logger = logging.getLogger(__name__)
 
@@ -50,11 +52,11 @@ def langsmith_tracing_mode() -> str | None:
     """langsmith's tracing mode from its environment variables (``langsmith``, ``otel``, ``hybrid``), or None
     when langsmith is not installed or the mode is invalid (langsmith then traces nothing)."""
     try:
-        from langsmith.client import _resolve_tracing_mode
-    except ImportError:
+        resolve_tracing_mode = _internals.private(_internals.LANGSMITH_TRACING_MODE)
+    except (ImportError, AttributeError):
         return None
     try:
-        return _resolve_tracing_mode(None)
+        return resolve_tracing_mode(None)
     except Exception:
         return None
 
@@ -83,19 +85,12 @@ def install(mode: str | None = None, *, tracing_enabled: bool | None = None) -> 
         tracing_enabled = langsmith_tracing_enabled()
     if mode in UPLOADING_MODES and tracing_enabled:
         _warn_upload_twice(mode)
-    _patch(
-        undo, "langsmith.run_helpers", "_maybe_create_otel_context", lambda original: _no_synthetic_context
-    )
+    _patch(undo, _internals.LANGSMITH_SYNTHETIC_CONTEXT, lambda original: _no_synthetic_context)
     if mode == MODE_OTEL:
-        _patch(undo, "langchain_core.tracers.context", "_tracing_v2_is_enabled", _explicit_tracer_only)
-        _patch(undo, "langsmith.client", "_import_otel", _parent_context_as_queued)
+        _patch(undo, _internals.LANGCHAIN_TRACING_V2_ENABLED, _explicit_tracer_only)
+        _patch(undo, _internals.LANGSMITH_IMPORT_OTEL, _parent_context_as_queued)
     elif mode == MODE_HYBRID:
-        _patch(
-            undo,
-            "langsmith._internal._background_thread",
-            "_hybrid_tracing_thread_handle_batch",
-            _upload_only,
-        )
+        _patch(undo, _internals.LANGSMITH_HYBRID_BATCH, _upload_only)
 
     def undo_all() -> None:
         for step in reversed(undo):
@@ -121,13 +116,13 @@ def _warn_upload_twice(mode: str) -> None:
 
 def _patch(
     undo: list[Callable[[], None]],
-    module_name: str,
-    attribute: str,
+    target: tuple[str, str],
     make: Callable[[Callable[..., Any]], Callable[..., Any]],
 ) -> None:
+    module_name, attribute = target
     try:
-        module = importlib.import_module(module_name)
-        original = getattr(module, attribute)
+        original = _internals.private(target)
+        module = sys.modules[module_name]
     except (ImportError, AttributeError):
         _logger.warning(
             "otel_llm: %s.%s not found; LangSmith may duplicate or misparent LangChain spans "
@@ -172,12 +167,12 @@ def _parent_context_as_queued(original: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def _upload_only(original: Callable[..., Any]) -> Callable[..., Any]:
-    from langsmith._internal._background_thread import _tracing_thread_handle_batch
+    upload_batch = _internals.private(_internals.LANGSMITH_UPLOAD_BATCH)
 
     def hybrid_batch_upload_only(
         client: Any, tracing_queue: Any, batch: Any, use_multipart: bool, mark_task_done: bool = True
     ) -> None:
         """langsmith's hybrid batch handler without its OTel leg: the upload to LangSmith's API only."""
-        _tracing_thread_handle_batch(client, tracing_queue, batch, use_multipart, mark_task_done)
+        upload_batch(client, tracing_queue, batch, use_multipart, mark_task_done)
 
     return hybrid_batch_upload_only

@@ -51,14 +51,13 @@ from otel_llm.metrics.views import METRIC_ALLOWLISTS
 
 _logger = logging.getLogger(__name__)
 
-OVERFLOW_VALUE = "_OTHER"
 OVERFLOW_ATTRIBUTE = semconv.OTEL_METRIC_OVERFLOW
 OVERFLOW_METRIC = "otel_llm.metrics.overflow"
 OVERFLOW_METRIC_NAME_KEY = "otel_llm.metric.name"
-LIMITED_NAME_PREFIX = "gen_ai."
+LIMITED_NAME_PREFIX = semconv.GEN_AI_PREFIX
 LIMITED_NAMES = frozenset({  # otel-llm's own GenAI instruments
     semconv.METRIC_TOKEN_USAGE_DETAIL, semconv.METRIC_COST, semconv.METRIC_UNPRICED_CALLS,
-})  # otel-llm's own GenAI instruments
+})
 # What an overflow point keeps: the provider when canonical, and the labels whose values are a small fixed set
 # when they hold one of those values (input and output tokens, or token details, never summed together).
 CANONICAL_PROVIDERS: frozenset[str] = frozenset(semconv.PROVIDER_ALIASES)
@@ -91,7 +90,7 @@ def overflow_attributes(attributes: Attributes) -> dict[str, Any]:
     provider = attributes.get(semconv.GEN_AI_PROVIDER_NAME)
     folded: dict[str, Any] = {
         OVERFLOW_ATTRIBUTE: True,
-        semconv.GEN_AI_PROVIDER_NAME: provider if provider in CANONICAL_PROVIDERS else OVERFLOW_VALUE,
+        semconv.GEN_AI_PROVIDER_NAME: provider if provider in CANONICAL_PROVIDERS else semconv.OTHER,
     }
     for key, values in KEPT_IN_OVERFLOW.items():
         value = attributes.get(key)

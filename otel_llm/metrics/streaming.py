@@ -1,4 +1,4 @@
-"""Token-stream metrics: the seed's ``chat_stream_*`` instruments and the GenAI client chunk metrics.
+"""Token-stream metrics: the Eco2 agent's ``chat_stream_*`` instruments and the GenAI client chunk metrics.
 
 Adds, per finished stream (never per token):
 
@@ -15,7 +15,7 @@ Adds, per finished stream (never per token):
 
 Cost: the iterator wrappers do one clock read, one comparison and two local assignments per token (about
 0.1 us over a bare generator, see bench/bench_streaming.py); everything is recorded once when the stream
-ends. The seed's per-token counter + histogram cost about 10 us a token. The price:
+ends. The Eco2 agent's per-token counter + histogram cost about 10 us a token. The price:
 ``chat_stream_token_interval`` and ``time_per_output_chunk`` hold one value per stream (its mean
 interval), not one per token.
 """
@@ -38,7 +38,7 @@ from otel_llm import semconv
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Metric label keys of the seed's chat_stream_* metrics (kept by name so its dashboards and alerts work).
+# Label keys of the Eco2 agent's chat_stream_* metrics (kept by name so its dashboards and alerts work).
 LABEL_PROVIDER = "provider"
 LABEL_MODEL = "model"
 LABEL_NODE = "node"
@@ -52,7 +52,7 @@ RECOVERY_CATCH_UP = "catch_up"  # chat_stream_recovery types: re-read the stream
 RECOVERY_SNAPSHOT = "snapshot"  # read the answer so far in one piece
 DEFAULT_NODE = "answer"
 
-# Bucket boundaries: the seed's for chat_stream_*, the GenAI semantic conventions' for the chunk metrics.
+# Bucket boundaries: the Eco2 agent's for chat_stream_*, the GenAI semantic conventions' for the chunks.
 TOKEN_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 TOKEN_INTERVAL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0)
 DURATION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)

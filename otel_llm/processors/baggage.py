@@ -16,12 +16,10 @@ Cost on the application thread: one context lookup for a span without baggage. W
 and cleaned entries are computed once per baggage (the context holds one immutable baggage dict per request,
 so every span of the request reuses the result: the last one is checked first, then a map of the last
 ``MAX_CACHED_BAGGAGE`` baggages by identity, so concurrent requests whose spans interleave hit too), then
-written under the span's lock. The write goes straight to the SDK's bounded attribute store, skipping the
-SDK's per-value validation (our values are already clean strings), in one dict update when the store has room
-and no value-length limit is set; otherwise entry by entry under the store's count and length limits. When
-the installed SDK lacks that store, the public ``set_attributes`` is used instead (about 1 µs more per
-entry). Memory: the map holds up to ``MAX_CACHED_BAGGAGE`` baggage dicts and their cleaned entries
-(emptied when full).
+written under the span's lock, straight into the SDK's attribute store (``otel_llm._internals``: skips the
+per-value validation of our already clean strings, about 1 µs a span with two entries); when the installed SDK
+lacks that store, through the public ``set_attributes``. Memory: the map holds up to ``MAX_CACHED_BAGGAGE``
+baggage dicts and their cleaned entries (emptied when full).
 """
 
 from __future__ import annotations
@@ -31,12 +29,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry import baggage
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context, get_current, get_value
+from opentelemetry.context import Context, get_current
 from opentelemetry.propagators import textmap
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_llm._internals import baggage_of, write_clean_attributes
 from otel_llm.processors.ratelimit import RateLimitedLogger
 from otel_llm.settings import DEFAULT_BAGGAGE_KEYS, load_settings
 
@@ -47,11 +45,6 @@ MAX_VALUE_LENGTH_LIMIT = 4096
 # Baggages remembered with their cleaned entries: more than the requests a process serves at once, so
 # interleaved requests keep hitting; each entry holds a small dict (an extracted header is at most 8 KiB).
 MAX_CACHED_BAGGAGE = 512
-# The context key under which the API keeps the baggage dict. ``baggage.get_all`` wraps that dict in a new
-# read-only proxy on every call; reading it directly lets the processor recognise the same baggage by
-# identity.
-_BAGGAGE_CONTEXT_KEY = getattr(baggage, "_BAGGAGE_KEY", None)
-_FAST_WRITE = hasattr(BoundedAttributes, "_setitem_locked")
 
 
 def _validated(allowed_keys: Iterable[str], max_value_length: int) -> tuple[frozenset[str], int]:
@@ -82,33 +75,6 @@ def allowed_entries(entries: Mapping[str, Any], keys: frozenset[str], max_length
     return {key: clean_value(value, max_length) for key, value in entries.items() if key in keys}
 
 
-def _baggage_of(parent_context: Context | None) -> Mapping[str, Any] | None:
-    if _BAGGAGE_CONTEXT_KEY is None:
-        return baggage.get_all(parent_context)
-    return get_value(_BAGGAGE_CONTEXT_KEY, parent_context)  # type: ignore[return-value]
-
-
-def _write_attributes(span: Span, attributes: Mapping[str, str]) -> None:
-    """Add clean string attributes to a live span, as ``Span.set_attributes`` would, minus its validation."""
-    bounded = getattr(span, "_attributes", None)
-    span_lock = getattr(span, "_lock", None)
-    # The exact SDK type (with _setitem_locked): its _lock, _dict, limits and immutability flag are known.
-    if not _FAST_WRITE or type(bounded) is not BoundedAttributes or bounded._immutable or span_lock is None:
-        span.set_attributes(attributes)
-        return
-    limit = bounded.max_value_len  # OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT / SpanLimits, when set
-    maxlen = bounded.maxlen
-    store = bounded._dict
-    with span_lock, bounded._lock:  # the same locks, in the same order, as Span.set_attributes
-        # Room for every entry and no length limit: nothing is dropped or cut, so one dict update does what
-        # _setitem_locked does per key (~1 µs less for two; a key the span already had keeps its place).
-        if limit is None and (maxlen is None or len(store) + len(attributes) <= maxlen):
-            store.update(attributes)
-            return
-        for key, value in attributes.items():
-            bounded._setitem_locked(key, value if limit is None or len(value) <= limit else value[:limit])
-
-
 class BaggageAttributesProcessor(SpanProcessor):
     """Copies allowlisted baggage of the parent context onto each span as attributes, at span start.
 
@@ -128,7 +94,7 @@ class BaggageAttributesProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            entries = _baggage_of(parent_context)
+            entries = baggage_of(parent_context)
             if not entries:
                 return
             last = self._last
@@ -138,8 +104,8 @@ class BaggageAttributesProcessor(SpanProcessor):
                     last = self._remember(entries)
                 self._last = last
             attributes = last[1]
-            if attributes and span.is_recording():
-                _write_attributes(span, attributes)
+            if attributes and span.is_recording() and not write_clean_attributes(span, attributes):
+                span.set_attributes(attributes)
         except Exception:
             _rate_limited.exception("otel-llm could not copy baggage onto a span")
 

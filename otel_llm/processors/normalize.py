@@ -24,8 +24,6 @@ from otel_llm import semconv
 if TYPE_CHECKING:
     from otel_llm.processors.cost import Cost
 
-# error.type when a span's status is ERROR but nothing named the error (the semconv fallback value).
-OTHER_ERROR_TYPE = "_OTHER"
 # Operation of a LangSmith llm/embedding span that does not say (langsmith writes "chat" for llm runs).
 _LANGSMITH_KIND_OPERATIONS = {"llm": "chat", "embedding": "embeddings"}
 _MAX_NODE_LENGTH = 128
@@ -54,6 +52,16 @@ class LLMCall(NamedTuple):
     cost: Cost | None = None
 
 
+# LLMCall field <- token kind (semconv.TOKEN_KEYS).
+TOKEN_KIND_OF_FIELD: Mapping[str, str] = MappingProxyType({
+    "input_tokens": "input",
+    "output_tokens": "output",
+    "cache_read_input_tokens": "cache_read",
+    "cache_write_input_tokens": "cache_write",
+    "reasoning_output_tokens": "reasoning",
+})
+
+
 def langgraph_node(attributes: Mapping[str, Any]) -> str | None:
     """The LangGraph node a span belongs to: ours if set, else LangSmith's metadata; capped text or None."""
     value = attributes.get(semconv.LANGGRAPH_NODE)
@@ -76,7 +84,7 @@ def _error_type(span: ReadableSpan, attributes: Mapping[str, Any]) -> str | None
     value = semconv.normalize_model(attributes.get(semconv.ERROR_TYPE))
     if value is not None:
         return value
-    return OTHER_ERROR_TYPE if span.status.status_code is StatusCode.ERROR else None
+    return semconv.OTHER if span.status.status_code is StatusCode.ERROR else None
 
 
 def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None) -> LLMCall | None:
@@ -99,16 +107,12 @@ def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None)
         provider=provider or semconv.UNKNOWN,
         model=model or semconv.UNKNOWN,
         operation=_operation(attributes),
-        input_tokens=tokens.get("input"),
-        output_tokens=tokens.get("output"),
         error_type=_error_type(span, attributes),
         duration_s=max(0, end - start) / 1e9 if start is not None and end is not None else 0.0,
         node=langgraph_node(attributes),
         scope_name=scope.name if scope is not None else "",
         span_id=context.span_id if context is not None else 0,
-        cache_read_input_tokens=tokens.get("cache_read"),
-        cache_write_input_tokens=tokens.get("cache_write"),
-        reasoning_output_tokens=tokens.get("reasoning"),
+        **{field: tokens.get(kind) for field, kind in TOKEN_KIND_OF_FIELD.items()},
     )
 
 
@@ -141,8 +145,8 @@ def enrichment(
 
 
 class EnrichedSpan(ReadableSpan):
-    """A copy of an ended span with other attributes (and, when given, another name, status or events); it
-    reports the original's dropped-attribute count."""
+    """A copy of an ended span with other attributes (and, when given, another name, status or events, one
+    for one); it reports the original's dropped attribute, event and link counts."""
 
     def __init__(self, original: ReadableSpan, attributes: Mapping[str, Any], *, name: str | None = None,
                  status: Status | None = None, events: Sequence[Event] | None = None) -> None:
@@ -152,21 +156,27 @@ class EnrichedSpan(ReadableSpan):
             parent=original.parent,
             resource=original.resource,
             attributes=attributes,
-            # The SDK's bounded containers, when present, so the copy keeps the dropped-event and -link
-            # counts.
-            events=getattr(original, "_events", original.events) if events is None else events,
-            links=getattr(original, "_links", original.links),
+            events=original.events if events is None else events,
+            links=original.links,
             kind=original.kind,
             status=original.status if status is None else status,
             start_time=original.start_time,
             end_time=original.end_time,
             instrumentation_scope=original.instrumentation_scope,
         )
-        self._dropped_attribute_count = original.dropped_attributes
+        self._dropped = (original.dropped_attributes, original.dropped_events, original.dropped_links)
 
     @property
     def dropped_attributes(self) -> int:
-        return self._dropped_attribute_count
+        return self._dropped[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped[2]
 
 
 def with_attributes(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:

@@ -72,9 +72,8 @@ MIN_RECENT_TRACES = 1024
 MIN_TICK_S = 0.05
 MAX_TICK_S = 1.0
 # At most this many distinct providers (and models) are listed on one ancestor; past it the rest become one
-# OVERFLOW_VALUE entry, so a pathological trace cannot make a huge attribute.
+# ``semconv.OTHER`` entry, so a pathological trace cannot make a huge attribute.
 MAX_ROLLUP_VALUES = 16
-OVERFLOW_VALUE = "_OTHER"
 _NO_TRACE = 0
 
 
@@ -199,7 +198,7 @@ def _bounded_sorted(values: set[str]) -> tuple[str, ...]:
     ordered = sorted(values)
     if len(ordered) <= MAX_ROLLUP_VALUES:
         return tuple(ordered)
-    return (*ordered[: MAX_ROLLUP_VALUES - 1], OVERFLOW_VALUE)
+    return (*ordered[: MAX_ROLLUP_VALUES - 1], semconv.OTHER)
 
 
 class _Analysis(NamedTuple):

@@ -351,6 +351,10 @@ def build_all(log: Log = _log_to_stderr) -> StackBinaries:
     The two Go builds run one after the other: each peaks at 1-2.3 GB with Go's default parallelism on a
     2-core machine (docs/stack.md), so running them together would only add memory, not speed.
     """
+    try:
+        paths.require_stack_files()
+    except paths.StackFilesNotFound as exc:
+        raise StackBuildError(str(exc)) from exc
     ensure_debian_packages(log)
     build_collector(log)
     build_jaeger(log)

@@ -464,6 +464,10 @@ class Stack:
     # --- lifecycle
     def up(self, timeout: float = HEALTH_TIMEOUT_SECONDS) -> dict:
         """Start every component not already running, wait until all are healthy, and return ``status()``."""
+        try:
+            paths.require_stack_files()
+        except paths.StackFilesNotFound as exc:
+            raise StackError(str(exc)) from exc
         with self._locked():
             self._save()
             self._start_missing(self.components, timeout)

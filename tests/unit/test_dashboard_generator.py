@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
@@ -16,10 +17,10 @@ from otel_llm.dashboard import queries
 from otel_llm.dashboard.__main__ import main
 from otel_llm.dashboard.build import render
 from otel_llm.dashboard.panels import requests_section
-from otel_llm.stack.paths import DASHBOARD, PROMETHEUS_RULES_DIR, REPO_ROOT
+from otel_llm.stack.paths import DASHBOARD, PROMETHEUS_RULES_DIR
 
 RULE_FILES = sorted(PROMETHEUS_RULES_DIR.glob("*.yml"))
-DOC = REPO_ROOT / "docs" / "dashboard.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "dashboard.md"
 VARIABLE_USE = re.compile(r"\$(\w+)")
 
 

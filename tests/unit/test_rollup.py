@@ -19,7 +19,6 @@ from otel_llm import semconv
 from otel_llm.processors.normalize import NO_CHANGE, LLMCall, enrichment
 from otel_llm.processors.rollup import (
     MAX_ROLLUP_VALUES,
-    OVERFLOW_VALUE,
     RollupBatchSpanProcessor,
     RollupSpanExporter,
     RollupStats,
@@ -390,7 +389,7 @@ class TestRollup:
         root.end()
         rolled = h.exported()["root"].attributes
         models = rolled[semconv.ROLLUP_MODELS]
-        assert len(models) == MAX_ROLLUP_VALUES and models[-1] == OVERFLOW_VALUE
+        assert len(models) == MAX_ROLLUP_VALUES and models[-1] == semconv.OTHER
         assert models[:2] == ("model-00", "model-01")
         assert rolled[semconv.ROLLUP_CALLS] == MAX_ROLLUP_VALUES + 5
 
