@@ -1,13 +1,13 @@
-"""``otel-llm load``: the seed's load scenario against a chat API, then its SLO verdicts from Prometheus.
+"""``otel-llm load``: the Eco2 agent's load scenario against a chat API, then SLO verdicts from Prometheus.
 
 Runs ``otel_llm.load.scenario`` (Locust, headless) against ``--url`` (or, with ``--reference-app``, against
 the reference app it starts on the recorded stack for the run, ``otel_llm.cli.demo_stack.reference_app``) with
 a progress line every two seconds (elapsed, users, requests/s, requests, errors) on stderr; waits until
 Prometheus has counted every accepted job's LangGraph run and its series stop changing (at most ``--settle``),
-then judges the seed's SLOs
-(``otel_llm/load/slos.yaml``) per experiment arm on what the run added to Prometheus (``otel_llm.load.slo``)
-and prints a table, or ``--json``, and optionally a PNG (``--chart``). Needs the ``load`` extra (Locust,
-PyYAML, matplotlib); without it the command exits 2 naming the extra, before any request.
+then judges the Eco2 agent's SLOs (``otel_llm/load/slos.yaml``) per experiment arm on what the run added to
+Prometheus (``otel_llm.load.slo``) and prints a table, or ``--json``, and optionally a PNG (``--chart``).
+Needs the ``load`` extra (Locust, PyYAML, matplotlib); without it the command exits 2 naming the extra, before
+any request.
 
 Exit codes: 0 every SLO held; 1 an SLO failed (or none could be judged); 2 with one line on stderr: a bad
 ``--url``/``--stages``, Prometheus unreachable, the stack or reference app not starting, the ``load`` extra
@@ -38,10 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "load",
         help="run the Eco2 agent's load scenario against a chat API and judge its SLOs",
-        description="Drive a chat API like the Eco2 agent's k6 test (stages of users, the intent mix, session "
-        "ids, the job-id check) with Locust, then print each SLO's P50/P95/P99 per experiment arm against its "
-        "target, counted from Prometheus, and for a failing one the slowest LangGraph node and its "
-        "provider/model.",
+        description="Drive a chat API like the Eco2 agent's k6 test (stages of users, the intent mix, "
+        "session ids, the job-id check) with Locust, then print each SLO's P50/P95/P99 per experiment arm "
+        "against its target, counted from Prometheus, and for a failing one the slowest LangGraph node and "
+        "its provider/model.",
     )
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the chat API's base URL (default {DEFAULT_URL})")
     parser.add_argument(
