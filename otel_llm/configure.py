@@ -10,9 +10,12 @@ pyproject.toml:
   every standard variable keeps working (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_*_EXPORTER incl.
   ``console`` and ``none``, OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*,
   OTEL_METRIC_EXPORT_INTERVAL, OTEL_PYTHON_ID_GENERATOR, OTEL_LOGS_EXPORTER), and adds otel-llm's pieces:
-  ``BaggageAttributesProcessor`` first; each span exporter behind ``RollupBatchSpanProcessor(
-  RollupSpanExporter(exporter, on_llm_span=span-derived metrics))``; a MeterProvider with the GenAI views and
-  the label cardinality cap; dropped-span and roll-up counters as ``otel_llm.*`` metrics.
+  ``BaggageAttributesProcessor`` first; each span exporter behind the delivery stage
+  (``DeliveryExporter``: bounded export calls, a retry queue, lost spans counted), and that, with
+  OTEL_LLM_ROLLUP=process, behind ``RollupBatchSpanProcessor(RollupSpanExporter(..., on_llm_span=span-derived
+  metrics))``; with ``collector`` behind ``BatchSpanProcessor(NormalizeSpanExporter(...))``; with ``off``
+  behind a plain ``BatchSpanProcessor``. A MeterProvider with the GenAI views and the label cardinality cap;
+  dropped-span and roll-up counters as ``otel_llm.*`` metrics.
 
 ``configure(**overrides)`` does the same for apps that do not use the launcher: idempotent (a second call
 returns the first call's ``Telemetry``), keyword arguments override OTEL_LLM_* variables (by the variables'
@@ -41,6 +44,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk.environment_variables import (
     _OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_BSP_SCHEDULE_DELAY,
     OTEL_CONFIG_FILE,
@@ -54,14 +58,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.util._importlib_metadata import entry_points
 
 from otel_llm.experiment import with_fallback_detection
+from otel_llm.exporters.delivery import DeliveryExporter
 from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator
+from otel_llm.processors.normalize import NormalizeSpanExporter
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
-from otel_llm.settings import Settings, load_settings
+from otel_llm.settings import ROLLUP_COLLECTOR, Settings, load_settings
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,6 +76,7 @@ OTEL_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 EDGE_BAGGAGE_PROPAGATOR = "otel_llm_baggage"  # its opentelemetry_propagator entry point name
 _TELEMETRY_AUTO_VERSION = "telemetry.auto.version"
 SDK_SCHEDULE_DELAY_MS = 5000  # the BatchSpanProcessor's delay without (or with an unparsable) variable
+SDK_MAX_EXPORT_BATCH_SIZE = 512  # and its export batch size
 
 # What the distro sets when the user has not (docs/configuration.md explains each choice).
 DISTRO_DEFAULTS: Mapping[str, str] = {
@@ -178,7 +185,7 @@ def build_telemetry(
         plain_meter_provider,
     )
     span_metrics = None
-    if settings.span_metrics:
+    if settings.span_metrics and settings.rollup_enabled:  # recorded by the roll-up stage only
         span_metrics = _optional(
             "span-derived metrics",
             lambda: SpanDerivedMetrics(meter_provider, settings.span_metrics_skip_scopes),
@@ -198,6 +205,10 @@ def build_telemetry(
     stages: list[RollupSpanExporter] = []
     drop_counters: list[DropCounter] = []
     for index, exporter in enumerate(span_exporters):
+        counter = DropCounter()
+        drop_counters.append(counter)
+        exporter = _optional("bounded, retried delivery (OTEL_LLM_EXPORT_*)",
+                             lambda e=exporter, c=counter: _delivery(settings, e, c), lambda e=exporter: e)
         if index == 0 and settings.rollup_enabled:
             # Fallbacks are read from the roll-up, so only behind a roll-up stage; on the first exporter only,
             # so a fallback counts once per request.
@@ -211,9 +222,8 @@ def build_telemetry(
         processor, stage = _export_processor(settings, exporter, hook, meter_provider)
         if stage is not None:
             stages.append(stage)
-        counter = _optional("dropped-span counting", lambda p=processor: count_dropped_spans(p), lambda: None)
-        if counter is not None:
-            drop_counters.append(counter)
+        _optional("dropped-span counting", lambda p=processor, c=counter: count_dropped_spans(p, c),
+                  lambda: None)
         tracer_provider.add_span_processor(processor)
 
     _optional(
@@ -249,10 +259,29 @@ def warn_about_rollup_timing(settings: Settings, environ: Mapping[str, str] = os
 
 def _batch_delay_ms(environ: Mapping[str, str]) -> int:
     """OTEL_BSP_SCHEDULE_DELAY as the SDK's BatchSpanProcessor reads it (the SDK reports a bad value)."""
+    return _bsp_int(environ, OTEL_BSP_SCHEDULE_DELAY, SDK_SCHEDULE_DELAY_MS)
+
+
+def _bsp_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    """An OTEL_BSP_* integer as the SDK's BatchSpanProcessor reads it (the SDK reports a bad value)."""
     try:
-        return int(environ.get(OTEL_BSP_SCHEDULE_DELAY, SDK_SCHEDULE_DELAY_MS))
+        return int(environ.get(name, default))
     except ValueError:
-        return SDK_SCHEDULE_DELAY_MS
+        return default
+
+
+def _delivery(settings: Settings, exporter: SpanExporter, counter: DropCounter) -> DeliveryExporter:
+    """``exporter`` behind the delivery stage: the batch processor's batch size, otel-llm's byte bound and
+    retry queue; what it drops is counted in ``counter``."""
+    batch_size = _bsp_int(os.environ, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, SDK_MAX_EXPORT_BATCH_SIZE)
+    return DeliveryExporter(
+        exporter,
+        max_batch_spans=batch_size if batch_size > 0 else SDK_MAX_EXPORT_BATCH_SIZE,
+        max_batch_bytes=settings.export_max_batch_bytes,
+        retry_max_spans=settings.export_retry_max_spans,
+        retry_max_age_s=settings.export_retry_max_age_ms / 1000,
+        on_drop=counter.add,
+    )
 
 
 def _export_processor(
@@ -266,6 +295,13 @@ def _export_processor(
     def plain() -> tuple[BatchSpanProcessor, None]:
         return BatchSpanProcessor(exporter, meter_provider=meter_provider), None
 
+    if settings.rollup == ROLLUP_COLLECTOR:
+        return _optional(
+            "LLM span normalisation",
+            lambda: (BatchSpanProcessor(NormalizeSpanExporter(exporter), meter_provider=meter_provider),
+                     None),
+            plain,
+        )
     if not settings.rollup_enabled:
         return plain()
 

@@ -55,6 +55,11 @@ DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = (
     "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
 )
 
+# OTEL_LLM_ROLLUP: the in-process roll-up stage (process), only per-span normalisation because the otel-llm
+# collector rolls up (collector), or spans exported as made (off). docs/configuration.md says which when.
+ROLLUP_PROCESS, ROLLUP_COLLECTOR, ROLLUP_OFF = "process", "collector", "off"
+ROLLUP_MODES = (ROLLUP_PROCESS, ROLLUP_COLLECTOR, ROLLUP_OFF)
+
 _INVALID = object()  # what a rule returns for a value it does not accept
 _warned_variables: set[str] = set()
 _warned_lock = threading.Lock()
@@ -175,6 +180,25 @@ class _Choice(_Rule):
         return word if word in self._choices else _INVALID
 
 
+class _RollupMode(_Choice):
+    """OTEL_LLM_ROLLUP: process, collector or off; true and false (the earlier boolean) mean process, off."""
+
+    def __init__(self) -> None:
+        super().__init__(ROLLUP_MODES)
+        self.accepts += " (true means process, false means off)"
+
+    def from_text(self, text: str) -> Any:
+        word = text.lower()
+        if word in _TRUE_WORDS:
+            return ROLLUP_PROCESS
+        if word in _FALSE_WORDS:
+            return ROLLUP_OFF
+        return super().from_text(word)
+
+    def _from_object(self, value: Any) -> Any:
+        return (ROLLUP_PROCESS if value else ROLLUP_OFF) if isinstance(value, bool) else _INVALID
+
+
 def _read(name: str, default: Any, rule: _Rule, environ: Mapping[str, str] | None) -> Any:
     raw = _raw(name, environ)
     if raw is None:
@@ -247,7 +271,7 @@ class Settings:
     baggage_keys: tuple[str, ...] = DEFAULT_BAGGAGE_KEYS
     baggage_max_value_length: int = 256
     baggage_trust_incoming: bool = False
-    rollup_enabled: bool = True
+    rollup: str = ROLLUP_PROCESS
     rollup_window_ms: int = 2000
     rollup_max_traces: int = 10000
     rollup_max_spans_per_trace: int = 5000
@@ -256,6 +280,14 @@ class Settings:
     metrics_cardinality_limit: int = 100
     span_metrics: bool = True
     span_metrics_skip_scopes: tuple[str, ...] = DEFAULT_SPAN_METRICS_SKIP_SCOPES
+    export_max_batch_bytes: int = 2 * 1024 * 1024
+    export_retry_max_spans: int = 16384
+    export_retry_max_age_ms: int = 120_000
+
+    @property
+    def rollup_enabled(self) -> bool:
+        """The in-process roll-up stage runs (OTEL_LLM_ROLLUP=process)."""
+        return self.rollup == ROLLUP_PROCESS
 
 
 # Each Settings field: the variable that sets it and what it accepts (for the variable and for configure()).
@@ -264,7 +296,7 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "baggage_keys": ("OTEL_LLM_BAGGAGE_KEYS", _Names()),
     "baggage_max_value_length": ("OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH", _Number(int, 1, 4096)),
     "baggage_trust_incoming": ("OTEL_LLM_BAGGAGE_TRUST_INCOMING", _Bool()),
-    "rollup_enabled": ("OTEL_LLM_ROLLUP", _Bool()),
+    "rollup": ("OTEL_LLM_ROLLUP", _RollupMode()),
     "rollup_window_ms": ("OTEL_LLM_ROLLUP_WINDOW_MS", _Number(int, 0, 600_000)),
     "rollup_max_traces": ("OTEL_LLM_ROLLUP_MAX_TRACES", _Number(int, 1, 1_000_000)),
     "rollup_max_spans_per_trace": ("OTEL_LLM_ROLLUP_MAX_SPANS_PER_TRACE", _Number(int, 1, 1_000_000)),
@@ -273,6 +305,9 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "metrics_cardinality_limit": ("OTEL_LLM_METRICS_CARDINALITY_LIMIT", _Number(int, 1, 100_000)),
     "span_metrics": ("OTEL_LLM_SPAN_METRICS", _Bool()),
     "span_metrics_skip_scopes": ("OTEL_LLM_SPAN_METRICS_SKIP_SCOPES", _Names()),
+    "export_max_batch_bytes": ("OTEL_LLM_EXPORT_MAX_BATCH_BYTES", _Number(int, 65_536, 64 * 1024 * 1024)),
+    "export_retry_max_spans": ("OTEL_LLM_EXPORT_RETRY_MAX_SPANS", _Number(int, 0, 10_000_000)),
+    "export_retry_max_age_ms": ("OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS", _Number(int, 0, 3_600_000)),
 }
 
 

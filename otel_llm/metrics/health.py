@@ -1,15 +1,20 @@
 """Health of otel-llm's own span pipeline: dropped spans and roll-up counters, as observable metrics.
 
-The SDK's BatchSpanProcessor drops a span when its queue (OTEL_BSP_MAX_QUEUE_SIZE) is full, logging only
-"Queue full, dropping Span." (at most every 20 s) and counting nowhere by default. ``count_dropped_spans``
-hooks the processor's drop notification (its internal processor-metrics object, called only when a span is
-dropped), counts the drops by reason and logs ONE warning per processor naming OTEL_BSP_MAX_QUEUE_SIZE. If
-the SDK's internals change, it warns once that drops cannot be counted and leaves the processor alone.
+Every span the pipeline loses is counted in one ``DropCounter`` per exporter, by reason:
+
+- The SDK's BatchSpanProcessor drops a span when its queue (OTEL_BSP_MAX_QUEUE_SIZE) is full, logging only
+  "Queue full, dropping Span." (at most every 20 s) and counting nowhere by default. ``count_dropped_spans``
+  hooks the processor's drop notification (its internal processor-metrics object, called only when a span
+  is dropped) and logs ONE warning per processor naming OTEL_BSP_MAX_QUEUE_SIZE. If the SDK's internals
+  change, it warns once that drops cannot be counted and leaves the processor alone.
+- The delivery stage (``otel_llm.exporters.delivery``) reports the spans it gives up on (``export_failed``,
+  ``retry_queue_full``, ``too_large``, ``already_shutdown``); each reason is logged with the running count,
+  at most once a minute.
 
 ``register_pipeline_metrics`` publishes, on a meter of otel-llm's MeterProvider:
 
-- ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full`` or
-  ``already_shutdown``);
+- ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full``,
+  ``already_shutdown``, ``export_failed``, ``retry_queue_full`` or ``too_large``);
 - ``otel_llm.rollup.evicted_traces``, ``.expired_traces`` (``{trace}``), ``.late_spans``,
   ``.overflow_spans`` (``{span}``), ``.rerooted_calls`` (``{call}``) (observable counters) and
   ``otel_llm.rollup.buffered_traces``, ``.buffered_spans`` (observable up-down counters), summed over the
@@ -29,13 +34,22 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_llm import semconv
+from otel_llm.processors.ratelimit import RateLimitedLogger
 from otel_llm.processors.rollup import RollupStats
 
 _logger = logging.getLogger(__name__)
+_rate_limited = RateLimitedLogger(_logger)
 
 METER_NAME = "otel_llm.pipeline"
 DROPPED_SPANS_METRIC = "otel_llm.spans.dropped"
 QUEUE_FULL = "queue_full"
+# Why the spans of each other reason were lost, and what to change (the rate-limited log says it).
+DROP_ADVICE: dict[str, str] = {
+    "export_failed": "the exporter kept failing for OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS",
+    "retry_queue_full": "the exporter failed longer than OTEL_LLM_EXPORT_RETRY_MAX_SPANS spans could wait",
+    "too_large": "one span was larger than OTEL_LLM_EXPORT_MAX_BATCH_BYTES",
+    "already_shutdown": "spans ended after the pipeline shut down",
+}
 # RollupStats field -> (metric name, unit, monotonic counter?)
 ROLLUP_METRICS: dict[str, tuple[str, str, bool]] = {
     "evicted_traces": ("otel_llm.rollup.evicted_traces", "{trace}", True),
@@ -58,21 +72,25 @@ class HasRollupStats(Protocol):
 class DropCounter:
     """Dropped-span counts by reason for one BatchSpanProcessor; warns once on the first full queue."""
 
-    def __init__(self, max_queue_size: int | None):
-        self._max_queue_size = max_queue_size
+    def __init__(self, max_queue_size: int | None = None):
+        self.max_queue_size = max_queue_size  # named in the full-queue warning
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
 
     def add(self, count: int, reason: str) -> None:
         with self._lock:
             first_full = reason == QUEUE_FULL and QUEUE_FULL not in self._counts
-            self._counts[reason] = self._counts.get(reason, 0) + count
+            total = self._counts[reason] = self._counts.get(reason, 0) + count
         if first_full:
             _logger.warning(
                 "otel-llm: the span queue is full (OTEL_BSP_MAX_QUEUE_SIZE=%s), spans are being dropped. "
                 "Raise OTEL_BSP_MAX_QUEUE_SIZE or check the exporter; drops are counted in %s.",
-                self._max_queue_size, DROPPED_SPANS_METRIC,
+                self.max_queue_size, DROPPED_SPANS_METRIC,
             )
+        elif reason != QUEUE_FULL:
+            _rate_limited.warning(
+                f"otel-llm: %d spans dropped so far ({reason}: {DROP_ADVICE.get(reason, 'see the logs')}); "
+                f"counted in {DROPPED_SPANS_METRIC}", total)
 
     def counts(self) -> dict[str, int]:
         """Drops so far, by reason."""
@@ -95,14 +113,18 @@ class _CountingProcessorMetrics:
         return getattr(self._inner, name)
 
 
-def count_dropped_spans(processor: BatchSpanProcessor) -> DropCounter | None:
-    """Count ``processor``'s dropped spans; None, with a warning, if this SDK's internals do not allow it."""
+def count_dropped_spans(
+    processor: BatchSpanProcessor, counter: DropCounter | None = None
+) -> DropCounter | None:
+    """Count ``processor``'s dropped spans (in ``counter``, or a new one); None, with a warning, if this SDK's
+    internals do not allow it."""
     batch = getattr(processor, "_batch_processor", None)
     inner_metrics = getattr(batch, "_metrics", None)
     if inner_metrics is None or not callable(getattr(inner_metrics, "drop_items", None)):
         _logger.warning("otel-llm: this OpenTelemetry SDK version does not let dropped spans be counted")
         return None
-    counter = DropCounter(getattr(batch, "_max_queue_size", None))
+    counter = counter if counter is not None else DropCounter()
+    counter.max_queue_size = getattr(batch, "_max_queue_size", None)
     batch._metrics = _CountingProcessorMetrics(inner_metrics, counter)
     return counter
 

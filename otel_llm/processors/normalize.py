@@ -7,19 +7,25 @@ Adds to every LLM span (``semconv.is_llm_span``) a normalised ``gen_ai.provider.
 
 ``ReadableSpan`` is immutable, so ``with_attributes`` builds a copy with merged attributes. Cost: a handful of
 dict lookups per span, plus one attribute-dict copy for the spans that change; all of it on the export thread
-(the roll-up stage calls it), none on the application's.
+(the roll-up stage calls it; with OTEL_LLM_ROLLUP=collector, ``NormalizeSpanExporter`` does, span by span,
+with no buffer), none on the application's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from otel_llm import semconv
+from otel_llm.processors.ratelimit import RateLimitedLogger
+
+_rate_limited = RateLimitedLogger(logging.getLogger(__name__))
 
 # error.type when a span's status is ERROR but nothing named the error (the semconv fallback value).
 OTHER_ERROR_TYPE = "_OTHER"
@@ -157,3 +163,38 @@ def with_attributes(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpa
     if not extra:
         return span
     return EnrichedSpan(span, {**(span.attributes or {}), **extra})
+
+
+def enriched(span: ReadableSpan) -> ReadableSpan:
+    """``span`` with its enrichment: the span itself when nothing changes."""
+    attributes = span.attributes
+    return with_attributes(span, enrichment(span, llm_call_of(span, attributes), attributes))
+
+
+class NormalizeSpanExporter(SpanExporter):
+    """Enriches each span on its own (no buffer, no roll-up), then forwards the batch to ``inner``.
+
+    The stage of OTEL_LLM_ROLLUP=collector: the otel-llm collector rolls whole traces up, the app still sends
+    normalised LLM spans. A span it cannot read is forwarded unchanged.
+    """
+
+    def __init__(self, inner: SpanExporter) -> None:
+        if not callable(getattr(inner, "export", None)):
+            raise ValueError("inner must be a SpanExporter (an object with export())")
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        out = []
+        for span in spans:
+            try:
+                out.append(enriched(span))
+            except Exception:
+                _rate_limited.exception("otel-llm normalisation could not read a span; forwarding it as is")
+                out.append(span)
+        return self._inner.export(out)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()

@@ -16,9 +16,11 @@ runs on the export thread (or this stage's own flush thread), never on the appli
    LangGraph graph and node spans. A walk that meets a parent which is not buffered (a span lost or still
    open) goes on at the trace's local root when the part holds exactly one, and is counted as re-rooted.
    Results do not depend on arrival order.
-4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned. The
-   ``on_llm_span`` hook (span-derived metrics) is called once per *outermost* LLM span, with the calls of
-   the LLM spans nested beneath it, so one model call wrapped by two instrumentations is one call.
+4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned
+   (configure() puts the delivery stage, ``otel_llm.exporters.delivery``, in between: it cuts the batch to
+   the exporter's limits and retries failures). The ``on_llm_span`` hook (span-derived metrics) is called
+   once per *outermost* LLM span, with the calls of the LLM spans nested beneath it, so one model call
+   wrapped by two instrumentations is one call.
 
 Memory is bounded: ``max_traces`` and ``max_buffered_spans`` (past either the oldest trace is flushed early,
 counted as evicted), ``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as

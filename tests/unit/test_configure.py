@@ -171,7 +171,7 @@ def test_console_traces_exporter_sits_behind_the_rollup_stage(clean_env):
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
     assert isinstance(processor, RollupBatchSpanProcessor)
-    assert isinstance(processor.span_exporter._inner, ConsoleSpanExporter)
+    assert isinstance(processor.span_exporter._inner.inner, ConsoleSpanExporter)
     telemetry.shutdown()
 
 
@@ -237,7 +237,7 @@ def test_otlp_protocol_and_endpoint_apply(clean_env):
     clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4999")
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
-    exporter = processor.span_exporter._inner
+    exporter = processor.span_exporter._inner.inner
     assert isinstance(exporter, HttpSpanExporter)
     assert exporter._endpoint == "http://127.0.0.1:4999/v1/traces"
     telemetry.shutdown()
@@ -248,7 +248,7 @@ def test_otlp_defaults_to_grpc_like_the_sdk(clean_env):
     clean_env.setenv("OTEL_TRACES_EXPORTER", "otlp")
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
-    assert isinstance(processor.span_exporter._inner, GrpcSpanExporter)
+    assert isinstance(processor.span_exporter._inner.inner, GrpcSpanExporter)
     telemetry.shutdown()
 
 
@@ -320,7 +320,7 @@ def test_window_larger_than_max_age_warns_naming_both(built, clean_env, caplog, 
 def test_no_timing_warning_without_a_rollup_stage(built, clean_env, caplog):
     """OTEL_LLM_ROLLUP=false: nothing waits for late spans, so the delay is not questioned."""
     with caplog.at_level(logging.WARNING, logger="otel_llm.configure"):
-        built(Settings(rollup_enabled=False, rollup_window_ms=5000, rollup_max_age_ms=1000))
+        built(Settings(rollup="off", rollup_window_ms=5000, rollup_max_age_ms=1000))
     assert _timing_warnings(caplog, "OTEL_LLM_ROLLUP_WINDOW_MS") == []
 
 
@@ -384,10 +384,22 @@ def test_span_metrics_can_be_switched_off(built):
 
 
 def test_rollup_off_exports_spans_unchanged(built):
-    """OTEL_LLM_ROLLUP=false: plain batch processor, no roll-up, no enrichment, no span metrics."""
-    pipeline = built(Settings(rollup_enabled=False))
+    """OTEL_LLM_ROLLUP=off: plain batch processor, no roll-up, no enrichment, no span metrics."""
+    pipeline = built(Settings(rollup="off"))
     pipeline.request_with_llm_call()
     assert semconv.ROLLUP_PROVIDER not in pipeline.spans()["POST /chat"]
+    assert semconv.GEN_AI_PROVIDER_NAME not in pipeline.spans()["ChatBedrock"]
+    assert pipeline.telemetry.rollup_stages == ()
+    assert metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION) == []
+
+
+def test_rollup_collector_normalises_each_span_without_buffering(built):
+    """OTEL_LLM_ROLLUP=collector: LLM spans leave normalised; no roll-up stage, roll-up or span metrics."""
+    pipeline = built(Settings(rollup="collector"))
+    pipeline.request_with_llm_call()
+    spans = pipeline.spans()
+    assert spans["ChatBedrock"][semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+    assert semconv.ROLLUP_PROVIDER not in spans["POST /chat"]
     assert pipeline.telemetry.rollup_stages == ()
     assert metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION) == []
 
