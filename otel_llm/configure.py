@@ -21,7 +21,8 @@ pyproject.toml:
 returns the first call's ``Telemetry``), keyword arguments override OTEL_LLM_* variables (by the variables'
 rules: a bad value or unknown name warns and is ignored). With
 OTEL_LLM_ENABLED=false everything is plain SDK behaviour. A broken optional piece warns once and the SDK
-default takes its place; nothing here raises into the application.
+default takes its place; a malformed standard OTEL_* variable warns once and is dropped
+(``otel_llm.environment``); nothing here raises into the application.
 
 Cost: setup only; the per-span costs are those of the pieces (see their modules).
 """
@@ -57,6 +58,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.util._importlib_metadata import entry_points
 
+from otel_llm.environment import check_standard_variables
 from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.delivery import DeliveryExporter
 from otel_llm.exporters.metric_log import exporter_from_env
@@ -108,6 +110,7 @@ class OtelLLMDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
         if load_settings().enabled:
             apply_distro_defaults(os.environ)
+        check_standard_variables()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,6 +452,7 @@ class OtelLLMConfigurator(sdk_configuration._OTelSDKConfigurator):
     """
 
     def _configure(self, **kwargs: Any) -> None:
+        check_standard_variables()
         settings = load_settings()
         if not settings.enabled or os.environ.get(OTEL_CONFIG_FILE):
             super()._configure(**kwargs)
@@ -498,5 +502,6 @@ def configure(
     settings = load_settings(overrides=overrides)
     if settings.enabled:
         apply_distro_defaults(os.environ)
+    check_standard_variables()
     return _configure_once(settings, span_exporters=span_exporters, metric_readers=metric_readers,
                            resource_attributes=resource_attributes)

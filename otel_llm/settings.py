@@ -66,11 +66,16 @@ _warned_lock = threading.Lock()
 
 
 def _warn_once(name: str, raw: object, accepts: str, default: object, *, using: str = "the default ") -> None:
+    warn_invalid(name, raw, accepts, f"{using}{default!r}")
+
+
+def warn_invalid(name: str, raw: object, accepts: str, fallback: str) -> None:
+    """ONE warning per process for variable ``name``: its bad value, what it accepts, what is used instead."""
     with _warned_lock:
         if name in _warned_variables:
             return
         _warned_variables.add(name)
-    _logger.warning("Invalid value %r for %s; it accepts %s. Using %s%r.", raw, name, accepts, using, default)
+    _logger.warning("Invalid value %r for %s; it accepts %s. Using %s.", raw, name, accepts, fallback)
 
 
 def reset_warnings() -> None:
