@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_llm.processors.normalize import attributes_of
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
 _rate_limited = RateLimitedLogger(logging.getLogger(__name__))
@@ -59,31 +60,38 @@ DEFAULT_RETRY_INTERVAL_S = 1.0
 SPAN_OVERHEAD = 96
 ATTRIBUTE_OVERHEAD = 12
 EVENT_OVERHEAD = 24
+NUMBER_SIZE = 9  # a number or bool value, encoded
 
 DropHook = Callable[[int, str], None]
-
-
-def _value_size(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, (tuple, list)):
-        return sum(len(item) + 2 if isinstance(item, str) else 9 for item in value)
-    return 9
 
 
 def _attributes_size(attributes: Any) -> int:
     if not attributes:
         return 0
-    return sum(ATTRIBUTE_OVERHEAD + len(key) + _value_size(value) for key, value in attributes.items())
+    attributes = getattr(attributes, "_dict", attributes)  # the SDK's dict behind BoundedAttributes
+    size = ATTRIBUTE_OVERHEAD * len(attributes)
+    for key, value in attributes.items():
+        size += len(key)
+        if type(value) is str:
+            size += len(value)
+        elif isinstance(value, (tuple, list)):
+            size += sum(len(item) + 2 if isinstance(item, str) else NUMBER_SIZE for item in value)
+        else:
+            size += NUMBER_SIZE
+    return size
 
 
 def span_size(span: ReadableSpan) -> int:
     """An estimate of ``span``'s OTLP size in bytes: fixed overheads plus the length of every text in it."""
-    size = SPAN_OVERHEAD + len(span.name) + _attributes_size(span._attributes)
-    for event in span._events or ():
-        size += EVENT_OVERHEAD + len(event.name) + _attributes_size(event.attributes)
-    for link in span._links or ():
-        size += EVENT_OVERHEAD + _attributes_size(link.attributes)
+    size = SPAN_OVERHEAD + len(span.name) + _attributes_size(attributes_of(span))
+    events = getattr(span, "_events", None)
+    if events:
+        for event in events:
+            size += EVENT_OVERHEAD + len(event.name) + _attributes_size(event.attributes)
+    links = getattr(span, "_links", None)
+    if links:
+        for link in links:
+            size += EVENT_OVERHEAD + _attributes_size(link.attributes)
     return size
 
 

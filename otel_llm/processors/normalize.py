@@ -50,6 +50,17 @@ class LLMCall(NamedTuple):
     scope_name: str
 
 
+def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """``span``'s attributes for reading, never to be modified: the dict the SDK keeps them in when it has one
+    (its ``get`` is one C call; ``span.attributes``, a new read-only view of a ``BoundedAttributes`` each
+    time, costs several Python calls per ``get``), else ``span.attributes``."""
+    attributes = getattr(span, "_attributes", None)
+    if type(attributes) is dict:  # a copy made by with_attributes
+        return attributes
+    inner = getattr(attributes, "_dict", None)
+    return inner if type(inner) is dict else (span.attributes or {})
+
+
 def langgraph_node(attributes: Mapping[str, Any]) -> str | None:
     """The LangGraph node a span belongs to: ours if set, else LangSmith's metadata; capped text or None."""
     value = attributes.get(semconv.LANGGRAPH_NODE)
@@ -82,7 +93,7 @@ def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None)
     read-only view on every access).
     """
     if attributes is None:
-        attributes = span.attributes or {}
+        attributes = attributes_of(span)
     if not semconv.is_llm_span(attributes):
         return None
     model = semconv.resolve_model(attributes)
@@ -112,7 +123,7 @@ def enrichment(
     spans), without building anything.
     """
     if attributes is None:
-        attributes = span.attributes or {}
+        attributes = attributes_of(span)
     if call is None and semconv.LANGSMITH_LANGGRAPH_NODE not in attributes:
         return NO_CHANGE
     wanted: dict[str, Any] = {}
@@ -162,12 +173,12 @@ def with_attributes(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpa
     """
     if not extra:
         return span
-    return EnrichedSpan(span, {**(span.attributes or {}), **extra})
+    return EnrichedSpan(span, {**attributes_of(span), **extra})
 
 
 def enriched(span: ReadableSpan) -> ReadableSpan:
     """``span`` with its enrichment: the span itself when nothing changes."""
-    attributes = span.attributes
+    attributes = attributes_of(span)
     return with_attributes(span, enrichment(span, llm_call_of(span, attributes), attributes))
 
 

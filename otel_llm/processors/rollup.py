@@ -58,7 +58,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_llm import semconv
-from otel_llm.processors.normalize import NO_CHANGE, LLMCall, enrichment, llm_call_of, with_attributes
+from otel_llm.processors.normalize import (
+    NO_CHANGE,
+    LLMCall,
+    attributes_of,
+    enrichment,
+    llm_call_of,
+    with_attributes,
+)
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
 _logger = logging.getLogger(__name__)
@@ -110,7 +117,7 @@ def _read(span: ReadableSpan) -> tuple[int, _Item]:
 
     Raises whatever a broken span raises; nothing has been changed by then.
     """
-    attributes = span.attributes  # one read-only view for both, not one each
+    attributes = attributes_of(span)
     call = llm_call_of(span, attributes)
     context = span.get_span_context()
     parent = span.parent
