@@ -3,10 +3,13 @@
 Every span the pipeline loses is counted in one ``DropCounter`` per exporter, by reason:
 
 - The SDK's BatchSpanProcessor drops a span when its queue (OTEL_BSP_MAX_QUEUE_SIZE) is full, logging only
-  "Queue full, dropping Span." (at most every 20 s) and counting nowhere by default. ``count_dropped_spans``
-  hooks the processor's drop notification (its internal processor-metrics object, called only when a span
-  is dropped) and logs ONE warning per processor naming OTEL_BSP_MAX_QUEUE_SIZE. If the SDK's internals
-  change, it warns once that drops cannot be counted and leaves the processor alone.
+  "Queue full, dropping Span." (at most every 20 s) and counting nowhere by default; its own check races
+  with the export thread (a span counted as dropped may still be queued, and the queue then silently drops
+  its oldest span). ``count_dropped_spans`` wraps the processor's internal ``emit``: under one lock it drops
+  (and counts) a span only when the queue is full, else hands it on, so the count is exact; other drops
+  (``already_shutdown``) come from the processor's drop notification. ONE warning per processor names
+  OTEL_BSP_MAX_QUEUE_SIZE. If the SDK's internals change, it warns once that drops cannot be counted and
+  leaves the processor alone.
 - The delivery stage (``otel_llm.exporters.delivery``) reports the spans it gives up on (``export_failed``,
   ``retry_queue_full``, ``too_large``, ``already_shutdown``); each reason is logged with the running count,
   at most once a minute.
@@ -20,7 +23,8 @@ Every span the pipeline loses is counted in one ``DropCounter`` per exporter, by
   ``otel_llm.rollup.buffered_traces``, ``.buffered_spans`` (observable up-down counters), summed over the
   roll-up stages.
 
-Cost: nothing per span; a lock per dropped span; the callbacks run at metric collection.
+Cost: one uncontended lock and a length check per ended span (application thread, ~0.2 us); the callbacks
+run at metric collection.
 """
 
 from __future__ import annotations
@@ -106,11 +110,32 @@ class _CountingProcessorMetrics:
         self._counter = counter
 
     def drop_items(self, count: int, error_type: str = QUEUE_FULL) -> None:
-        self._counter.add(count, error_type)
+        if error_type != QUEUE_FULL:  # full queues are counted by _ExactQueue, before the SDK's own check
+            self._counter.add(count, error_type)
         self._inner.drop_items(count, error_type)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+class _ExactQueue:
+    """Stands in for the batch processor's ``emit``: a span meeting a full queue is dropped here, counted;
+    the check and the hand-over hold one lock, so no other producer fills the queue in between (the export
+    thread only empties it)."""
+
+    def __init__(self, batch: Any, counter: DropCounter):
+        self._batch = batch
+        self._emit = batch.emit
+        self._counter = counter
+        self._lock = threading.Lock()
+
+    def __call__(self, span: Any) -> None:
+        batch = self._batch
+        with self._lock:
+            if len(batch._queue) >= batch._max_queue_size and not batch._shutdown:
+                self._counter.add(1, QUEUE_FULL)
+                return
+            self._emit(span)
 
 
 def count_dropped_spans(
@@ -120,12 +145,14 @@ def count_dropped_spans(
     internals do not allow it."""
     batch = getattr(processor, "_batch_processor", None)
     inner_metrics = getattr(batch, "_metrics", None)
-    if inner_metrics is None or not callable(getattr(inner_metrics, "drop_items", None)):
+    if (inner_metrics is None or not callable(getattr(inner_metrics, "drop_items", None))
+            or not all(hasattr(batch, name) for name in ("_queue", "_max_queue_size", "_shutdown", "emit"))):
         _logger.warning("otel-llm: this OpenTelemetry SDK version does not let dropped spans be counted")
         return None
     counter = counter if counter is not None else DropCounter()
     counter.max_queue_size = getattr(batch, "_max_queue_size", None)
     batch._metrics = _CountingProcessorMetrics(inner_metrics, counter)
+    batch.emit = _ExactQueue(batch, counter)
     return counter
 
 
