@@ -193,15 +193,14 @@ class _RollupMode(_Choice):
         self.accepts += " (true means process, false means off)"
 
     def from_text(self, text: str) -> Any:
-        word = text.lower()
-        if word in _TRUE_WORDS:
-            return ROLLUP_PROCESS
-        if word in _FALSE_WORDS:
-            return ROLLUP_OFF
-        return super().from_text(word)
+        return self._mode(_Bool().from_text(text)) or super().from_text(text)
 
     def _from_object(self, value: Any) -> Any:
-        return (ROLLUP_PROCESS if value else ROLLUP_OFF) if isinstance(value, bool) else _INVALID
+        return self._mode(_Bool().from_value(value)) or _INVALID
+
+    @staticmethod
+    def _mode(flag: Any) -> str | None:
+        return None if flag is _INVALID else (ROLLUP_PROCESS if flag else ROLLUP_OFF)
 
 
 def _read(name: str, default: Any, rule: _Rule, environ: Mapping[str, str] | None) -> Any:
