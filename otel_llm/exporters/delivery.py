@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -139,11 +141,19 @@ class DeliveryExporter(SpanExporter):
         self._on_drop = on_drop
         self._size_of = size_of
         self._clock = clock
+        self._is_shut_down = False
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            weak_reset = weakref.WeakMethod(self._reset)
+            os.register_at_fork(after_in_child=lambda: (reset := weak_reset()) is not None and reset())
+
+    def _reset(self) -> None:
+        """An empty queue and a fresh lock; also run in a forked child, where the waiting spans are the
+        parent's to send and the lock may be held by a thread that does not exist."""
         self._lock = threading.Lock()  # the queue, and one call into inner at a time
         self._waiting: deque[_Chunk] = deque()
         self._waiting_spans = 0
         self._next_try = -math.inf
-        self._is_shut_down = False
 
     @property
     def inner(self) -> SpanExporter:

@@ -30,7 +30,9 @@ run at metric collection.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -127,6 +129,12 @@ class _ExactQueue:
         self._batch = batch
         self._emit = batch.emit
         self._counter = counter
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # a forked child must not inherit a lock held by a parent thread
+            weak_self = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: (me := weak_self()) is not None and me._new_lock())
+
+    def _new_lock(self) -> None:
         self._lock = threading.Lock()
 
     def __call__(self, span: Any) -> None:

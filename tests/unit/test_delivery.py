@@ -3,6 +3,10 @@ every span it drops counted by reason."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
@@ -16,6 +20,7 @@ from otel_llm.exporters.delivery import (
     DeliveryExporter,
     span_size,
 )
+from tests.support.poll import poll
 
 
 def make_spans(count: int, payload: str = "") -> list:
@@ -195,3 +200,28 @@ class TestConstruction:
         """An out-of-range argument is a ValueError naming the parameter."""
         with pytest.raises(ValueError, match=next(iter(options))):
             DeliveryExporter(Backend(), **options)
+
+
+class TestFork:
+    def test_a_forked_child_starts_with_an_empty_queue_and_a_free_lock(self, drops):
+        """After fork the parent's waiting spans stay the parent's, and a lock held at fork time is not."""
+        backend = Backend()
+        stage = delivery(backend, drops, retry_interval_s=0)
+        backend.down = True
+        stage.export(make_spans(2))
+        stage._lock.acquire()  # as if the parent's export thread were inside inner.export
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            backend.down = False
+            ok = stage.waiting_spans == 0 and stage.export(make_spans(1)) is SpanExportResult.SUCCESS
+            os._exit(0 if ok and backend.delivered()[-1] == "0" else 1)
+        stage._lock.release()
+        try:
+            _, status = poll(lambda: (done := os.waitpid(pid, os.WNOHANG))[0] and done, timeout=30,
+                             interval=0.01, message="the child's export")
+        finally:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)  # a child stuck on the parent's lock
+                os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert stage.waiting_spans == 2
