@@ -5,8 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+# Our collector components: every Go module under collector/ (collector/<component>/go.mod).
+GO_MODULES := $(patsubst %/go.mod,%,$(wildcard collector/*/go.mod))
 
-.PHONY: install test test-unit test-integration stack-build demo bench lint clean
+.PHONY: install test test-unit test-go test-integration stack-build demo bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +28,15 @@ test-unit: install
 stack-build: install
 	$(BIN)/otel-llm stack build
 
-test: install stack-build
+# go vet and go test for each Go module under collector/; go.mod is never rewritten (-mod=readonly), and the Go
+# build cache (~/.cache/go-build) stays warm between runs, so a second run takes seconds.
+test-go:
+	@for module in $(GO_MODULES); do \
+		echo "go vet + go test: $$module"; \
+		(cd $$module && GOFLAGS=-mod=readonly $(GO) vet ./... && GOFLAGS=-mod=readonly $(GO) test ./...) || exit 1; \
+	done
+
+test: install stack-build test-go
 	$(BIN)/pytest -q tests $(PYTEST_ARGS)
 
 demo: install

@@ -1,6 +1,7 @@
-"""What the collector's generated GenAI transform (``transform/genai``, otel_llm/ottl.py) costs per span.
+"""What the collector's generated transform (``transform/redact``: the secret rules of otel_llm/redaction.py,
+rendered by otel_llm/ottl.py) costs per span; bench/bench_collector_rollup.py measures llm_rollup.
 
-Runs the real otelcol-llm twice per round on a cut-down pipeline, OTLP/HTTP -> [transform/genai] -> batch ->
+Runs the real otelcol-llm twice per round on a cut-down pipeline, OTLP/HTTP -> [transform] -> batch ->
 debug (basic verbosity, logs at warn), once with and once without the transform, and sends the same protobuf
 requests to each: 100 spans per request, one span mix at a time. It reads the collector's CPU time
 (utime+stime from /proc) around the run and waits for ``otelcol_exporter_sent_spans`` to count every span.
@@ -8,10 +9,11 @@ requests to each: 100 spans per request, one span mix at a time. It reads the co
 
 Span mixes: an HTTP server span (no GenAI attributes: the group condition only), an LLM span from a service
 without otel_llm (gen_ai.system=anthropic + a Bedrock model id: every statement runs), and an LLM span the SDK
-already enriched (canonical provider + model: the condition skips the group).
+already enriched (canonical provider + model: the condition skips the group), and a span carrying secrets (a
+URL with user-info and a key in a query parameter, a secret-named metadata key, an OpenAI key in a message).
 
-Run: .venv/bin/python bench/bench_collector_transform.py [--spans 50000] [--rounds 3]  (needs `otel-llm stack
-build`; about a minute)
+Run: .venv/bin/python bench/bench_collector_transform.py [--spans 50000] [--rounds 3] [--processor NAME]
+(needs `otel-llm stack build`; about a minute)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from otel_llm import ottl, semconv
+from otel_llm import redaction, semconv
 from otel_llm.stack import paths
 from otel_llm.stack.build import find_binaries
 from otel_llm.stack.run import free_ports
@@ -51,6 +53,10 @@ MIXES = {
         semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_PROVIDER_NAME: "aws.bedrock",
         semconv.GEN_AI_REQUEST_MODEL: "anthropic.claude-3-haiku-20240307-v1:0",
         semconv.GEN_AI_USAGE_INPUT_TOKENS: 120, semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 40},
+    "span with secrets": {
+        "url.full": "https://user:pw@api.example.com/v1/chat?api_key=abc123",
+        "langsmith.metadata.api_key": "k1",
+        "exception.message": "401 Incorrect API key provided: sk-proj-Ab3dEf6hIj9kLm2nOp5q"},
 }
 
 
@@ -71,10 +77,10 @@ def request_body(attributes: dict[str, object]) -> bytes:
     return request.SerializeToString()
 
 
-def collector_config(http_port: int, telemetry_port: int, with_transform: bool) -> dict:
-    """The cut-down pipeline, taking batch and the generated transform from collector/config.yaml."""
+def collector_config(http_port: int, telemetry_port: int, transform: str | None) -> dict:
+    """The cut-down pipeline, taking batch and the generated ``transform`` from collector/config.yaml."""
     base = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
-    processors = ([ottl.TRANSFORM_PROCESSOR] if with_transform else []) + ["batch"]
+    processors = ([transform] if transform else []) + ["batch"]
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{http_port}"}}}},
         "processors": {name: base["processors"][name] for name in processors},
@@ -118,12 +124,12 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def run_once(binary: Path, body: bytes, requests_count: int, with_transform: bool) -> float:
+def run_once(binary: Path, body: bytes, requests_count: int, transform: str | None) -> float:
     """CPU seconds the collector spent receiving, transforming and exporting ``requests_count`` bodies."""
     http_port, telemetry_port = free_ports(2)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
-        config.write_text(yaml.safe_dump(collector_config(http_port, telemetry_port, with_transform)))
+        config.write_text(yaml.safe_dump(collector_config(http_port, telemetry_port, transform)))
         process = subprocess.Popen([str(binary), "--config", str(config)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
@@ -146,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=50_000, help="spans per run (multiple of 100)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per mix and variant; the best counts")
+    parser.add_argument("--processor", default=redaction.TRANSFORM_PROCESSOR,
+                        choices=(redaction.TRANSFORM_PROCESSOR,))
     args = parser.parse_args(argv)
     binary = find_binaries().collector
     if binary is None:
@@ -154,14 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     requests_count = max(1, args.spans // SPANS_PER_REQUEST)
     spans = requests_count * SPANS_PER_REQUEST
     print(f"{spans} spans per run, best of {args.rounds} rounds (collector CPU, µs per span)\n")
-    print("| span mix | without transform | with transform/genai | added |")
+    print(f"| span mix | without transform | with {args.processor} | added |")
     print("|---|---|---|---|")
     for mix, attributes in MIXES.items():
         body = request_body(attributes)
         best = {True: float("inf"), False: float("inf")}
         for _ in range(args.rounds):
             for with_transform in (False, True):
-                cpu = run_once(binary, body, requests_count, with_transform)
+                cpu = run_once(binary, body, requests_count, args.processor if with_transform else None)
                 best[with_transform] = min(best[with_transform], cpu / spans * 1e6)
         added = best[True] - best[False]
         print(f"| {mix} | {best[False]:.1f} | {best[True]:.1f} | {added:+.1f} |", flush=True)

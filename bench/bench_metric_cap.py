@@ -1,11 +1,11 @@
-"""Cost of the label cardinality cap per GenAI histogram recording.
+"""Cost of the series cap per GenAI histogram recording.
 
 Run: .venv/bin/python bench/bench_metric_cap.py [--records 200000] [--repeat 5]
 
 Records ``gen_ai.client.operation.duration`` with six attributes through the GenAI views, on (a) the SDK's
-MeterProvider, (b) otel-llm's CardinalityLimitedMeterProvider with admitted values, (c) the same with values
-past the cap (folded to _OTHER and counted), and (d) the cap's check alone (``AttributeValueLimiter.limit``
-with admitted values, no SDK recording). Variants interleaved, best of ``--repeat``, ns per recording in the
+MeterProvider, (b) otel-llm's CardinalityLimitedMeterProvider on an admitted series, (c) the same past the cap
+(recorded on the overflow series and counted), and (d) the cap's check alone (``SeriesLimiter.limit`` on an
+admitted series, no SDK recording). Variants interleaved, best of ``--repeat``, ns per recording in the
 thread's CPU time (other processes on a shared machine do not count).
 """
 
@@ -18,8 +18,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_llm import semconv
-from otel_llm.metrics.cardinality import AttributeValueLimiter, CardinalityLimitedMeterProvider
-from otel_llm.metrics.views import genai_views
+from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider, SeriesLimiter, sdk_cardinality_limit
+from otel_llm.metrics.views import GENAI_METRIC_VIEWS, genai_views
 
 ATTRIBUTES = {
     semconv.GEN_AI_PROVIDER_NAME: "openai",
@@ -36,15 +36,16 @@ def histogram(provider):
 
 
 def capped(limit: int) -> CardinalityLimitedMeterProvider:
-    return CardinalityLimitedMeterProvider([InMemoryMetricReader()], views=genai_views(),
-                                           cardinality_limit=limit)
+    views = genai_views(sdk_cardinality_limit(limit))
+    return CardinalityLimitedMeterProvider([InMemoryMetricReader()], views=views, cardinality_limit=limit)
 
 
 class LimiterAlone:
     """The cap's check on admitted values, nothing recorded: what the cap adds, without the SDK's noise."""
 
     def __init__(self) -> None:
-        self._limiter = AttributeValueLimiter(semconv.METRIC_OPERATION_DURATION, 100, overflow=None)
+        name = semconv.METRIC_OPERATION_DURATION
+        self._limiter = SeriesLimiter(name, 100, overflow=None, kept_keys=GENAI_METRIC_VIEWS[name][1])
 
     def record(self, amount: float, attributes: dict) -> None:
         self._limiter.limit(attributes)

@@ -11,11 +11,13 @@ pyproject.toml:
   ``console`` and ``none``, OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*,
   OTEL_METRIC_EXPORT_INTERVAL, OTEL_PYTHON_ID_GENERATOR, OTEL_LOGS_EXPORTER), and adds otel-llm's pieces:
   ``BaggageAttributesProcessor`` first; each span exporter behind the delivery stage
-  (``DeliveryExporter``: bounded export calls, a retry queue, lost spans counted), and that, with
-  OTEL_LLM_ROLLUP=process, behind ``RollupBatchSpanProcessor(RollupSpanExporter(..., on_llm_span=span-derived
-  metrics))``; with ``collector`` behind ``BatchSpanProcessor(NormalizeSpanExporter(...))``; with ``off``
-  behind a plain ``BatchSpanProcessor``. A MeterProvider with the GenAI views and the label cardinality cap;
-  dropped-span and roll-up counters as ``otel_llm.*`` metrics.
+  (``DeliveryExporter``: bounded export calls, a retry queue, lost spans counted), that behind the redaction
+  stage (``RedactingSpanExporter``: secrets masked before any exporter sees a span, unless
+  OTEL_LLM_REDACT=false), and that, with OTEL_LLM_ROLLUP=process, behind ``RollupBatchSpanProcessor(
+  RollupSpanExporter(..., on_llm_span=span-derived metrics))``; with ``collector`` behind
+  ``BatchSpanProcessor(NormalizeSpanExporter(...))``; with ``off`` behind a plain ``BatchSpanProcessor``. A
+  MeterProvider with the GenAI views and the label cardinality cap; dropped-span and roll-up counters as
+  ``otel_llm.*`` metrics.
 
 ``configure(**overrides)`` does the same for apps that do not use the launcher: idempotent (a second call
 returns the first call's ``Telemetry``), keyword arguments override OTEL_LLM_* variables (by the variables'
@@ -62,12 +64,13 @@ from otel_llm.environment import check_standard_variables
 from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.delivery import DeliveryExporter
 from otel_llm.exporters.metric_log import exporter_from_env
-from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider
+from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider, sdk_cardinality_limit
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_pipeline_metrics
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator
 from otel_llm.processors.normalize import NormalizeSpanExporter
+from otel_llm.processors.redact import RedactingSpanExporter, Redactor
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
 from otel_llm.settings import ROLLUP_COLLECTOR, Settings, load_settings
 
@@ -182,7 +185,8 @@ def build_telemetry(
     meter_provider = _optional(
         "the GenAI metric views and cardinality cap",
         lambda: CardinalityLimitedMeterProvider(
-            metric_readers, resource, views=genai_views(),
+            metric_readers, resource,
+            views=genai_views(sdk_cardinality_limit(settings.metrics_cardinality_limit)),
             cardinality_limit=settings.metrics_cardinality_limit, _meter_configurator=meter_configurator,
         ),
         plain_meter_provider,
@@ -191,7 +195,8 @@ def build_telemetry(
     if settings.span_metrics and settings.rollup_enabled:  # recorded by the roll-up stage only
         span_metrics = _optional(
             "span-derived metrics",
-            lambda: SpanDerivedMetrics(meter_provider, settings.span_metrics_skip_scopes),
+            lambda: SpanDerivedMetrics(meter_provider, settings.span_metrics_skip_scopes,
+                                       getattr(meter_provider, "recorded_calls", None)),
             lambda: None,
         )
     baggage = _optional(
@@ -207,11 +212,19 @@ def build_telemetry(
         warn_about_rollup_timing(settings)
     stages: list[RollupSpanExporter] = []
     drop_counters: list[DropCounter] = []
+    redactor = _optional("redaction", lambda: Redactor(settings.redact_keys, settings.redact_patterns),
+                         lambda: None) if settings.redact else None
     for index, exporter in enumerate(span_exporters):
+        own_drops = getattr(exporter, "drops", None)  # the METRIC line exporter counts the lines it lost
+        if isinstance(own_drops, DropCounter):
+            drop_counters.append(own_drops)
         counter = DropCounter()
         drop_counters.append(counter)
         exporter = _optional("bounded, retried delivery (OTEL_LLM_EXPORT_*)",
                              lambda e=exporter, c=counter: _delivery(settings, e, c), lambda e=exporter: e)
+        if redactor is not None:
+            exporter = RedactingSpanExporter(exporter, redactor)
+            drop_counters.append(exporter.drops)
         if index == 0 and settings.rollup_enabled:
             # Fallbacks are read from the roll-up, so only behind a roll-up stage; on the first exporter only,
             # so a fallback counts once per request.

@@ -286,8 +286,10 @@ def with_fallback_detection(
     ``exporter`` itself.
 
     ``configure()`` applies it to the first span exporter only, behind its roll-up stage, so a fallback is
-    counted once per request.
+    counted once per request. It also reads ``OTEL_LLM_EXPERIMENT_ARMS`` once, so a malformed value warns at
+    start-up under ``opentelemetry-instrument`` even when no app code reads it (``experiment_from_env``).
     """
     if not any((environ.get(name) or "").strip() for name in (ENV_EXPERIMENT_ID, ENV_EXPERIMENT_ARMS)):
         return exporter
+    experiment_from_env(environ)
     return ExperimentFallbackExporter(exporter, meter_provider)

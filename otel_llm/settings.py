@@ -14,10 +14,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import re2
 
 from otel_llm import semconv
 
@@ -36,24 +39,11 @@ DEFAULT_BAGGAGE_KEYS: tuple[str, ...] = (
     semconv.SESSION_ID,
     semconv.GEN_AI_CONVERSATION_ID,
 )
-# Instrumentation scopes that record gen_ai.client.* metrics themselves; span-derived metrics skip their
-# spans. Entries match a scope name exactly or as a dotted prefix: "opentelemetry.instrumentation.openai"
-# covers OpenLLMetry's "opentelemetry.instrumentation.openai.v1".
-DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = (
-    "opentelemetry.instrumentation.openai_v2",
-    "opentelemetry.instrumentation.openai_agents",
-    "opentelemetry.instrumentation.google_genai",
-    "opentelemetry.instrumentation.vertexai",
-    "opentelemetry.instrumentation.langchain",
-    "opentelemetry.instrumentation.openai",
-    "opentelemetry.instrumentation.anthropic",
-    "opentelemetry.instrumentation.bedrock",
-    "opentelemetry.instrumentation.cohere",
-    "opentelemetry.instrumentation.mistralai",
-    "opentelemetry.instrumentation.groq",
-    "opentelemetry.instrumentation.ollama",
-    "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
-)
+# Instrumentation scopes whose spans never add span-derived metrics: none by default, since otel-llm sees
+# which calls an instrumentation records GenAI metrics for (otel_llm.metrics.recorded). The override, for
+# instrumentations that record on a MeterProvider of their own. Entries match a scope name exactly or as a
+# dotted prefix: "opentelemetry.instrumentation.openai" covers "opentelemetry.instrumentation.openai.v1".
+DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = ()
 
 # OTEL_LLM_ROLLUP: the in-process roll-up stage (process), only per-span normalisation because the otel-llm
 # collector rolls up (collector), or spans exported as made (off). docs/configuration.md says which when.
@@ -185,6 +175,30 @@ class _Choice(_Rule):
         return word if word in self._choices else _INVALID
 
 
+class _Regexes(_Rule):
+    """Regular expressions separated by whitespace (write ``\\s`` for a space); each must compile in RE2."""
+
+    accepts = "regular expressions separated by spaces (RE2 syntax), or a list of them"
+
+    def from_text(self, text: str) -> Any:
+        return self._compiled(text.split())
+
+    def _from_object(self, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            return _INVALID
+        return self._compiled(value)
+
+    @staticmethod
+    def _compiled(patterns: Sequence[str]) -> Any:
+        try:
+            for pattern in patterns:
+                re.compile(pattern)  # first: a syntax error fails here quietly (RE2 would also log it)
+                re2.compile(pattern)
+        except (re.error, re2.error):
+            return _INVALID
+        return tuple(patterns)
+
+
 class _RollupMode(_Choice):
     """OTEL_LLM_ROLLUP: process, collector or off; true and false (the earlier boolean) mean process, off."""
 
@@ -281,9 +295,12 @@ class Settings:
     rollup_max_spans_per_trace: int = 5000
     rollup_max_buffered_spans: int = 50000
     rollup_max_age_ms: int = 60000
-    metrics_cardinality_limit: int = 100
+    metrics_cardinality_limit: int = 1000
     span_metrics: bool = True
     span_metrics_skip_scopes: tuple[str, ...] = DEFAULT_SPAN_METRICS_SKIP_SCOPES
+    redact: bool = True
+    redact_keys: tuple[str, ...] = ()
+    redact_patterns: tuple[str, ...] = ()
     export_max_batch_bytes: int = 2 * 1024 * 1024
     export_retry_max_spans: int = 16384
     export_retry_max_age_ms: int = 120_000
@@ -309,6 +326,9 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "metrics_cardinality_limit": ("OTEL_LLM_METRICS_CARDINALITY_LIMIT", _Number(int, 1, 100_000)),
     "span_metrics": ("OTEL_LLM_SPAN_METRICS", _Bool()),
     "span_metrics_skip_scopes": ("OTEL_LLM_SPAN_METRICS_SKIP_SCOPES", _Names()),
+    "redact": ("OTEL_LLM_REDACT", _Bool()),
+    "redact_keys": ("OTEL_LLM_REDACT_KEYS", _Names()),
+    "redact_patterns": ("OTEL_LLM_REDACT_PATTERNS", _Regexes()),
     "export_max_batch_bytes": ("OTEL_LLM_EXPORT_MAX_BATCH_BYTES", _Number(int, 65_536, 64 * 1024 * 1024)),
     "export_retry_max_spans": ("OTEL_LLM_EXPORT_RETRY_MAX_SPANS", _Number(int, 0, 10_000_000)),
     "export_retry_max_age_ms": ("OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS", _Number(int, 0, 3_600_000)),

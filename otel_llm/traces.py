@@ -49,6 +49,20 @@ class Span:
     def end_us(self) -> int:
         return self.start_us + self.duration_us
 
+    def to_dict(self) -> dict[str, Any]:
+        """The span as JSON-ready values (times in microseconds since the epoch, attributes as text where
+        they are not numbers or booleans)."""
+        return {
+            "span_id": self.span_id,
+            "parent_id": self.parent_id,
+            "name": self.name,
+            "service": self.service,
+            "start_us": self.start_us,
+            "duration_us": self.duration_us,
+            "error": self.error,
+            "attributes": {key: _json_value(value) for key, value in self.attributes.items()},
+        }
+
     @property
     def node(self) -> str | None:
         """The LangGraph node this span is (our attribute, else LangSmith's metadata), or None."""
@@ -206,6 +220,18 @@ class Trace:
             "spans": len(self.spans),
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """``summary()`` with the spans themselves instead of their count (``demo --json``)."""
+        return {**self.summary(), "spans": [span.to_dict() for span in self.spans]}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    return str(value)
+
 
 def _as_int(value: Any) -> int:
     try:
@@ -223,12 +249,14 @@ def _split_joined(value: Any) -> tuple[str, ...]:
 
 
 def group_traces(spans: Iterable[Span]) -> list[Trace]:
-    """Spans grouped into traces (each sorted by start), earliest trace first."""
-    by_trace: dict[str, list[Span]] = defaultdict(list)
+    """Spans grouped into traces (each sorted by start), earliest trace first; a span id seen again in the
+    same trace is dropped (Jaeger returns the whole trace to a query of each of its services, so a trace
+    assembled from several services' answers holds every span once per service)."""
+    by_trace: dict[str, dict[str, Span]] = defaultdict(dict)
     for span in spans:
-        by_trace[span.trace_id].append(span)
+        by_trace[span.trace_id].setdefault(span.span_id, span)
     traces = [
-        Trace(trace_id, tuple(sorted(members, key=lambda span: (span.start_us, span.span_id))))
+        Trace(trace_id, tuple(sorted(members.values(), key=lambda span: (span.start_us, span.span_id))))
         for trace_id, members in by_trace.items()
     ]
     return sorted(traces, key=lambda trace: (trace.start_us, trace.trace_id))

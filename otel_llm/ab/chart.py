@@ -1,39 +1,60 @@
-"""The A/B report as a PNG: latency percentiles per arm (grouped bars) and error rate, via matplotlib."""
+"""The A/B report as a PNG: latency percentiles and TTFT per arm, and error rate, via matplotlib.
+
+Arms are rows (horizontal bars), so long ``provider:model`` names are written once, in full, on the shared
+axis; every bar carries its value. The error-rate axis runs from 0 to at least ``MIN_ERROR_AXIS_PERCENT``, so
+a report without errors shows a flat 0 on a readable scale. The verdicts are wrapped under the title.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from otel_llm.ab.report import Report
 
+SERIES = (("p50", "p50_s"), ("p95", "p95_s"), ("p99", "p99_s"), ("TTFT p50", "ttft_p50_s"))
+MIN_ERROR_AXIS_PERCENT = 5.0
+VERDICT_WRAP_CHARS = 120
+
 
 def write_chart(report: Report, path: str | Path) -> Path:
-    """Draws the report's per-arm p50/p95/p99 and TTFT p50 into a PNG at ``path``; returns the path."""
+    """Draws the report's per-arm p50/p95/p99, TTFT p50 and error rate into a PNG at ``path``; returns it."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display here, and never pick up a GUI backend from the environment
     from matplotlib import pyplot
 
-    series = [("p50", "p50_s"), ("p95", "p95_s"), ("p99", "p99_s"), ("TTFT p50", "ttft_p50_s")]
     arms = report.arms
-    figure, (latency, errors) = pyplot.subplots(1, 2, figsize=(11, 4.5), width_ratios=(3, 1))
-    width = 0.8 / len(series)
-    for index, (label, attribute) in enumerate(series):
-        values = [(getattr(s, attribute) or 0.0) * 1000 for s in arms]
-        latency.bar([i + index * width for i in range(len(arms))], values, width, label=label)
-    latency.set_xticks(
-        [i + width * (len(series) - 1) / 2 for i in range(len(arms))], [s.arm for s in arms], fontsize=8
+    verdicts = [c.verdict for c in report.comparisons] or ["one arm only: nothing to compare"]
+    wrapped = [textwrap.fill(v, VERDICT_WRAP_CHARS) for v in verdicts]
+    figure, (latency, errors) = pyplot.subplots(
+        1,
+        2,
+        figsize=(12, 2.6 + 0.9 * len(arms) + 0.25 * sum(w.count("\n") + 1 for w in wrapped)),
+        width_ratios=(3, 1),
+        sharey=True,
+        layout="constrained",
     )
-    latency.set_ylabel("ms")
-    latency.set_title("Latency per arm (trace duration) and time to first token")
-    latency.legend()
-    errors.bar(range(len(arms)), [s.error_rate * 100 for s in arms], color="tab:red")
-    errors.set_xticks(range(len(arms)), [s.arm for s in arms], fontsize=8, rotation=15)
-    errors.set_ylabel("%")
+    height = 0.8 / len(SERIES)
+    rows = range(len(arms))
+    for index, (label, attribute) in enumerate(SERIES):
+        values = [(getattr(s, attribute) or 0.0) * 1000 for s in arms]
+        bars = latency.barh([row + index * height for row in rows], values, height, label=label)
+        latency.bar_label(bars, fmt="%.0f", padding=2, fontsize=7)
+    latency.set_yticks([row + height * (len(SERIES) - 1) / 2 for row in rows], [s.arm for s in arms])
+    latency.invert_yaxis()  # first arm on top
+    latency.set_xlabel("ms")
+    latency.margins(x=0.12)
+    latency.set_title("Latency (trace duration) and time to first token")
+    figure.legend(loc="outside lower center", ncols=len(SERIES), fontsize=8)
+    rates = [s.error_rate * 100 for s in arms]
+    centres = [row + height * (len(SERIES) - 1) / 2 for row in rows]
+    bars = errors.barh(centres, rates, height * 2, color="tab:red")
+    errors.bar_label(bars, fmt="%.1f %%", padding=2, fontsize=8)
+    errors.set_xlim(0, max(MIN_ERROR_AXIS_PERCENT, max(rates, default=0.0) * 1.4))
+    errors.set_xlabel("% of requests")
     errors.set_title("Error rate")
-    verdict = "; ".join(c.verdict for c in report.comparisons) or "one arm only"
-    figure.suptitle(f"experiment {report.experiment or '(all)'}: {verdict}", fontsize=9)
-    figure.tight_layout()
+    figure.suptitle(f"experiment {report.experiment or '(all)'}\n" + "\n".join(wrapped), fontsize=9)
     target = Path(path)
     figure.savefig(target, format="png", dpi=100)
     pyplot.close(figure)

@@ -3,9 +3,15 @@
 Jaeger (through ``otel-llm search``'s client and the shared trace model in ``otel_llm.traces``): one
 sample per trace of the experiment, holding its arm (``llm.experiment.arm`` on the request root, else on any
 span), its end-to-end duration (first span start to last span end, so the worker's part behind the queue
-counts), whether any span failed, and its LLM tokens (input + output). Prometheus (``/api/v1/query``): time
-to first token per arm from the GenAI chunk histogram, only of the experiment's series when an experiment id
-is given (``llm_experiment_id``), so an earlier experiment with the same arm names does not count.
+counts), whether any span failed, its LLM tokens (input + output), and the time to first token of each of its
+LLM calls that streamed (``gen_ai.response.time_to_first_chunk`` on the LLM span). Traces are read from every
+service's query answer and joined by ``otel_llm.traces`` (each span once).
+
+Prometheus (``/api/v1/query``): time to first token per arm from the GenAI chunk histogram, asked only for
+arms none of whose spans carries it (an instrumentation that records the metric but not the span attribute):
+only of the experiment's series when an experiment id is given (``llm_experiment_id``), so an earlier
+experiment with the same arm names does not count. The spans come first because they need no rate over a
+window: a short-lived process's histogram reaches Prometheus as one sample, whose ``increase()`` is empty.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class TraceSample:
     duration_s: float
     error: bool
     tokens: int | None
+    ttft_s: tuple[float, ...] = ()  # time to first token of each streamed LLM call
 
 
 def _first_value(trace: Trace, key: str) -> str | None:
@@ -68,7 +75,16 @@ def sample_of(trace: Trace) -> TraceSample | None:
         trace.duration_us / 1e6,
         trace.error,
         tokens if trace.call_count else None,
+        _first_chunk_times(trace),
     )
+
+
+def _first_chunk_times(trace: Trace) -> tuple[float, ...]:
+    """Seconds to the first chunk of each LLM call of ``trace`` that streamed (and recorded it)."""
+    times = (
+        call.span.attributes.get(semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK) for call in trace.llm_calls
+    )
+    return tuple(float(seconds) for seconds in times if isinstance(seconds, (int, float)))
 
 
 def samples_from_traces(traces: Iterable[Trace], experiment: str | None = None) -> list[TraceSample]:

@@ -1,26 +1,34 @@
 """``otel-llm ab``: which experiment arm is faster, and is the difference real?
 
-Reads the experiment's traces from Jaeger (requests, error rate, p50/p95/p99 trace duration, tokens per
-request) and time to first token from Prometheus, per arm (``llm.experiment.arm``); compares every arm with
-the fastest by a Mann-Whitney U test on trace durations (Holm-adjusted with three or more arms); prints a
-table (or ``--json``) and optionally draws a PNG (``--chart``, needs the ``ab`` extra: matplotlib).
+Reads the experiment's traces from Jaeger (requests, error rate, p50/p95/p99 trace duration, time to first
+token, tokens per request; TTFT from Prometheus for an arm whose spans lack it), per arm
+(``llm.experiment.arm``); compares every arm with the fastest by a Mann-Whitney U test on trace durations
+(Holm-adjusted with three or more arms) and states the difference of the medians with its interval; prints a
+table (or ``--json``) and optionally draws a PNG (``--chart``). Needs the ``ab`` extra (SciPy, statsmodels,
+matplotlib); without it the command exits 2 naming the extra, before any query.
 
 Exit codes: 0 report printed (and charted); 2 with one line on stderr: a URL that is not http(s), a query API
-unreachable, no trace of the experiment found, ``--chart`` without matplotlib (checked before any query), or
+unreachable, no trace of the experiment found, the ``ab`` extra missing (checked before any query), or
 the chart file not writable (after the report is printed).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
 
-from otel_llm.cli.search import (
+from otel_llm.cli.endpoints import (
     DEFAULT_JAEGER_URL,
+    DEFAULT_PROMETHEUS_URL,
     JAEGER_URL_ENV,
+    PROMETHEUS_URL_ENV,
+    jaeger_url,
+    prometheus_url,
+    url_help,
+)
+from otel_llm.cli.search import (
+    DEFAULT_LOOKBACK,
     SearchError,
     _duration_arg,
     _positive_int,
@@ -28,9 +36,6 @@ from otel_llm.cli.search import (
     url_problem,
 )
 
-PROMETHEUS_URL_ENV = "OTEL_LLM_PROMETHEUS_URL"
-DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
-DEFAULT_LOOKBACK = "15m"
 DEFAULT_LIMIT = 2000
 EXIT_ERROR = 2
 
@@ -56,12 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jaeger-url",
         default=None,
-        help=f"Jaeger query URL (default: ${JAEGER_URL_ENV} or {DEFAULT_JAEGER_URL})",
+        help=url_help("Jaeger query", JAEGER_URL_ENV, DEFAULT_JAEGER_URL),
     )
     parser.add_argument(
         "--prometheus-url",
         default=None,
-        help=f"Prometheus URL (default: ${PROMETHEUS_URL_ENV} or {DEFAULT_PROMETHEUS_URL})",
+        help=url_help("Prometheus", PROMETHEUS_URL_ENV, DEFAULT_PROMETHEUS_URL),
     )
     parser.add_argument(
         "--experiment",
@@ -91,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--chart", metavar="PNG", default=None, help="also draw the report into this PNG file"
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, extra="ab")
 
 
 def _fail(message: str) -> int:
@@ -100,29 +105,38 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from otel_llm.ab.report import build_report, render_table
+    # The ab extra's modules first, so a missing one is named (otel_llm.cli.main) before any query.
+    from otel_llm.ab.report import TTFT_PERCENTILES, build_report, render_table
+
+    if args.chart:
+        import matplotlib  # noqa: F401
     from otel_llm.ab.sources import PrometheusSource, SourceError, jaeger_samples
     from otel_llm.cli.search import JaegerClient
 
-    jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
-    prometheus_url = args.prometheus_url or os.environ.get(PROMETHEUS_URL_ENV) or DEFAULT_PROMETHEUS_URL
-    if args.chart and importlib.util.find_spec("matplotlib") is None:
-        return _fail("--chart needs matplotlib: pip install 'otel-llm[ab]'")
+    jaeger_base, prometheus_base = jaeger_url(args.jaeger_url), prometheus_url(args.prometheus_url)
     lookback_us = parse_duration(args.lookback)
-    problem = url_problem(jaeger_url, "--jaeger-url", JAEGER_URL_ENV) or url_problem(
-        prometheus_url, "--prometheus-url", PROMETHEUS_URL_ENV
+    problem = url_problem(jaeger_base, "--jaeger-url", JAEGER_URL_ENV) or url_problem(
+        prometheus_base, "--prometheus-url", PROMETHEUS_URL_ENV
     )
     if problem:
         return _fail(problem)
-    jaeger, prometheus = JaegerClient(jaeger_url), PrometheusSource(prometheus_url)
+    jaeger, prometheus = JaegerClient(jaeger_base), PrometheusSource(prometheus_base)
     try:
         samples = jaeger_samples(jaeger, args.service, lookback_us, args.limit, args.experiment)
         if not samples:
             wanted = f"experiment {args.experiment}" if args.experiment else "an arm"
-            return _fail(f"no trace with {wanted} in Jaeger at {jaeger_url} in the last {args.lookback}")
-        arms = sorted({sample.arm for sample in samples})
+            return _fail(f"no trace with {wanted} in Jaeger at {jaeger_base} in the last {args.lookback}")
+        # Prometheus only for arms whose spans carry no time to first token (otel_llm.ab.sources).
+        arms = sorted({s.arm for s in samples} - {s.arm for s in samples if s.ttft_s})
         window = f"{max(lookback_us // 1_000_000, 1)}s"
-        ttft = {q: prometheus.time_to_first_token(arms, q / 100, window, args.experiment) for q in (50, 95)}
+        ttft = (
+            {
+                q: prometheus.time_to_first_token(arms, q / 100, window, args.experiment)
+                for q in TTFT_PERCENTILES
+            }
+            if arms
+            else {}
+        )
     except (SearchError, SourceError) as exc:
         return _fail(str(exc))
     report = build_report(samples, ttft, args.alpha, args.experiment)

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use the real local stack (collector, Jaeger, Prometheus, Redis) and print its endpoints",
     )
     parser.add_argument("--json", action="store_true", help="print traces, requests and summary as JSON")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, extra="demo")
 
 
 def progress_printer(stream: Any = None) -> Callable[[str], None]:
@@ -89,16 +89,16 @@ def print_report(
     endpoints: Mapping[str, str] | None = None,
 ) -> None:
     """The traces as trees, the requests, the per-provider/model summary and the endpoints (or as JSON)."""
-    from otel_llm.cli.render import format_table, render_summary, render_tree
+    from otel_llm.cli.render import format_table, render_summary, render_tree, summary_rows
 
     if as_json:
         document = {
-            "traces": [{**trace.summary(), "tree": render_tree(trace)} for trace in traces],
+            "traces": [{**trace.to_dict(), "tree": render_tree(trace)} for trace in traces],
             "requests": [
                 dict(zip(("job_id", "provider", "model", "answer"), row, strict=True))
                 for row in request_rows(results)
             ],
-            "summary": render_summary(traces),
+            "summary": summary_rows(traces),
             **({"endpoints": dict(endpoints)} if endpoints else {}),
         }
         print(json.dumps(document, indent=2))
@@ -121,6 +121,11 @@ def print_report(
 
 
 def run(args: argparse.Namespace) -> int:
+    # The demo extra's modules (FastAPI, LangGraph, uvicorn, gRPC) first: without the extra this is one line
+    # naming it (otel_llm.cli.main), before any progress or a stack is started.
+    import otel_llm.demo.embedded  # noqa: F401
+    import otel_llm.demo.services  # noqa: F401
+
     if args.stack:
         from otel_llm.cli.demo_stack import run_on_stack
 
@@ -130,13 +135,12 @@ def run(args: argparse.Namespace) -> int:
 
 def run_embedded_demo(requests: int, as_json: bool, progress: Callable[[str], None]) -> int:
     """The default demo: everything in this process, nothing else running."""
+    from otel_llm.demo.embedded import run_embedded
     from otel_llm.traces import from_readable_spans
 
     started = time.monotonic()
     progress(f"running {requests} chat requests in-process (API, worker, LangGraph; no servers needed)")
     try:
-        from otel_llm.demo.embedded import run_embedded
-
         result = run_embedded(requests=requests, progress=progress)
     except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
         print(f"otel-llm demo: the embedded run failed: {type(exc).__name__}: {exc}", file=sys.stderr)

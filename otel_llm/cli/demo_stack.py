@@ -7,6 +7,12 @@ answer and reads the requests' traces back from Jaeger while the app still runs 
 trace for a short window before exporting it), then stops the app processes and prints the traces with the
 same renderer as the embedded demo, then the endpoints to explore. The stack
 keeps running afterwards (``otel-llm stack down`` stops it).
+
+Rates after a short run: Prometheus sees a counter's increase only between two samples of one series, and
+each process's series are new (its own ``service.instance.id``, the ``instance`` label). So the first
+request of each experiment arm is sent alone, and the rest only once Prometheus holds the worker's GenAI call
+count of every arm: ``rate()`` / ``increase()`` over the run then count the rest of the load, however short
+it is. (The Prometheus of the stack, 2.42 from Debian, cannot take a series' start time as a zero sample.)
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -32,6 +39,9 @@ STARTUP_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 120.0
 TRACES_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+SCRAPE_TIMEOUT_S = 60.0
+# The worker's GenAI call count in Prometheus (SDK histogram after the collector's OTLP -> Prometheus naming).
+CALL_COUNT_METRIC = "gen_ai_client_operation_duration_seconds_count"
 POLL_INTERVAL_S = 0.25
 DEMO_MESSAGES = (
     "How do I recycle a plastic bottle?",
@@ -58,13 +68,17 @@ class AppProcess:
 LANGSMITH_OTEL_ENV = {"LANGSMITH_TRACING": "true", "LANGSMITH_TRACING_MODE": "otel"}
 
 
-def telemetry_env(service: str, otlp_grpc_endpoint: str) -> dict[str, str]:
-    """The environment of one app process: standard OTEL_* variables, OTLP/gRPC to the collector, and
-    LangSmith in OTel mode (``LANGSMITH_OTEL_ENV``)."""
+def telemetry_env(service: str, otlp_grpc_endpoint: str, instance_id: str | None = None) -> dict[str, str]:
+    """The environment of one app process: standard OTEL_* variables, OTLP/gRPC to the collector, LangSmith
+    in OTel mode (``LANGSMITH_OTEL_ENV``), and ``service.instance.id`` added to the resource when given."""
+    resource = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    if instance_id is not None:
+        resource = ",".join(filter(None, (resource, f"service.instance.id={instance_id}")))
     return {
         **os.environ,
         **LANGSMITH_OTEL_ENV,
         "OTEL_SERVICE_NAME": service,
+        "OTEL_RESOURCE_ATTRIBUTES": resource,
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_grpc_endpoint}",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_TRACES_EXPORTER": "otlp",
@@ -142,23 +156,21 @@ def wait_for(probe: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(POLL_INTERVAL_S)
 
 
-def send_requests(api_url: str, count: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    """POST ``count`` chat requests, then wait until each answer is done; the finished jobs."""
-    from otel_llm.demo.api import demo_experiment
-    from otel_llm.demo.embedded import sessions_covering_arms
-
-    # Sessions whose experiment arms alternate, so the requests cover every demo provider.
-    sessions = sessions_covering_arms(demo_experiment(), count)
+def send_requests(
+    api_url: str, sessions: Sequence[str], first: int, total: int, progress: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """POST one chat request per session (numbered from ``first`` of ``total``), then wait until each answer
+    is done; the finished jobs."""
     jobs = []
-    for index in range(count):
+    for index, session in enumerate(sessions, start=first):
         body = {
             "message": DEMO_MESSAGES[index % len(DEMO_MESSAGES)],
-            "session_id": sessions[index],
+            "session_id": session,
             "user_id": f"demo-user-{index}",
         }
         accepted = _http_json(f"{api_url}/api/v1/chat", body)
         progress(
-            f"request {index + 1}/{count}: job {accepted.get('job_id')} -> {accepted.get('provider')} "
+            f"request {index + 1}/{total}: job {accepted.get('job_id')} -> {accepted.get('provider')} "
             f"{accepted.get('model')}"
         )
         jobs.append(accepted)
@@ -173,6 +185,39 @@ def send_requests(api_url: str, count: int, progress: Callable[[str], None]) -> 
         finished.append({**job, **state})
         progress(f"job {job['job_id']} {state.get('status')}")
     return finished
+
+
+def wait_for_scrape(prometheus_url: str, instance_id: str, arms: Sequence[str]) -> None:
+    """Until Prometheus holds the call count of every arm in ``arms`` from the process ``instance_id``."""
+    from otel_llm.ab.sources import ARM_LABEL, PrometheusSource, promql_string
+
+    prometheus = PrometheusSource(prometheus_url)
+    promql = f"count by ({ARM_LABEL}) ({CALL_COUNT_METRIC}{{instance={promql_string(instance_id)}}})"
+
+    def scraped() -> bool:
+        return set(arms) <= {labels.get(ARM_LABEL) for labels, _ in prometheus.query(promql)}
+
+    wait_for(scraped, SCRAPE_TIMEOUT_S, "Prometheus to scrape the first requests' metrics")
+
+
+def run_load(
+    api_url: str, prometheus_url: str, worker_instance: str, count: int, progress: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """``count`` requests covering the arms in turn (the API's experiment: ``OTEL_LLM_EXPERIMENT_ARMS`` when
+    set, else the demo's): the first of each arm, a scrape, then the rest."""
+    from otel_llm.demo.api import demo_experiment
+    from otel_llm.demo.embedded import sessions_covering_arms
+    from otel_llm.experiment import experiment_from_env
+
+    experiment = experiment_from_env() or demo_experiment()
+    sessions = sessions_covering_arms(experiment, count)
+    first = min(len(experiment.arms), count)
+    jobs = send_requests(api_url, sessions[:first], 0, count, progress)
+    if first < count:
+        progress("waiting for Prometheus to scrape the first requests' metrics (so rates see the rest)")
+        wait_for_scrape(prometheus_url, worker_instance, [arm.name for arm in experiment.arms[:first]])
+        jobs += send_requests(api_url, sessions[first:], first, count, progress)
+    return jobs
 
 
 def read_traces(jaeger_url: str, job_ids: Sequence[str], lookback_us: int) -> list[Any]:
@@ -198,13 +243,18 @@ def read_traces(jaeger_url: str, job_ids: Sequence[str], lookback_us: int) -> li
 
 
 def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) -> int:
+    from otel_llm.ab.sources import SourceError
     from otel_llm.cli.demo import print_report
+    from otel_llm.cli.trace import command as trace_command
     from otel_llm.stack.run import Stack, StackError, default_state_dir
 
     started_us = time.time_ns() // 1000
     state_dir = default_state_dir()
     stack = Stack.load(state_dir) or Stack.create(state_dir)
-    progress(f"starting the stack (collector, Jaeger, Prometheus, Redis) in {state_dir}")
+    if all(stack.healthy(component.name) for component in stack.components):
+        progress(f"using the running stack in {state_dir}")
+    else:
+        progress(f"starting the stack (collector, Jaeger, Prometheus, Redis) in {state_dir}")
     try:
         stack.up()
     except (StackError, OSError) as exc:
@@ -212,6 +262,7 @@ def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) 
         return EXIT_FAILED
     log_path = stack.state_dir / "logs" / "demo-app.log"
     processes: list[AppProcess] = []
+    worker_instance = uuid.uuid4().hex
     try:
         with open(log_path, "a") as log:
             progress(f"starting the app under opentelemetry-instrument (logs: {log_path})")
@@ -219,7 +270,7 @@ def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) 
                 SERVICES_SERVICE,
                 "otel_llm.demo.services",
                 [],
-                telemetry_env(SERVICES_SERVICE, stack.otlp_grpc_endpoint),
+                telemetry_env(SERVICES_SERVICE, stack.otlp_grpc_endpoint, uuid.uuid4().hex),
                 log,
                 True,
             )
@@ -236,7 +287,7 @@ def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) 
                         "--http-url",
                         f"http://127.0.0.1:{services.first_line['http_port']}",
                     ],
-                    telemetry_env(WORKER_SERVICE, stack.otlp_grpc_endpoint),
+                    telemetry_env(WORKER_SERVICE, stack.otlp_grpc_endpoint, worker_instance),
                     log,
                     False,
                 )
@@ -245,16 +296,17 @@ def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) 
                 API_SERVICE,
                 "otel_llm.demo.api",
                 ["--port", "0", "--redis-url", stack.redis_url],
-                telemetry_env(API_SERVICE, stack.otlp_grpc_endpoint),
+                telemetry_env(API_SERVICE, stack.otlp_grpc_endpoint, uuid.uuid4().hex),
                 log,
                 True,
             )
             processes.append(api)
-            jobs = send_requests(f"http://127.0.0.1:{api.first_line['port']}", requests, progress)
+            api_url = f"http://127.0.0.1:{api.first_line['port']}"
+            jobs = run_load(api_url, stack.prometheus_url, worker_instance, requests, progress)
             progress("reading the requests' traces back from Jaeger")
             lookback_us = time.time_ns() // 1000 - started_us + 60_000_000
             traces = read_traces(stack.jaeger_query_url, [job["job_id"] for job in jobs], lookback_us)
-    except (DemoStackError, OSError, KeyError) as exc:
+    except (DemoStackError, SourceError, OSError, KeyError) as exc:
         print(f"otel-llm demo --stack: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
@@ -265,7 +317,8 @@ def run_on_stack(requests: int, as_json: bool, progress: Callable[[str], None]) 
         "Prometheus": stack.prometheus_url,
         "OTLP gRPC": stack.otlp_grpc_endpoint,
         "OTLP HTTP": stack.otlp_http_endpoint,
-        "search": f"otel-llm search --jaeger-url {stack.jaeger_query_url} --provider aws.bedrock",
+        "search": "otel-llm search --provider aws.bedrock",
+        "trace tree": trace_command(traces[0].trace_id),
     }
     header = f"{len(traces)} traces from {requests} requests, read from Jaeger"
     print_report(traces, results, as_json, header, endpoints)

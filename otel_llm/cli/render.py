@@ -169,8 +169,8 @@ def render_tree(trace: Trace) -> list[str]:
     return lines
 
 
-def render_summary(traces: Iterable[Trace]) -> list[str]:
-    """One row per provider/model over all LLM calls: calls, errors, p50/p95 duration, tokens."""
+def summary_rows(traces: Iterable[Trace]) -> list[dict[str, object]]:
+    """One row per provider/model over all LLM calls: calls, errors, p50/p95 duration (ms), tokens."""
     grouped: dict[tuple[str, str], list[LlmCall]] = defaultdict(list)
     for trace in traces:
         for call in trace.llm_calls:
@@ -179,16 +179,33 @@ def render_summary(traces: Iterable[Trace]) -> list[str]:
     for (provider, model), calls in sorted(grouped.items()):
         durations = [call.span.duration_us for call in calls]
         rows.append(
-            [
-                provider,
-                model,
-                len(calls),
-                sum(call.span.error for call in calls),
-                *(format_duration(percentile(durations, rank)) for rank in PERCENTILES),
-                sum(call.input_tokens for call in calls),
-                sum(call.output_tokens for call in calls),
-            ]
+            {
+                "provider": provider,
+                "model": model,
+                "calls": len(calls),
+                "errors": sum(call.span.error for call in calls),
+                **{f"p{rank}_ms": percentile(durations, rank) / 1000 for rank in PERCENTILES},
+                "input_tokens": sum(call.input_tokens for call in calls),
+                "output_tokens": sum(call.output_tokens for call in calls),
+            }
         )
+    return rows
+
+
+def render_summary(traces: Iterable[Trace]) -> list[str]:
+    """``summary_rows`` as a table."""
+    rows = [
+        [
+            row["provider"],
+            row["model"],
+            row["calls"],
+            row["errors"],
+            *(format_duration(row[f"p{rank}_ms"] * 1000) for rank in PERCENTILES),
+            row["input_tokens"],
+            row["output_tokens"],
+        ]
+        for row in summary_rows(traces)
+    ]
     headers = [
         "PROVIDER",
         "MODEL",

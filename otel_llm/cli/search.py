@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -32,11 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_llm import semconv
+from otel_llm.cli.endpoints import DEFAULT_JAEGER_URL, JAEGER_URL_ENV, jaeger_url, url_help
 from otel_llm.traces import Trace, from_jaeger, summaries_json
 
-JAEGER_URL_ENV = "OTEL_LLM_JAEGER_URL"
-DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
-DEFAULT_LOOKBACK = "1h"
+DEFAULT_LOOKBACK = "1h"  # also otel-llm ab's (and trace's): one look-back for every command reading Jaeger
 DEFAULT_LIMIT = 20
 # Traces asked of Jaeger per service when a filter cannot be sent to it and is only checked here.
 SCAN_LIMIT = 200
@@ -216,6 +214,25 @@ class JaegerClient:
             params["minDuration"] = f"{min_duration_us}us"
         return self._data("/api/traces", params)
 
+    def trace(self, trace_id: str) -> list[Any]:
+        """One trace by id (Jaeger's ``data`` list: empty or one trace); SearchError when Jaeger has none."""
+        try:
+            return self._data(f"/api/traces/{urllib.parse.quote(trace_id)}")
+        except SearchError as exc:
+            if "not found" in str(exc).lower():  # Jaeger answers an unknown id with 404 "trace not found"
+                return []
+            raise
+
+
+def client_for(flag: str | None) -> JaegerClient:
+    """A client of the Jaeger that ``--jaeger-url``, its variable or the recorded stack names
+    (``otel_llm.cli.endpoints``); SearchError naming them for a URL that is not http(s)."""
+    url = jaeger_url(flag)
+    problem = url_problem(url, "--jaeger-url", JAEGER_URL_ENV)
+    if problem:
+        raise SearchError(problem)
+    return JaegerClient(url)
+
 
 def search(
     client: JaegerClient,
@@ -269,7 +286,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jaeger-url",
         default=None,
-        help=f"Jaeger query URL (default: ${JAEGER_URL_ENV} or {DEFAULT_JAEGER_URL})",
+        help=url_help("Jaeger query", JAEGER_URL_ENV, DEFAULT_JAEGER_URL),
     )
     parser.add_argument(
         "--service",
@@ -310,14 +327,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from otel_llm.cli.render import render_trace_table
+    from otel_llm.cli.trace import command as trace_command
 
-    jaeger_url = args.jaeger_url or os.environ.get(JAEGER_URL_ENV) or DEFAULT_JAEGER_URL
-    problem = url_problem(jaeger_url, "--jaeger-url", JAEGER_URL_ENV)
-    if problem:
-        print(f"otel-llm search: {problem}", file=sys.stderr)
-        return EXIT_ERROR
     try:
-        client = JaegerClient(jaeger_url)
+        client = client_for(args.jaeger_url)
         min_duration_us = parse_duration(args.min_duration) if args.min_duration else 0
         trace_filter = TraceFilter(args.provider, args.model, args.arm, args.intent, min_duration_us)
         traces = search(client, trace_filter, args.service, parse_duration(args.lookback), args.limit)
@@ -327,11 +340,13 @@ def run(args: argparse.Namespace) -> int:
     if not traces:
         print(
             f"otel-llm search: no trace matched {_describe(args)} in the last {args.lookback} "
-            f"at {jaeger_url}",
+            f"at {client.base_url}",
             file=sys.stderr,
         )
         return EXIT_ERROR
     print(summaries_json(traces) if args.json else "\n".join(render_trace_table(traces)))
+    if not args.json:
+        print(f"draw one as a tree: {trace_command(traces[0].trace_id)}", file=sys.stderr)
     return 0
 
 

@@ -14,9 +14,14 @@ import json
 import sys
 from collections.abc import Callable
 
-from otel_llm.stack.run import COMPONENTS_BY_NAME, JAEGER_CONFIGS  # stdlib-only module: cheap for --help
+from otel_llm.stack.run import (  # stdlib-only module: cheap for --help
+    COMPONENTS_BY_NAME,
+    JAEGER_BINARY_ENV,
+    JAEGER_CONFIGS,
+)
 
 DEFAULT_LOG_LINES = 50
+FOLLOW_INTERVAL_SECONDS = 0.25
 
 
 def _reporting_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -47,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--jaeger-storage", choices=sorted(JAEGER_CONFIGS), default="badger",
                     help="badger keeps traces across restarts (default); memory is for quick runs")
     up.add_argument("--json", action="store_true", help="print the status as JSON once up")
+    up.add_argument("--jaeger-binary", metavar="PATH", default=None,
+                    help="run this Jaeger v2 binary (e.g. the official release, with the UI) instead of the "
+                         "built one, with the same config (default $OTEL_LLM_JAEGER_BINARY)")
     up.set_defaults(handler=_reporting_errors(_up))
     down = commands.add_parser("down", help="stop every component (ok when already stopped)")
     down.set_defaults(handler=_reporting_errors(_down))
@@ -57,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     logs.add_argument("component", nargs="?", choices=list(COMPONENTS_BY_NAME),
                       help="one component (default: all)")
     logs.add_argument("-n", "--lines", type=int, default=DEFAULT_LOG_LINES, help="lines per component")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="then keep printing what the logs get, each line prefixed with its component, "
+                           "until Ctrl-C")
     logs.set_defaults(handler=_reporting_errors(_logs))
 
 
@@ -90,7 +101,8 @@ def _up(args: argparse.Namespace) -> int:
     if recorded is not None and any(recorded.pid(c.name) is not None for c in recorded.components):
         stack = recorded
     else:
-        stack = Stack.create(state_dir, jaeger_storage=args.jaeger_storage)
+        overrides = {JAEGER_BINARY_ENV: args.jaeger_binary} if args.jaeger_binary else None
+        stack = Stack.create(state_dir, jaeger_storage=args.jaeger_storage, overrides=overrides)
     _print_status(stack.up(), as_json=args.json)
     return 0
 
@@ -117,7 +129,38 @@ def _logs(args: argparse.Namespace) -> int:
     for name in names:
         print(f"==> {stack.log_file(name)} <==")
         print(stack.tail(name, args.lines))
+    if args.follow:
+        _follow({name: stack.log_file(name) for name in names})
     return 0
+
+
+def _follow(logs: dict, interval: float = FOLLOW_INTERVAL_SECONDS) -> None:
+    """Print the lines appended to each log from now on as ``<component> | line``, until Ctrl-C."""
+    import time
+
+    offsets = {name: path.stat().st_size if path.exists() else 0 for name, path in logs.items()}
+    pending = dict.fromkeys(logs, b"")
+    try:
+        while True:
+            for name, path in logs.items():
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    continue
+                if size < offsets[name]:  # truncated or replaced: start over
+                    offsets[name] = 0
+                if size == offsets[name]:
+                    continue
+                with open(path, "rb") as log:
+                    log.seek(offsets[name])
+                    data = pending[name] + log.read(size - offsets[name])
+                offsets[name] = size
+                *lines, pending[name] = data.split(b"\n")
+                for line in lines:
+                    print(f"{name} | {line.decode(errors='replace')}", flush=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
 
 
 def _print_status(status: dict, *, as_json: bool) -> None:
@@ -130,6 +173,7 @@ def _print_status(status: dict, *, as_json: bool) -> None:
             health = "healthy"
         else:
             health = "running, unhealthy" if component["running"] else "stopped"
-        print(f"  {name:<11} {health:<19} pid={component['pid']}  log={component['log']}")
+        pid = f"pid={component['pid']}" if component["running"] else "-"
+        print(f"  {name:<11} {health:<19} {pid:<11} log={component['log']}")
     for name, endpoint in status["endpoints"].items():
         print(f"  {name:<17} {endpoint}")

@@ -10,10 +10,18 @@ Writes, from the export thread (wrap it in a ``BatchSpanProcessor``), for each f
 - ``METRIC|event=span|name=ChatOpenAI|ms=402.118|provider=openai|model=gpt-4o-mini`` for the selected spans:
   by default LLM spans and LangGraph node spans, or spans whose name matches ``OTEL_LLM_METRIC_LOG_SPANS``.
 
-Escaping: inside a value ``\\`` becomes ``\\\\``, ``|`` becomes ``\\|``, ``=`` becomes ``\\=`` and line breaks
-become ``\\n`` / ``\\r``. Read a line left to right, a ``\\`` taking the next character with it: a ``|``
-ends a field when an even number of ``\\`` (none included) precede it, and a field's key ends at its first
-``=`` (keys are plain names).
+Escaping: inside a value ``\\`` becomes ``\\\\``, ``|`` becomes ``\\|``, ``=`` becomes ``\\=``, a line feed
+and a carriage return become ``\\n`` / ``\\r``, and every other control character or Unicode line break (VT,
+FF, FS/GS/RS, NEL, U+2028, U+2029, the rest of C0 and C1) becomes ``\\uXXXX``, so no line-splitting parser
+sees two lines in one. Read a line left to right, a ``\\`` taking the next
+character with it: a ``|`` ends a field when an even number of ``\\`` (none included) precede it, and a
+field's key ends at its first ``=`` (keys are plain names).
+
+Bounds: each value is cut to ``MAX_VALUE_CHARS`` characters before escaping (at most 6 bytes each after it),
+so a line, of at most 9 fields, stays under ``MAX_LINE_BYTES`` (16 KiB, far under CloudWatch Logs' 256 KB
+event limit). A span whose line cannot be made costs that line only: it is counted in ``drops``
+(``otel_llm.spans.dropped{error.type=metric_line_failed}`` under configure()) and logged once; the batch's
+other lines are written.
 
 Switched on by ``OTEL_LLM_METRIC_LOG`` (``stdout``, ``stderr`` or a file path; off when unset). Cost: nothing
 on the application thread; a few dictionary reads and one write per selected span on the export thread.
@@ -36,6 +44,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_llm import semconv
 from otel_llm.experiment import assigned_provider_model
+from otel_llm.metrics.health import METRIC_LINE_FAILED, DropCounter
 from otel_llm.settings import env_csv
 
 _logger = logging.getLogger(__name__)
@@ -51,15 +60,25 @@ PATH_ATTRIBUTES = ("http.route", "url.path", "http.target", "messaging.destinati
 SOURCE_ROLLUP = "rollup"  # provider_source values: the LLM calls beneath the request ...
 SOURCE_ARM = "arm"  # ... or the experiment arm it was assigned (its calls ran in another process)
 _ESCAPES = {"\\": "\\\\", "|": "\\|", "=": "\\=", "\n": "\\n", "\r": "\\r"}
-_NEEDS_ESCAPE = re.compile(r"[\\|=\n\r]")
+# The separators and escape, and every character str.splitlines or a log agent may split on: C0 and C1
+# controls, DEL, and the Unicode line and paragraph separators.
+_NEEDS_ESCAPE = re.compile("[\\\\|=\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_VALUE_CHARS = 256
+MAX_LINE_BYTES = 16384  # > "METRIC" + 9 fields * ("|provider_source=" + 6 bytes * MAX_VALUE_CHARS)
 
 SpanSelector = Callable[[ReadableSpan], bool]
 
 
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
 def escape(value: Any) -> str:
-    """The value as text with ``\\``, ``|``, ``=`` and line breaks backslash-escaped."""
+    """The value as text, cut to ``MAX_VALUE_CHARS``, with ``\\``, ``|``, ``=`` and every control character
+    or line break backslash-escaped."""
     text = value if isinstance(value, str) else str(value)
-    return _NEEDS_ESCAPE.sub(lambda match: _ESCAPES[match.group()], text)
+    return _NEEDS_ESCAPE.sub(_escaped, text[:MAX_VALUE_CHARS])
 
 
 def format_line(fields: Sequence[tuple[str, Any]]) -> str:
@@ -165,6 +184,7 @@ class MetricLogExporter(SpanExporter):
             raise ValueError("select must be a callable taking a ReadableSpan and returning bool")
         self._select = select or is_llm_or_node_span
         self._lock = threading.Lock()
+        self.drops = DropCounter(None)  # spans whose line could not be made
         self._owned = False
         if destination in (STDOUT, STDERR):
             self._stream_name: str | None = destination
@@ -190,13 +210,20 @@ class MetricLogExporter(SpanExporter):
         return self._stream  # type: ignore[return-value]
 
     def lines(self, spans: Sequence[ReadableSpan]) -> list[str]:
-        """The METRIC lines for a batch, in span order (a root gets its request line only)."""
+        """The METRIC lines for a batch, in span order (a root gets its request line only); a span whose line
+        cannot be made is skipped and counted."""
         out = []
         for span in spans:
-            if span.kind in REQUEST_KINDS and _is_local_root(span):
-                out.append(request_line(span))
-            elif self._select(span):
-                out.append(span_line(span))
+            try:
+                if span.kind in REQUEST_KINDS and _is_local_root(span):
+                    out.append(request_line(span))
+                elif self._select(span):
+                    out.append(span_line(span))
+            except Exception:
+                self.drops.add(1, METRIC_LINE_FAILED)
+                if self.drops.counts()[METRIC_LINE_FAILED] == 1:
+                    _logger.warning("otel-llm: a span's METRIC line could not be made; skipped (counted in "
+                                    "otel_llm.spans.dropped, logged once)", exc_info=True)
         return out
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

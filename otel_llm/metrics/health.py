@@ -16,8 +16,10 @@ Every span the pipeline loses is counted in one ``DropCounter`` per exporter, by
 
 ``register_pipeline_metrics`` publishes, on a meter of otel-llm's MeterProvider:
 
-- ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full``,
-  ``already_shutdown``, ``export_failed``, ``retry_queue_full`` or ``too_large``);
+- ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full`` or
+  ``already_shutdown`` from the batch processors, ``export_failed``, ``retry_queue_full`` or ``too_large``
+  from the delivery stage, ``redaction_failed`` from the redaction stage, ``metric_line_failed`` from the
+  METRIC line exporter);
 - ``otel_llm.rollup.evicted_traces``, ``.expired_traces`` (``{trace}``), ``.late_spans``,
   ``.overflow_spans`` (``{span}``), ``.rerooted_calls`` (``{call}``) (observable counters) and
   ``otel_llm.rollup.buffered_traces``, ``.buffered_spans`` (observable up-down counters), summed over the
@@ -49,12 +51,16 @@ _rate_limited = RateLimitedLogger(_logger)
 METER_NAME = "otel_llm.pipeline"
 DROPPED_SPANS_METRIC = "otel_llm.spans.dropped"
 QUEUE_FULL = "queue_full"
+REDACTION_FAILED = "redaction_failed"  # otel_llm.processors.redact: a span it could not read, not exported
+METRIC_LINE_FAILED = "metric_line_failed"  # otel_llm.exporters.metric_log: a span it could not write
 # Why the spans of each other reason were lost, and what to change (the rate-limited log says it).
 DROP_ADVICE: dict[str, str] = {
     "export_failed": "the exporter kept failing for OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS",
     "retry_queue_full": "the exporter failed longer than OTEL_LLM_EXPORT_RETRY_MAX_SPANS spans could wait",
     "too_large": "one span was larger than OTEL_LLM_EXPORT_MAX_BATCH_BYTES",
     "already_shutdown": "spans ended after the pipeline shut down",
+    REDACTION_FAILED: "spans the redaction stage could not read were not exported",
+    METRIC_LINE_FAILED: "spans the METRIC line exporter could not write",
 }
 # RollupStats field -> (metric name, unit, monotonic counter?)
 ROLLUP_METRICS: dict[str, tuple[str, str, bool]] = {

@@ -47,6 +47,7 @@ COMMON_METRIC_ATTRIBUTES: frozenset[str] = frozenset({
     semconv.EXPERIMENT_ID,
     semconv.EXPERIMENT_ARM,
     semconv.LANGGRAPH_NODE,
+    semconv.OTEL_METRIC_OVERFLOW,  # only on the series cap's overflow series (metrics/cardinality.py)
 })
 
 # Instrument name -> (bucket boundaries, allowed keys). error.type where semconv defines it (duration);
@@ -54,19 +55,25 @@ COMMON_METRIC_ATTRIBUTES: frozenset[str] = frozenset({
 GENAI_METRIC_VIEWS: Mapping[str, tuple[tuple[float, ...], frozenset[str]]] = {
     semconv.METRIC_OPERATION_DURATION: (DURATION_BUCKETS_S, COMMON_METRIC_ATTRIBUTES | {semconv.ERROR_TYPE}),
     semconv.METRIC_TOKEN_USAGE: (TOKEN_BUCKETS, COMMON_METRIC_ATTRIBUTES | {semconv.GEN_AI_TOKEN_TYPE}),
+    semconv.METRIC_TOKEN_USAGE_DETAIL: (TOKEN_BUCKETS, COMMON_METRIC_ATTRIBUTES | {semconv.TOKEN_DETAIL}),
     semconv.METRIC_TIME_TO_FIRST_CHUNK: (DURATION_BUCKETS_S, COMMON_METRIC_ATTRIBUTES),
     semconv.METRIC_TIME_PER_OUTPUT_CHUNK: (DURATION_BUCKETS_S, COMMON_METRIC_ATTRIBUTES),
 }
 
 
-def genai_views() -> list[View]:
-    """One View per GenAI client histogram: semconv buckets and the instrument's attribute allowlist."""
+def genai_views(aggregation_cardinality_limit: int | None = None) -> list[View]:
+    """One View per GenAI client histogram: semconv buckets and the instrument's attribute allowlist.
+
+    ``aggregation_cardinality_limit``: the SDK's series limit per view (None: the reader's, 2000); set it
+    above the series cap (``cardinality.sdk_cardinality_limit``) so the SDK never folds a point first.
+    """
     return [
         View(
             instrument_type=Histogram,
             instrument_name=name,
             aggregation=ExplicitBucketHistogramAggregation(boundaries=boundaries),
             attribute_keys=set(allowed),
+            aggregation_cardinality_limit=aggregation_cardinality_limit,
         )
         for name, (boundaries, allowed) in GENAI_METRIC_VIEWS.items()
     ]

@@ -3,7 +3,7 @@
 Adds to every LLM span (``semconv.is_llm_span``) a normalised ``gen_ai.provider.name`` and
 ``gen_ai.request.model`` ("unknown" when nothing is derivable), and to any span carrying LangSmith's
 ``langsmith.metadata.langgraph_node`` our ``llm.langgraph.node``. Reads every instrumentation's names
-(semconv, deprecated semconv, langsmith[otel], OpenLLMetry) through ``otel_llm.semconv``.
+(semconv, deprecated semconv, langsmith[otel], OpenLLMetry, OpenInference) through ``otel_llm.semconv``.
 
 ``ReadableSpan`` is immutable, so ``with_attributes`` builds a copy with merged attributes. Cost: a handful of
 dict lookups per span, plus one attribute-dict copy for the spans that change; all of it on the export thread
@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from otel_llm import semconv
 from otel_llm.processors.ratelimit import RateLimitedLogger
@@ -48,6 +48,11 @@ class LLMCall(NamedTuple):
     duration_s: float
     node: str | None
     scope_name: str
+    span_id: int = 0
+    # Parts of the token counts (cache reads and writes of the input, reasoning of the output), when reported.
+    cache_read_input_tokens: int | None = None
+    cache_write_input_tokens: int | None = None
+    reasoning_output_tokens: int | None = None
 
 
 def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
@@ -98,19 +103,24 @@ def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None)
         return None
     model = semconv.resolve_model(attributes)
     provider = semconv.resolve_provider(attributes, model)
-    input_tokens, output_tokens = semconv.resolve_tokens(attributes)
+    tokens = semconv.resolve_token_counts(attributes)
     start, end = span.start_time, span.end_time
     scope = span.instrumentation_scope
+    context = span.get_span_context()
     return LLMCall(
         provider=provider or semconv.UNKNOWN,
         model=model or semconv.UNKNOWN,
         operation=_operation(attributes),
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
+        input_tokens=tokens.get("input"),
+        output_tokens=tokens.get("output"),
         error_type=_error_type(span, attributes),
         duration_s=max(0, end - start) / 1e9 if start is not None and end is not None else 0.0,
         node=langgraph_node(attributes),
         scope_name=scope.name if scope is not None else "",
+        span_id=context.span_id if context is not None else 0,
+        cache_read_input_tokens=tokens.get("cache_read"),
+        cache_write_input_tokens=tokens.get("cache_write"),
+        reasoning_output_tokens=tokens.get("reasoning"),
     )
 
 
@@ -139,21 +149,23 @@ def enrichment(
 
 
 class EnrichedSpan(ReadableSpan):
-    """A copy of an ended span with merged attributes; it reports the original's dropped-attribute count."""
+    """A copy of an ended span with other attributes (and, when given, another name, status or events); it
+    reports the original's dropped-attribute count."""
 
-    def __init__(self, original: ReadableSpan, attributes: Mapping[str, Any]) -> None:
+    def __init__(self, original: ReadableSpan, attributes: Mapping[str, Any], *, name: str | None = None,
+                 status: Status | None = None, events: Sequence[Event] | None = None) -> None:
         super().__init__(
-            name=original.name,
+            name=original.name if name is None else name,
             context=original.get_span_context(),
             parent=original.parent,
             resource=original.resource,
             attributes=attributes,
             # The SDK's bounded containers, when present, so the copy keeps the dropped-event and -link
             # counts.
-            events=getattr(original, "_events", original.events),
+            events=getattr(original, "_events", original.events) if events is None else events,
             links=getattr(original, "_links", original.links),
             kind=original.kind,
-            status=original.status,
+            status=original.status if status is None else status,
             start_time=original.start_time,
             end_time=original.end_time,
             instrumentation_scope=original.instrumentation_scope,

@@ -155,18 +155,17 @@ class _Totals:
     models: set[str] = field(default_factory=set)
     calls: int = 0
     error_calls: int = 0
-    input_tokens: int | None = None
-    output_tokens: int | None = None
+    tokens: dict[str, int] = field(default_factory=dict)  # roll-up attribute -> sum, for the counts reported
 
     def add(self, call: LLMCall) -> None:
         self.providers.add(call.provider)
         self.models.add(call.model)
         self.calls += 1
         self.error_calls += call.error_type is not None
-        if call.input_tokens is not None:
-            self.input_tokens = (self.input_tokens or 0) + call.input_tokens
-        if call.output_tokens is not None:
-            self.output_tokens = (self.output_tokens or 0) + call.output_tokens
+        for key, field_name in _ROLLUP_TOKEN_FIELDS:
+            count = getattr(call, field_name)
+            if count is not None:
+                self.tokens[key] = self.tokens.get(key, 0) + count
 
     def attributes(self) -> dict[str, Any]:
         providers = _bounded_sorted(self.providers)
@@ -180,11 +179,18 @@ class _Totals:
             semconv.ROLLUP_ERROR_CALLS: self.error_calls,
             semconv.ROLLUP_ERROR: self.error_calls > 0,
         }
-        if self.input_tokens is not None:
-            rolled[semconv.ROLLUP_INPUT_TOKENS] = self.input_tokens
-        if self.output_tokens is not None:
-            rolled[semconv.ROLLUP_OUTPUT_TOKENS] = self.output_tokens
+        rolled.update(self.tokens)
         return rolled
+
+
+# Roll-up attribute <- LLMCall field: the token sums (the details under their own llm.rollup.* names).
+_ROLLUP_TOKEN_FIELDS: tuple[tuple[str, str], ...] = (
+    (semconv.ROLLUP_INPUT_TOKENS, "input_tokens"),
+    (semconv.ROLLUP_OUTPUT_TOKENS, "output_tokens"),
+    (semconv.ROLLUP_CACHE_READ_INPUT_TOKENS, "cache_read_input_tokens"),
+    (semconv.ROLLUP_CACHE_WRITE_INPUT_TOKENS, "cache_write_input_tokens"),
+    (semconv.ROLLUP_REASONING_OUTPUT_TOKENS, "reasoning_output_tokens"),
+)
 
 
 def _bounded_sorted(values: set[str]) -> tuple[str, ...]:

@@ -41,6 +41,9 @@ GO_DOWNLOAD_URL = "https://go.dev/dl/"
 _GO_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+)|(beta|rc)(\d+))?")
 _GO_STAGES = {None: 0, "beta": 1, "rc": 2}  # language version ("1.26") < beta < rc < release ("1.26.0")
 HASH_LENGTH = 12
+# A cold Go build takes minutes: a line at least this often says it is alive, the phase and the time so far.
+HEARTBEAT_SECONDS = 30.0
+LOCK_POLL_SECONDS = 1.0
 
 Log = Callable[[str], None]
 
@@ -83,8 +86,38 @@ def builder_path() -> Path:
     return paths.binaries_dir() / f"builder-{paths.BUILDER_VERSION}" / "builder"
 
 
+def _manifest_entries(manifest: dict) -> Iterator[dict]:
+    """Every component entry of an ocb manifest (receivers, processors, ..., providers)."""
+    for section in manifest.values():
+        if isinstance(section, list):
+            yield from (entry for entry in section if isinstance(entry, dict))
+
+
+def local_module_dirs(manifest: dict | None = None) -> list[Path]:
+    """The directories of the manifest's local modules (entries with ``path:``), absolute; a relative path is
+    relative to the manifest's directory."""
+    import yaml
+
+    if manifest is None:
+        manifest = yaml.safe_load(paths.COLLECTOR_MANIFEST.read_text())
+    return [(paths.COLLECTOR_DIR / entry["path"]).resolve() for entry in _manifest_entries(manifest)
+            if entry.get("path")]
+
+
+def local_module_sources(module: Path) -> list[Path]:
+    """What the binary is built from in a local module: go.mod, go.sum, non-test Go files and the embedded
+    data files beside them (``*.json``), in a stable order."""
+    files = [module / "go.mod", module / "go.sum"]
+    files += sorted(path for path in module.rglob("*.go") if not path.name.endswith("_test.go")
+                    and "testdata" not in path.relative_to(module).parts)
+    files += sorted(module.glob("*.json"))
+    return [path for path in files if path.is_file()]
+
+
 def collector_path() -> Path:
-    key = f"{paths.COLLECTOR_NAME}-{paths.COLLECTOR_VERSION}-{content_hash(paths.COLLECTOR_MANIFEST)}"
+    sources = [source for module in local_module_dirs() for source in local_module_sources(module)]
+    digest = content_hash(paths.COLLECTOR_MANIFEST, *sources)
+    key = f"{paths.COLLECTOR_NAME}-{paths.COLLECTOR_VERSION}-{digest}"
     return paths.binaries_dir() / key / paths.COLLECTOR_NAME
 
 
@@ -168,27 +201,46 @@ def _go() -> Path:
 
 
 def _run(command: list[str], *, what: str, cwd: Path, env: dict[str, str], log: Log) -> None:
-    """Run one build command; on failure raise with the command and the tail."""
+    """Run one build command, logging ``what`` and the time so far every ``HEARTBEAT_SECONDS``; on failure
+    raise with the command and the tail."""
     log(f"{what}: {' '.join(command)} (in {cwd})")
     started = time.monotonic()
     with tempfile.TemporaryFile(mode="w+") as output:
-        completed = subprocess.run(
-            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, check=False
-        )
-        if completed.returncode != 0:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                returncode = process.wait(timeout=HEARTBEAT_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                log(f"{what}: still running, {time.monotonic() - started:.0f}s so far")
+        if returncode != 0:
             output.seek(0)
             tail = output.read()[-4000:]
-            raise StackBuildError(f"{what} failed (exit {completed.returncode}): {' '.join(command)}\n{tail}")
+            raise StackBuildError(f"{what} failed (exit {returncode}): {' '.join(command)}\n{tail}")
     log(f"{what}: done in {time.monotonic() - started:.0f}s")
 
 
 @contextmanager
-def _locked(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock per cached target so concurrent runs build it once."""
+def _locked(target: Path, log: Log) -> Iterator[None]:
+    """Hold an exclusive lock per cached target so concurrent runs build it once; while another run holds it,
+    say so at once and then every ``HEARTBEAT_SECONDS``."""
     target.parent.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent.parent / f".{target.parent.name}.lock"
     with open(lock_path, "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        waiting_since = last_said = None
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if waiting_since is None:
+                    waiting_since = now
+                if last_said is None or now - last_said >= HEARTBEAT_SECONDS:
+                    log(f"{target.name}: waiting for another build of it to finish ({lock_path}), "
+                        f"{now - waiting_since:.0f}s so far")
+                    last_said = now
+                time.sleep(LOCK_POLL_SECONDS)
         try:
             yield
         finally:
@@ -203,7 +255,7 @@ def build_cached(target: Path, build_into: Callable[[Path], None], log: Log) -> 
     if _executable(target):
         log(f"{target.name}: cached at {target}")
         return target
-    with _locked(target):
+    with _locked(target, log):
         if _executable(target):
             log(f"{target.name}: built by a concurrent run at {target}")
             return target
@@ -249,6 +301,9 @@ def build_collector(log: Log = _log_to_stderr) -> Path:
     def build_into(work: Path) -> None:
         manifest = yaml.safe_load(paths.COLLECTOR_MANIFEST.read_text())
         manifest["dist"]["output_path"] = str(work / "src")
+        for entry in _manifest_entries(manifest):  # the copy lives elsewhere: local paths made absolute
+            if entry.get("path"):
+                entry["path"] = str((paths.COLLECTOR_DIR / entry["path"]).resolve())
         manifest_copy = work / "builder-config.yaml"
         manifest_copy.write_text(yaml.safe_dump(manifest, sort_keys=False))
         _run([str(builder), "--config", str(manifest_copy)], what=f"{paths.COLLECTOR_NAME} (ocb)", cwd=work,

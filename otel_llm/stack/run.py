@@ -47,10 +47,16 @@ HTTP_PROBE_TIMEOUT_SECONDS = 1.0
 TCP_LISTEN_STATE = "0A"  # the "st" column of /proc/net/tcp
 # Variables passed from the caller's environment to the configs when set (docs/stack.md); secrets are
 # never persisted.
+# A Jaeger binary of the user's (e.g. the official release, which serves the UI) run instead of the built one,
+# with the same config; recorded with the stack like the rest of its settings.
+JAEGER_BINARY_ENV = "OTEL_LLM_JAEGER_BINARY"
 PASSTHROUGH_VARIABLES = (
+    JAEGER_BINARY_ENV,
     "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB",
     "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL",
     "OTEL_LLM_SERIES_EXPIRATION",
+    "OTEL_LLM_COLLECTOR_ROLLUP_WAIT",
+    "OTEL_LLM_COLLECTOR_ROLLUP_MAX_TRACES",
     "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL",
     "LANGSMITH_PROJECT",
     "LANGSMITH_ENDPOINT",
@@ -424,15 +430,25 @@ class Stack:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _binary(self, component: Component) -> Path:
+    def _binaries_of(self, components: Sequence[Component]) -> dict[str, Path]:
+        """Each component's binary (Jaeger's from ``$OTEL_LLM_JAEGER_BINARY`` when set); a StackError naming
+        every missing one and the build command."""
         binaries = self._binaries if self._binaries is not None else find_binaries()
-        binary = getattr(binaries, component.binary_field)
-        if binary is None or not Path(binary).exists():
+        found = {c.name: getattr(binaries, c.binary_field) for c in components}
+        supplied = self.env.get(JAEGER_BINARY_ENV, "").strip()
+        if supplied and "jaeger" in found:
+            path = Path(supplied).expanduser()
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise StackError(f"{JAEGER_BINARY_ENV}={supplied!r} is not an executable file; set it to a "
+                                 "Jaeger v2 binary (e.g. the official release's `jaeger`) or unset it")
+            found["jaeger"] = path
+        missing = [name for name, binary in found.items() if binary is None or not Path(binary).exists()]
+        if missing:
             raise StackError(
-                f"The {component.name} binary is missing. "
-                f"Build it with `{BUILD_COMMAND}` (or `make stack-build`)."
+                f"Missing binaries: {', '.join(missing)}. "
+                f"Build them with `{BUILD_COMMAND}` (or `make stack-build`)."
             )
-        return Path(binary)
+        return {name: Path(binary) for name, binary in found.items()}
 
     def _check_ports(self, component: Component) -> None:
         for spec in component.ports:
@@ -473,11 +489,11 @@ class Stack:
         to_start = [component for component in components if self.pid(component.name) is None]
         # Binaries, ports and configs are all checked before anything starts: a failed `up` starts nothing.
         commands = {}
+        binaries = self._binaries_of(to_start)
         for component in to_start:
-            binary = self._binary(component)
             self._check_ports(component)
             try:
-                commands[component.name] = component.command(self, binary)
+                commands[component.name] = component.command(self, binaries[component.name])
             except ValueError as exc:  # a setting the config cannot take, e.g. a bad scrape interval
                 raise StackError(f"Cannot configure {component.name}: {exc}") from exc
         for component in components:

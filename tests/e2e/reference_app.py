@@ -99,8 +99,14 @@ def expected_spans(model: str, answer_tokens: int = DEFAULT_ANSWER_WORDS) -> Cou
     return api + worker + services
 
 
+# The collector's llm_rollup adds an llm.request span to a trace it held whole; not a span of the app.
+COLLECTOR_SCOPE = "github.com/otel-llm/otel-llm/collector/llmrollupprocessor"
+
+
 def span_multiset(trace: Trace) -> Counter[SpanKey]:
-    return Counter((span.service, span.name, span.kind) for span in trace.spans.values())
+    """The app's spans of a trace as (service, name, kind) with their counts."""
+    return Counter((span.service, span.name, span.kind) for span in trace.spans.values()
+                   if span.scope != COLLECTOR_SCOPE)
 
 
 def job_of(trace: Trace) -> str | None:

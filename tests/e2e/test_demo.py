@@ -87,7 +87,7 @@ def test_demo_reports_progress_on_stderr(demo_output):
 
 
 def test_demo_json_is_one_document_with_traces_and_summary():
-    """--json prints traces (with their trees), requests and the summary as one JSON document."""
+    """--json prints traces (with trees and spans), requests and the summary rows as one JSON document."""
     result = run_demo("--requests", "2", "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -98,7 +98,11 @@ def test_demo_json_is_one_document_with_traces_and_summary():
     assert all(
         trace["llm_calls"] > 0 and trace["tree"][0].startswith("trace ") for trace in document["traces"]
     )
-    assert document["summary"][0].startswith("PROVIDER")
+    assert {row["provider"] for row in document["summary"]} == set(PROVIDER_MODELS)
+    assert sum(row["calls"] for row in document["summary"]) == sum(t["llm_calls"] for t in document["traces"])
+    assert all(
+        {span["service"] for span in trace["spans"]} == set(trace["services"]) for trace in document["traces"]
+    )
 
 
 def test_bad_request_count_is_rejected():

@@ -1,13 +1,15 @@
-"""The Grafana dashboard: every panel's PromQL parses (promtool), and returns data of this test's run from the
-real Prometheus after the reference app served an experiment on the stack.
+"""The Grafana dashboard: every panel's PromQL parses (promtool); every variable's query lists this test's run
+and every panel's query, with the variables set to those values, returns data of the run from the real
+Prometheus after the reference app served an experiment on the stack.
 
 The run forces what some panels would otherwise only show as a fill-in 0: a provider fallback for the
 Bedrock arm (``OTEL_LLM_DEMO_FALLBACK_AWS_BEDROCK=openai``), a failing request per arm
 (``OTEL_LLM_DEMO_FAIL_WORD``), a snapshot read and a reconnect with ``Last-Event-ID`` (stream recoveries).
 It comes in two waves, the second once Prometheus holds the first, so every counter of the run has increased
-within the panels' rate windows. Each panel's query is scoped to the run's ``llm_experiment_id`` (other
-tests' data in the shared Prometheus never counts); per-arm panels must return both arms of the run; values
-must be numbers, and positive where the run forced them."""
+within the panels' rate windows. Each query of our SDKs' metrics is scoped to the run's ``llm_experiment_id``
+(other tests' data in the shared Prometheus never counts; the alert-rule panels on span metrics and recorded
+series cannot be, having no experiment label); per-arm panels must return both arms of the run; values must be
+numbers, and positive where the run forced them."""
 
 from __future__ import annotations
 
@@ -16,22 +18,22 @@ import math
 import re
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
+from otel_llm.cli.demo_stack import API_SERVICE, WORKER_SERVICE
 from otel_llm.demo.embedded import sessions_covering_arms
 from otel_llm.demo.models import FAIL_WORD_ENV, FALLBACK_ENV, PROVIDER_MODELS, provider_variable
 from otel_llm.experiment import Experiment, parse_arms
+from otel_llm.stack.paths import DASHBOARD
 from tests.e2e.reference_app import ReferenceApp
 from tests.support.poll import poll
 from tests.support.queries import prometheus_query
 
 pytestmark = pytest.mark.integration
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "otel-llm-dashboard.json"
 OPENAI_ARM, BEDROCK_ARM = (f"{spec.provider}:{spec.model}" for spec in PROVIDER_MODELS.values())
 ARMS = f"{OPENAI_ARM}=50,{BEDROCK_ARM}=50"
 ARM_LABEL = "llm_experiment_arm"
@@ -43,21 +45,52 @@ METRIC_NAME = re.compile(r"\b(chat_stream_\w+|llm_experiment_fallbacks_total|gen
 # Panels whose fill-in gives 0 where the run has no data: the arms where the run forced data (value > 0).
 FORCED_POSITIVE = {
     "Stream error ratio by arm": {OPENAI_ARM, BEDROCK_ARM},
+    "LLM calls: error ratio by provider/model/arm": {OPENAI_ARM, BEDROCK_ARM},
+    "Requests: error ratio by provider/model/arm": {OPENAI_ARM, BEDROCK_ARM},
     "Fallbacks/sec by arm": {BEDROCK_ARM},
 }
 RECOVERY_PANEL = "Recovery attempts"
+PER_ARM = re.compile(rf"\bby \([^)]*\b{ARM_LABEL}\b")
+VARIABLE = re.compile(r"\$(\w+)")
+LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+), (?P<label>\w+)\)$")
+REGEX_SPECIAL = re.compile(r"[\\^$*+?.()|{}\[\]]")
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every target of every panel."""
+    """(panel title, PromQL with the dashboard's variables) for every target of every panel."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
     return [(panel["title"], target["expr"]) for panel in panels for target in panel.get("targets", ())]
 
 
-def test_dashboard_is_importable_json_with_the_seed_panels():
-    """The JSON has a title, a Prometheus data-source input, and the seed's section 6 metrics."""
+def dashboard_variables() -> list[tuple[str, str, str]]:
+    """(name, selector, label) of each ``label_values`` query variable, in the dashboard's order."""
+    variables = json.loads(DASHBOARD.read_text())["templating"]["list"]
+    parsed = [(v["name"], LABEL_VALUES.match(v["query"])) for v in variables if v["type"] == "query"]
+    assert all(match for _, match in parsed), parsed
+    return [(name, match["selector"], match["label"]) for name, match in parsed]
+
+
+def grafana_regex(values: list[str]) -> str:
+    """A multi-value variable as Grafana's Prometheus data source puts it into a regex matcher: ``(a|b)``
+    with regex characters escaped for a PromQL string."""
+    return "(" + "|".join(REGEX_SPECIAL.sub(lambda m: "\\\\" + m.group(0), value) for value in values) + ")"
+
+
+def substituted(expr: str, values: dict[str, list[str]]) -> str:
+    return VARIABLE.sub(lambda match: grafana_regex(values[match.group(1)]), expr)
+
+
+def test_grafana_regex_escapes_like_grafana():
+    """Dots and colons of arm names: a dot is escaped (twice, inside a PromQL string), a colon is not."""
+    assert grafana_regex(["openai:gpt-4o-mini", "aws.bedrock"]) == '(openai:gpt-4o-mini|aws\\\\.bedrock)'
+    assert substituted('x{a=~"$arm"}', {"arm": ["p:m"]}) == 'x{a=~"(p:m)"}'
+
+
+def test_dashboard_has_the_seed_panels_and_the_variables():
+    """The JSON has a title, the seed's section 6 metrics, and service/provider/model/arm variables."""
     dashboard = json.loads(DASHBOARD.read_text())
-    assert dashboard["title"] and dashboard["__inputs"][0]["pluginId"] == "prometheus"
+    assert dashboard["title"]
+    assert [name for name, _, _ in dashboard_variables()] == ["service", "provider", "model", "arm"]
     exprs = " ".join(expr for _, expr in dashboard_queries())
     for metric in (
         "chat_stream_active",
@@ -119,6 +152,7 @@ class ExperimentTraffic:
 
     def __init__(self, app: ReferenceApp, stack, experiment_id: str) -> None:
         self.app, self.stack, self.experiment_id = app, stack, experiment_id
+        self.variables: dict[str, list[str]] = {}
         experiment = Experiment(experiment_id, parse_arms(ARMS))
         self.sessions = sessions_covering_arms(experiment, 2 * REQUESTS_PER_ARM)  # openai, bedrock, ...
 
@@ -143,8 +177,28 @@ class ExperimentTraffic:
         assert events[-1] == "event: done" and len(events) == done[1]["tokens"] - 2 + 1
         return jobs
 
-    def query(self, expr: str) -> list[dict]:
-        return prometheus_query(self.stack.prometheus_url, scoped(expr, self.experiment_id))
+    def query(self, expr: str, variables: dict[str, list[str]] | None = None) -> list[dict]:
+        """``expr`` scoped to this run, with the variables set to ``variables`` (default: the values their
+        queries returned)."""
+        return prometheus_query(self.stack.prometheus_url, self.runnable(expr, variables))
+
+    def runnable(self, expr: str, variables: dict[str, list[str]] | None = None) -> str:
+        values = self.variables if variables is None else variables
+        return scoped(substituted(expr, values), self.experiment_id)
+
+    def resolve_variables(self) -> dict[str, list[str]]:
+        """Each variable's values, as Grafana lists them: its ``label_values`` query (series of this run),
+        the variables above it set to all of their values."""
+        self.variables = {}
+        for name, selector, label in dashboard_variables():
+            if selector.startswith("{"):  # metrics by a __name__ regex, which `scoped` would rewrite inside
+                selector = f'{selector[:-1]}, llm_experiment_id="{self.experiment_id}"}}'
+                query = substituted(f"count by ({label}) ({selector})", self.variables)
+                series = prometheus_query(self.stack.prometheus_url, query)
+            else:
+                series = self.query(f"count by ({label}) ({selector})")
+            self.variables[name] = sorted({r["metric"][label] for r in series if r["metric"].get(label)})
+        return self.variables
 
     def holds_every_metric(self) -> bool:
         """Prometheus has a series of this experiment for every metric the dashboard reads, of both arms
@@ -176,7 +230,21 @@ def traffic(stack, tmp_path_factory):
         traffic.wave(1)
         poll(traffic.holds_every_metric, timeout=90, message=f"each dashboard metric of {experiment_id}")
         traffic.wave(2)
+        traffic.resolve_variables()
         yield traffic
+
+
+def test_variables_list_the_values_of_this_run(traffic):
+    """Scoped to this run, the variables list the API (recoveries) and the worker (LLM calls, streams), both
+    arms, and the provider and model that served the calls: OpenAI's alone, since the run makes the Bedrock
+    arm's calls fall back to it (providers are who served a call, arms what the request was assigned)."""
+    openai = PROVIDER_MODELS["openai"]
+    assert traffic.variables == {
+        "service": sorted([API_SERVICE, WORKER_SERVICE]),
+        "provider": [openai.provider],
+        "model": [openai.model],
+        "arm": sorted([OPENAI_ARM, BEDROCK_ARM]),
+    }
 
 
 def panel_problem(traffic: ExperimentTraffic, title: str, expr: str) -> str | None:
@@ -185,7 +253,7 @@ def panel_problem(traffic: ExperimentTraffic, title: str, expr: str) -> str | No
     values = [float(series["value"][1]) for series in result]
     if not result or any(math.isnan(value) for value in values):
         return f"series {[(r['metric'], r['value'][1]) for r in result]}"
-    if f"{ARM_LABEL})" in expr or f"{ARM_LABEL}," in expr:
+    if PER_ARM.search(expr):
         by_arm = {r["metric"].get(ARM_LABEL): value for r, value in zip(result, values, strict=True)}
         if set(by_arm) != {OPENAI_ARM, BEDROCK_ARM}:
             return f"arms {by_arm}"
@@ -212,5 +280,16 @@ def test_panel_shows_data_of_this_run(traffic, title, expr):
         problems.append(panel_problem(traffic, title, expr))
         return problems[-1] is None
 
-    scoped_expr = scoped(expr, traffic.experiment_id)
-    poll(settled, timeout=90, message=f"data of this run in panel {title!r}: {scoped_expr}; {problems[-1:]}")
+    message = f"data of this run in panel {title!r}: {traffic.runnable(expr)}; {problems[-1:]}"
+    poll(settled, timeout=90, message=message)
+
+
+def test_choosing_one_arm_narrows_every_per_arm_panel(traffic):
+    """With the arm variable set to one arm, each per-arm panel shows that arm only (it showed both above)."""
+    one_arm = {**traffic.variables, "arm": [OPENAI_ARM]}
+    shown = {
+        title: {r["metric"].get(ARM_LABEL) for r in traffic.query(expr, one_arm)}
+        for title, expr in dashboard_queries()
+        if PER_ARM.search(expr) and "$arm" in expr
+    }
+    assert len(shown) >= 10 and all(arms == {OPENAI_ARM} for arms in shown.values()), shown

@@ -30,6 +30,8 @@ INSTRUMENT = Path(sys.executable).with_name("opentelemetry-instrument")
 SERVICE = "llm-app-test"
 SPAN_KIND_SERVER = 2
 BAD_VARIABLE = "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH"
+# The issue's example of a malformed arms value: a model with "/" instead of "provider:model".
+BAD_ARMS = "openai/gpt-4o-mini"
 # OTEL_TRACES_SAMPLER=traceidratio, _ARG=0.5: a trace is sampled when its id's low 64 bits are below half
 # their range, whatever the caller's sampled flag says. The client picks the trace ids: the outcome is known.
 SAMPLED_TRACE_IDS = [f"{0:016x}{index + 1:016x}" for index in range(3)]
@@ -100,6 +102,7 @@ def app(tmp_path_factory) -> Iterator[RunningApp]:
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
         "OTEL_LLM_ROLLUP_WINDOW_MS": "1000",
         BAD_VARIABLE: "lots",
+        "OTEL_LLM_EXPERIMENT_ARMS": BAD_ARMS,
     })
     with stdout.open("w") as out, stderr.open("w") as err:
         process = subprocess.Popen(
@@ -131,6 +134,15 @@ def test_app_serves_despite_a_bad_otel_llm_variable(app):
     app.server_span("POST /chat")  # telemetry is flowing by now, so startup logging is complete
     warnings = [line for line in app.stderr.read_text().splitlines() if BAD_VARIABLE in line]
     assert len(warnings) == 1, app.stderr.read_text()
+
+
+def test_malformed_experiment_arms_warn_once_with_no_app_code(app):
+    """OTEL_LLM_EXPERIMENT_ARMS set wrong, read by nothing but the launcher's configurator: one warning naming
+    the variable, the value and the accepted form."""
+    app.server_span("POST /chat")
+    stderr = app.stderr.read_text()
+    [warning] = [line for line in stderr.splitlines() if "OTEL_LLM_EXPERIMENT_ARMS" in line]
+    assert repr(BAD_ARMS) in warning and "provider:model[=weight]" in warning
 
 
 def test_server_span_carries_the_rollup(app):

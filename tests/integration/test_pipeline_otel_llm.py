@@ -50,9 +50,10 @@ def test_otel_llm_app_provider_reaches_jaeger_on_llm_and_root_spans(stack):
     service = unique_service("otel-llm-app")
     _send_langsmith_style_request(stack.otlp_grpc_endpoint, service)
 
-    traces = poll(lambda: (found := stack.find_traces(service)) and len(jaeger_spans(found)) == 2 and found,
-                  timeout=60, message="the 2-span trace in Jaeger")
+    traces = poll(lambda: (found := stack.find_traces(service)) and len(jaeger_spans(found)) == 3 and found,
+                  timeout=60, message="the 2-span trace and the collector's llm.request span in Jaeger")
     spans = {span["operationName"]: span_tags(span) for span in jaeger_spans(traces)}
+    assert spans[semconv.REQUEST_SPAN_NAME][semconv.ROLLUP_PROVIDER] == "aws.bedrock"
     assert spans["ChatBedrock"][semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
     assert spans["POST /api/v1/chat"][semconv.ROLLUP_PROVIDER] == "aws.bedrock"
     assert spans["POST /api/v1/chat"][semconv.ROLLUP_MODEL] == BEDROCK_CLAUDE

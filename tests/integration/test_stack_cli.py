@@ -119,3 +119,33 @@ def test_up_without_built_binaries_names_the_build_command(cli_env, tmp_path):
     assert result.returncode == 1
     assert "otel-llm stack build" in result.stderr
     assert not redis_ping(int(env["OTEL_LLM_REDIS_PORT"]))
+
+
+def test_a_jaeger_binary_of_the_users_runs_with_the_stacks_config(stack_binaries, tmp_path):
+    """OTEL_LLM_JAEGER_BINARY: the stack runs that binary (a copy of the built one, at another path) as its
+    Jaeger with the stack's config and ports, reports it healthy, and records the choice."""
+    import shutil
+
+    from otel_llm.stack.run import JAEGER_BINARY_ENV, STATE_FILE, Stack
+
+    own = tmp_path / "official" / "jaeger"
+    own.parent.mkdir()
+    shutil.copy2(stack_binaries.jaeger, own)
+    stack = Stack.create(tmp_path / "state", {JAEGER_BINARY_ENV: str(own)}, random_ports=True,
+                         components=("jaeger",), jaeger_storage="memory")
+    try:
+        stack.up()
+        assert os.readlink(f"/proc/{stack.pid('jaeger')}/exe") == str(own)
+        assert stack.healthy("jaeger")
+        recorded = json.loads((stack.state_dir / STATE_FILE).read_text())["env"]
+        assert recorded[JAEGER_BINARY_ENV] == str(own)
+    finally:
+        stack.down()
+
+
+def test_a_jaeger_binary_that_is_not_executable_is_named_before_anything_starts(tmp_path):
+    """A wrong OTEL_LLM_JAEGER_BINARY exits 1 naming the variable; nothing is started."""
+    env = _environment(tmp_path / "state", OTEL_LLM_JAEGER_BINARY=str(tmp_path / "nope"))
+    result = _run(env, "up")
+    assert result.returncode == 1 and "OTEL_LLM_JAEGER_BINARY" in result.stderr
+    assert list((tmp_path / "state").glob("*.pid")) == []

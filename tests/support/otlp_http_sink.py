@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -19,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from tests.support.local_http import LocalHTTPServer, QuietHandler
 
 _SIGNALS = {
     "/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse),
@@ -46,7 +47,7 @@ class OtlpHttpSink:
         self._received: dict[str, list[Any]] = {path: [] for path in _SIGNALS}
         sink = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.headers.get("Content-Encoding") == "gzip":
@@ -57,23 +58,13 @@ class OtlpHttpSink:
                     self.end_headers()
                     return
                 sink._record(self.path, request_type.FromString(body))
-                reply = response_type().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                self.reply(200, "application/x-protobuf", response_type().SerializeToString())
 
-            def log_message(self, format: str, *args: object) -> None:  # keep test output clean
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-sink", daemon=True)
-        self._thread.start()
+        self._http = LocalHTTPServer(Handler, "otlp-sink")
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._http.url
 
     def _record(self, path: str, request: Any) -> None:
         with self._lock:
@@ -86,10 +77,14 @@ class OtlpHttpSink:
         return [(attributes_of(rs.resource.attributes), span) for request in requests
                 for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
 
+    def metric_requests(self) -> list[Any]:
+        """Every ExportMetricsServiceRequest received so far, in arrival order."""
+        with self._lock:
+            return list(self._received["/v1/metrics"])
+
     def metric_points(self, name: str) -> list[tuple[dict[str, Any], dict[str, Any], Any]]:
         """(resource attributes, point attributes, point) for every data point of metric ``name`` so far."""
-        with self._lock:
-            requests = list(self._received["/v1/metrics"])
+        requests = self.metric_requests()
         found = []
         for request in requests:
             for rm in request.resource_metrics:
@@ -104,6 +99,4 @@ class OtlpHttpSink:
         return found
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._http.close()

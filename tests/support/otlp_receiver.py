@@ -12,12 +12,13 @@ from __future__ import annotations
 import gzip
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from tests.support.local_http import LocalHTTPServer, QuietHandler
 
 TRACES_PATH = "/otel/v1/traces"
 PROTOBUF = "application/x-protobuf"
@@ -53,7 +54,7 @@ class OtlpHttpReceiver:
         self._lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = {name.lower(): value for name, value in self.headers.items()}
@@ -64,22 +65,13 @@ class OtlpHttpReceiver:
                     request = ExportTraceServiceRequest.FromString(body)
                 receiver._record(ReceivedRequest(self.path, headers, request))
                 reply = ExportTraceServiceResponse().SerializeToString() if request is not None else b""
-                self.send_response(200 if request is not None else 400)
-                self.send_header("Content-Type", PROTOBUF)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                self.reply(200 if request is not None else 400, PROTOBUF, reply)
 
-            def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
-        self._thread.start()
+        self._http = LocalHTTPServer(Handler, "otlp-receiver")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._http.url
 
     def _record(self, received: ReceivedRequest) -> None:
         with self._lock:
@@ -92,6 +84,4 @@ class OtlpHttpReceiver:
         return [span for received in requests for span in received.spans(service)]
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._http.close()

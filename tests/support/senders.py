@@ -51,19 +51,32 @@ def _json_value(value: object) -> dict:
     return {"stringValue": str(value)}
 
 
+def otlp_json_span(trace_id: str, span_id: str, name: str, attributes: Mapping[str, object], *,
+                   start_ns: int, end_ns: int, kind: int = 3, parent_id: str = "") -> dict:
+    """One span in OTLP/JSON (ids in hex; kind 2 SERVER, 3 CLIENT, 4 PRODUCER, 5 CONSUMER, 1 INTERNAL)."""
+    return {
+        "traceId": trace_id, "spanId": span_id, "parentSpanId": parent_id, "name": name, "kind": kind,
+        "startTimeUnixNano": str(start_ns), "endTimeUnixNano": str(end_ns),
+        "attributes": [{"key": key, "value": _json_value(value)} for key, value in attributes.items()],
+    }
+
+
+def post_otlp_json_spans(otlp_http_endpoint: str, service: str, spans: list[dict]) -> None:
+    """POST spans of one service as one OTLP/JSON request to ``/v1/traces`` (no SDK involved)."""
+    body = {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"scope": {"name": "hand-made"}, "spans": spans}],
+    }]}
+    response = requests.post(f"{otlp_http_endpoint}/v1/traces", json=body, timeout=10)
+    response.raise_for_status()
+
+
 def post_otlp_json_span(otlp_http_endpoint: str, service: str, name: str, attributes: Mapping[str, object],
                         *, duration_ms: int = 120) -> str:
     """POST one span as OTLP/JSON to ``/v1/traces`` (no SDK involved) and return its trace id (hex)."""
     trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     end = time.time_ns()
-    body = {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
-        "scopeSpans": [{"scope": {"name": "hand-made"}, "spans": [{
-            "traceId": trace_id, "spanId": span_id, "name": name, "kind": 3,
-            "startTimeUnixNano": str(end - duration_ms * 1_000_000), "endTimeUnixNano": str(end),
-            "attributes": [{"key": key, "value": _json_value(value)} for key, value in attributes.items()],
-        }]}],
-    }]}
-    response = requests.post(f"{otlp_http_endpoint}/v1/traces", json=body, timeout=10)
-    response.raise_for_status()
+    start = end - duration_ms * 1_000_000
+    post_otlp_json_spans(otlp_http_endpoint, service,
+                         [otlp_json_span(trace_id, span_id, name, attributes, start_ns=start, end_ns=end)])
     return trace_id

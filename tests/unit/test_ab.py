@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import urllib.parse
 
 import pytest
@@ -32,26 +33,20 @@ class TestStats:
         with pytest.raises(ValueError, match="q"):
             stats.percentile([1], 101)
 
-    def test_mann_whitney_matches_reference_value(self):
-        """Fully separated samples of 10: U=0 and p=1.827e-4 (scipy's asymptotic, continuity-corrected)."""
-        result = stats.mann_whitney_u(list(range(1, 11)), list(range(11, 21)))
-        assert result.u == 0 and result.probability_greater == 0
-        assert result.p_value == pytest.approx(1.827e-4, rel=1e-3)
-
-    def test_mann_whitney_with_ties(self):
-        """Ties get average ranks and the tie-corrected variance (by hand: U=17, var=86.4, z=-1.560)."""
-        result = stats.mann_whitney_u([1, 2, 2, 3, 3, 3, 4, 5], [2, 3, 3, 4, 4, 5, 5, 6])
-        assert result.u == 17.0
-        assert result.z == pytest.approx(-14.5 / 86.4**0.5)
-        assert result.p_value == pytest.approx(0.1188, abs=0.0005)
+    def test_small_samples_get_the_exact_p_value(self):
+        """4 against 4, fully separated: the exact two-sided p, 2/C(8,4) = 2/70 (no normal approximation)."""
+        result = stats.mann_whitney_u([5, 6, 7, 8], [1, 2, 3, 4])
+        assert result.u == 16 and result.probability_greater == 1
+        assert result.p_value == pytest.approx(2 / 70)
 
     def test_all_equal_is_not_significant(self):
-        """Identical constant samples give p=1."""
+        """Identical constant samples give p=1 and a zero difference."""
         assert stats.mann_whitney_u([1.0] * 10, [1.0] * 10).p_value == 1.0
+        difference = stats.median_difference([1.0] * 10, [1.0] * 10, 0.95)
+        assert (difference.seconds, difference.seconds_interval, difference.relative) == (0, (0, 0), 0)
 
-    def test_holm_adjusts_step_down_and_keeps_untested_none(self):
-        """Holm: sorted p-values times m, m-1, ... made monotone, capped at 1; None stays None and is not
-        counted (by hand, m=4: 0.01*4, 0.03*3, max(0.09, 0.04*2), 0.9*1; and 0.6*2 capped at 1)."""
+    def test_holm_keeps_untested_none(self):
+        """Holm by hand (m=4: 0.01*4, 0.03*3, max(0.09, 0.04*2), 0.9*1); None stays None, uncounted."""
         adjusted = stats.holm([0.04, None, 0.01, 0.03, 0.9])
         assert adjusted[1] is None
         assert adjusted == pytest.approx([0.09, None, 0.04, 0.09, 0.9])
@@ -60,7 +55,7 @@ class TestStats:
 
     def test_too_few_samples_give_no_p_value(self):
         """Below MIN_SAMPLES per side there is no p-value; empty samples are refused."""
-        assert stats.mann_whitney_u([1, 2], [3, 4]).p_value is None
+        assert stats.mann_whitney_u([1, 2, 3], [3, 4, 5, 6]).p_value is None
         with pytest.raises(ValueError):
             stats.mann_whitney_u([], [1])
 
@@ -84,6 +79,46 @@ class TestReport:
         (comparison,) = report.comparisons
         assert comparison.baseline == OPENAI and comparison.p_value < 0.001
         assert comparison.median_ratio == pytest.approx(1.5, rel=0.2)
+
+    def test_figures_are_the_libraries_own_on_the_same_samples(self):
+        """p-value, Holm adjustment and the bootstrap intervals of the median difference (ms and %) are what
+        SciPy and statsmodels give when called directly on the report's samples."""
+        import numpy
+        from scipy.stats import bootstrap, mannwhitneyu
+        from statsmodels.stats.multitest import multipletests
+
+        third = "anthropic:claude-3-haiku"
+        samples = two_arms(1.5, n=12) + [sample(third, s.duration_s * 1.2) for s in two_arms(1, n=12)[:12]]
+        report = ab_report.build_report(samples, alpha=0.1)
+        durations = {arm: [s.duration_s for s in samples if s.arm == arm] for arm in (OPENAI, BEDROCK, third)}
+        raw = {arm: mannwhitneyu(durations[arm], durations[OPENAI]).pvalue for arm in (BEDROCK, third)}
+        adjusted = dict(zip(raw, multipletests(list(raw.values()), method="holm")[1], strict=True))
+
+        def interval(statistic):
+            result = bootstrap(
+                (durations[BEDROCK], durations[OPENAI]),
+                statistic,
+                paired=False,
+                confidence_level=0.9,
+                n_resamples=stats.BOOTSTRAP_RESAMPLES,
+                method="percentile",
+                rng=numpy.random.default_rng(stats.BOOTSTRAP_SEED),
+            )
+            return result.confidence_interval.low, result.confidence_interval.high
+
+        by_arm = {c.arm: c for c in report.comparisons}
+        for arm in raw:
+            assert (by_arm[arm].p_value, by_arm[arm].p_adjusted) == pytest.approx((raw[arm], adjusted[arm]))
+        bedrock = by_arm[BEDROCK]
+        median = numpy.median
+        assert bedrock.median_difference_s == pytest.approx(
+            median(durations[BEDROCK]) - median(durations[OPENAI])
+        )
+        assert bedrock.median_difference_ci_s == pytest.approx(interval(lambda a, b: median(a) - median(b)))
+        assert bedrock.median_change_ci == pytest.approx(interval(lambda a, b: median(a) / median(b) - 1))
+        low, high = bedrock.median_difference_ci_s
+        assert f"90% CI {low * 1000:+.1f} to {high * 1000:+.1f} ms" in bedrock.verdict
+        assert f"{bedrock.median_change * 100:+.1f}% (90% CI" in ab_report.render_table(report)
 
     def test_identical_arms_not_significant(self):
         """Two arms drawn from one distribution are not called significantly different."""
@@ -125,6 +160,17 @@ class TestReport:
         assert (arm.requests, arm.errors, arm.error_rate) == (10, 1, 0.1)
         assert arm.p50_s == pytest.approx(0.55) and arm.p99_s == pytest.approx(0.991)
         assert (arm.ttft_p50_s, arm.ttft_p95_s, arm.tokens_per_request) == (0.02, 0.05, 5.5)
+        assert arm.ttft_source == "prometheus"
+
+    def test_ttft_from_the_spans_before_prometheus(self):
+        """An arm whose LLM spans carry the time to first chunk takes TTFT from them, not from Prometheus."""
+        samples = [
+            sources.TraceSample(f"t{i}", OPENAI, "ab1", 1.0, False, 10, (i / 100, 0.5)) for i in range(1, 11)
+        ]
+        (arm,) = ab_report.build_report(samples, ttft={50: {OPENAI: 9.0}, 95: {OPENAI: 9.0}}).arms
+        pooled = [i / 100 for i in range(1, 11)] + [0.5] * 10
+        assert arm.ttft_p50_s == stats.percentile(pooled, 50) and arm.ttft_p95_s == 0.5
+        assert arm.ttft_source == "spans"
 
     def test_single_arm_has_no_comparison(self):
         """One arm only: no comparison, no slower arm, and the table says so."""
@@ -161,6 +207,7 @@ def jaeger_trace(trace_id, arm, start, duration, error=False, experiment="ab1"):
         {"key": semconv.GEN_AI_REQUEST_MODEL, "type": "string", "value": "gpt-4o-mini"},
         {"key": semconv.GEN_AI_USAGE_INPUT_TOKENS, "type": "int64", "value": 7},
         {"key": semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "type": "int64", "value": 5},
+        {"key": semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, "type": "float64", "value": 0.04},
     ]
     if error:
         llm_tags.append({"key": "error", "type": "bool", "value": True})
@@ -214,6 +261,7 @@ class TestSamples:
             True,
             12,
         )
+        assert got.ttft_s == (0.04,)
 
     def test_traces_without_arm_or_other_experiment_skipped(self):
         """Traces without an arm, of another experiment, or repeated, are not samples twice."""
@@ -282,7 +330,7 @@ class TestCli:
     def test_parser_defaults_and_alpha_check(self):
         """`otel-llm ab` parses its flags and refuses an alpha outside (0, 1)."""
         args = build_parser().parse_args(["ab", "--experiment", "ab1", "--json"])
-        assert (args.experiment, args.alpha, args.json, args.lookback) == ("ab1", 0.05, True, "15m")
+        assert (args.experiment, args.alpha, args.json, args.lookback) == ("ab1", 0.05, True, "1h")
         with pytest.raises(SystemExit):
             build_parser().parse_args(["ab", "--alpha", "2"])
 
@@ -290,28 +338,47 @@ class TestCli:
     def test_url_without_scheme_exits_2_naming_the_option(self, capsys, option):
         """A URL without http(s):// is one stderr line naming the option, exit 2, no traceback."""
         args = build_parser().parse_args(
-            ["ab", "--jaeger-url", "http://127.0.0.1:9", "--prometheus-url", "http://127.0.0.1:9",
-             option, "localhost:1"]
+            [
+                "ab",
+                "--jaeger-url",
+                "http://127.0.0.1:9",
+                "--prometheus-url",
+                "http://127.0.0.1:9",
+                option,
+                "localhost:1",
+            ]
         )
         assert args.handler(args) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"otel-llm ab: {option} ") and "http://" in err and err.count("\n") == 1
 
-    def test_chart_without_matplotlib_exits_2_before_any_query(self, capsys, monkeypatch):
-        """--chart without matplotlib installed: exit 2 naming the extra, before Jaeger is asked."""
-        import importlib.util
+    @pytest.mark.parametrize(("missing", "args"), [("scipy", []), ("matplotlib", ["--chart", "x.png"])])
+    def test_without_the_ab_extra_exits_2_naming_it_before_any_query(
+        self, capsys, monkeypatch, missing, args
+    ):
+        """An ab extra module missing: exit 2, one stderr line naming the extra, before Jaeger is asked."""
+        import builtins
 
-        real_find_spec = importlib.util.find_spec
+        from otel_llm.cli import main
 
-        def find_spec(name, *args):
-            return None if name == "matplotlib" else real_find_spec(name, *args)
+        real_import = builtins.__import__
 
-        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+        def without(name, *rest, **kwargs):
+            if name.partition(".")[0] == missing:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return real_import(name, *rest, **kwargs)
+
+        monkeypatch.delitem(sys.modules, "otel_llm.ab.stats", raising=False)
+        monkeypatch.delitem(sys.modules, "otel_llm.ab.report", raising=False)
+        monkeypatch.setattr(builtins, "__import__", without)
         monkeypatch.setattr(sources, "jaeger_samples", lambda *a: pytest.fail("Jaeger asked"))
-        args = build_parser().parse_args(["ab", "--chart", "x.png"])
-        assert args.handler(args) == 2
+        assert main(["ab", *args]) == 2
         captured = capsys.readouterr()
-        assert captured.out == "" and "otel-llm[ab]" in captured.err
+        assert captured.out == "" and captured.err.count("\n") == 1
+        assert (
+            captured.err.startswith("otel-llm ab: needs the 'ab' extra")
+            and "pip install '.[ab]'" in captured.err
+        )
 
     def test_unwritable_chart_prints_the_report_then_exits_2(self, capsys, monkeypatch, tmp_path):
         """A chart path that cannot be written: the report is printed, then one stderr line, exit 2."""

@@ -34,7 +34,9 @@ from otel_llm.configure import (
     build_from_environment,
     build_telemetry,
 )
-from otel_llm.metrics.cardinality import OVERFLOW_VALUE, CardinalityLimitedMeterProvider
+from otel_llm.exporters.delivery import DeliveryExporter
+from otel_llm.metrics.cardinality import OVERFLOW_ATTRIBUTE, CardinalityLimitedMeterProvider
+from otel_llm.processors.redact import RedactingSpanExporter
 from otel_llm.processors.rollup import RollupBatchSpanProcessor
 from otel_llm.settings import Settings
 from tests.support.metric_points import metric_points
@@ -165,13 +167,21 @@ def test_service_name_and_resource_attributes_apply(clean_env):
     telemetry.shutdown()
 
 
+def _final_exporter(processor):
+    """The exporter behind a processor's roll-up stage, the redaction stage and the delivery stage."""
+    redacting = processor.span_exporter._inner
+    assert isinstance(redacting, RedactingSpanExporter)
+    assert isinstance(redacting._inner, DeliveryExporter)
+    return redacting._inner.inner
+
+
 def test_console_traces_exporter_sits_behind_the_rollup_stage(clean_env):
     """OTEL_TRACES_EXPORTER=console: one batch processor, its roll-up stage wrapping a ConsoleSpanExporter."""
     clean_env.setenv("OTEL_TRACES_EXPORTER", "console")
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
     assert isinstance(processor, RollupBatchSpanProcessor)
-    assert isinstance(processor.span_exporter._inner.inner, ConsoleSpanExporter)
+    assert isinstance(_final_exporter(processor), ConsoleSpanExporter)
     telemetry.shutdown()
 
 
@@ -237,7 +247,7 @@ def test_otlp_protocol_and_endpoint_apply(clean_env):
     clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4999")
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
-    exporter = processor.span_exporter._inner.inner
+    exporter = _final_exporter(processor)
     assert isinstance(exporter, HttpSpanExporter)
     assert exporter._endpoint == "http://127.0.0.1:4999/v1/traces"
     telemetry.shutdown()
@@ -248,7 +258,7 @@ def test_otlp_defaults_to_grpc_like_the_sdk(clean_env):
     clean_env.setenv("OTEL_TRACES_EXPORTER", "otlp")
     telemetry = _from_env()
     processor, = _export_processors(telemetry)
-    assert isinstance(processor.span_exporter._inner.inner, GrpcSpanExporter)
+    assert isinstance(_final_exporter(processor), GrpcSpanExporter)
     telemetry.shutdown()
 
 
@@ -405,13 +415,14 @@ def test_rollup_collector_normalises_each_span_without_buffering(built):
 
 
 def test_cardinality_limit_setting_applies(built):
-    """OTEL_LLM_METRICS_CARDINALITY_LIMIT=1: the second model on the duration metric is _OTHER."""
+    """OTEL_LLM_METRICS_CARDINALITY_LIMIT=1: the second model's duration goes to the overflow series."""
     pipeline = built(Settings(rollup_window_ms=0, metrics_cardinality_limit=1))
     pipeline.request_with_llm_call()
     pipeline.request_with_llm_call(**{semconv.GEN_AI_REQUEST_MODEL: "anthropic.claude-3-sonnet-v1:0"})
-    models = {attrs[semconv.GEN_AI_REQUEST_MODEL] for attrs, _ in
-              metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION)}
-    assert models == {"anthropic.claude-3-haiku-20240307-v1:0", OVERFLOW_VALUE}
+    points = metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION)
+    models = {attrs.get(semconv.GEN_AI_REQUEST_MODEL, "overflow" if attrs.get(OVERFLOW_ATTRIBUTE) else None)
+              for attrs, _ in points}
+    assert models == {"anthropic.claude-3-haiku-20240307-v1:0", "overflow"}
 
 
 def test_disabled_is_the_plain_sdk(built):

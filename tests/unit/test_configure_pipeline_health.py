@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -10,11 +11,22 @@ import pytest
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from otel_llm.configure import build_telemetry
+from otel_llm.exporters.metric_log import MetricLogExporter
 from otel_llm.metrics import health
-from otel_llm.metrics.health import DROPPED_SPANS_METRIC, QUEUE_FULL, ROLLUP_METRICS, count_dropped_spans
+from otel_llm.metrics.health import (
+    DROPPED_SPANS_METRIC,
+    METRIC_LINE_FAILED,
+    QUEUE_FULL,
+    REDACTION_FAILED,
+    ROLLUP_METRICS,
+    count_dropped_spans,
+)
 from otel_llm.processors.ratelimit import RateLimitedLogger
 from otel_llm.processors.rollup import RollupStats
 from otel_llm.settings import Settings
@@ -72,8 +84,7 @@ def test_dropped_spans_are_counted_logged_once_and_published(small_queue, caplog
         poll(exporter.entered.is_set, timeout=10, interval=0.01, message="export thread blocked")
         for index in range(40):
             tracer.start_span(f"burst-{index}").end()
-    (counter,) = telemetry.drop_counters
-    dropped = counter.counts()[QUEUE_FULL]
+    dropped = sum(counter.counts().get(QUEUE_FULL, 0) for counter in telemetry.drop_counters)
     assert 40 - 4 <= dropped <= 40  # at most the queue's 4 slots were free
     warnings = [record.getMessage() for record in caplog.records if record.name == "otel_llm.metrics.health"]
     assert len(warnings) == 1
@@ -115,11 +126,39 @@ def test_spans_the_exporter_fails_are_counted_logged_and_published(small_queue, 
         for index in range(3):
             tracer.start_span(f"span-{index}").end()
         telemetry.force_flush()
-    (counter,) = telemetry.drop_counters
-    assert counter.counts() == {"retry_queue_full": 3}
+    counts = {reason: count for counter in telemetry.drop_counters
+              for reason, count in counter.counts().items() if count}
+    assert counts == {"retry_queue_full": 3}
     assert _value(reader, DROPPED_SPANS_METRIC, {"error.type": "retry_queue_full"}) == 3
     logged = [record.getMessage() for record in caplog.records if "retry_queue_full" in record.getMessage()]
     assert logged and "OTEL_LLM_EXPORT_RETRY_MAX_SPANS" in logged[0]
+    telemetry.shutdown()
+
+
+class Unreadable(ReadableSpan):
+    """A request span whose attributes cannot be read."""
+
+    @property
+    def attributes(self):
+        raise RuntimeError("unreadable")
+
+
+@pytest.mark.parametrize(("make_exporter", "reason"), [
+    (InMemorySpanExporter, REDACTION_FAILED),
+    (lambda: MetricLogExporter(io.StringIO()), METRIC_LINE_FAILED),
+])
+def test_spans_the_export_stages_cannot_read_are_published_as_dropped(small_queue, make_exporter, reason):
+    """The redaction stage (never exporting a span it could not redact) and the METRIC line exporter count
+    what they lose in otel_llm.spans.dropped, by reason."""
+    telemetry, reader = _build(Settings(rollup_window_ms=0), make_exporter())
+    processor = telemetry.tracer_provider._active_span_processor._span_processors[-1]
+    redacting = processor.span_exporter._inner
+    bad = Unreadable(name="POST /x", kind=SpanKind.SERVER)
+    if reason == REDACTION_FAILED:
+        redacting.export([bad])
+    else:
+        redacting._inner.export([bad])
+    assert _value(reader, DROPPED_SPANS_METRIC, {"error.type": reason}) == 1
     telemetry.shutdown()
 
 

@@ -1,8 +1,10 @@
-"""Span-derived GenAI metrics: duration and token usage recorded once per call, unless its scopes do."""
+"""Span-derived GenAI metrics: duration and token usage recorded once per call, unless an instrumentation
+recorded them for that call (seen from its recordings) or its scope is on the override list."""
 
 from __future__ import annotations
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -15,7 +17,6 @@ from otel_llm.metrics.from_spans import SpanDerivedMetrics
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.normalize import llm_call_of
 from otel_llm.processors.rollup import RollupSpanExporter
-from otel_llm.settings import DEFAULT_SPAN_METRICS_SKIP_SCOPES
 from tests.support.metric_points import metric_points
 
 DURATION = semconv.METRIC_OPERATION_DURATION
@@ -38,27 +39,38 @@ LANGSMITH_BEDROCK = {
 class Harness:
     """A real TracerProvider whose ended spans are handed to SpanDerivedMetrics, as the roll-up stage does."""
 
-    def __init__(self, skip_scopes=DEFAULT_SPAN_METRICS_SKIP_SCOPES) -> None:
+    def __init__(self, skip_scopes=()) -> None:
         self.reader = InMemoryMetricReader()
         self.meter_provider = CardinalityLimitedMeterProvider(
             metric_readers=[self.reader], views=genai_views(), cardinality_limit=100
         )
-        self.metrics = SpanDerivedMetrics(self.meter_provider, skip_scopes)
+        self.metrics = SpanDerivedMetrics(self.meter_provider, skip_scopes,
+                                          self.meter_provider.recorded_calls)
         self.spans = InMemorySpanExporter()
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
 
-    def llm_span(self, attributes, scope="langsmith", error=None, start=1_000_000_000, end=3_500_000_000):
+    def llm_span(self, attributes, scope="langsmith", error=None, start=1_000_000_000, end=3_500_000_000,
+                 records_own=False):
+        """An LLM span of ``scope``, handed to the metrics once ended; ``records_own``: the instrumentation
+        records its own duration inside the span, as openai-v2 and botocore do."""
         span = self.tracer_provider.get_tracer(scope).start_span("ChatBedrock", attributes=attributes,
                                                                   start_time=start)
+        if records_own:
+            with trace.use_span(span):
+                self.own_duration(scope).record(2.5, {semconv.GEN_AI_PROVIDER_NAME: "aws.bedrock"})
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, error))
         span.end(end_time=end)
         ended = self.spans.get_finished_spans()[-1]
         self.metrics.record(ended, llm_call_of(ended))
 
-    def points(self, name):
-        return metric_points(self.reader, name)
+    def own_duration(self, scope):
+        return self.meter_provider.get_meter(scope).create_histogram(DURATION, "s")
+
+    def points(self, name, scope="otel_llm.metrics.from_spans"):
+        """The points of ``name`` that otel-llm derived from spans (the instrumentations' own are apart)."""
+        return [(attributes, point) for attributes, point in metric_points(self.reader, name, scope)]
 
 
 @pytest.fixture
@@ -139,30 +151,69 @@ def test_deprecated_token_names_are_read(harness):
     assert sums == {"input": 7, "output": 3}
 
 
+def test_a_call_its_instrumentation_recorded_adds_nothing(harness):
+    """An instrumentation that records its duration inside the LLM span: no span-derived point for it, and
+    its own point is there once (never twice)."""
+    harness.llm_span(LANGSMITH_BEDROCK, scope="opentelemetry.util.genai.handler", records_own=True)
+    assert harness.points(DURATION) == [] and harness.points(TOKENS) == []
+    (_, own), = harness.points(DURATION, scope="opentelemetry.util.genai.handler")
+    assert own.count == 1
+
+
+def test_a_scope_seen_recording_is_left_to_itself_for_later_calls(harness):
+    """A scope that once recorded GenAI metrics (outside its span, say) is trusted for its later calls;
+    another scope's calls are still derived."""
+    harness.own_duration("vendor.instrumentation").record(1.0, {})
+    harness.llm_span(LANGSMITH_BEDROCK, scope="vendor.instrumentation")
+    assert harness.points(DURATION) == []
+    harness.llm_span(LANGSMITH_BEDROCK, scope="langsmith")
+    assert len(harness.points(DURATION)) == 1
+
+
+def test_instruments_are_created_only_when_first_needed(harness):
+    """Before any derived recording, otel-llm has no GenAI instrument of its own (no SDK view-conflict
+    warnings beside an instrumentation recording every call)."""
+    harness.llm_span(LANGSMITH_BEDROCK, scope="opentelemetry.util.genai.handler", records_own=True)
+    assert harness.metrics._instruments is None
+
+
 @pytest.mark.parametrize("scope", [
     "opentelemetry.instrumentation.openai_v2",  # exact
     "opentelemetry.instrumentation.openai.v1",  # dotted prefix (OpenLLMetry)
-    "opentelemetry.instrumentation.botocore.bedrock-runtime",  # contrib botocore's Bedrock extension
 ])
-def test_scopes_that_record_their_own_metrics_are_skipped(harness, scope):
-    """Spans of instrumentations that record gen_ai.client.* themselves add nothing: never twice."""
+def test_override_scopes_are_skipped(scope):
+    """OTEL_LLM_SPAN_METRICS_SKIP_SCOPES: listed scopes add nothing even when not seen recording."""
+    harness = Harness(skip_scopes=("opentelemetry.instrumentation.openai_v2",
+                                   "opentelemetry.instrumentation.openai"))
     harness.llm_span(LANGSMITH_BEDROCK, scope=scope)
-    assert harness.points(DURATION) == []
-    assert harness.points(TOKENS) == []
+    assert harness.points(DURATION) == [] and harness.points(TOKENS) == []
+    harness.meter_provider.shutdown()
 
 
-def test_prefix_matching_needs_a_dot(harness):
+def test_prefix_matching_needs_a_dot():
     """A scope merely starting with a skipped name's letters is not skipped."""
-    assert harness.metrics.skips("opentelemetry.instrumentation.openai")
-    assert not harness.metrics.skips("opentelemetry.instrumentation.openai_custom")
+    metrics = SpanDerivedMetrics(None, ("opentelemetry.instrumentation.openai",))
+    assert metrics.skips("opentelemetry.instrumentation.openai")
+    assert not metrics.skips("opentelemetry.instrumentation.openai_custom")
 
 
-def test_an_empty_skip_list_records_every_scope():
-    """With OTEL_LLM_SPAN_METRICS_SKIP_SCOPES=none every LLM span is recorded."""
-    harness = Harness(skip_scopes=())
+def test_token_details_are_recorded_apart(harness):
+    """Cache-read, cache-write and reasoning counts go to llm.client.token.usage.detail, never into
+    gen_ai.client.token.usage."""
+    harness.llm_span({**LANGSMITH_BEDROCK, semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 40,
+                      semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: 10,
+                      semconv.OPENLLMETRY_REASONING_TOKENS: 5})
+    details = {attrs[semconv.TOKEN_DETAIL]: point.sum
+               for attrs, point in harness.points(semconv.METRIC_TOKEN_USAGE_DETAIL)}
+    assert details == {"cache_read": 40, "cache_write": 10, "reasoning": 5}
+    assert {attrs[semconv.GEN_AI_TOKEN_TYPE]: p.sum for attrs, p in harness.points(TOKENS)} == {
+        "input": 120, "output": 30}
+
+
+def test_a_scope_never_seen_recording_is_derived(harness):
+    """With no override and no recording of its own, an openai_v2-scoped span is recorded from the span."""
     harness.llm_span(LANGSMITH_BEDROCK, scope="opentelemetry.instrumentation.openai_v2")
     assert len(harness.points(DURATION)) == 1
-    harness.meter_provider.shutdown()
 
 
 @pytest.mark.parametrize("bad", ["opentelemetry.instrumentation.openai_v2", ["ok", ""], ["  "]])
@@ -180,7 +231,7 @@ OPENAI_SDK_CALL = {semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_PROVIDE
 class TestNestedCallsThroughTheStage:
     """A LangChain chat span around an LLM SDK's own span is one call, whatever the two record."""
 
-    def run(self, inner_scope: str) -> Harness:
+    def run(self, inner_scope: str, inner_records_own: bool = False) -> Harness:
         harness = Harness()
         stage = RollupSpanExporter(InMemorySpanExporter(), window_s=0, on_llm_span=harness.metrics.record)
         provider = TracerProvider()
@@ -189,7 +240,10 @@ class TestNestedCallsThroughTheStage:
         with provider.get_tracer("app").start_as_current_span("POST /chat"):
             with langchain.start_as_current_span(
                     "chat gpt-4o-mini", attributes={**OPENAI_SDK_CALL, semconv.LANGGRAPH_NODE: "answer"}):
-                provider.get_tracer(inner_scope).start_span("chat", attributes=OPENAI_SDK_CALL).end()
+                inner = provider.get_tracer(inner_scope)
+                with inner.start_as_current_span("chat", attributes=OPENAI_SDK_CALL):
+                    if inner_records_own:
+                        harness.own_duration(inner_scope).record(0.5, {})
         stage.shutdown()
         return harness
 
@@ -203,14 +257,15 @@ class TestNestedCallsThroughTheStage:
         harness.meter_provider.shutdown()
 
     def test_nothing_recorded_when_the_inner_span_records_its_own(self):
-        """The SDK span's instrumentation (openai_v2) records the call: the outer span adds nothing."""
-        harness = self.run("opentelemetry.instrumentation.openai_v2")
+        """The SDK span's instrumentation records the call: the outer span adds nothing."""
+        harness = self.run("opentelemetry.util.genai.handler", inner_records_own=True)
         assert harness.points(DURATION) == [] and harness.points(TOKENS) == []
         harness.meter_provider.shutdown()
 
 
-def test_group_with_a_skipped_nested_scope_records_nothing(harness):
+def test_group_with_a_skipped_nested_scope_records_nothing():
     """record() with a nested call from a skip-listed scope records nothing for the outer span either."""
+    harness = Harness(skip_scopes=("opentelemetry.instrumentation.openai_v2",))
     span = harness.tracer_provider.get_tracer("langsmith").start_span("Chat", attributes=LANGSMITH_BEDROCK)
     span.end()
     outer = llm_call_of(span)

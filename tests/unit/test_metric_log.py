@@ -8,9 +8,11 @@ import pathlib
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -18,6 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from otel_llm import semconv
 from otel_llm.exporters import metric_log
 from otel_llm.settings import reset_warnings
+from tests.support.fuzz import fuzz_settings
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +57,13 @@ def split_fields(line: str) -> dict[str, str]:
 
 
 def unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)), value)
+    """The documented unescaping: \\n, \\r, \\uXXXX (four hex digits), else the escaped character itself."""
+    def one(match: re.Match) -> str:
+        if match.group(1):
+            return chr(int(match.group(1), 16))
+        return {"n": "\n", "r": "\r"}.get(match.group(2), match.group(2))
+
+    return re.sub(r"\\(?:u([0-9a-f]{4})|(.))", one, value, flags=re.DOTALL)
 
 
 def request_and_llm_spans(tracer):
@@ -189,6 +198,32 @@ class TestEscaping:
         assert "\n" not in line
         assert split_fields(line) == {"event": "span", "name": value, "ms": "1.000"}
 
+    @pytest.mark.parametrize("brk", ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85",
+                                     "\u2028", "\u2029", "\x00", "\x7f"])
+    def test_every_line_break_is_escaped(self, brk):
+        """Each character str.splitlines (or a log agent) breaks on leaves the line one line."""
+        line = metric_log.format_line([("event", "span"), ("name", f"a{brk}b")])
+        assert line.splitlines() == [line]
+        assert split_fields(line)["name"] == f"a{brk}b"
+
+    def test_values_are_capped_and_a_huge_name_stays_under_the_line_bound(self):
+        """A 300 kB span name is cut to MAX_VALUE_CHARS; the line stays under MAX_LINE_BYTES."""
+        line = metric_log.format_line([("event", "span"), ("name", "\u2028" * 300_000)])
+        assert split_fields(line)["name"] == "\u2028" * metric_log.MAX_VALUE_CHARS
+        assert len(line.encode()) < metric_log.MAX_LINE_BYTES
+
+    @given(st.lists(st.text(), min_size=9, max_size=9))
+    @fuzz_settings()
+    def test_any_values_make_one_parseable_bounded_line(self, values):
+        """Whatever nine values hold, the line is one line, under the bound, and parses back to them (cut)."""
+        keys = ["event", "path", "provider", "model", "ms_total", "status", "experiment", "arm",
+                "provider_source"]
+        line = metric_log.format_line(list(zip(keys, values, strict=True)))
+        assert line.splitlines() == [line]
+        assert len(line.encode()) < metric_log.MAX_LINE_BYTES
+        cut = [value[:metric_log.MAX_VALUE_CHARS] for value in values]
+        assert split_fields(line) == dict(zip(keys, cut, strict=True))
+
     def test_non_string_values_are_text(self):
         """Numbers and other objects are written as their text; None fields are left out."""
         assert metric_log.format_line([("a", 1.5), ("b", None), ("c", True)]) == "METRIC|a=1.5|c=True"
@@ -264,6 +299,22 @@ class TestCloudWatchQueries:
         assert [bool(request_filter.search(line)) for line in (request, span, other)] == [True, False, False]
         assert [bool(span_filter.search(line)) for line in (request, span, other)] == [False, True, False]
 
+    @given(st.text(), st.text(), st.text(), st.text())
+    @fuzz_settings()
+    def test_doc_regexes_extract_any_values(self, path, provider, model, arm):
+        """For any text in the earlier and the extracted fields, the doc's request regexes take each value
+        exactly as written, and it unescapes to the value (cut to MAX_VALUE_CHARS)."""
+        line = metric_log.format_line([
+            ("event", "request"), ("path", path), ("provider", provider), ("model", model),
+            ("ms_total", "1.5"), ("status", "ok"), ("arm", arm), ("provider_source", "rollup")])
+        fields = self.parsed(line)
+        cap = metric_log.MAX_VALUE_CHARS
+        assert {key: unescape(value) for key, value in fields.items() if key != "ms"} == {
+            "provider": provider[:cap], "model": model[:cap], "ms_total": "1.5", "arm": arm[:cap],
+            "provider_source": "rollup"}
+        request_filter, _ = self.doc_regexes("filter")
+        assert request_filter.search(line)
+
     def test_every_doc_regex_is_covered(self):
         """The doc's regexes are the ones these tests know (a new one needs a test)."""
         groups = sorted(name for regex in self.doc_regexes("parse") for name in regex.groupindex)
@@ -302,6 +353,26 @@ class TestExporter:
         request_and_llm_spans(tracer)
         metric_log.MetricLogExporter("stdout").export(exporter.get_finished_spans())
         assert capsys.readouterr().out.count("METRIC|") == 2
+
+    def test_one_unreadable_span_costs_only_its_own_line(self, spans, caplog):
+        """A span whose attributes cannot be read is skipped and counted; the batch's other lines are
+        written."""
+        tracer, exporter = spans
+        request_and_llm_spans(tracer)
+        good = list(exporter.get_finished_spans())
+
+        class Unreadable(ReadableSpan):
+            @property
+            def attributes(self):
+                raise RuntimeError("unreadable")
+
+        bad = Unreadable(name="POST /x", kind=SpanKind.SERVER)
+        out = io.StringIO()
+        writer = metric_log.MetricLogExporter(out)
+        with caplog.at_level(logging.WARNING):
+            assert writer.export([good[0], bad, *good[1:]]) is SpanExportResult.SUCCESS
+        assert out.getvalue().count("METRIC|") == 2
+        assert writer.drops.counts() == {"metric_line_failed": 1}
 
     def test_broken_stream_fails_without_raising(self, spans):
         """A stream that raises on write gives FAILURE, never an exception."""

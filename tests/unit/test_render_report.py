@@ -54,5 +54,8 @@ def test_json_report_is_one_document(capsys):
     document = json.loads(capsys.readouterr().out)
     [trace] = document["traces"]
     assert trace["trace_id"] == "t1" and trace["llm_calls"] == 1 and trace["tree"][0].startswith("trace t1")
-    assert document["requests"] == [] and document["summary"][0].startswith("PROVIDER")
+    assert document["requests"] == [] and document["summary"][0]["provider"] == "openai"
+    assert document["summary"][0]["calls"] == 1 and trace["spans"][0]["span_id"] in {
+        span.span_id for span in TRACES[0].spans
+    }
     assert document["endpoints"] == {"Prometheus": "http://127.0.0.1:2"}

@@ -143,6 +143,19 @@ def test_jaeger_json_reads_typed_tags_parents_and_error():
     assert trace.duration_us == 900
 
 
+def test_a_trace_from_several_services_answers_counts_each_span_once():
+    """Jaeger answers a query per service with the whole trace: joined, every span and token counts once."""
+    llm_tags = [
+        {"key": semconv.GEN_AI_OPERATION_NAME, "type": "string", "value": "chat"},
+        {"key": semconv.GEN_AI_PROVIDER_NAME, "type": "string", "value": "openai"},
+        {"key": semconv.GEN_AI_USAGE_INPUT_TOKENS, "type": "int64", "value": "11"},
+    ]
+    one_answer = jaeger_payload([jaeger_span("r", None, "root", []), jaeger_span("l", "r", "llm", llm_tags)])
+    [trace] = from_jaeger({"data": one_answer["data"] * 3})
+    assert sorted(span.span_id for span in trace.spans) == ["l", "r"]
+    assert (trace.call_count, trace.input_tokens) == (1, 11)
+
+
 def test_trace_without_llm_spans_falls_back_to_the_root_rollup():
     """Roots carrying llm.rollup.* (LLM spans not exported) still give providers, models, calls and tokens."""
     payload = jaeger_payload(

@@ -257,6 +257,26 @@ class TestRollup:
         graph.end()
         root.end()
 
+    def test_token_details_roll_up_under_their_own_names(self):
+        """Cache-read/-write and reasoning tokens sum into llm.rollup.*; the parent gets no gen_ai.usage.*
+        (a backend summing those over the trace must count each call once)."""
+        h = Harness(window_s=0)
+        root = h.start("root")
+        call = {semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_REQUEST_MODEL: "gpt-4o",
+                semconv.GEN_AI_USAGE_INPUT_TOKENS: 12, semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 4,
+                semconv.OPENLLMETRY_REASONING_TOKENS: 2}
+        h.llm(root, call, name="a")
+        h.llm(root, {**call, semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: 3}, name="b")
+        h.llm(root, {semconv.OPENINFERENCE_SPAN_KIND: "LLM", semconv.OPENINFERENCE_MODEL_NAME: "gpt-4o",
+                     semconv.OPENINFERENCE_CACHE_WRITE_TOKENS: 5}, name="c")
+        root.end()
+        rolled = h.exported()["root"].attributes
+        assert rolled[semconv.ROLLUP_CALLS] == 3
+        assert rolled[semconv.ROLLUP_CACHE_READ_INPUT_TOKENS] == 8
+        assert rolled[semconv.ROLLUP_CACHE_WRITE_INPUT_TOKENS] == 8
+        assert rolled[semconv.ROLLUP_REASONING_OUTPUT_TOKENS] == 4
+        assert not any(key.startswith("gen_ai.usage.") for key in rolled)
+
     def test_several_calls_roll_up_to_every_ancestor(self):
         """Root and graph get sorted distinct arrays, joined strings, call count, token sums, error flag."""
         h = Harness()

@@ -133,6 +133,107 @@ class TestResolveTokens:
         assert semconv.resolve_tokens({"gen_ai.usage.input_tokens": value})[0] == expected
 
 
+class TestOtherInstrumentations:
+    """OpenInference, OpenLLMetry, botocore and Azure OpenAI, as their real packages write them (the values
+    below are copied from spans of the versions in docs/attributes.md)."""
+
+    OPENINFERENCE_AZURE = {
+        "openinference.span.kind": "LLM", "llm.provider": "azure", "llm.system": "openai",
+        "llm.model_name": "gpt-4o-mini-2024-07-18", "llm.token_count.prompt": 12,
+        "llm.token_count.completion": 5, "llm.token_count.prompt_details.cache_read": 4,
+        "llm.token_count.completion_details.reasoning": 2,
+    }
+    OPENAI_V2_AZURE = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                       "gen_ai.request.model": "gpt-4o-mini", "server.address": "interop.openai.azure.com"}
+
+    def test_openinference_llm_span(self):
+        """openinference.span.kind=LLM is an LLM span: provider from llm.provider, model from llm.model_name,
+        tokens and their details from llm.token_count.*."""
+        attributes = self.OPENINFERENCE_AZURE
+        assert semconv.is_llm_span(attributes)
+        assert semconv.resolve_model(attributes) == "gpt-4o-mini-2024-07-18"
+        assert semconv.resolve_provider(attributes) == "azure.ai.openai"
+        assert semconv.resolve_token_counts(attributes) == {
+            "input": 12, "output": 5, "cache_read": 4, "reasoning": 2}
+
+    @pytest.mark.parametrize("kind", ["CHAIN", "AGENT", "TOOL", "RETRIEVER"])
+    def test_openinference_non_model_kinds(self, kind):
+        """OpenInference's chain, agent, tool and retriever spans are not model calls."""
+        assert not semconv.is_llm_span({"openinference.span.kind": kind, "llm.model_name": "gpt-4o"})
+
+    @pytest.mark.parametrize("address", [
+        "interop.openai.azure.com", "https://interop.openai.azure.com/openai/", "X.OPENAI.AZURE.COM:443"])
+    def test_azure_host_beats_the_written_provider(self, address):
+        """openai-v2 says openai for AzureOpenAI; the Azure host (a host or OpenLLMetry's URL) decides."""
+        attributes = {**self.OPENAI_V2_AZURE, "server.address": address}
+        assert semconv.resolve_provider(attributes) == "azure.ai.openai"
+
+    @pytest.mark.parametrize("address,provider", [
+        ("127.0.0.1", None), ("api.openai.com", None), ("notopenai.azure.com", None),
+        ("openai.azure.com.evil.example", None), ("bedrock-runtime.us-east-1.amazonaws.com", "aws.bedrock"),
+        ("my-hub.services.ai.azure.com", "azure.ai.inference"), (None, None), (443, None)])
+    def test_host_rules(self, address, provider):
+        """Only the provider's own domains match; a look-alike or a non-text value does not."""
+        assert semconv.provider_from_host(address) == provider
+
+    def test_bedrock_cache_tokens_under_the_old_name(self):
+        """botocore 0.66b2 writes cache_creation.input_tokens: read as the cache-write count."""
+        counts = semconv.resolve_token_counts({"gen_ai.usage.cache_read.input_tokens": 4,
+                                               "gen_ai.usage.cache_creation.input_tokens": 3})
+        assert counts == {"cache_read": 4, "cache_write": 3}
+
+
+class TestMetricProvider:
+    """The provider label an instrumentation's own metric point gets (None: keep it as recorded)."""
+
+    def test_deprecated_system_is_translated(self):
+        """botocore's Bedrock points carry gen_ai.system only: it becomes the provider."""
+        assert semconv.metric_provider({"gen_ai.system": "aws.bedrock"}) == "aws.bedrock"
+        assert semconv.metric_provider({"gen_ai.system": "AWS_Bedrock"}) == "aws.bedrock"
+
+    def test_azure_host_overrides(self):
+        """openai-v2's Azure points say openai; the host makes them azure.ai.openai."""
+        assert semconv.metric_provider({"gen_ai.provider.name": "openai",
+                                        "server.address": "r.openai.azure.com"}) == "azure.ai.openai"
+
+    def test_points_already_right_are_left_alone(self):
+        """A provider that is already set (and no host rule) is not touched; nothing to say gives None."""
+        assert semconv.metric_provider({"gen_ai.provider.name": "openai", "gen_ai.system": "x"}) is None
+        assert semconv.metric_provider({"gen_ai.provider.name": "azure.ai.openai",
+                                        "server.address": "r.openai.azure.com"}) is None
+        assert semconv.metric_provider({"error.type": "NotFoundError"}) is None
+
+
+class TestBadInput:
+    """Instrumentations that write conflicting or ill-typed attributes: defined answers, never an error."""
+
+    def test_conflicting_provider_attributes_follow_the_precedence(self):
+        """gen_ai.provider.name beats gen_ai.system and llm.provider; the host beats all three."""
+        conflicting = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                       "gen_ai.system": "anthropic", "llm.provider": "azure",
+                       "gen_ai.request.model": "gpt-4o"}
+        assert semconv.resolve_provider(conflicting) == "openai"
+        assert semconv.resolve_provider({**conflicting, "server.address": "x.openai.azure.com"}) == (
+            "azure.ai.openai")
+
+    @pytest.mark.parametrize("value,expected", [
+        (42, "42"), (["gpt-4o", "x"], "gpt-4o"), (b"gpt-4o", "gpt-4o"), ("  ", None), ([], None)])
+    def test_non_string_model_name(self, value, expected):
+        """A non-string llm.model_name is read as its text (a list as its first item); empty is no model."""
+        assert semconv.resolve_model({"openinference.span.kind": "LLM", "llm.model_name": value}) == expected
+
+    @pytest.mark.parametrize("value,expected", [("12", 12), ("-3", None), (-3, None), ("1e3", None),
+                                                (["12"], None), (False, None)])
+    def test_token_counts_as_strings_or_negative(self, value, expected):
+        """Token counts as text are read; negative, boolean, list or non-integer text counts are absent, and
+        a bad count under one name falls back to the next name."""
+        counts = semconv.resolve_token_counts({"llm.token_count.prompt": value})
+        assert counts.get("input") == expected
+        fallback = semconv.resolve_token_counts({"gen_ai.usage.input_tokens": value,
+                                                 "llm.token_count.prompt": 7})
+        assert fallback["input"] == (expected if expected is not None else 7)
+
+
 class TestDocsInSync:
     def doc(self) -> str:
         return ATTRIBUTES_DOC.read_text()
@@ -155,11 +256,20 @@ class TestDocsInSync:
             positions.append(doc.index(row))
         assert positions == sorted(positions), "model rules must be listed in the order they are tried"
 
+    def test_host_rules_match(self):
+        """docs/attributes.md shows every server-address rule, in order, with its provider."""
+        doc = self.doc()
+        rows = [f"| `{pattern.replace('|', chr(92) + '|')}` | `{provider}` |"
+                for pattern, provider in semconv.HOST_RULES]
+        assert all(row in doc for row in rows), rows
+        assert [doc.index(row) for row in rows] == sorted(doc.index(row) for row in rows)
+
     def test_every_written_name_is_documented(self):
         """Every name we write (GenAI, llm.*) appears in docs/attributes.md."""
         doc = self.doc()
-        prefixes = ("ROLLUP_", "GEN_AI_", "LANGSMITH_", "EXPERIMENT_")
-        singles = ("LANGGRAPH_NODE", "ERROR_TYPE", "SESSION_ID")
+        prefixes = ("ROLLUP_", "GEN_AI_", "LANGSMITH_", "EXPERIMENT_", "OPENINFERENCE_", "METRIC_")
+        singles = ("LANGGRAPH_NODE", "ERROR_TYPE", "SESSION_ID", "TOKEN_DETAIL",
+                   "OPENLLMETRY_REASONING_TOKENS")
         names = [value for key, value in vars(semconv).items()
                  if isinstance(value, str) and (key.startswith(prefixes) or key in singles)
                  # prefixes such as "langsmith.metadata." are not names

@@ -41,7 +41,7 @@ class TestLoadSettings:
         assert (loaded.rollup_window_ms, loaded.rollup_max_traces) == (2000, 10000)
         assert loaded.rollup_max_age_ms == 60000
         assert loaded.baggage_trust_incoming is False and loaded.enabled is True
-        assert "opentelemetry.instrumentation.openai_v2" in loaded.span_metrics_skip_scopes
+        assert loaded.span_metrics_skip_scopes == ()  # recordings decide (otel_llm.metrics.recorded)
 
     def test_every_variable_is_read(self):
         """Each OTEL_LLM_* variable reaches its field."""

@@ -87,6 +87,38 @@ class TestBuildCached:
         assert results == [target] * 4 and len(calls) == 1
 
 
+class TestHeartbeat:
+    def test_a_long_build_step_says_it_is_alive(self, monkeypatch):
+        """A step longer than the heartbeat logs its phase and the time so far, then done."""
+        monkeypatch.setattr(build, "HEARTBEAT_SECONDS", 0.05)
+        lines: list[str] = []
+        build._run(["sleep", "0.3"], what="collector: ocb build", cwd=Path("/"), env={}, log=lines.append)
+        beats = [line for line in lines if line.startswith("collector: ocb build: still running, ")]
+        assert len(beats) >= 2 and lines[-1].startswith("collector: ocb build: done in ")
+
+    def test_waiting_on_another_builds_lock_is_said(self, cache, monkeypatch):
+        """While another build holds the target's lock, a line says so; then the waiting call reuses its
+        result instead of building."""
+        from tests.support.poll import poll
+
+        monkeypatch.setattr(build, "HEARTBEAT_SECONDS", 0.05)
+        monkeypatch.setattr(build, "LOCK_POLL_SECONDS", 0.01)
+        target = paths.binaries_dir() / "tool-1.0-abc" / "tool"
+        lines: list[str] = []
+        calls: list[Path] = []
+        with build._locked(target, log=lines.append):
+            waiter = threading.Thread(
+                target=build.build_cached, args=(target, _script_builder(calls), lines.append)
+            )
+            waiter.start()
+            poll(lambda: any("waiting for another build of it" in line for line in lines), timeout=10)
+            target.parent.mkdir()
+            _script_builder([])(target.parent, "tool")  # the other build's result
+        waiter.join(timeout=10)
+        assert not waiter.is_alive() and calls == []
+        assert any(line.startswith("tool: built by a concurrent run") for line in lines)
+
+
 class TestCacheKeys:
     def test_hash_changes_with_content(self, tmp_path):
         """The cache key follows the manifest's content, so an edited manifest builds a new binary."""
@@ -97,11 +129,14 @@ class TestCacheKeys:
         assert build.content_hash(manifest) != first and len(first) == build.HASH_LENGTH
 
     def test_paths_live_in_the_cache_keyed_by_version_and_hash(self, cache):
-        """Collector and Jaeger paths are <cache>/bin/<name>-<version>-<hash>/<name>."""
+        """Collector and Jaeger paths are <cache>/bin/<name>-<version>-<hash>/<name>, the collector's hash
+        over the manifest and its local modules' sources."""
         collector = build.collector_path()
         assert collector.parent.parent == cache / "bin"
+        sources = [source for module in build.local_module_dirs()
+                   for source in build.local_module_sources(module)]
         assert collector.parent.name == (f"{paths.COLLECTOR_NAME}-{paths.COLLECTOR_VERSION}-"
-                                         f"{build.content_hash(paths.COLLECTOR_MANIFEST)}")
+                                         f"{build.content_hash(paths.COLLECTOR_MANIFEST, *sources)}")
         assert build.jaeger_path().parent.name.startswith(f"{paths.JAEGER_NAME}-{paths.JAEGER_VERSION}-")
 
     def test_blank_cache_dir_variable_means_the_default(self, monkeypatch):
@@ -202,3 +237,31 @@ class TestGoVersion:
         with pytest.raises(build.StackBuildError, match="is go1.24.6"):
             build.ensure_builder(log=lambda _: None)
         assert not build.builder_path().exists()
+
+
+class TestLocalModules:
+    def test_manifest_local_module_is_the_processor(self):
+        """The manifest's one local module is collector/llmrollupprocessor, resolved to an absolute path."""
+        assert build.local_module_dirs() == [paths.COLLECTOR_DIR / "llmrollupprocessor"]
+
+    def test_sources_are_the_build_inputs_only(self):
+        """go.mod, go.sum, non-test Go files and the embedded rules.json; not tests or testdata."""
+        names = {path.name for path in build.local_module_sources(paths.COLLECTOR_DIR / "llmrollupprocessor")}
+        assert {"go.mod", "go.sum", "processor.go", "rules.json"} <= names
+        assert not {name for name in names if name.endswith("_test.go") or name == "normalize_corpus.json"}
+
+    def test_an_edited_module_source_changes_the_collector_key(self, tmp_path, monkeypatch, cache):
+        """Editing a Go file of a local module gives the collector a new cache path (so it is rebuilt)."""
+        module = tmp_path / "collector" / "mod"
+        module.mkdir(parents=True)
+        manifest = tmp_path / "collector" / "builder-config.yaml"
+        manifest.write_text("processors:\n  - gomod: example.com/mod v0.0.0\n    path: ./mod\n")
+        for name in ("go.mod", "go.sum", "a.go"):
+            (module / name).write_text(name)
+        monkeypatch.setattr(paths, "COLLECTOR_DIR", manifest.parent)
+        monkeypatch.setattr(paths, "COLLECTOR_MANIFEST", manifest)
+        before = build.collector_path()
+        (module / "a_test.go").write_text("test")
+        assert build.collector_path() == before
+        (module / "a.go").write_text("changed")
+        assert build.collector_path() != before

@@ -189,6 +189,14 @@ class TestLifecycleWithoutServers:
             stack.up()
         assert list(stack.state_dir.glob("*.pid")) == []
 
+    def test_every_missing_binary_is_named(self, tmp_path):
+        """With the collector and Jaeger unbuilt (the Debian ones present), both are named in one error."""
+        present = Path(sys.executable)
+        binaries = StackBinaries(collector=None, jaeger=None, prometheus=present, promtool=present,
+                                 redis_server=present)
+        with pytest.raises(StackError, match=r"Missing binaries: jaeger, collector\. Build them with"):
+            _stack(tmp_path, binaries=binaries).up()
+
     def test_a_setting_the_config_cannot_take_fails_before_anything_starts(self, tmp_path):
         """A bad Prometheus scrape interval raises StackError naming the variable; no pid file is written."""
         stack = _stack(tmp_path, overrides={"OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "soon"},
@@ -238,3 +246,57 @@ class TestCli:
         (tmp_path / "logs" / "redis.log").write_text("line 1\nReady to accept connections\n")
         assert cli_main(["stack", "--state-dir", str(tmp_path), "logs", "redis", "-n", "1"]) == 0
         assert capsys.readouterr().out.splitlines()[-1] == "Ready to accept connections"
+
+    def test_status_of_stopped_components_shows_no_pid(self, tmp_path, capsys):
+        """A stopped component's status line has no `pid=None`."""
+        cli_main(["stack", "--state-dir", str(tmp_path), "status"])
+        out = capsys.readouterr().out
+        assert "stopped" in out and "pid=None" not in out
+
+
+OTEL_LLM = str(Path(sys.executable).with_name("otel-llm"))
+
+
+class TestCommandLine:
+    def test_a_reader_closing_the_pipe_ends_status_quietly(self, tmp_path):
+        """`otel-llm stack status | head` whose reader is gone: no traceback, exit 141 (as for SIGPIPE)."""
+        import subprocess
+
+        process = subprocess.Popen(
+            [OTEL_LLM, "stack", "--state-dir", str(tmp_path), "status"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        process.stdout.close()  # before the command has written anything
+        stderr = process.stderr.read()
+        assert process.wait(timeout=60) == 141 and stderr == b""
+
+    def test_logs_follow_prints_appended_lines_until_interrupted(self, tmp_path):
+        """`stack logs -f` prints the tail, then each line appended later prefixed with its component, and
+        ends on Ctrl-C (SIGINT) with exit 0 and no traceback."""
+        import signal
+        import subprocess
+
+        from tests.support.poll import poll
+
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        (logs / "redis.log").write_text("old line\n")
+        with open(tmp_path / "out.txt", "w") as out:
+            process = subprocess.Popen(
+                [OTEL_LLM, "stack", "--state-dir", str(tmp_path), "logs", "-f"],
+                stdout=out,
+                stderr=subprocess.PIPE,
+            )
+        try:
+            poll(lambda: "old line" in (tmp_path / "out.txt").read_text(), timeout=30)
+            with open(logs / "redis.log", "a") as log:
+                log.write("new line\npartial")
+            (logs / "jaeger.log").write_text("jaeger started\n")
+            poll(lambda: "jaeger | jaeger started" in (tmp_path / "out.txt").read_text(), timeout=30)
+        finally:
+            process.send_signal(signal.SIGINT)
+            stderr = process.stderr.read()
+        assert process.wait(timeout=30) == 0 and stderr == b""
+        followed = (tmp_path / "out.txt").read_text().split("<==")[-1]
+        assert "redis | new line" in followed and "partial" not in followed

@@ -31,6 +31,7 @@ EVERY_ATTRIBUTE = {
     semconv.SESSION_ID: "session-123",
     semconv.GEN_AI_CONVERSATION_ID: "conversation-456",
     semconv.EXPERIMENT_ID: "exp-1",
+    semconv.OTEL_METRIC_OVERFLOW: True,  # only the series cap sets it, on its overflow series
     "user.id": "alice",
     "gen_ai.prompt": "what is the weather",
 }
