@@ -1,4 +1,4 @@
-"""OTTL blocks of collector/config.yaml generated from Python tables, so the collector and the SDK share one rule set.
+"""OTTL blocks of collector/config.yaml generated from Python tables: collector and SDK share one rule set.
 
 Today one block: the secret rules of ``otel_llm.redaction`` as the ``transform/redact`` processor, which masks
 secrets in spans from services without otel_llm (the SDK's export-side stage does the same in-process). GenAI
@@ -33,7 +33,9 @@ def _yaml_scalar(text: str) -> str:
 
 
 def render_block(
-    indent: int, begin: str = REDACT_BEGIN_MARKER, groups: Callable[[], list[dict]] = redaction.transform_config
+    indent: int,
+    begin: str = REDACT_BEGIN_MARKER,
+    groups: Callable[[], list[dict]] = redaction.transform_config,
 ) -> str:
     """The generated YAML lines (markers included) for ``trace_statements``, indented by ``indent`` spaces."""
     pad = " " * indent

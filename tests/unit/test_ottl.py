@@ -1,5 +1,5 @@
-"""otel_llm.ottl: the collector's generated OTTL blocks (today transform/redact) are current and rewritten in place
-(their behaviour is proven by tests/integration/test_redaction.py in the real collector)."""
+"""otel_llm.ottl: the collector's generated OTTL blocks (today transform/redact) are current and rewritten in
+place (their behaviour is proven by tests/integration/test_redaction.py in the real collector)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ class TestRewrite:
     def test_rewrite_replaces_only_the_marked_block(self, tmp_path):
         """--write regenerates the block in place, keeping its indent and everything around it."""
         config = tmp_path / "config.yaml"
-        config.write_text(f"a: 1\nb: 2\nd:\n    {ottl.REDACT_BEGIN_MARKER}\n    - stale\n    {ottl.END_MARKER}\n"
-                          "e: 3\n")
+        config.write_text(f"a: 1\nb: 2\nd:\n    {ottl.REDACT_BEGIN_MARKER}\n    - stale\n"
+                          f"    {ottl.END_MARKER}\ne: 3\n")
         assert ottl.rewrite(config) is True
         text = config.read_text()
         assert text.startswith("a: 1\nb: 2\n") and "e: 3\n" in text and "stale" not in text
