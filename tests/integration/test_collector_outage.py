@@ -71,49 +71,49 @@ def app_env(monkeypatch):
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "32768")
 
 
-def crash(stack, app: App) -> None:
+def crash(own_stack, app: App) -> None:
     """Kill the collector once it holds nothing of the app's (its batch processor keeps up to 200 ms of
     acknowledged spans in memory, which a crash loses on the collector's side, not the app's)."""
     app.telemetry.force_flush()
     expected = app.requests * SPANS_PER_REQUEST
-    assert wait_for_spans(stack.jaeger_query_url, app.service, expected) == expected
-    stack.kill_collector()
+    assert wait_for_spans(own_stack.jaeger_query_url, app.service, expected) == expected
+    own_stack.kill_collector()
 
 
-def test_twenty_second_crash_loses_nothing_and_keeps_latency(stack, app_env):
+def test_twenty_second_crash_loses_nothing_and_keeps_latency(own_stack, app_env):
     """kill -9 for 20 s: every span reaches Jaeger, no app error, request p99 within 10% of no-fault p99."""
-    app = App(stack.otlp_grpc_endpoint, unique_service("crash20"))
+    app = App(own_stack.otlp_grpc_endpoint, unique_service("crash20"))
     try:
         healthy = app.serve(15.0)
-        crash(stack, app)
+        crash(own_stack, app)
         during = app.serve(20.0)
-        stack.start_collector()
+        own_stack.start_collector()
         app.serve(3.0)
         app.telemetry.force_flush()
         expected = app.requests * SPANS_PER_REQUEST
-        assert wait_for_spans(stack.jaeger_query_url, app.service, expected) == expected
+        assert wait_for_spans(own_stack.jaeger_query_url, app.service, expected) == expected
         assert app.dropped() == {} and app.errors == 0
         assert p99(during) <= 1.10 * p99(healthy), (p99(during), p99(healthy))
     finally:
-        stack.start_collector()
+        own_stack.start_collector()
         app.telemetry.shutdown()
 
 
-def test_sixty_second_crash_loses_nothing_uncounted(stack, app_env):
+def test_sixty_second_crash_loses_nothing_uncounted(own_stack, app_env):
     """kill -9 for 60 s: offered = in Jaeger + counted as dropped, exactly; no app error."""
-    app = App(stack.otlp_grpc_endpoint, unique_service("crash60"))
+    app = App(own_stack.otlp_grpc_endpoint, unique_service("crash60"))
     try:
         app.serve(2.0)
-        crash(stack, app)
+        crash(own_stack, app)
         app.serve(60.0)
-        stack.start_collector()
+        own_stack.start_collector()
         app.serve(2.0)
         app.telemetry.force_flush()
         dropped = sum(app.dropped().values())
         expected = app.requests * SPANS_PER_REQUEST - dropped
-        assert wait_for_spans(stack.jaeger_query_url, app.service, expected) == expected
+        assert wait_for_spans(own_stack.jaeger_query_url, app.service, expected) == expected
         assert app.errors == 0
         assert dropped == 0  # the retry queue's default bound (16384 spans) holds a minute of this load
     finally:
-        stack.start_collector()
+        own_stack.start_collector()
         app.telemetry.shutdown()
