@@ -16,7 +16,8 @@ metric views. The breakdown (bench/peers/comparators.py, run_peer.py): ``empty_h
 dispatching to a handler that does nothing), ``minimal_handler`` (the same span tree, no attributes),
 ``otel_llm_noop_tracer`` (otel-llm's handler on a no-op tracer), ``otel_llm_plain`` (its handler on the
 plain SDK pipeline), ``otel_llm_no_rollup`` (the full pipeline without the roll-up stage and the
-span-derived metrics it feeds). Then a completeness stress per contender: ``--stress`` requests on 16
+span-derived metrics it feeds), ``otel_llm_collector`` (OTEL_LLM_ROLLUP=collector: per-span normalisation
+only, as behind the otel-llm collector). Then a completeness stress per contender: ``--stress`` requests on 16
 threads; spans started/ended/exported, spans per trace, LLM spans re-parented to the request span, client
 spans opened in a node that are children of that node's span. Prints the time and the load average at
 start and end: the box is shared, so only ratios within one invocation compare.
@@ -47,6 +48,7 @@ YARDSTICKS = (
     "otel_llm_noop_tracer",
     "otel_llm_plain",
     "otel_llm_no_rollup",
+    "otel_llm_collector",
     "otel_llm",
 )
 CONTENDERS = (*YARDSTICKS, *peer_setup.PEER_PACKAGES)

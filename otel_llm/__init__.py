@@ -6,7 +6,12 @@ under the launcher the distro and configurator entry points do it from environme
 
 from importlib.metadata import PackageNotFoundError, version
 
-from otel_llm.configure import configure
+from otel_llm.environment import check_standard_variables
+
+# Before anything imports the SDK: some malformed OTEL_* variables make its imports raise.
+check_standard_variables()
+
+from otel_llm.configure import configure  # noqa: E402
 
 try:
     __version__ = version("otel-llm")

@@ -10,16 +10,21 @@ pyproject.toml:
   every standard variable keeps working (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_*_EXPORTER incl.
   ``console`` and ``none``, OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*,
   OTEL_METRIC_EXPORT_INTERVAL, OTEL_PYTHON_ID_GENERATOR, OTEL_LOGS_EXPORTER), and adds otel-llm's pieces:
-  ``BaggageAttributesProcessor`` first; each span exporter behind ``RollupBatchSpanProcessor(
-  RollupSpanExporter(RedactingSpanExporter(exporter), on_llm_span=span-derived metrics))`` (secrets masked
-  before any exporter sees a span, unless OTEL_LLM_REDACT=false); a MeterProvider with the GenAI views and
-  the label cardinality cap; dropped-span and roll-up counters as ``otel_llm.*`` metrics.
+  ``BaggageAttributesProcessor`` first; each span exporter behind the delivery stage
+  (``DeliveryExporter``: bounded export calls, a retry queue, lost spans counted), that behind the redaction
+  stage (``RedactingSpanExporter``: secrets masked before any exporter sees a span, unless
+  OTEL_LLM_REDACT=false), and that, with OTEL_LLM_ROLLUP=process, behind ``RollupBatchSpanProcessor(
+  RollupSpanExporter(..., on_llm_span=span-derived metrics))``; with ``collector`` behind
+  ``BatchSpanProcessor(NormalizeSpanExporter(...))``; with ``off`` behind a plain ``BatchSpanProcessor``. A
+  MeterProvider with the GenAI views and the label cardinality cap; dropped-span and roll-up counters as
+  ``otel_llm.*`` metrics.
 
 ``configure(**overrides)`` does the same for apps that do not use the launcher: idempotent (a second call
 returns the first call's ``Telemetry``), keyword arguments override OTEL_LLM_* variables (by the variables'
 rules: a bad value or unknown name warns and is ignored). With
 OTEL_LLM_ENABLED=false everything is plain SDK behaviour. A broken optional piece warns once and the SDK
-default takes its place; nothing here raises into the application.
+default takes its place; a malformed standard OTEL_* variable warns once and is dropped
+(``otel_llm.environment``); nothing here raises into the application.
 
 Cost: setup only; the per-span costs are those of the pieces (see their modules).
 """
@@ -43,6 +48,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk import _configuration as sdk_configuration
 from opentelemetry.sdk.environment_variables import (
     _OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_BSP_SCHEDULE_DELAY,
     OTEL_CONFIG_FILE,
@@ -54,7 +60,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from otel_llm.environment import check_standard_variables
 from otel_llm.experiment import with_fallback_detection
+from otel_llm.exporters.delivery import DeliveryExporter
 from otel_llm.exporters.metric_log import exporter_from_env
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider, sdk_cardinality_limit
 from otel_llm.metrics.cost import CostMetrics
@@ -63,9 +71,10 @@ from otel_llm.metrics.health import DropCounter, count_dropped_spans, register_p
 from otel_llm.metrics.views import genai_views
 from otel_llm.processors.baggage import BaggageAttributesProcessor, EdgeBaggagePropagator
 from otel_llm.processors.cost import Pricer, pricer_from_file
+from otel_llm.processors.normalize import NormalizeSpanExporter
 from otel_llm.processors.redact import RedactingSpanExporter, Redactor
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
-from otel_llm.settings import Settings, load_settings
+from otel_llm.settings import ROLLUP_COLLECTOR, Settings, load_settings
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,6 +83,7 @@ OTEL_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 EDGE_BAGGAGE_PROPAGATOR = "otel_llm_baggage"  # its opentelemetry_propagator entry point name
 _TELEMETRY_AUTO_VERSION = "telemetry.auto.version"
 SDK_SCHEDULE_DELAY_MS = 5000  # the BatchSpanProcessor's delay without (or with an unparsable) variable
+SDK_MAX_EXPORT_BATCH_SIZE = 512  # and its export batch size
 
 # What the distro sets when the user has not (docs/configuration.md explains each choice).
 DISTRO_DEFAULTS: Mapping[str, str] = {
@@ -105,6 +115,7 @@ class OtelLLMDistro(BaseDistro):
     def _configure(self, **kwargs: Any) -> None:
         if load_settings().enabled:
             apply_distro_defaults(os.environ)
+        check_standard_variables()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +194,7 @@ def build_telemetry(
         plain_meter_provider,
     )
     span_metrics = None
-    if settings.span_metrics:
+    if settings.span_metrics and settings.rollup_enabled:  # recorded by the roll-up stage only
         span_metrics = _optional(
             "span-derived metrics",
             lambda: SpanDerivedMetrics(meter_provider, settings.span_metrics_skip_scopes,
@@ -214,6 +225,10 @@ def build_telemetry(
         own_drops = getattr(exporter, "drops", None)  # the METRIC line exporter counts the lines it lost
         if isinstance(own_drops, DropCounter):
             drop_counters.append(own_drops)
+        counter = DropCounter()
+        drop_counters.append(counter)
+        exporter = _optional("bounded, retried delivery (OTEL_LLM_EXPORT_*)",
+                             lambda e=exporter, c=counter: _delivery(settings, e, c), lambda e=exporter: e)
         if redactor is not None:
             exporter = RedactingSpanExporter(exporter, redactor)
             drop_counters.append(exporter.drops)
@@ -230,9 +245,8 @@ def build_telemetry(
         processor, stage = _export_processor(settings, exporter, hook, meter_provider, pricer)
         if stage is not None:
             stages.append(stage)
-        counter = _optional("dropped-span counting", lambda p=processor: count_dropped_spans(p), lambda: None)
-        if counter is not None:
-            drop_counters.append(counter)
+        _optional("dropped-span counting", lambda p=processor, c=counter: count_dropped_spans(p, c),
+                  lambda: None)
         tracer_provider.add_span_processor(processor)
 
     _optional(
@@ -268,10 +282,29 @@ def warn_about_rollup_timing(settings: Settings, environ: Mapping[str, str] = os
 
 def _batch_delay_ms(environ: Mapping[str, str]) -> int:
     """OTEL_BSP_SCHEDULE_DELAY as the SDK's BatchSpanProcessor reads it (the SDK reports a bad value)."""
+    return _bsp_int(environ, OTEL_BSP_SCHEDULE_DELAY, SDK_SCHEDULE_DELAY_MS)
+
+
+def _bsp_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    """An OTEL_BSP_* integer as the SDK's BatchSpanProcessor reads it (the SDK reports a bad value)."""
     try:
-        return int(environ.get(OTEL_BSP_SCHEDULE_DELAY, SDK_SCHEDULE_DELAY_MS))
+        return int(environ.get(name, default))
     except ValueError:
-        return SDK_SCHEDULE_DELAY_MS
+        return default
+
+
+def _delivery(settings: Settings, exporter: SpanExporter, counter: DropCounter) -> DeliveryExporter:
+    """``exporter`` behind the delivery stage: the batch processor's batch size, otel-llm's byte bound and
+    retry queue; what it drops is counted in ``counter``."""
+    batch_size = _bsp_int(os.environ, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, SDK_MAX_EXPORT_BATCH_SIZE)
+    return DeliveryExporter(
+        exporter,
+        max_batch_spans=batch_size if batch_size > 0 else SDK_MAX_EXPORT_BATCH_SIZE,
+        max_batch_bytes=settings.export_max_batch_bytes,
+        retry_max_spans=settings.export_retry_max_spans,
+        retry_max_age_s=settings.export_retry_max_age_ms / 1000,
+        on_drop=counter.add,
+    )
 
 
 def _each(recorders: Sequence[Any]) -> Callable | None:
@@ -303,6 +336,13 @@ def _export_processor(
     def plain() -> tuple[BatchSpanProcessor, None]:
         return BatchSpanProcessor(exporter, meter_provider=meter_provider), None
 
+    if settings.rollup == ROLLUP_COLLECTOR:
+        return _optional(
+            "LLM span normalisation",
+            lambda: (BatchSpanProcessor(NormalizeSpanExporter(exporter, pricer),
+                                        meter_provider=meter_provider), None),
+            plain,
+        )
     if not settings.rollup_enabled:
         return plain()
 
@@ -451,6 +491,7 @@ class OtelLLMConfigurator(sdk_configuration._OTelSDKConfigurator):
     """
 
     def _configure(self, **kwargs: Any) -> None:
+        check_standard_variables()
         settings = load_settings()
         if not settings.enabled or os.environ.get(OTEL_CONFIG_FILE):
             super()._configure(**kwargs)
@@ -500,5 +541,6 @@ def configure(
     settings = load_settings(overrides=overrides)
     if settings.enabled:
         apply_distro_defaults(os.environ)
+    check_standard_variables()
     return _configure_once(settings, span_exporters=span_exporters, metric_readers=metric_readers,
                            resource_attributes=resource_attributes)

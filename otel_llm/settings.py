@@ -45,17 +45,27 @@ DEFAULT_BAGGAGE_KEYS: tuple[str, ...] = (
 # dotted prefix: "opentelemetry.instrumentation.openai" covers "opentelemetry.instrumentation.openai.v1".
 DEFAULT_SPAN_METRICS_SKIP_SCOPES: tuple[str, ...] = ()
 
+# OTEL_LLM_ROLLUP: the in-process roll-up stage (process), only per-span normalisation because the otel-llm
+# collector rolls up (collector), or spans exported as made (off). docs/configuration.md says which when.
+ROLLUP_PROCESS, ROLLUP_COLLECTOR, ROLLUP_OFF = "process", "collector", "off"
+ROLLUP_MODES = (ROLLUP_PROCESS, ROLLUP_COLLECTOR, ROLLUP_OFF)
+
 _INVALID = object()  # what a rule returns for a value it does not accept
 _warned_variables: set[str] = set()
 _warned_lock = threading.Lock()
 
 
 def _warn_once(name: str, raw: object, accepts: str, default: object, *, using: str = "the default ") -> None:
+    warn_invalid(name, raw, accepts, f"{using}{default!r}")
+
+
+def warn_invalid(name: str, raw: object, accepts: str, fallback: str) -> None:
+    """ONE warning per process for variable ``name``: its bad value, what it accepts, what is used instead."""
     with _warned_lock:
         if name in _warned_variables:
             return
         _warned_variables.add(name)
-    _logger.warning("Invalid value %r for %s; it accepts %s. Using %s%r.", raw, name, accepts, using, default)
+    _logger.warning("Invalid value %r for %s; it accepts %s. Using %s.", raw, name, accepts, fallback)
 
 
 def reset_warnings() -> None:
@@ -198,6 +208,24 @@ class _Path(_Rule):
         return text
 
 
+class _RollupMode(_Choice):
+    """OTEL_LLM_ROLLUP: process, collector or off; true and false (the earlier boolean) mean process, off."""
+
+    def __init__(self) -> None:
+        super().__init__(ROLLUP_MODES)
+        self.accepts += " (true means process, false means off)"
+
+    def from_text(self, text: str) -> Any:
+        return self._mode(_Bool().from_text(text)) or super().from_text(text)
+
+    def _from_object(self, value: Any) -> Any:
+        return self._mode(_Bool().from_value(value)) or _INVALID
+
+    @staticmethod
+    def _mode(flag: Any) -> str | None:
+        return None if flag is _INVALID else (ROLLUP_PROCESS if flag else ROLLUP_OFF)
+
+
 def _read(name: str, default: Any, rule: _Rule, environ: Mapping[str, str] | None) -> Any:
     raw = _raw(name, environ)
     if raw is None:
@@ -270,7 +298,7 @@ class Settings:
     baggage_keys: tuple[str, ...] = DEFAULT_BAGGAGE_KEYS
     baggage_max_value_length: int = 256
     baggage_trust_incoming: bool = False
-    rollup_enabled: bool = True
+    rollup: str = ROLLUP_PROCESS
     rollup_window_ms: int = 2000
     rollup_max_traces: int = 10000
     rollup_max_spans_per_trace: int = 5000
@@ -284,6 +312,14 @@ class Settings:
     redact_patterns: tuple[str, ...] = ()
     cost: bool = True
     cost_prices_file: str | None = None
+    export_max_batch_bytes: int = 2 * 1024 * 1024
+    export_retry_max_spans: int = 16384
+    export_retry_max_age_ms: int = 120_000
+
+    @property
+    def rollup_enabled(self) -> bool:
+        """The in-process roll-up stage runs (OTEL_LLM_ROLLUP=process)."""
+        return self.rollup == ROLLUP_PROCESS
 
 
 # Each Settings field: the variable that sets it and what it accepts (for the variable and for configure()).
@@ -292,7 +328,7 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "baggage_keys": ("OTEL_LLM_BAGGAGE_KEYS", _Names()),
     "baggage_max_value_length": ("OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH", _Number(int, 1, 4096)),
     "baggage_trust_incoming": ("OTEL_LLM_BAGGAGE_TRUST_INCOMING", _Bool()),
-    "rollup_enabled": ("OTEL_LLM_ROLLUP", _Bool()),
+    "rollup": ("OTEL_LLM_ROLLUP", _RollupMode()),
     "rollup_window_ms": ("OTEL_LLM_ROLLUP_WINDOW_MS", _Number(int, 0, 600_000)),
     "rollup_max_traces": ("OTEL_LLM_ROLLUP_MAX_TRACES", _Number(int, 1, 1_000_000)),
     "rollup_max_spans_per_trace": ("OTEL_LLM_ROLLUP_MAX_SPANS_PER_TRACE", _Number(int, 1, 1_000_000)),
@@ -306,6 +342,9 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "redact_patterns": ("OTEL_LLM_REDACT_PATTERNS", _Regexes()),
     "cost": ("OTEL_LLM_COST", _Bool()),
     "cost_prices_file": ("OTEL_LLM_COST_PRICES_FILE", _Path()),
+    "export_max_batch_bytes": ("OTEL_LLM_EXPORT_MAX_BATCH_BYTES", _Number(int, 65_536, 64 * 1024 * 1024)),
+    "export_retry_max_spans": ("OTEL_LLM_EXPORT_RETRY_MAX_SPANS", _Number(int, 0, 10_000_000)),
+    "export_retry_max_age_ms": ("OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS", _Number(int, 0, 3_600_000)),
 }
 
 

@@ -49,6 +49,18 @@ def langsmith_receiver() -> Iterator[OtlpHttpReceiver]:
     receiver.close()
 
 
+@pytest.fixture(scope="module")
+def own_stack(stack_binaries, tmp_path_factory) -> Iterator[StackUnderTest]:
+    """A collector and Jaeger of the module's own (LangSmith export off), for tests that load or crash them:
+    their traffic and restarts never reach the session stack's other tests."""
+    runner = start_stack(tmp_path_factory.mktemp("own-stack"), langsmith_endpoint="http://127.0.0.1:9",
+                         langsmith_api_key="", components=("collector", "jaeger"))
+    try:
+        yield StackUnderTest(runner, None)
+    finally:
+        runner.down()
+
+
 @pytest.fixture(scope="session")
 def stack(stack_binaries, langsmith_receiver, tmp_path_factory) -> Iterator[StackUnderTest]:
     runner = start_stack(tmp_path_factory.mktemp("stack"), langsmith_endpoint=langsmith_receiver.base_url)

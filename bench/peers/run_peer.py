@@ -19,10 +19,11 @@ Contenders: ``otel_llm`` (the instrumentation on otel-llm's full pipeline from `
 default settings: baggage processor, roll-up/enrichment stage with its 2 s window, span-derived metrics,
 views), ``otel_llm_plain`` (the instrumentation on the plain SDK pipeline the peers get),
 ``otel_llm_noop_tracer`` (otel-llm's handler on a no-op tracer: its own work without the SDK's spans),
-``otel_llm_no_rollup`` (the full pipeline with OTEL_LLM_ROLLUP=false: no roll-up stage, no span-derived
-metrics), the yardsticks of comparators.py (``empty_handler``, ``minimal_handler``) and the peers. Spans go
-to a no-op exporter through the SDK's BatchSpanProcessor (otel_llm: through the roll-up stage first). Needs
-only the contender's packages; runs in its virtualenv (bench/peers/setup.py).
+``otel_llm_no_rollup`` (the full pipeline with OTEL_LLM_ROLLUP=off: no roll-up stage, no span-derived
+metrics), ``otel_llm_collector`` (OTEL_LLM_ROLLUP=collector: LLM spans normalised one by one, nothing
+buffered or rolled up), the yardsticks of comparators.py (``empty_handler``, ``minimal_handler``) and the
+peers. Spans go to a no-op exporter through the SDK's BatchSpanProcessor (otel_llm: through the roll-up
+stage first). Needs only the contender's packages; runs in its virtualenv (bench/peers/setup.py).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ CONTENDERS = (
     "otel_llm_plain",
     "otel_llm_noop_tracer",
     "otel_llm_no_rollup",
+    "otel_llm_collector",
     "minimal_handler",
     "empty_handler",
     "langsmith",
@@ -150,7 +152,11 @@ class Peer:
 
     def _setup_otel_llm_no_rollup(self) -> None:
         """The full pipeline less the roll-up/enrichment stage and the span-derived metrics it feeds."""
-        self._setup_otel_llm({"OTEL_LLM_ROLLUP": "false"})
+        self._setup_otel_llm({"OTEL_LLM_ROLLUP": "off"})
+
+    def _setup_otel_llm_collector(self) -> None:
+        """The full pipeline as behind the otel-llm collector: per-span normalisation, nothing buffered."""
+        self._setup_otel_llm({"OTEL_LLM_ROLLUP": "collector"})
 
     def _setup_otel_llm(self, environ: dict[str, str] | None = None) -> None:
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader

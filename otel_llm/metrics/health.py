@@ -1,28 +1,40 @@
 """Health of otel-llm's own span pipeline: dropped spans and roll-up counters, as observable metrics.
 
-The SDK's BatchSpanProcessor drops a span when its queue (OTEL_BSP_MAX_QUEUE_SIZE) is full, logging only
-"Queue full, dropping Span." (at most every 20 s) and counting nowhere by default. ``count_dropped_spans``
-hooks the processor's drop notification (its internal processor-metrics object, called only when a span is
-dropped), counts the drops by reason and logs ONE warning per processor naming OTEL_BSP_MAX_QUEUE_SIZE. If
-the SDK's internals change, it warns once that drops cannot be counted and leaves the processor alone.
+Every span the pipeline loses is counted in one ``DropCounter`` per exporter, by reason:
+
+- The SDK's BatchSpanProcessor drops a span when its queue (OTEL_BSP_MAX_QUEUE_SIZE) is full, logging only
+  "Queue full, dropping Span." (at most every 20 s) and counting nowhere by default; its own check races
+  with the export thread (a span counted as dropped may still be queued, and the queue then silently drops
+  its oldest span). ``count_dropped_spans`` wraps the processor's internal ``emit``: under one lock it drops
+  (and counts) a span only when the queue is full, else hands it on, so the count is exact; other drops
+  (``already_shutdown``) come from the processor's drop notification. ONE warning per processor names
+  OTEL_BSP_MAX_QUEUE_SIZE. If the SDK's internals change, it warns once that drops cannot be counted and
+  leaves the processor alone.
+- The delivery stage (``otel_llm.exporters.delivery``) reports the spans it gives up on (``export_failed``,
+  ``retry_queue_full``, ``too_large``, ``already_shutdown``); each reason is logged with the running count,
+  at most once a minute.
 
 ``register_pipeline_metrics`` publishes, on a meter of otel-llm's MeterProvider:
 
 - ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full`` or
-  ``already_shutdown`` from the batch processors, ``redaction_failed`` from the redaction stage,
-  ``metric_line_failed`` from the METRIC line exporter);
+  ``already_shutdown`` from the batch processors, ``export_failed``, ``retry_queue_full`` or ``too_large``
+  from the delivery stage, ``redaction_failed`` from the redaction stage, ``metric_line_failed`` from the
+  METRIC line exporter);
 - ``otel_llm.rollup.evicted_traces``, ``.expired_traces`` (``{trace}``), ``.late_spans``,
   ``.overflow_spans`` (``{span}``), ``.rerooted_calls`` (``{call}``) (observable counters) and
   ``otel_llm.rollup.buffered_traces``, ``.buffered_spans`` (observable up-down counters), summed over the
   roll-up stages.
 
-Cost: nothing per span; a lock per dropped span; the callbacks run at metric collection.
+Cost: one uncontended lock and a length check per ended span (application thread, ~0.2 us); the callbacks
+run at metric collection.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -30,15 +42,26 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_llm import semconv
+from otel_llm.processors.ratelimit import RateLimitedLogger
 from otel_llm.processors.rollup import RollupStats
 
 _logger = logging.getLogger(__name__)
+_rate_limited = RateLimitedLogger(_logger)
 
 METER_NAME = "otel_llm.pipeline"
 DROPPED_SPANS_METRIC = "otel_llm.spans.dropped"
 QUEUE_FULL = "queue_full"
 REDACTION_FAILED = "redaction_failed"  # otel_llm.processors.redact: a span it could not read, not exported
 METRIC_LINE_FAILED = "metric_line_failed"  # otel_llm.exporters.metric_log: a span it could not write
+# Why the spans of each other reason were lost, and what to change (the rate-limited log says it).
+DROP_ADVICE: dict[str, str] = {
+    "export_failed": "the exporter kept failing for OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS",
+    "retry_queue_full": "the exporter failed longer than OTEL_LLM_EXPORT_RETRY_MAX_SPANS spans could wait",
+    "too_large": "one span was larger than OTEL_LLM_EXPORT_MAX_BATCH_BYTES",
+    "already_shutdown": "spans ended after the pipeline shut down",
+    REDACTION_FAILED: "spans the redaction stage could not read were not exported",
+    METRIC_LINE_FAILED: "spans the METRIC line exporter could not write",
+}
 # RollupStats field -> (metric name, unit, monotonic counter?)
 ROLLUP_METRICS: dict[str, tuple[str, str, bool]] = {
     "evicted_traces": ("otel_llm.rollup.evicted_traces", "{trace}", True),
@@ -61,21 +84,25 @@ class HasRollupStats(Protocol):
 class DropCounter:
     """Dropped-span counts by reason for one BatchSpanProcessor; warns once on the first full queue."""
 
-    def __init__(self, max_queue_size: int | None):
-        self._max_queue_size = max_queue_size
+    def __init__(self, max_queue_size: int | None = None):
+        self.max_queue_size = max_queue_size  # named in the full-queue warning
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
 
     def add(self, count: int, reason: str) -> None:
         with self._lock:
             first_full = reason == QUEUE_FULL and QUEUE_FULL not in self._counts
-            self._counts[reason] = self._counts.get(reason, 0) + count
+            total = self._counts[reason] = self._counts.get(reason, 0) + count
         if first_full:
             _logger.warning(
                 "otel-llm: the span queue is full (OTEL_BSP_MAX_QUEUE_SIZE=%s), spans are being dropped. "
                 "Raise OTEL_BSP_MAX_QUEUE_SIZE or check the exporter; drops are counted in %s.",
-                self._max_queue_size, DROPPED_SPANS_METRIC,
+                self.max_queue_size, DROPPED_SPANS_METRIC,
             )
+        elif reason != QUEUE_FULL:
+            _rate_limited.warning(
+                f"otel-llm: %d spans dropped so far ({reason}: {DROP_ADVICE.get(reason, 'see the logs')}); "
+                f"counted in {DROPPED_SPANS_METRIC}", total)
 
     def counts(self) -> dict[str, int]:
         """Drops so far, by reason."""
@@ -91,22 +118,55 @@ class _CountingProcessorMetrics:
         self._counter = counter
 
     def drop_items(self, count: int, error_type: str = QUEUE_FULL) -> None:
-        self._counter.add(count, error_type)
+        if error_type != QUEUE_FULL:  # full queues are counted by _ExactQueue, before the SDK's own check
+            self._counter.add(count, error_type)
         self._inner.drop_items(count, error_type)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-def count_dropped_spans(processor: BatchSpanProcessor) -> DropCounter | None:
-    """Count ``processor``'s dropped spans; None, with a warning, if this SDK's internals do not allow it."""
+class _ExactQueue:
+    """Stands in for the batch processor's ``emit``: a span meeting a full queue is dropped here, counted;
+    the check and the hand-over hold one lock, so no other producer fills the queue in between (the export
+    thread only empties it)."""
+
+    def __init__(self, batch: Any, counter: DropCounter):
+        self._batch = batch
+        self._emit = batch.emit
+        self._counter = counter
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # a forked child must not inherit a lock held by a parent thread
+            weak_self = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: (me := weak_self()) is not None and me._new_lock())
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
+
+    def __call__(self, span: Any) -> None:
+        batch = self._batch
+        with self._lock:
+            if len(batch._queue) >= batch._max_queue_size and not batch._shutdown:
+                self._counter.add(1, QUEUE_FULL)
+                return
+            self._emit(span)
+
+
+def count_dropped_spans(
+    processor: BatchSpanProcessor, counter: DropCounter | None = None
+) -> DropCounter | None:
+    """Count ``processor``'s dropped spans (in ``counter``, or a new one); None, with a warning, if this SDK's
+    internals do not allow it."""
     batch = getattr(processor, "_batch_processor", None)
     inner_metrics = getattr(batch, "_metrics", None)
-    if inner_metrics is None or not callable(getattr(inner_metrics, "drop_items", None)):
+    if (inner_metrics is None or not callable(getattr(inner_metrics, "drop_items", None))
+            or not all(hasattr(batch, name) for name in ("_queue", "_max_queue_size", "_shutdown", "emit"))):
         _logger.warning("otel-llm: this OpenTelemetry SDK version does not let dropped spans be counted")
         return None
-    counter = DropCounter(getattr(batch, "_max_queue_size", None))
+    counter = counter if counter is not None else DropCounter()
+    counter.max_queue_size = getattr(batch, "_max_queue_size", None)
     batch._metrics = _CountingProcessorMetrics(inner_metrics, counter)
+    batch.emit = _ExactQueue(batch, counter)
     return counter
 
 

@@ -7,22 +7,28 @@ Adds to every LLM span (``semconv.is_llm_span``) a normalised ``gen_ai.provider.
 
 ``ReadableSpan`` is immutable, so ``with_attributes`` builds a copy with merged attributes. Cost: a handful of
 dict lookups per span, plus one attribute-dict copy for the spans that change; all of it on the export thread
-(the roll-up stage calls it), none on the application's.
+(the roll-up stage calls it; with OTEL_LLM_ROLLUP=collector, ``NormalizeSpanExporter`` does, span by span,
+with no buffer), none on the application's.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
 
 from otel_llm import semconv
+from otel_llm.processors.ratelimit import RateLimitedLogger
+
+_rate_limited = RateLimitedLogger(logging.getLogger(__name__))
 
 if TYPE_CHECKING:
-    from otel_llm.processors.cost import Cost
+    from otel_llm.processors.cost import Cost, Pricer
 
 # Operation of a LangSmith llm/embedding span that does not say (langsmith writes "chat" for llm runs).
 _LANGSMITH_KIND_OPERATIONS = {"llm": "chat", "embedding": "embeddings"}
@@ -62,6 +68,17 @@ TOKEN_KIND_OF_FIELD: Mapping[str, str] = MappingProxyType({
 })
 
 
+def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
+    """``span``'s attributes for reading, never to be modified: the dict the SDK keeps them in when it has one
+    (its ``get`` is one C call; ``span.attributes``, a new read-only view of a ``BoundedAttributes`` each
+    time, costs several Python calls per ``get``), else ``span.attributes``."""
+    attributes = getattr(span, "_attributes", None)
+    if type(attributes) is dict:  # a copy made by with_attributes
+        return attributes
+    inner = getattr(attributes, "_dict", None)
+    return inner if type(inner) is dict else (span.attributes or {})
+
+
 def langgraph_node(attributes: Mapping[str, Any]) -> str | None:
     """The LangGraph node a span belongs to: ours if set, else LangSmith's metadata; capped text or None."""
     value = attributes.get(semconv.LANGGRAPH_NODE)
@@ -94,7 +111,7 @@ def llm_call_of(span: ReadableSpan, attributes: Mapping[str, Any] | None = None)
     read-only view on every access).
     """
     if attributes is None:
-        attributes = span.attributes or {}
+        attributes = attributes_of(span)
     if not semconv.is_llm_span(attributes):
         return None
     model = semconv.resolve_model(attributes)
@@ -125,7 +142,7 @@ def enrichment(
     spans), without building anything.
     """
     if attributes is None:
-        attributes = span.attributes or {}
+        attributes = attributes_of(span)
     if call is None and semconv.LANGSMITH_LANGGRAPH_NODE not in attributes:
         return NO_CHANGE
     wanted: dict[str, Any] = {}
@@ -187,4 +204,45 @@ def with_attributes(span: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpa
     """
     if not extra:
         return span
-    return EnrichedSpan(span, {**(span.attributes or {}), **extra})
+    return EnrichedSpan(span, {**attributes_of(span), **extra})
+
+
+def enriched(span: ReadableSpan, pricer: Pricer | None = None) -> ReadableSpan:
+    """``span`` with its enrichment (and, with a ``pricer``, an LLM call's cost): the span itself when nothing
+    changes."""
+    attributes = attributes_of(span)
+    call = llm_call_of(span, attributes)
+    if call is not None and pricer is not None:
+        call = pricer.price(call, attributes)
+    return with_attributes(span, enrichment(span, call, attributes))
+
+
+class NormalizeSpanExporter(SpanExporter):
+    """Enriches each span on its own (no buffer, no roll-up), then forwards the batch to ``inner``.
+
+    The stage of OTEL_LLM_ROLLUP=collector: the otel-llm collector rolls whole traces up (summing the calls'
+    cost, which it does not compute), the app still sends normalised LLM spans, priced with a ``pricer``. A
+    span it cannot read is forwarded unchanged.
+    """
+
+    def __init__(self, inner: SpanExporter, pricer: Pricer | None = None) -> None:
+        if not callable(getattr(inner, "export", None)):
+            raise ValueError("inner must be a SpanExporter (an object with export())")
+        self._inner = inner
+        self._pricer = pricer
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        out = []
+        for span in spans:
+            try:
+                out.append(enriched(span, self._pricer))
+            except Exception:
+                _rate_limited.exception("otel-llm normalisation could not read a span; forwarding it as is")
+                out.append(span)
+        return self._inner.export(out)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()

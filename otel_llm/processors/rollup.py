@@ -17,9 +17,11 @@ runs on the export thread (or this stage's own flush thread), never on the appli
    open) goes on at the trace's local root when the part holds exactly one, and is counted as re-rooted.
    Results do not depend on arrival order. With a ``pricer``, LLM spans also get their cost
    (``llm.usage.cost.*``) and ancestors its sum (``llm.rollup.cost.*``; otel_llm.processors.cost).
-4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned. The
-   ``on_llm_span`` hook (span-derived metrics) is called once per *outermost* LLM span, with the calls of
-   the LLM spans nested beneath it, so one model call wrapped by two instrumentations is one call.
+4. Forwarding: ready traces go to ``inner.export`` in one batch per call; the inner result is returned
+   (configure() puts the delivery stage, ``otel_llm.exporters.delivery``, in between: it cuts the batch to
+   the exporter's limits and retries failures). The ``on_llm_span`` hook (span-derived metrics) is called
+   once per *outermost* LLM span, with the calls of the LLM spans nested beneath it, so one model call
+   wrapped by two instrumentations is one call.
 
 Memory is bounded: ``max_traces`` and ``max_buffered_spans`` (past either the oldest trace is flushed early,
 counted as evicted), ``max_spans_per_trace`` (further non-root spans are forwarded at once, counted as
@@ -58,7 +60,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from otel_llm import semconv
 from otel_llm.processors.cost import CostTotals, Pricer
-from otel_llm.processors.normalize import NO_CHANGE, LLMCall, enrichment, llm_call_of, with_attributes
+from otel_llm.processors.normalize import (
+    NO_CHANGE,
+    LLMCall,
+    attributes_of,
+    enrichment,
+    llm_call_of,
+    with_attributes,
+)
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
 _logger = logging.getLogger(__name__)
@@ -109,7 +118,7 @@ def _read(span: ReadableSpan, pricer: Pricer | None = None) -> tuple[int, _Item]
 
     Raises whatever a broken span raises; nothing has been changed by then.
     """
-    attributes = span.attributes  # one read-only view for both, not one each
+    attributes = attributes_of(span)
     call = llm_call_of(span, attributes)
     if call is not None and pricer is not None:
         call = pricer.price(call, attributes)

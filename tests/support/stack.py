@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 from otel_llm.stack.run import Stack
 from tests.support import queries
 from tests.support.otlp_receiver import OtlpHttpReceiver
+from tests.support.poll import poll
 
 # Every character the runner lets through (langsmith_api_key), so the header test shows the collector sends it
 # verbatim.
@@ -57,6 +60,18 @@ class StackUnderTest:
 
     def start_jaeger(self) -> None:
         self.runner.start("jaeger")
+
+    def kill_collector(self) -> None:
+        """``kill -9`` the collector's process group (a crash: nothing flushed), and wait until it is gone."""
+        pid = self.runner.pid("collector")
+        assert pid is not None, "the collector is not running"
+        os.killpg(pid, signal.SIGKILL)
+        poll(lambda: self.runner.pid("collector") is None, timeout=30, interval=0.05,
+             message="the killed collector gone")
+
+    def start_collector(self) -> None:
+        """Start the collector again on its recorded ports (a no-op when it runs); returns once healthy."""
+        self.runner.start("collector")
 
     def find_traces(self, service: str, tags: dict[str, str] | None = None, **kwargs) -> list[dict]:
         return queries.jaeger_find_traces(self.jaeger_query_url, service, tags, **kwargs)

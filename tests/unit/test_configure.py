@@ -34,6 +34,7 @@ from otel_llm.configure import (
     build_from_environment,
     build_telemetry,
 )
+from otel_llm.exporters.delivery import DeliveryExporter
 from otel_llm.metrics.cardinality import OVERFLOW_ATTRIBUTE, CardinalityLimitedMeterProvider
 from otel_llm.processors.redact import RedactingSpanExporter
 from otel_llm.processors.rollup import RollupBatchSpanProcessor
@@ -167,10 +168,11 @@ def test_service_name_and_resource_attributes_apply(clean_env):
 
 
 def _final_exporter(processor):
-    """The exporter behind a processor's roll-up stage and the redaction stage in front of it."""
+    """The exporter behind a processor's roll-up stage, the redaction stage and the delivery stage."""
     redacting = processor.span_exporter._inner
     assert isinstance(redacting, RedactingSpanExporter)
-    return redacting._inner
+    assert isinstance(redacting._inner, DeliveryExporter)
+    return redacting._inner.inner
 
 
 def test_console_traces_exporter_sits_behind_the_rollup_stage(clean_env):
@@ -328,7 +330,7 @@ def test_window_larger_than_max_age_warns_naming_both(built, clean_env, caplog, 
 def test_no_timing_warning_without_a_rollup_stage(built, clean_env, caplog):
     """OTEL_LLM_ROLLUP=false: nothing waits for late spans, so the delay is not questioned."""
     with caplog.at_level(logging.WARNING, logger="otel_llm.configure"):
-        built(Settings(rollup_enabled=False, rollup_window_ms=5000, rollup_max_age_ms=1000))
+        built(Settings(rollup="off", rollup_window_ms=5000, rollup_max_age_ms=1000))
     assert _timing_warnings(caplog, "OTEL_LLM_ROLLUP_WINDOW_MS") == []
 
 
@@ -392,12 +394,37 @@ def test_span_metrics_can_be_switched_off(built):
 
 
 def test_rollup_off_exports_spans_unchanged(built):
-    """OTEL_LLM_ROLLUP=false: plain batch processor, no roll-up, no enrichment, no span metrics."""
-    pipeline = built(Settings(rollup_enabled=False))
+    """OTEL_LLM_ROLLUP=off: plain batch processor, no roll-up, no enrichment, no span metrics."""
+    pipeline = built(Settings(rollup="off"))
     pipeline.request_with_llm_call()
     assert semconv.ROLLUP_PROVIDER not in pipeline.spans()["POST /chat"]
+    assert semconv.GEN_AI_PROVIDER_NAME not in pipeline.spans()["ChatBedrock"]
     assert pipeline.telemetry.rollup_stages == ()
     assert metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION) == []
+
+
+def test_rollup_collector_normalises_each_span_without_buffering(built):
+    """OTEL_LLM_ROLLUP=collector: LLM spans leave normalised; no roll-up stage, roll-up or span metrics."""
+    pipeline = built(Settings(rollup="collector"))
+    pipeline.request_with_llm_call()
+    spans = pipeline.spans()
+    assert spans["ChatBedrock"][semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
+    assert semconv.ROLLUP_PROVIDER not in spans["POST /chat"]
+    assert pipeline.telemetry.rollup_stages == ()
+    assert metric_points(pipeline.reader, semconv.METRIC_OPERATION_DURATION) == []
+
+
+def test_rollup_collector_still_prices_each_llm_call(built):
+    """OTEL_LLM_ROLLUP=collector: the LLM span leaves with its cost (the collector sums it, never prices);
+    OTEL_LLM_COST=false is the control."""
+    for cost, expected in ((True, {semconv.COST_AMOUNT, semconv.COST_CURRENCY, semconv.COST_SOURCE}),
+                           (False, set())):
+        pipeline = built(Settings(rollup="collector", cost=cost))
+        pipeline.request_with_llm_call()
+        llm_span = pipeline.spans()["ChatBedrock"]
+        assert expected == {semconv.COST_AMOUNT, semconv.COST_CURRENCY, semconv.COST_SOURCE} & set(llm_span)
+        if cost:
+            assert llm_span[semconv.COST_AMOUNT] > 0 and llm_span[semconv.COST_CURRENCY] == "USD"
 
 
 def test_cardinality_limit_setting_applies(built):
@@ -541,13 +568,13 @@ def test_configure_disabled_installs_the_plain_sdk():
 
 
 def test_configure_never_raises_for_a_broken_environment():
-    """An unknown OTEL_TRACES_EXPORTER makes configure() warn and return None; the app goes on."""
+    """An unknown OTEL_TRACES_EXPORTER: one warning naming it, and configure() installs with the default."""
     out = _run("""
         import json, otel_llm
         print(json.dumps({"result": repr(otel_llm.configure())}))
     """, OTEL_TRACES_EXPORTER="no_such_exporter")
-    assert out["result"] == "None"
-    assert "no_such_exporter" in out["stderr"]
+    assert out["result"].startswith("Telemetry(")
+    assert out["stderr"].count("'no_such_exporter' for OTEL_TRACES_EXPORTER") == 1
 
 
 def test_configure_ignores_unknown_and_bad_overrides_with_a_warning():

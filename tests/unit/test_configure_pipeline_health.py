@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from otel_llm.configure import build_telemetry
 from otel_llm.exporters.metric_log import MetricLogExporter
+from otel_llm.metrics import health
 from otel_llm.metrics.health import (
     DROPPED_SPANS_METRIC,
     METRIC_LINE_FAILED,
@@ -26,6 +27,7 @@ from otel_llm.metrics.health import (
     ROLLUP_METRICS,
     count_dropped_spans,
 )
+from otel_llm.processors.ratelimit import RateLimitedLogger
 from otel_llm.processors.rollup import RollupStats
 from otel_llm.settings import Settings
 from tests.support.metric_points import metric_points
@@ -100,6 +102,36 @@ def test_no_drops_reports_zero(small_queue):
     telemetry.tracer_provider.get_tracer("t").start_span("one").end()
     assert telemetry.force_flush()
     assert _value(reader, DROPPED_SPANS_METRIC) == 0
+    telemetry.shutdown()
+
+
+class FailingExporter(SpanExporter):
+    """A backend that refuses every export, as a receiver does that is down or rejects the request."""
+
+    def export(self, spans):
+        return SpanExportResult.FAILURE
+
+    def shutdown(self):
+        pass
+
+
+@pytest.mark.parametrize("rollup", ["process", "collector", "off"])
+def test_spans_the_exporter_fails_are_counted_logged_and_published(small_queue, caplog, monkeypatch, rollup):
+    """No retry queue: every span a failing exporter refuses is counted, logged with the count, published."""
+    monkeypatch.setattr(health, "_rate_limited", RateLimitedLogger(health._logger))  # a fresh once-a-minute
+    telemetry, reader = _build(Settings(rollup=rollup, rollup_window_ms=0, export_retry_max_spans=0),
+                               FailingExporter())
+    tracer = telemetry.tracer_provider.get_tracer("t")
+    with caplog.at_level(logging.WARNING, logger="otel_llm.metrics.health"):
+        for index in range(3):
+            tracer.start_span(f"span-{index}").end()
+        telemetry.force_flush()
+    counts = {reason: count for counter in telemetry.drop_counters
+              for reason, count in counter.counts().items() if count}
+    assert counts == {"retry_queue_full": 3}
+    assert _value(reader, DROPPED_SPANS_METRIC, {"error.type": "retry_queue_full"}) == 3
+    logged = [record.getMessage() for record in caplog.records if "retry_queue_full" in record.getMessage()]
+    assert logged and "OTEL_LLM_EXPORT_RETRY_MAX_SPANS" in logged[0]
     telemetry.shutdown()
 
 

@@ -59,14 +59,27 @@ class TestLoadSettings:
             "OTEL_LLM_METRICS_CARDINALITY_LIMIT": "3",
             "OTEL_LLM_SPAN_METRICS": "no",
             "OTEL_LLM_SPAN_METRICS_SKIP_SCOPES": "x.y",
+            "OTEL_LLM_EXPORT_MAX_BATCH_BYTES": "100000",
+            "OTEL_LLM_EXPORT_RETRY_MAX_SPANS": "0",
+            "OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS": "5000",
         })
         assert loaded == Settings(
             enabled=False, baggage_keys=("a", "b"), baggage_max_value_length=12, baggage_trust_incoming=True,
-            rollup_enabled=False, rollup_window_ms=0, rollup_max_traces=5, rollup_max_spans_per_trace=7,
+            rollup="off", rollup_window_ms=0, rollup_max_traces=5, rollup_max_spans_per_trace=7,
             rollup_max_buffered_spans=11,
             rollup_max_age_ms=900, metrics_cardinality_limit=3, span_metrics=False,
-            span_metrics_skip_scopes=("x.y",),
+            span_metrics_skip_scopes=("x.y",), export_max_batch_bytes=100000, export_retry_max_spans=0,
+            export_retry_max_age_ms=5000,
         )
+
+    @pytest.mark.parametrize(("text", "mode"), [
+        ("process", "process"), ("COLLECTOR", "collector"), ("off", "off"), ("true", "process"), ("0", "off"),
+    ])
+    def test_rollup_mode_accepts_its_names_and_the_earlier_booleans(self, text, mode):
+        """OTEL_LLM_ROLLUP takes process|collector|off; true/false keep their earlier meaning."""
+        loaded = load_settings({"OTEL_LLM_ROLLUP": text})
+        assert loaded.rollup == mode
+        assert loaded.rollup_enabled is (mode == "process")
 
     def test_bad_value_warns_once_and_defaults(self, caplog):
         """A bad variable logs one warning with its name and accepted range, however often it is loaded."""
@@ -83,7 +96,7 @@ class TestLoadSettings:
         with caplog.at_level(logging.WARNING):
             load_settings({"OTEL_LLM_ROLLUP": "maybe", "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH": "0"})
         assert len(warnings_for(caplog, "OTEL_LLM_ROLLUP")) == 1
-        assert "true or false" in warnings_for(caplog, "OTEL_LLM_ROLLUP")[0]
+        assert "process, collector, off" in warnings_for(caplog, "OTEL_LLM_ROLLUP")[0]
         assert "from 1 to 4096" in warnings_for(caplog, "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH")[0]
 
     def test_settings_are_frozen(self):
