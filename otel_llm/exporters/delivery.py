@@ -10,8 +10,9 @@ behind the roll-up stage when there is one. It adds nothing to spans; it decides
   stays under the 4 MiB a gRPC receiver accepts by default. A single span estimated above the byte bound
   would be refused whole: it is dropped and counted (``too_large``).
 - Outages. A chunk the wrapped exporter fails (FAILURE, or an exception) waits in a bounded in-process queue
-  and is tried again before anything newer, oldest first, at the next export once ``retry_interval_s``
-  passed, and at ``force_flush`` and ``shutdown``. Chunks made while older ones wait queue behind them, so
+  and is tried again before anything newer, oldest first, every ``retry_interval_s``: at the next export,
+  or by a retry thread that lives only while chunks wait (an idle app has no next export; without it the
+  spans would wait until they expire), and at ``force_flush`` and ``shutdown``. Chunks made while older ones wait queue behind them, so
   spans leave in order. Bounds: at most ``retry_max_spans`` spans wait (past it the oldest chunk is dropped,
   ``retry_queue_full``; 0 means no retries, a failed chunk is dropped at once); a chunk that has waited
   ``retry_max_age_s`` is dropped instead of tried again (``export_failed``). Memory: about 3 KiB per waiting
@@ -154,6 +155,8 @@ class DeliveryExporter(SpanExporter):
         self._waiting: deque[_Chunk] = deque()
         self._waiting_spans = 0
         self._next_try = -math.inf
+        self._stop = threading.Event()  # set by shutdown: the retry thread ends
+        self._retrier: threading.Thread | None = None  # runs only while chunks wait
 
     @property
     def inner(self) -> SpanExporter:
@@ -202,6 +205,7 @@ class DeliveryExporter(SpanExporter):
             self._waiting.clear()
             self._waiting_spans = 0
             self._is_shut_down = True
+            self._stop.set()
         try:
             self._inner.shutdown()
         except Exception:
@@ -239,10 +243,27 @@ class DeliveryExporter(SpanExporter):
     def _keep(self, chunk: _Chunk) -> None:
         self._waiting.append(chunk)
         self._waiting_spans += len(chunk.spans)
+        if self._retrier is None and self._retry_max_spans:
+            self._retrier = threading.Thread(target=self._retry_while_waiting, name="otel-llm-delivery-retry",
+                                             daemon=True)
+            self._retrier.start()
         while self._waiting_spans > self._retry_max_spans:
             oldest = self._waiting.popleft()
             self._waiting_spans -= len(oldest.spans)
             self._drop(len(oldest.spans), RETRY_QUEUE_FULL)
+
+    def _retry_while_waiting(self) -> None:
+        """The retry thread: every ``retry_interval_s`` try the waiting chunks; end when none waits (or at
+        shutdown). It takes the lock like an export, so exports and retries never overlap."""
+        while not self._stop.wait(self._retry_interval_s):
+            with self._lock:
+                if not self._waiting or self._is_shut_down:
+                    self._retrier = None
+                    return
+                try:
+                    self._retry(force=False)
+                except Exception:
+                    _rate_limited.exception("otel-llm delivery: a retry failed; the spans keep waiting")
 
     def _retry(self, *, force: bool) -> SpanExportResult:
         """Send the waiting chunks oldest first, until one fails (then wait ``retry_interval_s``)."""

@@ -68,7 +68,7 @@ def test_demo_trees_hold_both_providers_llm_calls_with_tokens(demo_output):
 
 
 def test_demo_summary_has_a_row_per_provider_and_model(demo_output):
-    """The summary table lists calls, p50/p95 and tokens for both providers."""
+    """The summary table lists calls, p50/p95, tokens and cost for both providers."""
     lines = demo_output.stdout.splitlines()
     start = lines.index("LLM calls per provider/model")
     header, _, *rows = lines[start + 1 :]
@@ -76,7 +76,10 @@ def test_demo_summary_has_a_row_per_provider_and_model(demo_output):
     providers = {row.split()[0]: row.split() for row in rows if row.strip()}
     for spec in PROVIDER_MODELS.values():
         row = providers[spec.provider]
-        assert row[1] == spec.model and int(row[2]) >= 1 and int(row[-2]) > 0 and int(row[-1]) > 0
+        # ... TOKENS IN, TOKENS OUT, COST ("0.000069 USD": two words)
+        tokens_in, tokens_out, cost, currency = row[-4:]
+        assert row[1] == spec.model and int(row[2]) >= 1 and int(tokens_in) > 0 and int(tokens_out) > 0
+        assert float(cost) > 0 and currency == "USD"
 
 
 def test_demo_reports_progress_on_stderr(demo_output):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -134,6 +135,19 @@ class TestRetries:
         assert stage.export(spans[35:]) is SpanExportResult.SUCCESS
         assert backend.delivered() == [str(index) for index in range(40)]
         assert stage.waiting_spans == 0 and drops == {}
+
+    def test_an_idle_app_gets_its_waiting_spans_out_without_another_export(self, drops):
+        """No export follows the failure (an idle app): the retry thread delivers the spans once the backend
+        is back, then ends. Without it they would wait until they expire."""
+        backend = Backend()
+        stage = delivery(backend, drops, max_batch_spans=10, retry_interval_s=0.01, clock=time.monotonic)
+        backend.down = True
+        assert stage.export(make_spans(25)) is SpanExportResult.FAILURE
+        backend.down = False
+        poll(lambda: len(backend.delivered()) == 25, timeout=30, interval=0.01, message="the retry thread")
+        assert backend.delivered() == [str(index) for index in range(25)]
+        assert stage.waiting_spans == 0 and drops == {}
+        poll(lambda: stage._retrier is None, timeout=30, interval=0.01, message="the retry thread's end")
 
     def test_an_exporter_that_raises_is_a_failure_and_the_spans_wait(self, drops):
         """An exception from the exporter does not escape; the chunk waits and is delivered later."""
