@@ -41,7 +41,7 @@ QUICKSTART = REPO / "docs" / "quickstart.md"
 NOT_RUN_MARK = "<!-- quickstart: your own app"
 VENV_BIN = Path(sys.executable).parent
 COMMAND_TIMEOUT_S = 600
-AB_COLUMNS = 9  # arm, requests, error %, p50, p95, p99, ttft p50, ttft p95, tokens/req
+AB_COLUMNS = 11  # arm, requests, error %, p50, p95, p99, ttft p50/p95, tokens/req, cost/req ("0.0001 USD")
 
 
 def quickstart_commands(text: str) -> list[str]:
