@@ -285,9 +285,10 @@ def with_fallback_detection(
     process takes part in an experiment (``OTEL_LLM_EXPERIMENT_ID`` or ``OTEL_LLM_EXPERIMENT_ARMS`` set), else
     ``exporter`` itself.
 
-    ``configure()`` applies it to the first span exporter only, behind its roll-up stage, so a fallback is
-    counted once per request. It also reads ``OTEL_LLM_EXPERIMENT_ARMS`` once, so a malformed value warns at
-    start-up under ``opentelemetry-instrument`` even when no app code reads it (``experiment_from_env``).
+    ``configure()`` applies it once, behind the roll-up stage and before the fan-out to the exporters, so
+    every exporter sees the mark and a fallback is counted once per request. It also reads
+    ``OTEL_LLM_EXPERIMENT_ARMS`` once, so a malformed value warns at start-up under
+    ``opentelemetry-instrument`` even when no app code reads it (``experiment_from_env``).
     """
     if not any((environ.get(name) or "").strip() for name in (ENV_EXPERIMENT_ID, ENV_EXPERIMENT_ARMS)):
         return exporter

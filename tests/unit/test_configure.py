@@ -36,6 +36,7 @@ from otel_llm.configure import (
 )
 from otel_llm.exporters.delivery import DeliveryExporter
 from otel_llm.metrics.cardinality import OVERFLOW_ATTRIBUTE, CardinalityLimitedMeterProvider
+from otel_llm.processors import rollup as rollup_module
 from otel_llm.processors.redact import RedactingSpanExporter
 from otel_llm.processors.rollup import RollupBatchSpanProcessor
 from otel_llm.settings import Settings
@@ -71,12 +72,12 @@ class Built:
         self.telemetry = build_telemetry(settings, resource=Resource.create({}),
                                          span_exporters=self.exporters, metric_readers=[self.reader])
 
-    def request_with_llm_call(self, **llm_attributes) -> None:
+    def request_with_llm_call(self, *, flushed: bool = True, **llm_attributes) -> None:
         tracer = self.telemetry.tracer_provider.get_tracer("test")
         with tracer.start_as_current_span("POST /chat"):
             with tracer.start_as_current_span("ChatBedrock", attributes={**LLM_ATTRIBUTES, **llm_attributes}):
                 pass
-        assert self.telemetry.force_flush()
+        assert self.telemetry.force_flush() is flushed
 
     def spans(self, index: int = 0) -> dict:
         return {span.name: dict(span.attributes) for span in self.exporters[index].get_finished_spans()}
@@ -347,6 +348,60 @@ def test_metric_log_lines_come_after_the_rollup(clean_env, tmp_path):
     request_lines = [line for line in log.read_text().splitlines() if "event=request" in line]
     assert len(request_lines) == 1
     assert "provider=aws.bedrock" in request_lines[0]
+
+
+def test_two_exporters_and_metric_lines_share_one_pipeline(clean_env, tmp_path, monkeypatch):
+    """OTEL_TRACES_EXPORTER=otlp,console and METRIC lines: one batch processor and one roll-up stage read each
+    span once; both exporters receive the same enriched spans, fallback mark included, and the METRIC line
+    names the rolled-up provider. The control is the roll-up's own count of what it read."""
+    log = tmp_path / "metric.log"
+    clean_env.setenv("OTEL_LLM_METRIC_LOG", str(log))
+    clean_env.setenv("OTEL_LLM_EXPERIMENT_ID", "exp")
+    reads: list[str] = []
+    read = rollup_module._read
+
+    def counted_read(span, *args):
+        reads.append(span.name)
+        return read(span, *args)
+
+    monkeypatch.setattr(rollup_module, "_read", counted_read)
+    exporters = [InMemorySpanExporter(), InMemorySpanExporter()]
+    telemetry = build_from_environment(FAST, span_exporters=exporters, metric_readers=[])
+    assert len(_export_processors(telemetry)) == 1 and len(telemetry.rollup_stages) == 1
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    # Assigned to an OpenAI arm, served by Bedrock: a fallback.
+    arm = {semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini", semconv.EXPERIMENT_PROVIDER: "openai",
+           semconv.EXPERIMENT_MODEL: "gpt-4o-mini"}
+    arm["http.route"] = "/chat"
+    with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER, attributes=arm):
+        with tracer.start_as_current_span("ChatBedrock", attributes=LLM_ATTRIBUTES):
+            pass
+    telemetry.shutdown()
+    assert sorted(reads) == ["ChatBedrock", "POST /chat"]
+    first, second = (exporter.get_finished_spans() for exporter in exporters)
+    assert [span.name for span in first] == [span.name for span in second] == ["ChatBedrock", "POST /chat"]
+    assert all(a.attributes == b.attributes for a, b in zip(first, second, strict=True))
+    root = dict(first[1].attributes)
+    assert root[semconv.ROLLUP_PROVIDER] == "aws.bedrock" and root[semconv.EXPERIMENT_FALLBACK] is True
+    request_lines = [line for line in log.read_text().splitlines() if "event=request" in line]
+    assert len(request_lines) == 1 and "provider=aws.bedrock" in request_lines[0]
+
+
+def test_a_failing_exporter_does_not_stop_the_other(built):
+    """One exporter that raises on every export: the other still receives every span, and only the failing
+    one's delivery stage counts lost spans (export_failed at shutdown)."""
+    pipeline = built(exporters=2)
+
+    def broken(spans):
+        raise RuntimeError("down on purpose")
+
+    pipeline.exporters[0].export = broken
+    pipeline.request_with_llm_call(flushed=False)  # the failing exporter's spans still wait
+    assert set(pipeline.spans(1)) == {"POST /chat", "ChatBedrock"}
+    pipeline.telemetry.shutdown()
+    counts = [counter.counts() for counter in pipeline.telemetry.drop_counters]
+    assert sum(count.get("export_failed", 0) for count in counts) == 2
+    assert sum(1 for count in counts if count.get("export_failed")) == 1
 
 
 # --- otel-llm's pipeline ----------------------------------------------------------------------------------
