@@ -65,7 +65,7 @@ from otel_llm.environment import check_standard_variables
 from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.delivery import DeliveryExporter
 from otel_llm.exporters.fanout import FanOutSpanExporter
-from otel_llm.exporters.metric_log import exporter_from_env
+from otel_llm.exporters.metric_log import exporter_from_settings
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider, sdk_cardinality_limit
 from otel_llm.metrics.cost import CostMetrics
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
@@ -76,7 +76,7 @@ from otel_llm.processors.cost import Pricer, pricer_from_file
 from otel_llm.processors.normalize import NormalizeSpanExporter
 from otel_llm.processors.redact import RedactingSpanExporter, Redactor
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
-from otel_llm.settings import ROLLUP_COLLECTOR, Settings, load_settings
+from otel_llm.settings import ROLLUP_COLLECTOR, Settings, load_settings, use_settings
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -305,7 +305,7 @@ def _export_pipeline(
             drop_counters.append(chain.drops)
     if settings.rollup_enabled:  # fallbacks are read from the roll-up attributes
         chain = _optional("experiment fallback detection",
-                          lambda e=chain: with_fallback_detection(e, meter_provider=meter_provider),
+                          lambda e=chain: with_fallback_detection(e, settings, meter_provider),
                           lambda e=chain: e)
     return _export_processor(settings, chain, hook, meter_provider, pricer)
 
@@ -417,7 +417,8 @@ def build_from_environment(
         span_exporters = [cls(**args_map.get(cls, {})) for cls in span_classes.values()]
     if settings.enabled:
         # METRIC| lines need the roll-up attributes: one more exporter behind the fan-out.
-        metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)", exporter_from_env, lambda: None)
+        metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)",
+                                 lambda: exporter_from_settings(settings), lambda: None)
         span_exporters = [*span_exporters, *([metric_lines] if metric_lines is not None else [])]
     if metric_readers is None:
         metric_readers = [_metric_reader(cls, args_map.get(cls, {})) for cls in metric_classes.values()]
@@ -530,6 +531,7 @@ def _configure_once(settings: Settings, *, fallback_to_sdk: Callable[[], None] |
             return _installed
         try:
             _installed = _install(settings, **install_kwargs)
+            use_settings(settings)
         except Exception as error:
             _logger.warning("otel-llm: setup failed (%s); %s", error,
                             "falling back to the SDK's configuration" if fallback_to_sdk else

@@ -39,7 +39,7 @@ from otel_llm.metrics.cardinality import OVERFLOW_ATTRIBUTE, CardinalityLimitedM
 from otel_llm.processors import rollup as rollup_module
 from otel_llm.processors.redact import RedactingSpanExporter
 from otel_llm.processors.rollup import RollupBatchSpanProcessor
-from otel_llm.settings import Settings
+from otel_llm.settings import Settings, load_settings
 from tests.support.metric_points import metric_points
 
 LLM_ATTRIBUTES = {
@@ -339,7 +339,7 @@ def test_metric_log_lines_come_after_the_rollup(clean_env, tmp_path):
     """OTEL_LLM_METRIC_LOG=<file>: the request line names the provider the roll-up found beneath it."""
     log = tmp_path / "metric.log"
     clean_env.setenv("OTEL_LLM_METRIC_LOG", str(log))
-    telemetry = build_from_environment(FAST)
+    telemetry = build_from_environment(load_settings(overrides={"rollup_window_ms": 0}))
     tracer = telemetry.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER, attributes={"http.route": "/chat"}):
         with tracer.start_as_current_span("ChatBedrock", attributes=LLM_ATTRIBUTES):
@@ -356,7 +356,7 @@ def test_two_exporters_and_metric_lines_share_one_pipeline(clean_env, tmp_path, 
     names the rolled-up provider. The control is the roll-up's own count of what it read."""
     log = tmp_path / "metric.log"
     clean_env.setenv("OTEL_LLM_METRIC_LOG", str(log))
-    clean_env.setenv("OTEL_LLM_EXPERIMENT_ID", "exp")
+    settings = load_settings(overrides={"rollup_window_ms": 0, "experiment_id": "exp"})
     reads: list[str] = []
     read = rollup_module._read
 
@@ -366,7 +366,7 @@ def test_two_exporters_and_metric_lines_share_one_pipeline(clean_env, tmp_path, 
 
     monkeypatch.setattr(rollup_module, "_read", counted_read)
     exporters = [InMemorySpanExporter(), InMemorySpanExporter()]
-    telemetry = build_from_environment(FAST, span_exporters=exporters, metric_readers=[])
+    telemetry = build_from_environment(settings, span_exporters=exporters, metric_readers=[])
     assert len(_export_processors(telemetry)) == 1 and len(telemetry.rollup_stages) == 1
     tracer = telemetry.tracer_provider.get_tracer("test")
     # Assigned to an OpenAI arm, served by Bedrock: a fallback.
@@ -659,6 +659,48 @@ def test_configure_reads_a_string_override_like_the_variable():
                           "meter": type(telemetry.meter_provider).__name__}))
     """, OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
     assert out == {**out, "stages": 0, "meter": "MeterProvider"}
+
+
+def test_configure_overrides_reach_experiments_metric_lines_and_langchain(tmp_path):
+    """configure(experiment_arms=..., metric_log=..., langchain_max_open_runs=...) with no OTEL_LLM_*
+    variable set: fallback detection runs and marks the root, the METRIC lines are written, the app-side
+    experiment and the LangChain instrumentor see the overrides. Control: a process without them."""
+    code = """
+        import json, otel_llm
+        from opentelemetry.trace import SpanKind
+        from otel_llm import semconv
+        from otel_llm.experiment import experiment_from_env
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from otel_llm.instrumentation.langchain import LangChainInstrumentor
+        sink = InMemorySpanExporter()
+        telemetry = otel_llm.configure(span_exporters=[sink], rollup_window_ms=0, **json.loads(OVERRIDES))
+        instrumentor = LangChainInstrumentor()
+        instrumentor.instrument()
+        experiment = experiment_from_env()
+        tracer = telemetry.tracer_provider.get_tracer("t")
+        arm = {semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini", "http.route": "/chat"}
+        with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER, attributes=arm):
+            with tracer.start_as_current_span("ChatBedrock", attributes={
+                    semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_PROVIDER_NAME: "aws.bedrock",
+                    semconv.GEN_AI_REQUEST_MODEL: "nova"}):
+                pass
+        telemetry.shutdown()
+        print(json.dumps({
+            "arms": [a.name for a in experiment.arms] if experiment else None,
+            "fallback": [s.attributes.get(semconv.EXPERIMENT_FALLBACK) for s in sink.get_finished_spans()],
+            "max_open_runs": instrumentor.handler._max_open_runs,
+        }))
+    """
+    log = tmp_path / "metric.log"
+    overrides = json.dumps({"experiment_arms": "openai:gpt-4o-mini", "metric_log": str(log),
+                            "langchain_max_open_runs": 7})
+    with_overrides = _run(code.replace("OVERRIDES", repr(overrides)), OTEL_METRICS_EXPORTER="none")
+    control = _run(code.replace("OVERRIDES", "'{}'"), OTEL_METRICS_EXPORTER="none")
+    assert with_overrides == {**with_overrides, "arms": ["openai:gpt-4o-mini"], "fallback": [None, True],
+                              "max_open_runs": 7}
+    assert control == {**control, "arms": None, "fallback": [None, None], "max_open_runs": 10_000}
+    (request_line,) = [line for line in log.read_text().splitlines() if "event=request" in line]
+    assert "provider=aws.bedrock" in request_line
 
 
 def test_configurator_entry_point_configures_from_the_environment():
