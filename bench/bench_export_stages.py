@@ -7,12 +7,19 @@ langsmith-style LLM span), then times, in this thread's CPU (best of 5, after a 
 the OTLP protobuf encoding of the spans as made and as otel-llm exports them (roll-up attributes on the root,
 normalised provider and model on the LLM span), the whole roll-up + delivery stages into that encoder with
 and without the span-derived metrics hook, and each step alone.
+
+With ``--fanout``: instead, the whole configured pipeline (configure's ``build_telemetry``, roll-up window 0)
+in process CPU per span made (application and export threads, best of 3), with one exporter (OTLP encoding)
+against OTEL_TRACES_EXPORTER=otlp,console plus METRIC lines (to /dev/null), the console both as a free sink
+and as the SDK's ConsoleSpanExporter (to /dev/null): what each extra exporter adds to the shared stages. The
+span queue is the distro's 32768, so nothing is dropped (checked).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,13 +29,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
+from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.sdk.trace.export import (  # noqa: E402
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
 
 from otel_llm import semconv  # noqa: E402
+from otel_llm.configure import DISTRO_DEFAULTS, build_telemetry  # noqa: E402
 from otel_llm.exporters.delivery import DeliveryExporter, span_size  # noqa: E402
+from otel_llm.exporters.metric_log import MetricLogExporter  # noqa: E402
 from otel_llm.metrics.from_spans import SpanDerivedMetrics  # noqa: E402
 from otel_llm.processors.normalize import llm_call_of, with_attributes  # noqa: E402
 from otel_llm.processors.rollup import RollupSpanExporter, _analyse, _read  # noqa: E402
@@ -49,10 +64,18 @@ class Encoder(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def make_spans(traces: int) -> list:
+class Sink(SpanExporter):
+    """Takes spans and does nothing: an exporter whose own cost is zero."""
+
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
+
+
+def make_spans(traces: int, provider: TracerProvider | None = None) -> list:
     sink = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(sink))
+    if provider is None:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(sink))
     tracer = provider.get_tracer("bench")
     llm = {semconv.LANGSMITH_SPAN_KIND: "llm", semconv.LANGSMITH_LS_PROVIDER: "openai",
            semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini", semconv.GEN_AI_USAGE_INPUT_TOKENS: 100,
@@ -79,10 +102,49 @@ def best_us_per_span(run: Callable[[], object], spans: int) -> float:
     return best / spans * 1e6
 
 
+def pipeline_us_per_span(exporters: Callable[[], list], traces: int) -> float:
+    """Process CPU per span made through the whole configured pipeline to ``exporters()``, best of 3."""
+    best = float("inf")
+    for _ in range(4):  # the first is a warm-up
+        telemetry = build_telemetry(Settings(rollup_window_ms=0), resource=Resource.create({}),
+                                    span_exporters=exporters(), metric_readers=[])
+        gc.collect()
+        started = time.process_time()
+        make_spans(traces, telemetry.tracer_provider)
+        telemetry.force_flush()
+        best = min(best, time.process_time() - started)
+        telemetry.shutdown()
+        assert not any(counter.counts().get(reason) for counter in telemetry.drop_counters
+                       for reason in counter.counts()), "spans were dropped: the measure is void"
+    return best / (traces * 5) * 1e6
+
+
+def fanout(traces: int) -> None:
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = DISTRO_DEFAULTS["OTEL_BSP_MAX_QUEUE_SIZE"]
+    null = open(os.devnull, "w")  # noqa: SIM115 (open for the whole run)
+    setups = [
+        ("one exporter (OTLP encoding)", lambda: [Encoder()]),
+        ("OTLP + a free sink + METRIC lines", lambda: [Encoder(), Sink(), MetricLogExporter(null)]),
+        ("OTLP + ConsoleSpanExporter + METRIC lines", lambda: [Encoder(), ConsoleSpanExporter(out=null),
+                                                                MetricLogExporter(null)]),
+    ]
+    print(f"| {traces * 5} spans; process CPU, best of 3 | us per span | ratio |")
+    print("|---|---|---|")
+    base = None
+    for name, exporters in setups:
+        us = pipeline_us_per_span(exporters, traces)
+        base = base or us
+        print(f"| {name} | {us:.1f} | {us / base:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--traces", type=int, default=4000)
+    parser.add_argument("--fanout", action="store_true", help="the whole pipeline, one exporter vs three")
     args = parser.parse_args()
+    if args.fanout:
+        fanout(args.traces)
+        return
     spans = make_spans(args.traces)
     count = len(spans)
     metrics = SpanDerivedMetrics(MeterProvider(), Settings().span_metrics_skip_scopes)

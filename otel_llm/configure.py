@@ -10,12 +10,13 @@ pyproject.toml:
   every standard variable keeps working (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_*_EXPORTER incl.
   ``console`` and ``none``, OTEL_EXPORTER_OTLP_*, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*,
   OTEL_METRIC_EXPORT_INTERVAL, OTEL_PYTHON_ID_GENERATOR, OTEL_LOGS_EXPORTER), and adds otel-llm's pieces:
-  ``BaggageAttributesProcessor`` first; each span exporter behind the delivery stage
-  (``DeliveryExporter``: bounded export calls, a retry queue, lost spans counted), that behind the redaction
-  stage (``RedactingSpanExporter``: secrets masked before any exporter sees a span, unless
-  OTEL_LLM_REDACT=false), and that, with OTEL_LLM_ROLLUP=process, behind ``RollupBatchSpanProcessor(
-  RollupSpanExporter(..., on_llm_span=span-derived metrics))``; with ``collector`` behind
-  ``BatchSpanProcessor(NormalizeSpanExporter(...))``; with ``off`` behind a plain ``BatchSpanProcessor``. A
+  ``BaggageAttributesProcessor`` first; then one export pipeline, each stage built once however many
+  exporters are configured (``_export_pipeline`` shows the order): one batch processor; with
+  OTEL_LLM_ROLLUP=process the roll-up stage (``RollupSpanExporter``, feeding span-derived and cost metrics),
+  with ``collector`` normalisation (``NormalizeSpanExporter``), with ``off`` nothing; experiment fallback
+  detection; redaction (``RedactingSpanExporter``, unless OTEL_LLM_REDACT=false); the fan-out
+  (``FanOutSpanExporter``) to every exporter, OTEL_LLM_METRIC_LOG's METRIC lines included, each behind its own
+  delivery stage (``DeliveryExporter``: bounded export calls, a retry queue, lost spans counted). A
   MeterProvider with the GenAI views and the label cardinality cap; dropped-span and roll-up counters as
   ``otel_llm.*`` metrics.
 
@@ -63,7 +64,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from otel_llm.environment import check_standard_variables
 from otel_llm.experiment import with_fallback_detection
 from otel_llm.exporters.delivery import DeliveryExporter
-from otel_llm.exporters.metric_log import exporter_from_env
+from otel_llm.exporters.fanout import FanOutSpanExporter
+from otel_llm.exporters.metric_log import exporter_from_settings
 from otel_llm.metrics.cardinality import CardinalityLimitedMeterProvider, sdk_cardinality_limit
 from otel_llm.metrics.cost import CostMetrics
 from otel_llm.metrics.from_spans import SpanDerivedMetrics
@@ -74,7 +76,7 @@ from otel_llm.processors.cost import Pricer, pricer_from_file
 from otel_llm.processors.normalize import NormalizeSpanExporter
 from otel_llm.processors.redact import RedactingSpanExporter, Redactor
 from otel_llm.processors.rollup import RollupBatchSpanProcessor, RollupSpanExporter
-from otel_llm.settings import ROLLUP_COLLECTOR, Settings, load_settings
+from otel_llm.settings import ROLLUP_COLLECTOR, Settings, load_settings, use_settings
 
 _logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -219,34 +221,13 @@ def build_telemetry(
         warn_about_rollup_timing(settings)
     stages: list[RollupSpanExporter] = []
     drop_counters: list[DropCounter] = []
-    redactor = _optional("redaction", lambda: Redactor(settings.redact_keys, settings.redact_patterns),
-                         lambda: None) if settings.redact else None
-    for index, exporter in enumerate(span_exporters):
-        own_drops = getattr(exporter, "drops", None)  # the METRIC line exporter counts the lines it lost
-        if isinstance(own_drops, DropCounter):
-            drop_counters.append(own_drops)
+    if span_exporters:
+        processor, stage = _export_pipeline(settings, span_exporters, drop_counters, meter_provider, pricer,
+                                            _each((span_metrics, cost_metrics)))
+        stages.extend(() if stage is None else (stage,))
         counter = DropCounter()
         drop_counters.append(counter)
-        exporter = _optional("bounded, retried delivery (OTEL_LLM_EXPORT_*)",
-                             lambda e=exporter, c=counter: _delivery(settings, e, c), lambda e=exporter: e)
-        if redactor is not None:
-            exporter = RedactingSpanExporter(exporter, redactor)
-            drop_counters.append(exporter.drops)
-        if index == 0 and settings.rollup_enabled:
-            # Fallbacks are read from the roll-up, so only behind a roll-up stage; on the first exporter only,
-            # so a fallback counts once per request.
-            exporter = _optional(
-                "experiment fallback detection",
-                lambda e=exporter: with_fallback_detection(e, meter_provider=meter_provider),
-                lambda e=exporter: e,
-            )
-        # Only the first stage feeds the span-derived metrics: with two exporters a call still counts once.
-        hook = None if stages else _each((span_metrics, cost_metrics))
-        processor, stage = _export_processor(settings, exporter, hook, meter_provider, pricer)
-        if stage is not None:
-            stages.append(stage)
-        _optional("dropped-span counting", lambda p=processor, c=counter: count_dropped_spans(p, c),
-                  lambda: None)
+        _optional("dropped-span counting", lambda: count_dropped_spans(processor, counter), lambda: None)
         tracer_provider.add_span_processor(processor)
 
     _optional(
@@ -291,6 +272,42 @@ def _bsp_int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(environ.get(name, default))
     except ValueError:
         return default
+
+
+def _export_pipeline(
+    settings: Settings, exporters: Sequence[SpanExporter], drop_counters: list[DropCounter],
+    meter_provider: MeterProvider, pricer: Pricer | None, hook: Callable | None,
+) -> tuple[BatchSpanProcessor, RollupSpanExporter | None]:
+    """The one export pipeline, every stage built once whatever the number of exporters, in this order:
+
+    batch processor -> roll-up (buffer whole traces, price, roll up, span-derived and cost metrics) or, with
+    OTEL_LLM_ROLLUP=collector, normalisation -> experiment fallback detection (behind a roll-up only) ->
+    redaction -> fan-out -> for each exporter: delivery (its own limits, retry queue, drop count) -> exporter.
+
+    Appends the drop counters it makes to ``drop_counters``.
+    """
+    targets: list[SpanExporter] = []
+    for exporter in exporters:
+        own_drops = getattr(exporter, "drops", None)  # the METRIC line exporter counts the lines it lost
+        if isinstance(own_drops, DropCounter):
+            drop_counters.append(own_drops)
+        counter = DropCounter()
+        drop_counters.append(counter)
+        targets.append(_optional("bounded, retried delivery (OTEL_LLM_EXPORT_*)",
+                                 lambda e=exporter, c=counter: _delivery(settings, e, c),
+                                 lambda e=exporter: e))
+    chain: SpanExporter = targets[0] if len(targets) == 1 else FanOutSpanExporter(targets)
+    if settings.redact:
+        redactor = _optional("redaction", lambda: Redactor(settings.redact_keys, settings.redact_patterns),
+                             lambda: None)
+        if redactor is not None:
+            chain = RedactingSpanExporter(chain, redactor)
+            drop_counters.append(chain.drops)
+    if settings.rollup_enabled:  # fallbacks are read from the roll-up attributes
+        chain = _optional("experiment fallback detection",
+                          lambda e=chain: with_fallback_detection(e, settings, meter_provider),
+                          lambda e=chain: e)
+    return _export_processor(settings, chain, hook, meter_provider, pricer)
 
 
 def _delivery(settings: Settings, exporter: SpanExporter, counter: DropCounter) -> DeliveryExporter:
@@ -399,8 +416,9 @@ def build_from_environment(
     if span_exporters is None:
         span_exporters = [cls(**args_map.get(cls, {})) for cls in span_classes.values()]
     if settings.enabled:
-        # METRIC| lines need the roll-up attributes, so they get a roll-up stage like any span exporter.
-        metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)", exporter_from_env, lambda: None)
+        # METRIC| lines need the roll-up attributes: one more exporter behind the fan-out.
+        metric_lines = _optional("METRIC log lines (OTEL_LLM_METRIC_LOG)",
+                                 lambda: exporter_from_settings(settings), lambda: None)
         span_exporters = [*span_exporters, *([metric_lines] if metric_lines is not None else [])]
     if metric_readers is None:
         metric_readers = [_metric_reader(cls, args_map.get(cls, {})) for cls in metric_classes.values()]
@@ -513,6 +531,7 @@ def _configure_once(settings: Settings, *, fallback_to_sdk: Callable[[], None] |
             return _installed
         try:
             _installed = _install(settings, **install_kwargs)
+            use_settings(settings)
         except Exception as error:
             _logger.warning("otel-llm: setup failed (%s); %s", error,
                             "falling back to the SDK's configuration" if fallback_to_sdk else

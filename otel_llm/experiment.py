@@ -13,7 +13,8 @@ missing from the models, or its provider missing from the providers) was a fallb
 arm, and the provider/model actually used). Cost: a few attribute reads per span on the export thread; one
 span copy per fallback.
 
-Configuration: ``OTEL_LLM_EXPERIMENT_ARMS`` (``provider:model=weight,...``, e.g.
+Configuration (read through otel_llm.settings, so ``configure(experiment_arms=..., experiment_id=...)`` works
+too): ``OTEL_LLM_EXPERIMENT_ARMS`` (``provider:model=weight,...``, e.g.
 ``openai:gpt-4o-mini=50,aws.bedrock:anthropic.claude-3-haiku-20240307-v1:0=50``; the provider ends at the
 first ``:``, the weight follows the last ``=``, default 1)
 and ``OTEL_LLM_EXPERIMENT_ID`` (default ``default``). An unparsable value gives one warning and no experiment.
@@ -23,78 +24,30 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from opentelemetry import baggage, context, metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_llm import semconv
+from otel_llm.arms import Arm, checked_arms, parse_arm_name, parse_arms
 from otel_llm.processors.normalize import with_attributes
 from otel_llm.processors.ratelimit import RateLimitedLogger
-from otel_llm.settings import _warn_once
+from otel_llm.settings import Settings, current_settings, load_settings
 
+__all__ = ["Arm", "Experiment", "experiment_arm", "experiment_from_env", "experiment_from_settings",
+           "parse_arms", "with_fallback_detection"]
 _logger = logging.getLogger(__name__)
 _rate_limited = RateLimitedLogger(_logger)
 
-ENV_EXPERIMENT_ID = "OTEL_LLM_EXPERIMENT_ID"
-ENV_EXPERIMENT_ARMS = "OTEL_LLM_EXPERIMENT_ARMS"
+ENV_EXPERIMENT_ID = "OTEL_LLM_EXPERIMENT_ID"  # parsed by otel_llm.settings (experiment_id)
+ENV_EXPERIMENT_ARMS = "OTEL_LLM_EXPERIMENT_ARMS"  # (experiment_arms)
 DEFAULT_EXPERIMENT_ID = "default"
-DEFAULT_WEIGHT = 1.0
-ARMS_ACCEPTS = "comma-separated provider:model[=weight] entries with weights >= 0, not all 0"
 FALLBACK_COUNTER = "llm.experiment.fallbacks"
 _HASH_SPACE = float(2**64)
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One arm: the provider and model a request in it should use, and its share of requests."""
-
-    provider: str
-    model: str
-    weight: float = DEFAULT_WEIGHT
-
-    @property
-    def name(self) -> str:
-        """The arm's label value, ``provider:model`` (what ``llm.experiment.arm`` holds)."""
-        return f"{self.provider}:{self.model}"
-
-
-def parse_arm_name(name: str) -> tuple[str, str] | None:
-    """``(provider, model)`` of an arm label, or None when it is not ``provider:model``."""
-    if not isinstance(name, str):
-        return None
-    provider, sep, model = name.partition(":")
-    return (provider, model) if sep and provider and model else None
-
-
-def parse_arms(text: str) -> tuple[Arm, ...]:
-    """Arms from ``provider:model[=weight],...``; ValueError naming the bad entry and the rule."""
-    arms: list[Arm] = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        target, sep, weight_text = entry.rpartition("=")
-        if not sep:
-            target, weight_text = entry, ""
-        try:
-            weight = float(weight_text) if weight_text.strip() else DEFAULT_WEIGHT
-        except ValueError:
-            raise ValueError(f"arm {entry!r}: weight {weight_text!r} is not a number") from None
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"arm {entry!r}: weight must be a finite number >= 0")
-        names = parse_arm_name(target.strip())
-        provider = semconv.normalize_provider(names[0]) if names else None
-        model = semconv.normalize_model(names[1]) if names else None
-        if provider is None or model is None:
-            raise ValueError(f"arm {entry!r}: expected provider:model[=weight]")
-        arms.append(Arm(provider, model, weight))
-    return tuple(arms)
 
 
 class Experiment:
@@ -103,15 +56,8 @@ class Experiment:
     def __init__(self, experiment_id: str, arms: Sequence[Arm]) -> None:
         if not isinstance(experiment_id, str) or not experiment_id.strip():
             raise ValueError("experiment_id must be a non-empty string")
-        arms = tuple(arms)
-        if not arms or not all(isinstance(arm, Arm) for arm in arms):
-            raise ValueError("arms must be a non-empty sequence of Arm")
-        names = [arm.name for arm in arms]
-        if len(set(names)) != len(names):
-            raise ValueError(f"arms must be distinct provider:model pairs, got {names}")
+        arms = checked_arms(arms)
         total = sum(arm.weight for arm in arms)
-        if not all(math.isfinite(arm.weight) and arm.weight >= 0 for arm in arms) or total <= 0:
-            raise ValueError("arms must have finite weights >= 0 with a positive sum")
         self.experiment_id = experiment_id.strip()
         self.arms = arms
         # Cumulative upper bounds in [0, 1]; the last is exactly 1 so rounding never falls off the end.
@@ -154,17 +100,18 @@ class Experiment:
         return ctx  # type: ignore[return-value]
 
 
-def experiment_from_env(environ: Mapping[str, str] = os.environ) -> Experiment | None:
-    """The experiment the environment describes, or None (unset, or one warning for a bad value)."""
-    raw = (environ.get(ENV_EXPERIMENT_ARMS) or "").strip()
-    if not raw:
+def experiment_from_settings(settings: Settings) -> Experiment | None:
+    """The experiment ``settings`` describe (``experiment_arms``, ``experiment_id``), or None without arms."""
+    if not settings.experiment_arms:
         return None
-    experiment_id = (environ.get(ENV_EXPERIMENT_ID) or "").strip() or DEFAULT_EXPERIMENT_ID
-    try:
-        return Experiment(experiment_id, parse_arms(raw))
-    except ValueError:
-        _warn_once(ENV_EXPERIMENT_ARMS, raw, ARMS_ACCEPTS, "no experiment")
-        return None
+    return Experiment(settings.experiment_id or DEFAULT_EXPERIMENT_ID, settings.experiment_arms)
+
+
+def experiment_from_env(environ: Mapping[str, str] | None = None) -> Experiment | None:
+    """The experiment the OTEL_LLM_EXPERIMENT_* variables describe, or None (unset, or one warning for a bad
+    value: otel_llm.settings parses them). Without ``environ``, configure()'s settings when it ran (its
+    ``experiment_arms=`` / ``experiment_id=`` overrides included), else the process environment's."""
+    return experiment_from_settings(current_settings() if environ is None else load_settings(environ))
 
 
 @contextmanager
@@ -277,19 +224,15 @@ class ExperimentFallbackExporter(SpanExporter):
 
 
 def with_fallback_detection(
-    exporter: SpanExporter,
-    environ: Mapping[str, str] = os.environ,
-    meter_provider: metrics.MeterProvider | None = None,
+    exporter: SpanExporter, settings: Settings, meter_provider: metrics.MeterProvider | None = None,
 ) -> SpanExporter:
     """``exporter`` behind an :class:`ExperimentFallbackExporter` (counting on ``meter_provider``) when this
-    process takes part in an experiment (``OTEL_LLM_EXPERIMENT_ID`` or ``OTEL_LLM_EXPERIMENT_ARMS`` set), else
-    ``exporter`` itself.
+    process takes part in an experiment (``settings.experiment_id`` or ``experiment_arms`` set, from
+    OTEL_LLM_EXPERIMENT_ID / _ARMS or configure()), else ``exporter`` itself.
 
-    ``configure()`` applies it to the first span exporter only, behind its roll-up stage, so a fallback is
-    counted once per request. It also reads ``OTEL_LLM_EXPERIMENT_ARMS`` once, so a malformed value warns at
-    start-up under ``opentelemetry-instrument`` even when no app code reads it (``experiment_from_env``).
+    ``configure()`` applies it once, behind the roll-up stage and before the fan-out to the exporters, so
+    every exporter sees the mark and a fallback is counted once per request.
     """
-    if not any((environ.get(name) or "").strip() for name in (ENV_EXPERIMENT_ID, ENV_EXPERIMENT_ARMS)):
+    if settings.experiment_id is None and not settings.experiment_arms:
         return exporter
-    experiment_from_env(environ)
     return ExperimentFallbackExporter(exporter, meter_provider)

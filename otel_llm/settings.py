@@ -23,6 +23,7 @@ from typing import Any
 import re2
 
 from otel_llm import semconv
+from otel_llm.arms import ARMS_ACCEPTS, Arm, checked_arms, parse_arms
 
 _logger = logging.getLogger(__name__)
 
@@ -226,6 +227,33 @@ class _RollupMode(_Choice):
         return None if flag is _INVALID else (ROLLUP_PROCESS if flag else ROLLUP_OFF)
 
 
+class _Text(_Rule):
+    """Any non-empty text (an identifier, say)."""
+
+    accepts = "a non-empty text"
+
+    def from_text(self, text: str) -> Any:
+        return text
+
+
+class _Arms(_Rule):
+    """OTEL_LLM_EXPERIMENT_ARMS: ``provider:model[=weight],...`` (otel_llm.arms), or a sequence of Arm."""
+
+    accepts = ARMS_ACCEPTS
+
+    def from_text(self, text: str) -> Any:
+        try:
+            return checked_arms(parse_arms(text))
+        except ValueError:
+            return _INVALID
+
+    def _from_object(self, value: Any) -> Any:
+        try:
+            return checked_arms(value)
+        except ValueError:
+            return _INVALID
+
+
 def _read(name: str, default: Any, rule: _Rule, environ: Mapping[str, str] | None) -> Any:
     raw = _raw(name, environ)
     if raw is None:
@@ -315,6 +343,13 @@ class Settings:
     export_max_batch_bytes: int = 2 * 1024 * 1024
     export_retry_max_spans: int = 16384
     export_retry_max_age_ms: int = 120_000
+    experiment_id: str | None = None
+    experiment_arms: tuple[Arm, ...] = ()
+    metric_log: str | None = None  # stdout, stderr or a file path
+    metric_log_spans: tuple[str, ...] = ()
+    langchain_max_open_runs: int = 10_000
+    langchain_max_attribute_length: int = 256
+    langchain_max_content_length: int = 4096
 
     @property
     def rollup_enabled(self) -> bool:
@@ -345,6 +380,13 @@ SETTING_VARIABLES: Mapping[str, tuple[str, _Rule]] = {
     "export_max_batch_bytes": ("OTEL_LLM_EXPORT_MAX_BATCH_BYTES", _Number(int, 65_536, 64 * 1024 * 1024)),
     "export_retry_max_spans": ("OTEL_LLM_EXPORT_RETRY_MAX_SPANS", _Number(int, 0, 10_000_000)),
     "export_retry_max_age_ms": ("OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS", _Number(int, 0, 3_600_000)),
+    "experiment_id": ("OTEL_LLM_EXPERIMENT_ID", _Text()),
+    "experiment_arms": ("OTEL_LLM_EXPERIMENT_ARMS", _Arms()),
+    "metric_log": ("OTEL_LLM_METRIC_LOG", _Path()),
+    "metric_log_spans": ("OTEL_LLM_METRIC_LOG_SPANS", _Names()),
+    "langchain_max_open_runs": ("OTEL_LLM_LANGCHAIN_MAX_OPEN_RUNS", _Number(int, 1, None)),
+    "langchain_max_attribute_length": ("OTEL_LLM_LANGCHAIN_MAX_ATTRIBUTE_LENGTH", _Number(int, 1, None)),
+    "langchain_max_content_length": ("OTEL_LLM_LANGCHAIN_MAX_CONTENT_LENGTH", _Number(int, 1, None)),
 }
 
 
@@ -373,3 +415,19 @@ def load_settings(
             else:
                 values[field] = value
     return Settings(**values)
+
+
+_in_use: Settings | None = None
+
+
+def use_settings(settings: Settings) -> None:
+    """Make ``settings`` (configure()'s, overrides applied) what ``current_settings`` returns from now on."""
+    global _in_use
+    _in_use = settings
+
+
+def current_settings() -> Settings:
+    """The settings configure() installed, or, before it ran, those of the environment (``load_settings``):
+    how modules set up outside configure() (the LangChain instrumentor, app-side experiments) read a switch,
+    so ``configure(**overrides)`` reaches them too."""
+    return _in_use if _in_use is not None else load_settings()

@@ -45,12 +45,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_llm import semconv
 from otel_llm.experiment import assigned_provider_model
 from otel_llm.metrics.health import METRIC_LINE_FAILED, DropCounter
-from otel_llm.settings import env_csv
+from otel_llm.settings import Settings, load_settings
 
 _logger = logging.getLogger(__name__)
 
-ENV_METRIC_LOG = "OTEL_LLM_METRIC_LOG"
-ENV_METRIC_LOG_SPANS = "OTEL_LLM_METRIC_LOG_SPANS"
+ENV_METRIC_LOG = "OTEL_LLM_METRIC_LOG"  # parsed by otel_llm.settings (metric_log, metric_log_spans)
 STDOUT = "stdout"
 STDERR = "stderr"
 PREFIX = "METRIC"
@@ -256,18 +255,17 @@ class MetricLogExporter(SpanExporter):
                 self._stream.close()
 
 
-def exporter_from_env(environ: Mapping[str, str] = os.environ) -> MetricLogExporter | None:
-    """A :class:`MetricLogExporter` when ``OTEL_LLM_METRIC_LOG`` is set, else None.
+def exporter_from_settings(settings: Settings) -> MetricLogExporter | None:
+    """A :class:`MetricLogExporter` when ``settings.metric_log`` (OTEL_LLM_METRIC_LOG) is set, else None.
 
-    ``OTEL_LLM_METRIC_LOG_SPANS``: comma-separated span name patterns that replace the default selection.
-    A file that cannot be opened logs one warning naming the variable and leaves the lines off. Give it a
-    roll-up stage like any span exporter (``configure()`` does), so request lines carry provider and model.
+    ``metric_log_spans`` (OTEL_LLM_METRIC_LOG_SPANS): span name patterns that replace the default selection.
+    A file that cannot be opened logs one warning naming the variable and leaves the lines off. configure()
+    puts it behind the roll-up stage with the other exporters, so request lines carry provider and model.
     """
-    destination = (environ.get(ENV_METRIC_LOG) or "").strip()
+    destination = settings.metric_log
     if not destination:
         return None
-    patterns = env_csv(ENV_METRIC_LOG_SPANS, (), environ=environ)
-    select = name_patterns_selector(patterns) if patterns else None
+    select = name_patterns_selector(settings.metric_log_spans) if settings.metric_log_spans else None
     if destination.lower() in (STDOUT, STDERR):
         destination = destination.lower()
     try:
@@ -281,3 +279,8 @@ def exporter_from_env(environ: Mapping[str, str] = os.environ) -> MetricLogExpor
             exc,
         )
         return None
+
+
+def exporter_from_env(environ: Mapping[str, str] = os.environ) -> MetricLogExporter | None:
+    """:func:`exporter_from_settings` for the OTEL_LLM_METRIC_LOG* variables of ``environ``."""
+    return exporter_from_settings(load_settings(environ))

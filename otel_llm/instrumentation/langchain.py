@@ -58,18 +58,16 @@ from otel_llm import semconv
 from otel_llm.instrumentation import langsmith_bridge
 from otel_llm.metrics.streaming import EXPERIMENT_LABELS, StreamMetrics
 from otel_llm.processors.ratelimit import RateLimitedLogger
-from otel_llm.settings import env_bool, env_int
+from otel_llm.settings import Settings, current_settings, env_bool
 
 _logger = logging.getLogger(__name__)
 _boundary_log = RateLimitedLogger(_logger)
 
 ENV_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-ENV_MAX_OPEN_RUNS = "OTEL_LLM_LANGCHAIN_MAX_OPEN_RUNS"
-ENV_MAX_ATTRIBUTE_LENGTH = "OTEL_LLM_LANGCHAIN_MAX_ATTRIBUTE_LENGTH"
-ENV_MAX_CONTENT_LENGTH = "OTEL_LLM_LANGCHAIN_MAX_CONTENT_LENGTH"
-DEFAULT_MAX_OPEN_RUNS = 10_000
-DEFAULT_MAX_ATTRIBUTE_LENGTH = 256
-DEFAULT_MAX_CONTENT_LENGTH = 4096
+# OTEL_LLM_LANGCHAIN_* are Settings fields (otel_llm.settings); these are their defaults.
+DEFAULT_MAX_OPEN_RUNS = Settings.langchain_max_open_runs
+DEFAULT_MAX_ATTRIBUTE_LENGTH = Settings.langchain_max_attribute_length
+DEFAULT_MAX_CONTENT_LENGTH = Settings.langchain_max_content_length
 # Metadata values that are lists or dicts become JSON only when this small (a big one would cost per run).
 MAX_JSON_ITEMS = 16
 # Tuples (LangGraph's langgraph_path / langgraph_triggers), metadata keys and model/provider values repeat
@@ -643,9 +641,9 @@ class LangChainInstrumentor(BaseInstrumentor):
     ``opentelemetry-instrument`` through the ``otel_llm_langchain`` entry point. The handler is injected the
     way LangSmith's own tracer is: a ``langchain_core`` configure hook, whose context variable defaults to the
     handler so every thread and task sees it. Also applies ``langsmith_bridge`` (no run traced twice when
-    LangSmith tracing is on). Reads OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
-    OTEL_LLM_LANGCHAIN_MAX_OPEN_RUNS, OTEL_LLM_LANGCHAIN_MAX_ATTRIBUTE_LENGTH,
-    OTEL_LLM_LANGCHAIN_MAX_CONTENT_LENGTH.
+    LangSmith tracing is on). Reads OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, and through
+    ``current_settings()`` (configure()'s overrides included) OTEL_LLM_LANGCHAIN_MAX_OPEN_RUNS,
+    OTEL_LLM_LANGCHAIN_MAX_ATTRIBUTE_LENGTH, OTEL_LLM_LANGCHAIN_MAX_CONTENT_LENGTH.
     """
 
     handler: OpenTelemetryCallbackHandler | None = None
@@ -659,13 +657,14 @@ class LangChainInstrumentor(BaseInstrumentor):
         from langchain_core.tracers.context import _configure_hooks
 
         tracer = trace.get_tracer(TRACER_NAME, tracer_provider=kwargs.get("tracer_provider"))
+        settings = current_settings()
         handler = OpenTelemetryCallbackHandler(
             tracer,
             StreamMetrics(kwargs.get("meter_provider")),
-            max_open_runs=env_int(ENV_MAX_OPEN_RUNS, DEFAULT_MAX_OPEN_RUNS, minimum=1),
-            max_attribute_length=env_int(ENV_MAX_ATTRIBUTE_LENGTH, DEFAULT_MAX_ATTRIBUTE_LENGTH, minimum=1),
+            max_open_runs=settings.langchain_max_open_runs,
+            max_attribute_length=settings.langchain_max_attribute_length,
             capture_content=env_bool(ENV_CAPTURE_CONTENT, False),
-            max_content_length=env_int(ENV_MAX_CONTENT_LENGTH, DEFAULT_MAX_CONTENT_LENGTH, minimum=1),
+            max_content_length=settings.langchain_max_content_length,
         )
         # (context var, inheritable, handler class, env var): with no class LangChain adds var.get() to every
         # run's callback manager, once (identity check).

@@ -17,8 +17,8 @@ token type: ``input`` and ``output``) once per model call the roll-up stage sees
 The instruments are created at the first recording, so an app whose instrumentation records every call never
 registers a second ``gen_ai.client.*`` instrument of the same name (the SDK warns about that once per view).
 
-``record`` is the roll-up stage's ``on_llm_span`` hook; attach it to one stage only (configure() gives it to
-the first exporter's stage).
+``record`` is the roll-up stage's ``on_llm_span`` hook; attach it to one stage only (configure() builds one
+roll-up stage, whatever the number of exporters).
 
 Attributes: the normalised provider, model and operation from the ``LLMCall``, ``error.type`` on the duration
 of failed calls, and from the span (when set) ``gen_ai.response.model``, ``server.address``/``server.port``,

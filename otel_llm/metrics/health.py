@@ -1,6 +1,7 @@
 """Health of otel-llm's own span pipeline: dropped spans and roll-up counters, as observable metrics.
 
-Every span the pipeline loses is counted in one ``DropCounter`` per exporter, by reason:
+Every span the pipeline loses is counted, by reason, in a ``DropCounter``: one for the batch processor, one
+for the redaction stage and one per exporter's delivery stage:
 
 - The SDK's BatchSpanProcessor drops a span when its queue (OTEL_BSP_MAX_QUEUE_SIZE) is full, logging only
   "Queue full, dropping Span." (at most every 20 s) and counting nowhere by default; its own check races

@@ -1,8 +1,8 @@
 """Export-side redaction: secrets replaced by ``[REDACTED]`` before any exporter sees a span.
 
-Wraps each span exporter (``configure()`` puts it in front of every exporter, behind the roll-up stage, so
-OTLP, the console and the METRIC lines all receive redacted spans) and runs on the export thread, never in
-``on_start``/``on_end``. For every span it rewrites, by the rules of ``otel_llm.redaction``:
+Wraps a span exporter (``configure()`` puts it once in front of the fan-out to every exporter, behind the
+roll-up stage, so OTLP, the console and the METRIC lines all receive redacted spans) and runs on the export
+thread, never in ``on_start``/``on_end``. For every span it rewrites, by the rules of ``otel_llm.redaction``:
 
 - string attributes (and strings in sequence attributes) whose key is a secret name under a free-form scope
   (``langsmith.metadata.api_key``, ``langsmith.metadata.OPENAI_API_KEY``,

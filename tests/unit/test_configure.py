@@ -36,9 +36,10 @@ from otel_llm.configure import (
 )
 from otel_llm.exporters.delivery import DeliveryExporter
 from otel_llm.metrics.cardinality import OVERFLOW_ATTRIBUTE, CardinalityLimitedMeterProvider
+from otel_llm.processors import rollup as rollup_module
 from otel_llm.processors.redact import RedactingSpanExporter
 from otel_llm.processors.rollup import RollupBatchSpanProcessor
-from otel_llm.settings import Settings
+from otel_llm.settings import Settings, load_settings
 from tests.support.metric_points import metric_points
 
 LLM_ATTRIBUTES = {
@@ -71,12 +72,12 @@ class Built:
         self.telemetry = build_telemetry(settings, resource=Resource.create({}),
                                          span_exporters=self.exporters, metric_readers=[self.reader])
 
-    def request_with_llm_call(self, **llm_attributes) -> None:
+    def request_with_llm_call(self, *, flushed: bool = True, **llm_attributes) -> None:
         tracer = self.telemetry.tracer_provider.get_tracer("test")
         with tracer.start_as_current_span("POST /chat"):
             with tracer.start_as_current_span("ChatBedrock", attributes={**LLM_ATTRIBUTES, **llm_attributes}):
                 pass
-        assert self.telemetry.force_flush()
+        assert self.telemetry.force_flush() is flushed
 
     def spans(self, index: int = 0) -> dict:
         return {span.name: dict(span.attributes) for span in self.exporters[index].get_finished_spans()}
@@ -338,7 +339,7 @@ def test_metric_log_lines_come_after_the_rollup(clean_env, tmp_path):
     """OTEL_LLM_METRIC_LOG=<file>: the request line names the provider the roll-up found beneath it."""
     log = tmp_path / "metric.log"
     clean_env.setenv("OTEL_LLM_METRIC_LOG", str(log))
-    telemetry = build_from_environment(FAST)
+    telemetry = build_from_environment(load_settings(overrides={"rollup_window_ms": 0}))
     tracer = telemetry.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER, attributes={"http.route": "/chat"}):
         with tracer.start_as_current_span("ChatBedrock", attributes=LLM_ATTRIBUTES):
@@ -347,6 +348,60 @@ def test_metric_log_lines_come_after_the_rollup(clean_env, tmp_path):
     request_lines = [line for line in log.read_text().splitlines() if "event=request" in line]
     assert len(request_lines) == 1
     assert "provider=aws.bedrock" in request_lines[0]
+
+
+def test_two_exporters_and_metric_lines_share_one_pipeline(clean_env, tmp_path, monkeypatch):
+    """OTEL_TRACES_EXPORTER=otlp,console and METRIC lines: one batch processor and one roll-up stage read each
+    span once; both exporters receive the same enriched spans, fallback mark included, and the METRIC line
+    names the rolled-up provider. The control is the roll-up's own count of what it read."""
+    log = tmp_path / "metric.log"
+    clean_env.setenv("OTEL_LLM_METRIC_LOG", str(log))
+    settings = load_settings(overrides={"rollup_window_ms": 0, "experiment_id": "exp"})
+    reads: list[str] = []
+    read = rollup_module._read
+
+    def counted_read(span, *args):
+        reads.append(span.name)
+        return read(span, *args)
+
+    monkeypatch.setattr(rollup_module, "_read", counted_read)
+    exporters = [InMemorySpanExporter(), InMemorySpanExporter()]
+    telemetry = build_from_environment(settings, span_exporters=exporters, metric_readers=[])
+    assert len(_export_processors(telemetry)) == 1 and len(telemetry.rollup_stages) == 1
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    # Assigned to an OpenAI arm, served by Bedrock: a fallback.
+    arm = {semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini", semconv.EXPERIMENT_PROVIDER: "openai",
+           semconv.EXPERIMENT_MODEL: "gpt-4o-mini"}
+    arm["http.route"] = "/chat"
+    with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER, attributes=arm):
+        with tracer.start_as_current_span("ChatBedrock", attributes=LLM_ATTRIBUTES):
+            pass
+    telemetry.shutdown()
+    assert sorted(reads) == ["ChatBedrock", "POST /chat"]
+    first, second = (exporter.get_finished_spans() for exporter in exporters)
+    assert [span.name for span in first] == [span.name for span in second] == ["ChatBedrock", "POST /chat"]
+    assert all(a.attributes == b.attributes for a, b in zip(first, second, strict=True))
+    root = dict(first[1].attributes)
+    assert root[semconv.ROLLUP_PROVIDER] == "aws.bedrock" and root[semconv.EXPERIMENT_FALLBACK] is True
+    request_lines = [line for line in log.read_text().splitlines() if "event=request" in line]
+    assert len(request_lines) == 1 and "provider=aws.bedrock" in request_lines[0]
+
+
+def test_a_failing_exporter_does_not_stop_the_other(built):
+    """One exporter that raises on every export: the other still receives every span, and only the failing
+    one's delivery stage counts lost spans (export_failed at shutdown)."""
+    pipeline = built(exporters=2)
+
+    def broken(spans):
+        raise RuntimeError("down on purpose")
+
+    pipeline.exporters[0].export = broken
+    pipeline.request_with_llm_call(flushed=False)  # the failing exporter's spans still wait
+    assert set(pipeline.spans(1)) == {"POST /chat", "ChatBedrock"}
+    pipeline.telemetry.shutdown()
+    counts = [counter.counts() for counter in pipeline.telemetry.drop_counters]
+    assert sum(count.get("export_failed", 0) for count in counts) == 2
+    assert sum(1 for count in counts if count.get("export_failed")) == 1
 
 
 # --- otel-llm's pipeline ----------------------------------------------------------------------------------
@@ -604,6 +659,48 @@ def test_configure_reads_a_string_override_like_the_variable():
                           "meter": type(telemetry.meter_provider).__name__}))
     """, OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
     assert out == {**out, "stages": 0, "meter": "MeterProvider"}
+
+
+def test_configure_overrides_reach_experiments_metric_lines_and_langchain(tmp_path):
+    """configure(experiment_arms=..., metric_log=..., langchain_max_open_runs=...) with no OTEL_LLM_*
+    variable set: fallback detection runs and marks the root, the METRIC lines are written, the app-side
+    experiment and the LangChain instrumentor see the overrides. Control: a process without them."""
+    code = """
+        import json, otel_llm
+        from opentelemetry.trace import SpanKind
+        from otel_llm import semconv
+        from otel_llm.experiment import experiment_from_env
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from otel_llm.instrumentation.langchain import LangChainInstrumentor
+        sink = InMemorySpanExporter()
+        telemetry = otel_llm.configure(span_exporters=[sink], rollup_window_ms=0, **json.loads(OVERRIDES))
+        instrumentor = LangChainInstrumentor()
+        instrumentor.instrument()
+        experiment = experiment_from_env()
+        tracer = telemetry.tracer_provider.get_tracer("t")
+        arm = {semconv.EXPERIMENT_ARM: "openai:gpt-4o-mini", "http.route": "/chat"}
+        with tracer.start_as_current_span("POST /chat", kind=SpanKind.SERVER, attributes=arm):
+            with tracer.start_as_current_span("ChatBedrock", attributes={
+                    semconv.GEN_AI_OPERATION_NAME: "chat", semconv.GEN_AI_PROVIDER_NAME: "aws.bedrock",
+                    semconv.GEN_AI_REQUEST_MODEL: "nova"}):
+                pass
+        telemetry.shutdown()
+        print(json.dumps({
+            "arms": [a.name for a in experiment.arms] if experiment else None,
+            "fallback": [s.attributes.get(semconv.EXPERIMENT_FALLBACK) for s in sink.get_finished_spans()],
+            "max_open_runs": instrumentor.handler._max_open_runs,
+        }))
+    """
+    log = tmp_path / "metric.log"
+    overrides = json.dumps({"experiment_arms": "openai:gpt-4o-mini", "metric_log": str(log),
+                            "langchain_max_open_runs": 7})
+    with_overrides = _run(code.replace("OVERRIDES", repr(overrides)), OTEL_METRICS_EXPORTER="none")
+    control = _run(code.replace("OVERRIDES", "'{}'"), OTEL_METRICS_EXPORTER="none")
+    assert with_overrides == {**with_overrides, "arms": ["openai:gpt-4o-mini"], "fallback": [None, True],
+                              "max_open_runs": 7}
+    assert control == {**control, "arms": None, "fallback": [None, None], "max_open_runs": 10_000}
+    (request_line,) = [line for line in log.read_text().splitlines() if "event=request" in line]
+    assert "provider=aws.bedrock" in request_line
 
 
 def test_configurator_entry_point_configures_from_the_environment():

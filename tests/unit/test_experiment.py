@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from otel_llm import experiment, semconv
-from otel_llm.settings import reset_warnings
+from otel_llm.settings import load_settings, reset_warnings
 from tests.support.metric_points import metric_points
 
 BEDROCK_HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -310,9 +310,10 @@ class TestConfigureWiring:
     def test_wrapper_only_inside_an_experiment(self):
         """with_fallback_detection wraps only when OTEL_LLM_EXPERIMENT_ID or _ARMS is set."""
         sink = InMemorySpanExporter()
-        assert experiment.with_fallback_detection(sink, {}) is sink
-        assert experiment.with_fallback_detection(sink, {"OTEL_LLM_EXPERIMENT_ID": " "}) is sink
-        wrapped = experiment.with_fallback_detection(sink, {"OTEL_LLM_EXPERIMENT_ARMS": ARMS_ENV})
+        detection = experiment.with_fallback_detection
+        assert detection(sink, load_settings({})) is sink
+        assert detection(sink, load_settings({"OTEL_LLM_EXPERIMENT_ID": " "})) is sink
+        wrapped = detection(sink, load_settings({"OTEL_LLM_EXPERIMENT_ARMS": ARMS_ENV}))
         assert isinstance(wrapped, experiment.ExperimentFallbackExporter)
 
     def test_configured_pipeline_marks_a_fallback_root(self, monkeypatch):
@@ -324,7 +325,7 @@ class TestConfigureWiring:
         monkeypatch.setenv("OTEL_LLM_EXPERIMENT_ID", "ab1")
         reader = InMemoryMetricReader()
         sink = InMemorySpanExporter()
-        telemetry = build_from_environment(load_settings({}), span_exporters=[sink], metric_readers=[reader])
+        telemetry = build_from_environment(load_settings(), span_exporters=[sink], metric_readers=[reader])
         tracer = telemetry.tracer_provider.get_tracer("t")
         arm_context = baggage.set_baggage(semconv.EXPERIMENT_ARM, f"aws.bedrock:{BEDROCK_HAIKU}")
         with tracer.start_as_current_span("job", context=arm_context, kind=SpanKind.CONSUMER):

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from otel_llm import settings
+from otel_llm.arms import Arm
 from otel_llm.settings import (
     DEFAULT_BAGGAGE_KEYS,
     SETTING_VARIABLES,
@@ -62,6 +63,13 @@ class TestLoadSettings:
             "OTEL_LLM_EXPORT_MAX_BATCH_BYTES": "100000",
             "OTEL_LLM_EXPORT_RETRY_MAX_SPANS": "0",
             "OTEL_LLM_EXPORT_RETRY_MAX_AGE_MS": "5000",
+            "OTEL_LLM_EXPERIMENT_ID": " exp-1 ",
+            "OTEL_LLM_EXPERIMENT_ARMS": "openai:gpt-4o-mini=3,aws.bedrock:nova=1",
+            "OTEL_LLM_METRIC_LOG": "stderr",
+            "OTEL_LLM_METRIC_LOG_SPANS": "ask_*",
+            "OTEL_LLM_LANGCHAIN_MAX_OPEN_RUNS": "10",
+            "OTEL_LLM_LANGCHAIN_MAX_ATTRIBUTE_LENGTH": "20",
+            "OTEL_LLM_LANGCHAIN_MAX_CONTENT_LENGTH": "30",
         })
         assert loaded == Settings(
             enabled=False, baggage_keys=("a", "b"), baggage_max_value_length=12, baggage_trust_incoming=True,
@@ -69,7 +77,10 @@ class TestLoadSettings:
             rollup_max_buffered_spans=11,
             rollup_max_age_ms=900, metrics_cardinality_limit=3, span_metrics=False,
             span_metrics_skip_scopes=("x.y",), export_max_batch_bytes=100000, export_retry_max_spans=0,
-            export_retry_max_age_ms=5000,
+            export_retry_max_age_ms=5000, experiment_id="exp-1",
+            experiment_arms=(Arm("openai", "gpt-4o-mini", 3.0), Arm("aws.bedrock", "nova", 1.0)),
+            metric_log="stderr", metric_log_spans=("ask_*",), langchain_max_open_runs=10,
+            langchain_max_attribute_length=20, langchain_max_content_length=30,
         )
 
     @pytest.mark.parametrize(("text", "mode"), [
@@ -99,6 +110,16 @@ class TestLoadSettings:
         assert "process, collector, off" in warnings_for(caplog, "OTEL_LLM_ROLLUP")[0]
         assert "from 1 to 4096" in warnings_for(caplog, "OTEL_LLM_BAGGAGE_MAX_VALUE_LENGTH")[0]
 
+    @pytest.mark.parametrize("arms", ["openai=5", "openai:a=0,openai:b=0", "openai:a,openai:a", "openai:a=x"])
+    def test_bad_experiment_arms_warn_once_and_mean_no_experiment(self, caplog, arms):
+        """OTEL_LLM_EXPERIMENT_ARMS that cannot make an experiment (malformed, all weights 0, repeated arm):
+        one warning naming the variable and the accepted form, and no arms."""
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                assert load_settings({"OTEL_LLM_EXPERIMENT_ARMS": arms}).experiment_arms == ()
+        messages = warnings_for(caplog, "OTEL_LLM_EXPERIMENT_ARMS")
+        assert len(messages) == 1 and "provider:model[=weight]" in messages[0]
+
     def test_settings_are_frozen(self):
         """Settings cannot be changed after loading."""
         with pytest.raises(AttributeError):
@@ -126,6 +147,9 @@ class TestOverrides:
         ("baggage_keys", ["a", "a", " b "], ("a", "b")),
         ("baggage_keys", "none", ()),
         ("baggage_keys", [], ()),
+        ("experiment_arms", "openai:gpt-4o", (Arm("openai", "gpt-4o"),)),
+        ("experiment_arms", [Arm("openai", "gpt-4o")], (Arm("openai", "gpt-4o"),)),
+        ("metric_log_spans", ["a*"], ("a*",)),
     ])
     def test_string_and_native_overrides_are_read_like_the_variable(self, field, value, expected):
         """A string override is read as the variable's text; native values of the right type are taken."""
@@ -140,6 +164,8 @@ class TestOverrides:
         ("enabled", 1, "true or false"),
         ("baggage_keys", ["ok", 3], "comma-separated names"),
         ("baggage_keys", ",,", "comma-separated names"),
+        ("experiment_arms", ["openai:gpt-4o"], "provider:model[=weight]"),
+        ("langchain_max_open_runs", 0, "an integer >= 1"),
     ])
     def test_bad_override_warns_naming_the_setting_and_is_ignored(self, caplog, field, value, accepts):
         """One warning names the setting, the value and what it accepts; the variable's value is kept."""
