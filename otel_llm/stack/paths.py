@@ -35,6 +35,10 @@ def _top(name: str) -> Path:
 COLLECTOR_DIR = _top("collector")
 COLLECTOR_MANIFEST = COLLECTOR_DIR / "builder-config.yaml"
 COLLECTOR_CONFIG = COLLECTOR_DIR / "config.yaml"
+# The two-tier topology (docs/deploy.md): agents route by trace id to gateways; a gateway runs config.yaml
+# with the gateway overlay on top (the collector merges its --config files in order).
+COLLECTOR_AGENT_CONFIG = COLLECTOR_DIR / "agent.yaml"
+COLLECTOR_GATEWAY_CONFIGS = (COLLECTOR_CONFIG, COLLECTOR_DIR / "gateway.yaml")
 COLLECTOR_TESTDATA = COLLECTOR_DIR / "testdata"
 
 JAEGER_DIR = _top("jaeger")
