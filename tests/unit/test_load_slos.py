@@ -258,7 +258,7 @@ class TestReport:
 def test_gateway_slow_trace_threshold_is_the_lowest_whole_response_p95_target():
     """collector/gateway.yaml keeps a trace as slow past the lowest whole-response P95 target of slos.yaml by
     default, so a trace breaking any intent's target is kept (docs/deploy.md)."""
-    gateway = yaml.safe_load(paths.COLLECTOR_GATEWAY_CONFIGS[1].read_text())
+    gateway = yaml.safe_load(paths.COLLECTOR_GATEWAY_OVERLAY.read_text())
     slow = next(policy for policy in gateway["processors"]["tail_sampling"]["policies"]
                 if policy["name"] == "slow")
     default = re.fullmatch(r"\$\{env:OTEL_LLM_SAMPLING_SLOW_MS:-(\d+)\}", slow["latency"]["threshold_ms"])
