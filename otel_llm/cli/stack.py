@@ -18,6 +18,7 @@ from otel_llm.stack.run import (  # stdlib-only module: cheap for --help
     COMPONENTS_BY_NAME,
     JAEGER_BINARY_ENV,
     JAEGER_CONFIGS,
+    TOPOLOGIES,
 )
 
 DEFAULT_LOG_LINES = 50
@@ -52,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up = commands.add_parser("up", help="start every component not running and wait until all are healthy")
     up.add_argument("--jaeger-storage", choices=sorted(JAEGER_CONFIGS), default="badger",
                     help="badger keeps traces across restarts (default); memory is for quick runs")
+    up.add_argument("--topology", choices=sorted(TOPOLOGIES), default="single",
+                    help="single: one collector (default); gateway: two agents routing by trace id to two "
+                         "tail-sampling gateways (docs/deploy.md)")
     up.add_argument("--json", action="store_true", help="print the status as JSON once up")
     up.add_argument("--jaeger-binary", metavar="PATH", default=None,
                     help="run this Jaeger v2 binary (e.g. the official release, with the UI) instead of the "
@@ -103,7 +107,8 @@ def _up(args: argparse.Namespace) -> int:
         stack = recorded
     else:
         overrides = {JAEGER_BINARY_ENV: args.jaeger_binary} if args.jaeger_binary else None
-        stack = Stack.create(state_dir, jaeger_storage=args.jaeger_storage, overrides=overrides)
+        stack = Stack.create(state_dir, jaeger_storage=args.jaeger_storage, overrides=overrides,
+                             components=TOPOLOGIES[args.topology])
     _print_status(stack.up(), as_json=args.json)
     return 0
 

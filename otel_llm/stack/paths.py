@@ -35,6 +35,11 @@ def _top(name: str) -> Path:
 COLLECTOR_DIR = _top("collector")
 COLLECTOR_MANIFEST = COLLECTOR_DIR / "builder-config.yaml"
 COLLECTOR_CONFIG = COLLECTOR_DIR / "config.yaml"
+# The two-tier topology (docs/deploy.md): agents route by trace id to gateways; a gateway runs config.yaml
+# with the gateway overlay on top (the collector merges its --config files in order).
+COLLECTOR_AGENT_CONFIG = COLLECTOR_DIR / "agent.yaml"
+COLLECTOR_GATEWAY_OVERLAY = COLLECTOR_DIR / "gateway.yaml"
+COLLECTOR_GATEWAY_CONFIGS = (COLLECTOR_CONFIG, COLLECTOR_GATEWAY_OVERLAY)
 COLLECTOR_TESTDATA = COLLECTOR_DIR / "testdata"
 
 JAEGER_DIR = _top("jaeger")
@@ -53,10 +58,11 @@ DASHBOARD = _top("grafana") / "otel-llm-dashboard.json"
 
 # What building and running the stack reads, relative to the root; ``require_stack_files`` names the missing.
 REQUIRED_FILES = tuple(Path(top.name) / path.relative_to(top) for top, path in (
-    (COLLECTOR_DIR, COLLECTOR_MANIFEST), (COLLECTOR_DIR, COLLECTOR_CONFIG), (JAEGER_DIR, JAEGER_CONFIG),
-    (JAEGER_DIR, JAEGER_CONFIG_MEMORY), (JAEGER_DIR, JAEGER_BUILD_MODULE / "go.mod"),
-    (JAEGER_DIR, JAEGER_BUILD_MODULE / "go.sum"), (PROMETHEUS_DIR, PROMETHEUS_TEMPLATE),
-    (PROMETHEUS_DIR, PROMETHEUS_RULES_DIR),
+    (COLLECTOR_DIR, COLLECTOR_MANIFEST), (COLLECTOR_DIR, COLLECTOR_CONFIG),
+    (COLLECTOR_DIR, COLLECTOR_AGENT_CONFIG), (COLLECTOR_DIR, COLLECTOR_GATEWAY_OVERLAY),
+    (JAEGER_DIR, JAEGER_CONFIG), (JAEGER_DIR, JAEGER_CONFIG_MEMORY),
+    (JAEGER_DIR, JAEGER_BUILD_MODULE / "go.mod"), (JAEGER_DIR, JAEGER_BUILD_MODULE / "go.sum"),
+    (PROMETHEUS_DIR, PROMETHEUS_TEMPLATE), (PROMETHEUS_DIR, PROMETHEUS_RULES_DIR),
 ))
 
 

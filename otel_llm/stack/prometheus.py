@@ -22,6 +22,12 @@ TEMPLATE_DEFAULTS: Mapping[str, str] = {
     "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "2s",
 }
 RULES_DIR_VARIABLE = "OTEL_LLM_PROMETHEUS_RULES_DIR"  # filled from paths, not from the environment
+# The gateway topology's other collectors (otel_llm/stack/run.py): every
+# OTEL_LLM_<GATEWAYn|AGENTn>_PROMETHEUS_PORT in the environment is scraped beside the collector's exporter,
+# every _TELEMETRY_PORT beside its own metrics.
+_MORE_TARGETS = re.compile(r"OTEL_LLM_(?:GATEWAY|AGENT)[0-9]+_(PROMETHEUS|TELEMETRY)_PORT")
+# OTEL_LLM_COLLECTOR_PROMETHEUS_PORT and its peers -> the template's OTEL_LLM_COLLECTOR_PROMETHEUS_TARGETS
+TARGETS_SUFFIX = "_TARGETS"
 _RULES: Mapping[str, re.Pattern[str]] = {
     "OTEL_LLM_COLLECTOR_PROMETHEUS_PORT": re.compile(r"[1-9][0-9]{0,4}"),
     "OTEL_LLM_COLLECTOR_TELEMETRY_PORT": re.compile(r"[1-9][0-9]{0,4}"),
@@ -47,6 +53,18 @@ def template_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
         if not _RULES[name].fullmatch(value):
             raise ValueError(f"{name} must be {_RULE_TEXT[name]}, got {value!r}")
         values[name] = value
+    for kind in ("PROMETHEUS", "TELEMETRY"):
+        first = f"OTEL_LLM_COLLECTOR_{kind}_PORT"
+        ports = [values[first]]
+        for name in sorted(env):
+            match = _MORE_TARGETS.fullmatch(name)
+            if match and match.group(1) == kind:
+                value = str(env[name]).strip()
+                if not _RULES[first].fullmatch(value):
+                    raise ValueError(f"{name} must be {_RULE_TEXT[first]}, got {value!r}")
+                ports.append(value)
+        targets = ", ".join(f'"127.0.0.1:{port}"' for port in ports)
+        values[first.removesuffix("_PORT") + TARGETS_SUFFIX] = targets
     values[RULES_DIR_VARIABLE] = str(paths.PROMETHEUS_RULES_DIR)
     return values
 

@@ -58,6 +58,11 @@ PASSTHROUGH_VARIABLES = (
     "OTEL_LLM_COLLECTOR_ROLLUP_WAIT",
     "OTEL_LLM_COLLECTOR_ROLLUP_MAX_TRACES",
     "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL",
+    "OTEL_LLM_SAMPLING_PERCENTAGE",
+    "OTEL_LLM_SAMPLING_SLOW_MS",
+    "OTEL_LLM_SAMPLING_COST_ABOVE",
+    "OTEL_LLM_SAMPLING_WAIT",
+    "OTEL_LLM_SAMPLING_MAX_TRACES",
     "LANGSMITH_PROJECT",
     "LANGSMITH_ENDPOINT",
 )
@@ -82,13 +87,15 @@ class PortSpec:
 
 @dataclass(frozen=True)
 class Component:
-    """A process of the stack: its binary (``StackBinaries`` field), ports, command line and health probe."""
+    """A process of the stack: its binary (``StackBinaries`` field), ports, command line and health probe, and
+    the variables its process gets on top of the stack's (``env``)."""
 
     name: str
     binary_field: str
     ports: tuple[PortSpec, ...]
     command: Callable[[Stack, Path], list[str]]
     healthy: Callable[[Stack], bool]
+    env: Callable[[Stack], dict[str, str]] = lambda stack: {}
 
 
 COLLECTOR_OTLP_GRPC = PortSpec("OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT", 4317, "collector OTLP/gRPC")
@@ -179,6 +186,48 @@ def _redis_command(stack: Stack, binary: Path) -> list[str]:
             "--dir", str(data_dir), "--protected-mode", "yes", "--daemonize", "no"]
 
 
+def _tier_port(name: str, role: PortSpec, default: int) -> PortSpec:
+    """The port of a gateway-topology collector serving ``role``: OTEL_LLM_GATEWAY2_OTLP_GRPC_PORT, ..."""
+    variable = f"OTEL_LLM_{name.upper().replace('-', '')}_{role.env_var.removeprefix('OTEL_LLM_COLLECTOR_')}"
+    return PortSpec(variable, default, f"{name} {role.purpose.removeprefix('collector ')}")
+
+
+def _tier_collector(name: str, configs: tuple[Path, ...], listeners: Mapping[PortSpec, PortSpec],
+                    env: Callable[[Stack], dict[str, str]]) -> Component:
+    """A collector of the gateway topology; ``listeners``: each config variable (COLLECTOR_*) -> its port."""
+    flags = [part for config in configs for part in ("--config", str(config))]
+    return Component(
+        name, "collector", tuple(listeners.values()), lambda stack, binary: [str(binary), *flags],
+        lambda s: _http_ok(f"http://{HOST}:{s.port(listeners[COLLECTOR_HEALTH])}/"),
+        lambda stack: {**{role.env_var: str(stack.port(spec)) for role, spec in listeners.items()},
+                       **env(stack)})
+
+
+# The gateway topology (docs/deploy.md): two agents routing by trace id to two gateways. agent-1 listens on
+# the single collector's OTLP, health and telemetry ports (apps and the CLI's endpoints stay the same),
+# gateway-1's span metrics on the collector's exporter port; every other listener has a variable of its own.
+_AGENT_ROLES = (COLLECTOR_OTLP_GRPC, COLLECTOR_OTLP_HTTP, COLLECTOR_HEALTH, COLLECTOR_TELEMETRY)
+_GATEWAY_ROLES = (*_AGENT_ROLES, COLLECTOR_PROMETHEUS)
+_TIER_LISTENERS = {
+    name: {role: _tier_port(name, role, base + offset) for offset, role in enumerate(roles)}
+    for name, base, roles in (("gateway-1", 4417, _AGENT_ROLES), ("gateway-2", 4427, _GATEWAY_ROLES),
+                              ("agent-2", 4337, _AGENT_ROLES))}
+_TIER_LISTENERS["gateway-1"][COLLECTOR_PROMETHEUS] = COLLECTOR_PROMETHEUS
+_TIER_LISTENERS["agent-1"] = {role: role for role in _AGENT_ROLES}
+GATEWAYS = ("gateway-1", "gateway-2")
+# Where the agents send (collector/agent.yaml): the gateways' OTLP gRPC listeners.
+GATEWAYS_ENV = "OTEL_LLM_GATEWAYS"
+
+
+def _agent_env(stack: Stack) -> dict[str, str]:
+    return {GATEWAYS_ENV: ",".join(f"{HOST}:{stack.port(_TIER_LISTENERS[name][COLLECTOR_OTLP_GRPC])}"
+                                   for name in GATEWAYS)}
+
+
+def _gateway_env(name: str) -> Callable[[Stack], dict[str, str]]:
+    return lambda stack: {"OTEL_LLM_COLLECTOR_STORAGE_DIR": str(stack.state_dir / f"{name}-storage")}
+
+
 COMPONENTS: tuple[Component, ...] = (
     Component("redis", "redis_server", (REDIS,), _redis_command, lambda s: redis_ping(s.port(REDIS))),
     Component("prometheus", "prometheus", (PROMETHEUS,), _prometheus_command,
@@ -194,9 +243,26 @@ COMPONENTS: tuple[Component, ...] = (
                COLLECTOR_TELEMETRY),
               _collector_command,
               lambda s: _http_ok(f"http://{HOST}:{s.port(COLLECTOR_HEALTH)}/")),
+    *(_tier_collector(name, paths.COLLECTOR_GATEWAY_CONFIGS, _TIER_LISTENERS[name], _gateway_env(name))
+      for name in GATEWAYS),
+    *(_tier_collector(name, (paths.COLLECTOR_AGENT_CONFIG,), _TIER_LISTENERS[name], _agent_env)
+      for name in ("agent-1", "agent-2")),
 )
 COMPONENTS_BY_NAME = {component.name: component for component in COMPONENTS}
-ALL_PORTS: tuple[PortSpec, ...] = tuple(spec for component in COMPONENTS for spec in component.ports)
+# What `otel-llm stack up --topology` starts, in start order (the data path backwards).
+TOPOLOGIES = {
+    "single": ("redis", "prometheus", "jaeger", "collector"),
+    "gateway": ("redis", "prometheus", "jaeger", *GATEWAYS, "agent-1", "agent-2"),
+}
+
+
+def ports_of(components: Sequence[str]) -> tuple[PortSpec, ...]:
+    """Every port the named components listen on, each once (unknown names are ``Stack``'s to reject)."""
+    return tuple(dict.fromkeys(spec for name in components if name in COMPONENTS_BY_NAME
+                               for spec in COMPONENTS_BY_NAME[name].ports))
+
+
+ALL_PORTS: tuple[PortSpec, ...] = ports_of(TOPOLOGIES["single"])
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -265,12 +331,13 @@ def port_holder(port: int) -> str | None:
     return None
 
 
-def resolve_ports(environ: Mapping[str, str], *, random_ports: bool = False) -> dict[str, int]:
+def resolve_ports(environ: Mapping[str, str], *, random_ports: bool = False,
+                  specs: Sequence[PortSpec] = ALL_PORTS) -> dict[str, int]:
     """Each port variable's value: from ``environ`` (a bad value warns once and defaults), or all random."""
     if random_ports:
-        return dict(zip((spec.env_var for spec in ALL_PORTS), free_ports(len(ALL_PORTS)), strict=True))
+        return dict(zip((spec.env_var for spec in specs), free_ports(len(specs)), strict=True))
     return {spec.env_var: env_int(spec.env_var, spec.default, minimum=1, maximum=65535, environ=environ)
-            for spec in ALL_PORTS}
+            for spec in specs}
 
 
 class Stack:
@@ -285,7 +352,7 @@ class Stack:
         state_dir: Path,
         env: Mapping[str, str],
         *,
-        components: Sequence[str] = tuple(COMPONENTS_BY_NAME),
+        components: Sequence[str] = TOPOLOGIES["single"],
         jaeger_storage: str = "badger",
         binaries: StackBinaries | None = None,
     ) -> None:
@@ -295,7 +362,8 @@ class Stack:
         if jaeger_storage not in JAEGER_CONFIGS:
             raise ValueError(
                 f"jaeger_storage must be one of {sorted(JAEGER_CONFIGS)}, got {jaeger_storage!r}")
-        missing_ports = [spec.env_var for spec in ALL_PORTS if not str(env.get(spec.env_var, "")).isdigit()]
+        missing_ports = [spec.env_var for spec in ports_of(components)
+                         if not str(env.get(spec.env_var, "")).isdigit()]
         if missing_ports:
             raise ValueError(f"env must set every port variable to a number; missing {missing_ports}")
         self.state_dir = Path(state_dir).expanduser().resolve()
@@ -321,7 +389,8 @@ class Stack:
         """Ports from ``environ`` (or random), data dirs inside ``state_dir``, then ``overrides`` on top."""
         environ = os.environ if environ is None else environ
         state_dir = Path(state_dir).expanduser().resolve()
-        ports = resolve_ports(environ, random_ports=random_ports)
+        ports = resolve_ports(environ, random_ports=random_ports,
+                              specs=ports_of((*TOPOLOGIES["single"], *kwargs.get("components", ()))))
         env = {name: str(port) for name, port in ports.items()}
         passed = PASSTHROUGH_VARIABLES + SECRET_VARIABLES
         env.update({name: environ[name] for name in passed if name in environ})
@@ -516,7 +585,7 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.process_env(),
+                env={**self.process_env(), **component.env(self)},
                 cwd=self.state_dir,
                 start_new_session=True,
             )

@@ -33,22 +33,32 @@ EXPECT_VALID = "# expect: valid"
 EXPECT_ERROR = "# expect-error: "
 
 
-def _variants(main_configs: tuple[Path, ...], testdata: Path) -> list[tuple[Path, str | None]]:
-    """(config, expected error substring or None) for the main configs and every testdata variant."""
-    variants: list[tuple[Path, str | None]] = [(config, None) for config in main_configs]
+Configs = tuple[Path, ...]  # the --config files of one collector or Jaeger, merged in order
+
+
+def _variants(main_configs: tuple[Configs, ...], testdata: Path) -> list[tuple[Configs, str | None]]:
+    """(configs, expected error substring or None) for the main configs and every testdata variant.
+
+    A testdata variant named ``*-gateway-overlay.yaml`` is layered on the gateway's configs like gateway.yaml.
+    """
+    variants: list[tuple[Configs, str | None]] = [(configs, None) for configs in main_configs]
     for path in sorted(testdata.glob("*.yaml")):
         first_line = path.read_text().splitlines()[0]
+        overlay = path.name.endswith("-gateway-overlay.yaml")
+        configs = (*paths.COLLECTOR_GATEWAY_CONFIGS, path) if overlay else (path,)
         if first_line.startswith(EXPECT_ERROR):
-            variants.append((path, first_line.removeprefix(EXPECT_ERROR)))
+            variants.append((configs, first_line.removeprefix(EXPECT_ERROR)))
         elif first_line == EXPECT_VALID:
-            variants.append((path, None))
+            variants.append((configs, None))
         else:
             raise ValueError(f"{path}: first line must be '{EXPECT_VALID}' or '{EXPECT_ERROR}<substring>'")
     return variants
 
 
-COLLECTOR_VARIANTS = _variants((paths.COLLECTOR_CONFIG,), paths.COLLECTOR_TESTDATA)
-JAEGER_VARIANTS = _variants((paths.JAEGER_CONFIG, paths.JAEGER_CONFIG_MEMORY), paths.JAEGER_TESTDATA)
+COLLECTOR_MAIN_CONFIGS = ((paths.COLLECTOR_CONFIG,), (paths.COLLECTOR_AGENT_CONFIG,),
+                          paths.COLLECTOR_GATEWAY_CONFIGS)
+COLLECTOR_VARIANTS = _variants(COLLECTOR_MAIN_CONFIGS, paths.COLLECTOR_TESTDATA)
+JAEGER_VARIANTS = _variants(((paths.JAEGER_CONFIG,), (paths.JAEGER_CONFIG_MEMORY,)), paths.JAEGER_TESTDATA)
 
 
 def _stack_like_env(tmp_path: Path) -> dict[str, str]:
@@ -69,9 +79,11 @@ def _stack_like_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _validate(binary: Path, config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _validate(binary: Path, configs: Configs, env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess:
     base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
-    return _run([str(binary), "validate", "--config", str(config)], env={**base, **(env or {})})
+    flags = [part for config in configs for part in ("--config", str(config))]
+    return _run([str(binary), "validate", *flags], env={**base, **(env or {})})
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -88,34 +100,40 @@ def _assert_outcome(result: subprocess.CompletedProcess, expected_error: str | N
         assert expected_error in output, output
 
 
-VARIANTS = [("collector", path, error) for path, error in COLLECTOR_VARIANTS] + [
-    ("jaeger", path, error) for path, error in JAEGER_VARIANTS]
+VARIANTS = [("collector", configs, error) for configs, error in COLLECTOR_VARIANTS] + [
+    ("jaeger", configs, error) for configs, error in JAEGER_VARIANTS]
 
 
 class TestValidate:
-    @pytest.mark.parametrize(("binary", "config", "expected_error"), VARIANTS,
-                             ids=[f"{binary}-{path.name}" for binary, path, _ in VARIANTS])
-    def test_variant_validates_as_declared(self, stack_binaries, binary, config, expected_error):
+    @pytest.mark.parametrize(("binary", "configs", "expected_error"), VARIANTS,
+                             ids=[f"{binary}-{'+'.join(path.name for path in configs)}"
+                                  for binary, configs, _ in VARIANTS])
+    def test_variant_validates_as_declared(self, stack_binaries, binary, configs, expected_error):
         """`validate` accepts the main configs and valid variants, rejects invalid ones with their error."""
-        _assert_outcome(_validate(getattr(stack_binaries, binary), config), expected_error)
+        _assert_outcome(_validate(getattr(stack_binaries, binary), configs), expected_error)
 
-    @pytest.mark.parametrize(("binary", "config"), [("collector", paths.COLLECTOR_CONFIG),
-                                                    ("jaeger", paths.JAEGER_CONFIG)])
-    def test_config_validates_with_the_runners_environment(self, stack_binaries, tmp_path, binary, config):
+    @pytest.mark.parametrize(("binary", "configs"), [
+        *(("collector", configs) for configs in COLLECTOR_MAIN_CONFIGS), ("jaeger", (paths.JAEGER_CONFIG,))])
+    def test_config_validates_with_the_runners_environment(self, stack_binaries, tmp_path, binary, configs):
         """The stack's configs validate with every env var set as the runner sets them."""
-        _assert_outcome(_validate(getattr(stack_binaries, binary), config, _stack_like_env(tmp_path)), None)
+        _assert_outcome(_validate(getattr(stack_binaries, binary), configs, _stack_like_env(tmp_path)), None)
 
     @pytest.mark.parametrize(("variable", "value", "expected_error"), [
         ("OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB", "lots", "'limit_mib' expected type 'uint32'"),
         ("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "http", "prometheus.port' expected type 'int'"),
         ("OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL", "soon", "'metrics_flush_interval' time: invalid duration"),
         ("OTEL_LLM_SERIES_EXPIRATION", "soon", "'series_expiration' time: invalid duration"),
+        # The gateway's sampling settings (collector/gateway.yaml on top of config.yaml).
+        ("OTEL_LLM_SAMPLING_PERCENTAGE", "most", "sampling_percentage' expected type 'float64'"),
+        ("OTEL_LLM_SAMPLING_SLOW_MS", "3s", "latency.threshold_ms' expected type 'int64'"),
+        ("OTEL_LLM_SAMPLING_WAIT", "soon", "'decision_wait' time: invalid duration"),
+        ("OTEL_LLM_SAMPLING_MAX_TRACES", "many", "'num_traces' expected type 'uint64'"),
     ])
     def test_bad_env_value_fails_validation_naming_the_field(self, stack_binaries, variable, value,
                                                              expected_error):
         """A typed setting given a wrong value in the environment is rejected by validate, field named."""
-        _assert_outcome(_validate(stack_binaries.collector, paths.COLLECTOR_CONFIG, {variable: value}),
-                        expected_error)
+        configs = paths.COLLECTOR_GATEWAY_CONFIGS if "SAMPLING" in variable else (paths.COLLECTOR_CONFIG,)
+        _assert_outcome(_validate(stack_binaries.collector, configs, {variable: value}), expected_error)
 
 
 def test_span_metrics_dimensions_are_the_llm_attributes():

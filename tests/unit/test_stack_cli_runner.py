@@ -16,9 +16,12 @@ from otel_llm.settings import reset_warnings
 from otel_llm.stack.build import BUILD_COMMAND, StackBinaries
 from otel_llm.stack.run import (
     ALL_PORTS,
+    COMPONENTS_BY_NAME,
+    GATEWAYS_ENV,
     LANGSMITH_API_KEY,
     REDIS,
     STATE_FILE,
+    TOPOLOGIES,
     Stack,
     StackError,
     free_ports,
@@ -39,6 +42,37 @@ def _own_argv0() -> str:
 
 def _stack(tmp_path: Path, **kwargs) -> Stack:
     return Stack.create(tmp_path / "state", environ={}, random_ports=True, **kwargs)
+
+
+class TestGatewayTopology:
+    def test_every_collector_listens_on_ports_of_its_own(self, tmp_path):
+        """Each of the four collectors gets the config's port variables mapped to ports no other one uses;
+        agent-1 keeps the collector's OTLP port (the stack's endpoint), gateway-1 its span-metrics port."""
+        stack = _stack(tmp_path, components=TOPOLOGIES["gateway"])
+        names = ("agent-1", "agent-2", "gateway-1", "gateway-2")
+        envs = {name: COMPONENTS_BY_NAME[name].env(stack) for name in names}
+        listened = [value for env in envs.values() for key, value in env.items() if key.endswith("_PORT")]
+        assert len(listened) == len(set(listened)) == 4 * 4 + 2
+        assert envs["agent-1"]["OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT"] == stack.otlp_grpc_endpoint.rsplit(":")[1]
+        assert (envs["gateway-1"]["OTEL_LLM_COLLECTOR_PROMETHEUS_PORT"]
+                == stack.env["OTEL_LLM_COLLECTOR_PROMETHEUS_PORT"])
+
+    def test_agents_route_to_both_gateways_which_keep_separate_queues(self, tmp_path):
+        """Both agents list both gateways' OTLP/gRPC listeners; each gateway has its own queue directory."""
+        stack = _stack(tmp_path, components=TOPOLOGIES["gateway"])
+        gateways = {name: COMPONENTS_BY_NAME[name].env(stack) for name in ("gateway-1", "gateway-2")}
+        expected = ",".join(f"127.0.0.1:{env['OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT']}"
+                            for env in gateways.values())
+        agents = {COMPONENTS_BY_NAME[name].env(stack)[GATEWAYS_ENV] for name in ("agent-1", "agent-2")}
+        assert agents == {expected}
+        assert len({env["OTEL_LLM_COLLECTOR_STORAGE_DIR"] for env in gateways.values()}) == 2
+
+    def test_the_cli_starts_the_chosen_topology(self, tmp_path, monkeypatch):
+        """`stack up --topology gateway` records the gateway topology's components (here: no binaries)."""
+        monkeypatch.setattr("otel_llm.stack.run.find_binaries", lambda: NO_BINARIES)
+        state = tmp_path / "state"
+        assert cli_main(["stack", "--state-dir", str(state), "up", "--topology", "gateway"]) != 0
+        assert json.loads((state / STATE_FILE).read_text())["components"] == list(TOPOLOGIES["gateway"])
 
 
 class TestPorts:

@@ -32,6 +32,18 @@ class TestRender:
                                     "otel-llm-collector-internal": ["127.0.0.1:41002"]}
         assert config["global"]["evaluation_interval"] == "1s"
 
+    def test_gateway_topology_scrapes_every_gateway_and_collector(self):
+        """The gateway topology's ports add targets: both gateways' span metrics, all four's own."""
+        config = yaml.safe_load(render_prometheus_config({
+            "OTEL_LLM_COLLECTOR_PROMETHEUS_PORT": "41001", "OTEL_LLM_GATEWAY2_PROMETHEUS_PORT": "41003",
+            "OTEL_LLM_COLLECTOR_TELEMETRY_PORT": "41002", "OTEL_LLM_GATEWAY1_TELEMETRY_PORT": "41004",
+            "OTEL_LLM_GATEWAY2_TELEMETRY_PORT": "41005", "OTEL_LLM_AGENT2_TELEMETRY_PORT": "41006",
+            "OTEL_LLM_AGENT2_OTLP_GRPC_PORT": "41007"}))
+        assert _targets(config) == {
+            "otel-llm-collector": ["127.0.0.1:41001", "127.0.0.1:41003"],
+            "otel-llm-collector-internal": ["127.0.0.1:41002", "127.0.0.1:41006", "127.0.0.1:41004",
+                                            "127.0.0.1:41005"]}
+
     def test_rule_files_are_absolute(self):
         """Rule files point into the repository by absolute path, wherever the rendered file is written."""
         config = yaml.safe_load(render_prometheus_config({}))
@@ -42,6 +54,7 @@ class TestRender:
         ("OTEL_LLM_COLLECTOR_PROMETHEUS_PORT", "88a9"),
         ("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "-1"),
         ("OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL", "2 seconds"),
+        ("OTEL_LLM_GATEWAY2_PROMETHEUS_PORT", "x"),
     ])
     def test_invalid_value_names_the_variable(self, variable, value):
         """A value Prometheus could not load raises ValueError naming the variable and the rule."""
