@@ -10,13 +10,13 @@ behind the roll-up stage when there is one. It adds nothing to spans; it decides
   stays under the 4 MiB a gRPC receiver accepts by default. A single span estimated above the byte bound
   would be refused whole: it is dropped and counted (``too_large``).
 - Outages. A chunk the wrapped exporter fails (FAILURE, or an exception) waits in a bounded in-process queue
-  and is tried again before anything newer, oldest first, every ``retry_interval_s``: at the next export,
-  or by a retry thread that lives only while chunks wait (an idle app has no next export; without it the
-  spans would wait until they expire), and at ``force_flush`` and ``shutdown``. Chunks made while older
-  ones wait queue behind them, so spans leave in order. Bounds: at most ``retry_max_spans`` spans wait (past it the oldest chunk is dropped,
-  ``retry_queue_full``; 0 means no retries, a failed chunk is dropped at once); a chunk that has waited
-  ``retry_max_age_s`` is dropped instead of tried again (``export_failed``). Memory: about 3 KiB per waiting
-  span (bench/bench_processors.py).
+  and is tried again before anything newer, oldest first, every ``retry_interval_s``: at the next export, or
+  by a retry thread that lives only while chunks wait (an idle app has no next export; without it the spans
+  would wait until they expire), and at ``force_flush`` and ``shutdown``. Chunks made while older ones wait
+  queue behind them, so spans leave in order. Bounds: at most ``retry_max_spans`` spans wait (past it the
+  oldest chunk is dropped, ``retry_queue_full``; 0 means no retries, a failed chunk is dropped at once); a
+  chunk that has waited ``retry_max_age_s`` is dropped instead of tried again (``export_failed``). Memory:
+  about 3 KiB per waiting span (bench/bench_processors.py).
 - Counting. Every span dropped here is reported to ``on_drop(count, reason)`` (configure() counts them in
   ``otel_llm.spans.dropped`` by ``error.type`` and logs the running count, rate-limited).
 
