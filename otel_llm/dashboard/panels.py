@@ -112,7 +112,7 @@ def cost_section() -> Section:
     calls = f"sum by ({GENAI.provider}, {GENAI.model}, {ARM}) ({q.rate(call_count)})"
     arm_spend = f"sum by ({ARM}, {q.CURRENCY}) ({q.rate(GENAI.selector(q.COST_COUNTER))})"
     requests = (f"sum by ({ARM}) "
-                f"({q.rate(q.ROLLUP.selector(q.REQUEST_COUNTER, *q.LOCAL_ROOTS))})")
+                f"({q.rate(q.ROLLUP.selector(q.REQUEST_COUNTER, *q.REQUEST_SPANS))})")
     return Section(
         "Cost by provider, model and experiment arm",
         (

@@ -148,7 +148,10 @@ class Requests:
 # queue worker) in the collector's span metrics, by the roll-up of the LLM calls beneath it: comma-joined
 # names when a request used several providers or models (docs/attributes.md).
 ROLLUP = Labels(provider="llm_rollup_provider", model="llm_rollup_model")
-LOCAL_ROOTS = ('span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"', 'llm_rollup_provider!=""')
+# One span per request: the collector's llm_rollup adds `llm.request` (root's start to the last span's end,
+# with the request's roll-up and arm). Selecting local roots instead counts a request once per service, since
+# the collector rolls the calls up onto the API's root and the worker's entry span alike.
+REQUEST_SPANS = ('span_name="llm.request"',)
 
 # Cost (otel_llm/metrics/cost.py): the amount counter carries provider, model, arm and currency; per request
 # it is divided by the requests' local roots of the same arm (one per request: the root whose roll-up has
@@ -170,13 +173,13 @@ REQUESTS = (
         failed='error_type!=""',
     ),
     Requests(
-        "Requests",
+        "Requests (end to end)",
         "traces_span_metrics_calls_total",
         "traces_span_metrics_duration_milliseconds_bucket",
         "ms",
         failed='status_code="STATUS_CODE_ERROR"',
         labels=ROLLUP,
-        where=LOCAL_ROOTS,
+        where=REQUEST_SPANS,
     ),
 )
 
