@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,14 @@ from pathlib import Path
 
 import requests
 import yaml
+from bench_collector_rollup import (  # this script's directory is on sys.path
+    SPANS_PER_REQUEST,
+    _value,
+    cpu_seconds,
+    port_open,
+    sent_spans,
+    wait_for,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -39,9 +46,6 @@ from otel_llm.stack import paths
 from otel_llm.stack.build import find_binaries
 from otel_llm.stack.run import free_ports
 
-SPANS_PER_REQUEST = 100
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SENT_SPANS_METRIC = "otelcol_exporter_sent_spans"  # no _total suffix in v0.159's own metrics
 MIXES = {
     "HTTP server span (no gen_ai.*)": {"http.request.method": "POST", "http.route": "/api/v1/chat",
                                        "http.response.status_code": 200},
@@ -58,10 +62,6 @@ MIXES = {
         "langsmith.metadata.api_key": "k1",
         "exception.message": "401 Incorrect API key provided: sk-proj-Ab3dEf6hIj9kLm2nOp5q"},
 }
-
-
-def _value(value: object) -> AnyValue:
-    return AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=str(value))
 
 
 def request_body(attributes: dict[str, object]) -> bytes:
@@ -92,36 +92,6 @@ def collector_config(http_port: int, telemetry_port: int, transform: str | None)
                 "prometheus": {"host": "127.0.0.1", "port": telemetry_port}}}}]}},
         },
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def sent_spans(telemetry_port: int) -> float:
-    try:
-        text = requests.get(f"http://127.0.0.1:{telemetry_port}/metrics", timeout=2).text
-    except requests.RequestException:
-        return -1.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(SENT_SPANS_METRIC + "{"))
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def run_once(binary: Path, body: bytes, requests_count: int, transform: str | None) -> float:
