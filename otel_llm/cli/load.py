@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "load",
-        help="run the Eco2 agent's load scenario against a chat API and judge its SLOs",
+        help="ramp users through a chat API (an intent mix, job checks) and judge its SLOs per arm",
         description="Drive a chat API like the Eco2 agent's k6 test (stages of users, the intent mix, "
         "session ids, the job-id check) with Locust, then print each SLO's P50/P95/P99 per experiment arm "
         "against its target, counted from Prometheus, and for a failing one the slowest LangGraph node and "
