@@ -94,11 +94,12 @@ def request_body(trace: tuple) -> bytes:
     return request.SerializeToString()
 
 
-def collector_config(http_port: int, telemetry_port: int, with_processor: bool) -> dict:
-    """The cut-down pipeline, taking batch and llm_rollup from collector/config.yaml (wait cut to WAIT)."""
+def collector_config(http_port: int, telemetry_port: int, processor: str | None) -> dict:
+    """The cut-down pipeline OTLP/HTTP -> [processor] -> batch -> debug, taking ``processor`` and batch from
+    collector/config.yaml (llm_rollup's wait cut to WAIT, so a run ends soon)."""
     base = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
     base["processors"][PROCESSOR]["wait_duration"] = WAIT
-    processors = ([PROCESSOR] if with_processor else []) + ["batch"]
+    processors = ([processor] if processor else []) + ["batch"]
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{http_port}"}}}},
         "processors": {name: base["processors"][name] for name in processors},
@@ -158,7 +159,8 @@ def running_collector(binary: Path, with_processor: bool) -> Iterator[tuple[int,
     http_port, telemetry_port = free_ports(2)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
-        config.write_text(yaml.safe_dump(collector_config(http_port, telemetry_port, with_processor)))
+        processor = PROCESSOR if with_processor else None
+        config.write_text(yaml.safe_dump(collector_config(http_port, telemetry_port, processor)))
         process = subprocess.Popen([str(binary), "--config", str(config)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:

@@ -31,6 +31,7 @@ import yaml
 from bench_collector_rollup import (  # this script's directory is on sys.path
     SPANS_PER_REQUEST,
     _value,
+    collector_config,
     cpu_seconds,
     port_open,
     sent_spans,
@@ -42,7 +43,6 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from otel_llm import redaction, semconv
-from otel_llm.stack import paths
 from otel_llm.stack.build import find_binaries
 from otel_llm.stack.run import free_ports
 
@@ -75,23 +75,6 @@ def request_body(attributes: dict[str, object]) -> bytes:
     request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
         resource=resource, scope_spans=[ScopeSpans(spans=spans)])])
     return request.SerializeToString()
-
-
-def collector_config(http_port: int, telemetry_port: int, transform: str | None) -> dict:
-    """The cut-down pipeline, taking batch and the generated ``transform`` from collector/config.yaml."""
-    base = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
-    processors = ([transform] if transform else []) + ["batch"]
-    return {
-        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{http_port}"}}}},
-        "processors": {name: base["processors"][name] for name in processors},
-        "exporters": {"debug": {"verbosity": "basic"}},
-        "service": {
-            "pipelines": {"traces": {"receivers": ["otlp"], "processors": processors,
-                                     "exporters": ["debug"]}},
-            "telemetry": {"logs": {"level": "warn"}, "metrics": {"readers": [{"pull": {"exporter": {
-                "prometheus": {"host": "127.0.0.1", "port": telemetry_port}}}}]}},
-        },
-    }
 
 
 def run_once(binary: Path, body: bytes, requests_count: int, transform: str | None) -> float:
