@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_llm.processors.normalize import attributes_of
+from otel_llm._internals import attribute_dict, attributes_of
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
 _rate_limited = RateLimitedLogger(logging.getLogger(__name__))
@@ -71,7 +71,7 @@ DropHook = Callable[[int, str], None]
 def _attributes_size(attributes: Any) -> int:
     if not attributes:
         return 0
-    attributes = getattr(attributes, "_dict", attributes)  # the SDK's dict behind BoundedAttributes
+    attributes = attribute_dict(attributes)
     size = ATTRIBUTE_OVERHEAD * len(attributes)
     for key, value in attributes.items():
         size += len(key)

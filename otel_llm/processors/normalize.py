@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
 
 from otel_llm import semconv
+from otel_llm._internals import attributes_of
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
 _rate_limited = RateLimitedLogger(logging.getLogger(__name__))
@@ -66,17 +67,6 @@ TOKEN_KIND_OF_FIELD: Mapping[str, str] = MappingProxyType({
     "cache_write_input_tokens": "cache_write",
     "reasoning_output_tokens": "reasoning",
 })
-
-
-def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
-    """``span``'s attributes for reading, never to be modified: the dict the SDK keeps them in when it has one
-    (its ``get`` is one C call; ``span.attributes``, a new read-only view of a ``BoundedAttributes`` each
-    time, costs several Python calls per ``get``), else ``span.attributes``."""
-    attributes = getattr(span, "_attributes", None)
-    if type(attributes) is dict:  # a copy made by with_attributes
-        return attributes
-    inner = getattr(attributes, "_dict", None)
-    return inner if type(inner) is dict else (span.attributes or {})
 
 
 def langgraph_node(attributes: Mapping[str, Any]) -> str | None:

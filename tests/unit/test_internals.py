@@ -61,6 +61,22 @@ class TestLiveSpanAttributes:
         assert "k" not in span.attributes
 
 
+class TestEndedSpanAttributes:
+    def test_export_thread_reads_the_sdks_own_dict(self):
+        """An ended span's and its event's attributes are read from the SDK's plain dicts, equal to the public
+        views (else the export thread silently falls back to a view per read)."""
+        span = _live_span()
+        span.set_attribute("gen_ai.request.model", "gpt-4o-mini")
+        span.add_event("exception", {"exception.message": "boom"})
+        span.end()
+        read = _internals.attributes_of(span)
+        assert type(read) is dict, f"ReadableSpan._attributes._dict changed shape in {SDK}"
+        assert read == dict(span.attributes)
+        event_attributes = _internals.attribute_dict(span.events[0].attributes)
+        assert type(event_attributes) is dict, f"event BoundedAttributes._dict changed shape in {SDK}"
+        assert event_attributes == dict(span.events[0].attributes)
+
+
 class TestBaggageKey:
     def test_context_holds_one_dict_per_baggage(self):
         """The private key reads the same dict object each time, equal to what ``get_all`` copies."""
