@@ -4,7 +4,10 @@
 by trace id to two gateways, Jaeger, and Prometheus scraping both gateways. Two services send the spans of
 the same traces to different agents: an API (agent-1) and a worker (agent-2). The gateways keep every trace
 with an error, a provider fallback, an end-to-end time or a cost over its threshold, and 0% of the rest (so
-every decision is deterministic). Checked per trace: a kept trace is complete in Jaeger (exactly the spans
+every decision is deterministic). The time threshold is the trace's intent's (otel_llm/load/slos.yaml): a
+trace between the lowest and the highest intent target is kept with the first intent and dropped with the
+second, a trace over the second's target is kept with it, and a trace of no or an unknown intent is judged
+by OTEL_LLM_SAMPLING_SLOW_MS. Checked per trace: a kept trace is complete in Jaeger (exactly the spans
 sent plus the gateway's llm.request span: no trace split across gateways), a routine trace never reaches
 Jaeger, and span metrics count every request sent, not only the kept ones. Control: both gateways received
 spans, so the completeness is the routing's doing, not one gateway taking everything.
@@ -22,6 +25,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_llm import semconv
+from otel_llm.load.slo import load_slos
+from otel_llm.sampling import intent_targets
 from otel_llm.stack.run import HOST, TOPOLOGIES, Stack
 from tests.support import queries
 from tests.support.poll import poll
@@ -30,15 +35,28 @@ from tests.support.stack import start_stack
 
 SLOW_MS = 3000
 COST_ABOVE = 0.05
+# The intents with the lowest and the highest whole-response target, and a time between the two.
+TARGETS = intent_targets(load_slos())
+FAST_INTENT, SLOW_INTENT = min(TARGETS, key=TARGETS.get), max(TARGETS, key=TARGETS.get)
+BETWEEN_MS = (TARGETS[FAST_INTENT] + TARGETS[SLOW_INTENT]) // 2
 SAMPLING = {
     "OTEL_LLM_SAMPLING_PERCENTAGE": "0",
     "OTEL_LLM_SAMPLING_SLOW_MS": str(SLOW_MS),
     "OTEL_LLM_SAMPLING_COST_ABOVE": str(COST_ABOVE),
     "OTEL_LLM_SAMPLING_WAIT": "1s",
 }
-# What each trace carries; every kind but "routine" must be kept.
-KINDS = ["routine"] * 12 + ["error", "fallback", "slow", "expensive"] * 2
-KEPT_KINDS = {"error", "fallback", "slow", "expensive"}
+# Per kind of trace: its end-to-end time (ms) and the intent on its worker span (None: none).
+SHAPES = {
+    "routine": (50, None), "error": (50, None), "fallback": (50, None), "expensive": (50, None),
+    "slow": (SLOW_MS + 1000, None), "slow-unknown-intent": (SLOW_MS + 1000, "billing"),
+    "slow-for-fast-intent": (BETWEEN_MS, FAST_INTENT), "within-slow-intent": (BETWEEN_MS, SLOW_INTENT),
+    "slow-for-slow-intent": (TARGETS[SLOW_INTENT] + 1000, SLOW_INTENT),
+}
+# What each trace carries; the dropped kinds first (see the test).
+KINDS = ["routine"] * 12 + ["within-slow-intent"] * 2 + [
+    "error", "fallback", "slow", "slow-unknown-intent", "slow-for-fast-intent", "slow-for-slow-intent",
+    "expensive"] * 2
+KEPT_KINDS = set(SHAPES) - {"routine", "within-slow-intent"}
 MS = 1_000_000  # ns
 
 
@@ -59,14 +77,16 @@ def _send(api_endpoint: str, worker_endpoint: str, api: str, worker: str) -> dic
     api_tracer, worker_tracer = api_provider.get_tracer("api"), worker_provider.get_tracer("worker")
     sent = {}
     for kind in KINDS:
-        start = time.time_ns() - 5000 * MS
-        duration = (SLOW_MS + 1000) * MS if kind == "slow" else 50 * MS
+        duration_ms, intent = SHAPES[kind]
+        start = time.time_ns() - (duration_ms + 1000) * MS
+        duration = duration_ms * MS
         assigned = ({semconv.EXPERIMENT_PROVIDER: "anthropic", semconv.EXPERIMENT_MODEL: "claude-sonnet-4"}
                     if kind == "fallback" else {})
         root = api_tracer.start_span("api-request", kind=SpanKind.SERVER, start_time=start,
                                      attributes=assigned)
         job = worker_tracer.start_span("worker-job", context=trace.set_span_in_context(root),
-                                       kind=SpanKind.CONSUMER, start_time=start + MS)
+                                       kind=SpanKind.CONSUMER, start_time=start + MS,
+                                       attributes={semconv.LANGSMITH_INTENT: intent} if intent else {})
         cost = COST_ABOVE * 4 if kind == "expensive" else 0.001
         call = worker_tracer.start_span("chat gpt-4o", context=trace.set_span_in_context(job),
                                         kind=SpanKind.CLIENT, start_time=start + 2 * MS, attributes={
@@ -98,7 +118,8 @@ def _accepted_spans(port: int) -> float:
 
 
 def test_kept_traces_are_whole_and_rates_count_every_request(gateway_stack):
-    """Per trace: kept (error, fallback, slow, expensive) and complete in Jaeger, or dropped (routine, at 0%);
+    """Per trace: kept (error, fallback, slow for its intent, expensive) and complete in Jaeger, or dropped
+    (routine, or slower than one intent's target but within its own, at 0%);
     span metrics count all requests sent; both gateways carried part of the load, each span reached one."""
     api, worker = unique_service("gw-api"), unique_service("gw-worker")
     agent2 = f"{HOST}:{gateway_stack.env['OTEL_LLM_AGENT2_OTLP_GRPC_PORT']}"
