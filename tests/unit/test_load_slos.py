@@ -29,7 +29,6 @@ from otel_llm.load.slo import (
     verdicts,
 )
 from otel_llm.metrics.streaming import TOKEN_LATENCY_BUCKETS
-from otel_llm.stack import paths
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = yaml.safe_load((ROOT / "prometheus" / "rules" / "llm-alerts.yml").read_text())
@@ -254,13 +253,3 @@ class TestReport:
         ]
         assert write_chart(report, tmp_path / "slo.png").read_bytes()[:4] == b"\x89PNG"
 
-
-def test_gateway_slow_trace_threshold_is_the_lowest_whole_response_p95_target():
-    """collector/gateway.yaml keeps a trace as slow past the lowest whole-response P95 target of slos.yaml by
-    default, so a trace breaking any intent's target is kept (docs/deploy.md)."""
-    gateway = yaml.safe_load(paths.COLLECTOR_GATEWAY_OVERLAY.read_text())
-    slow = next(policy for policy in gateway["processors"]["tail_sampling"]["policies"]
-                if policy["name"] == "slow")
-    default = re.fullmatch(r"\$\{env:OTEL_LLM_SAMPLING_SLOW_MS:-(\d+)\}", slow["latency"]["threshold_ms"])
-    targets = [slo.targets_ms["p95"] for slo in SLOS if slo.name.startswith("response_")]
-    assert default and targets and int(default[1]) == min(targets)
