@@ -124,7 +124,8 @@ def telemetry_sum(telemetry_port: int, metric: str) -> float:
         text = requests.get(f"http://127.0.0.1:{telemetry_port}/metrics", timeout=2).text
     except requests.RequestException:
         return -1.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric + "{"))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith((metric + "{", metric + " ")))
 
 
 def sent_spans(telemetry_port: int) -> float:

@@ -220,8 +220,10 @@ GATEWAYS_ENV = "OTEL_LLM_GATEWAYS"
 
 
 def _agent_env(stack: Stack) -> dict[str, str]:
+    """Where an agent sends: each gateway the stack runs (a stack of one gateway: that one)."""
+    running = {component.name for component in stack.components}
     return {GATEWAYS_ENV: ",".join(f"{HOST}:{stack.port(_TIER_LISTENERS[name][COLLECTOR_OTLP_GRPC])}"
-                                   for name in GATEWAYS)}
+                                   for name in GATEWAYS if name in running)}
 
 
 def _gateway_env(name: str) -> Callable[[Stack], dict[str, str]]:

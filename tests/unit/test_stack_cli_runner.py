@@ -67,6 +67,12 @@ class TestGatewayTopology:
         assert agents == {expected}
         assert len({env["OTEL_LLM_COLLECTOR_STORAGE_DIR"] for env in gateways.values()}) == 2
 
+    def test_an_agent_routes_only_to_the_gateways_the_stack_runs(self, tmp_path):
+        """A stack of one agent and one gateway (bench_gateway_topology's 1+1) sends to that gateway alone."""
+        stack = _stack(tmp_path, components=("jaeger", "gateway-1", "agent-1"))
+        gateway = COMPONENTS_BY_NAME["gateway-1"].env(stack)["OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT"]
+        assert COMPONENTS_BY_NAME["agent-1"].env(stack)[GATEWAYS_ENV] == f"127.0.0.1:{gateway}"
+
     def test_the_cli_starts_the_chosen_topology(self, tmp_path, monkeypatch):
         """`stack up --topology gateway` records the gateway topology's components (here: no binaries)."""
         monkeypatch.setattr("otel_llm.stack.run.find_binaries", lambda: NO_BINARIES)
