@@ -17,8 +17,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-import yaml
-
 from otel_llm import semconv
 from otel_llm.load.slo import INTENT_LABEL, Slo, load_slos
 from otel_llm.ottl import END_MARKER, Block, generator_main
@@ -66,6 +64,8 @@ def slow_policies(slos: Iterable[Slo] | None = None) -> list[dict]:
 
 def render_block(indent: int) -> str:
     """The generated YAML lines (markers included): list items of ``policies``, indented by ``indent``."""
+    import yaml  # the stack and load extras' dependency, like the SLO file's reader
+
     pad = " " * indent
     body = yaml.safe_dump(slow_policies(), sort_keys=False, default_flow_style=False, width=120)
     return "".join(f"{pad}{line}\n" for line in (BEGIN_MARKER, *body.splitlines(), END_MARKER))
