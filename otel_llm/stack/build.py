@@ -41,6 +41,7 @@ GO_DOWNLOAD_URL = "https://go.dev/dl/"
 _GO_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+)|(beta|rc)(\d+))?")
 _GO_STAGES = {None: 0, "beta": 1, "rc": 2}  # language version ("1.26") < beta < rc < release ("1.26.0")
 HASH_LENGTH = 12
+KUBERNETES_CHECKER = "otel-llm-k8s-check"  # collector/kubernetes/validate
 # A cold Go build takes minutes: a line at least this often says it is alive, the phase and the time so far.
 HEARTBEAT_SECONDS = 30.0
 LOCK_POLL_SECONDS = 1.0
@@ -128,6 +129,12 @@ def _jaeger_module_files() -> tuple[Path, Path]:
 def jaeger_path() -> Path:
     key = f"{paths.JAEGER_NAME}-{paths.JAEGER_VERSION}-{content_hash(*_jaeger_module_files())}"
     return paths.binaries_dir() / key / paths.JAEGER_NAME
+
+
+def kubernetes_checker_path() -> Path:
+    module = paths.KUBERNETES_VALIDATOR_MODULE
+    return paths.binaries_dir() / f"{KUBERNETES_CHECKER}-{content_hash(*local_module_sources(module))}" / \
+        KUBERNETES_CHECKER
 
 
 def _debian_binary(name: str) -> Path | None:
@@ -327,6 +334,19 @@ def build_jaeger(log: Log = _log_to_stderr) -> Path:
              cwd=module, env=env, log=log)
 
     return build_cached(jaeger_path(), build_into, log)
+
+
+def build_kubernetes_checker(log: Log = _log_to_stderr) -> Path:
+    """The offline checker of collector/kubernetes/ (``go build`` of collector/kubernetes/validate, go.sum
+    verified, go.mod never rewritten); not part of ``build_all``: only its test and its users need it."""
+
+    def build_into(work: Path) -> None:
+        env = _go_env()
+        env["GOFLAGS"] = f"{env.get('GOFLAGS', '')} -mod=readonly".strip()
+        _run([str(_go()), "build", "-o", str(work / KUBERNETES_CHECKER), "."], what=KUBERNETES_CHECKER,
+             cwd=paths.KUBERNETES_VALIDATOR_MODULE, env=env, log=log)
+
+    return build_cached(kubernetes_checker_path(), build_into, log)
 
 
 def ensure_debian_packages(log: Log = _log_to_stderr) -> None:
