@@ -349,6 +349,25 @@ def build_kubernetes_checker(log: Log = _log_to_stderr) -> Path:
     return build_cached(kubernetes_checker_path(), build_into, log)
 
 
+def kubernetes_openapi_document(log: Log = _log_to_stderr) -> Path:
+    """Kubernetes' OpenAPI v2 document from the Go module cache (``go mod download``: the module proxy,
+    verified by the checksum database; about 22 MB once, then cached), for the checker's required fields."""
+    with tempfile.TemporaryDirectory() as outside_any_module:
+        command = [str(_go()), "mod", "download", "-json", paths.KUBERNETES_OPENAPI_MODULE]
+        log(f"{paths.KUBERNETES_OPENAPI_MODULE}: {' '.join(command)}")
+        result = subprocess.run(command, cwd=outside_any_module, env=_go_env(), capture_output=True,
+                                text=True, timeout=600, check=False)
+    try:
+        info = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        info = {"Error": (result.stdout + result.stderr).strip()}
+    document = Path(info.get("Dir", "")) / paths.KUBERNETES_OPENAPI_FILE
+    if info.get("Error") or not document.is_file():
+        raise StackBuildError(f"{' '.join(command)} gave no {paths.KUBERNETES_OPENAPI_FILE}: "
+                              f"{info.get('Error') or info.get('Dir')}")
+    return document
+
+
 def ensure_debian_packages(log: Log = _log_to_stderr) -> None:
     """Install prometheus and redis-server with apt-get when one of their binaries is missing (needs root)."""
     missing = [name for name in ("prometheus", "promtool", "redis-server") if _debian_binary(name) is None]

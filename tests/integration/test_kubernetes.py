@@ -1,7 +1,7 @@
 """collector/kubernetes/ checked offline: the manifests by otel-llm-k8s-check (strict decoding into the
-k8s.io/api types plus the tiers' invariants, collector/kubernetes/validate), broken copies rejected with the
-rule they break, and each pod's collector configs, as the ConfigMap and the container env give them, through
-the real ``otelcol-llm validate``."""
+k8s.io/api types, required fields from Kubernetes' OpenAPI document, the tiers' invariants:
+collector/kubernetes/validate), broken copies rejected with the rule they break, and each pod's collector
+configs, as the ConfigMap and the container env give them, through the real ``otelcol-llm validate``."""
 
 from __future__ import annotations
 
@@ -14,20 +14,21 @@ import pytest
 import yaml
 
 from otel_llm.stack import paths
-from otel_llm.stack.build import build_kubernetes_checker
+from otel_llm.stack.build import build_kubernetes_checker, kubernetes_openapi_document
 
 TIMEOUT_SECONDS = 60
 MOUNT = "/etc/otel-llm"
 
 
 @pytest.fixture(scope="module")
-def checker() -> Path:
-    return build_kubernetes_checker()
+def checker() -> list[str]:
+    """The checker's command with Kubernetes' OpenAPI document; a directory is appended."""
+    return [str(build_kubernetes_checker()), "-openapi", str(kubernetes_openapi_document())]
 
 
-def _check(checker: Path, directory: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(checker), str(directory)], capture_output=True, text=True,
-                          timeout=TIMEOUT_SECONDS, check=False)
+def _check(checker: list[str], directory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*checker, str(directory)], capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
+                          check=False)
 
 
 def _copy_manifests(tmp_path: Path) -> Path:
@@ -39,10 +40,10 @@ def _copy_manifests(tmp_path: Path) -> Path:
 
 
 def test_shipped_manifests_pass(checker):
-    """Every object of kustomization.yaml decodes strictly and keeps every invariant."""
+    """Every object of kustomization.yaml decodes strictly, has its required fields, keeps every invariant."""
     result = _check(checker, paths.KUBERNETES_DIR)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "ok: 7 objects"
+    assert result.stdout.strip() == "ok: 7 objects, required fields checked"
 
 
 # (id, file, text to replace, its replacement, the problem the checker must report)
@@ -54,6 +55,8 @@ BROKEN = [
     ("wrong-type", "gateway.yaml", "replicas: 2", "replicas: two",
      "cannot unmarshal string into Go struct field"),
     ("bad-quantity", "gateway.yaml", "memory: 2Gi", "memory: 2GB", "quantities must match"),
+    ("required-field-missing", "gateway.yaml", "    - name: otlp-grpc\n      port: 4317\n",
+     "    - name: otlp-grpc\n", 'Service.spec.ports[0]: missing required field "port"'),
     ("not-headless", "gateway.yaml", "  clusterIP: None\n", "", "which is not headless"),
     ("service-selects-nothing", "agent.yaml", "otel-llm-agent\n  internalTrafficPolicy",
      "otel-llm-agents\n  internalTrafficPolicy", "matches no workload's pod template"),

@@ -75,3 +75,11 @@ class TestManifestsRunTheValidatedConfigs:
         env = {item["name"]: item.get("value") for item in _container("agent.yaml", "DaemonSet")["env"]}
         overlay = paths.COLLECTOR_AGENT_DNS_OVERLAY.read_text()
         assert f"${{env:OTEL_LLM_GATEWAYS_DNS:-{env['OTEL_LLM_GATEWAYS_DNS']}}}" in overlay
+
+
+def test_openapi_document_is_of_the_release_of_the_checkers_api_types():
+    """k8s.io/kubernetes v1.X.Y (required fields) and k8s.io/api v0.X.Y (types) describe one release."""
+    go_mod = (paths.KUBERNETES_VALIDATOR_MODULE / "go.mod").read_text()
+    (api_version,) = [line.split()[1] for line in go_mod.splitlines()
+                      if line.strip().startswith("k8s.io/api ")]
+    assert paths.KUBERNETES_OPENAPI_MODULE == f"k8s.io/kubernetes@v1.{api_version.removeprefix('v0.')}"

@@ -51,8 +51,9 @@ type kustomization struct {
 }
 
 // load decodes every resource of dir's kustomization.yaml strictly (an unknown or misspelt field, a duplicate
-// key, a value of the wrong type or an unparsable quantity is an error) and reports YAML files of dir that the kustomization leaves out.
-func load(dir string) ([]object, []string) {
+// key, a value of the wrong type or an unparsable quantity is an error), checks the required fields against
+// the OpenAPI document when there is one, and reports YAML files of dir that the kustomization leaves out.
+func load(dir string, spec *openAPI) ([]object, []string) {
 	var problems []string
 	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
@@ -78,10 +79,14 @@ func load(dir string) ([]object, []string) {
 		}
 		for index, doc := range documentSeparator.Split(string(raw), -1) {
 			where := fmt.Sprintf("%s#%d", name, index+1)
-			obj, err := decode([]byte(doc))
+			obj, missing, err := decode([]byte(doc), spec)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("%s: %v", where, err))
-			} else if obj != nil {
+			}
+			for _, field := range missing {
+				problems = append(problems, fmt.Sprintf("%s: %s", where, field))
+			}
+			if obj != nil {
 				obj.where = where
 				objects = append(objects, *obj)
 			}
@@ -90,15 +95,28 @@ func load(dir string) ([]object, []string) {
 	return objects, problems
 }
 
-// decode returns the typed object of one document, nil for a document of comments only.
-func decode(doc []byte) (*object, error) {
+// decode returns the typed object of one document (nil for a document of comments only) and the required
+// fields it lacks according to spec (none checked when spec is nil).
+func decode(doc []byte, spec *openAPI) (*object, []string, error) {
 	if strings.TrimSpace(stripComments(string(doc))) == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var meta metav1.TypeMeta
 	if err := yaml.Unmarshal(doc, &meta); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var missing []string
+	if spec != nil {
+		var err error
+		if missing, err = spec.missingRequired(doc, meta.APIVersion, meta.Kind); err != nil {
+			return nil, nil, err
+		}
+	}
+	obj, err := decodeTyped(doc, meta)
+	return obj, missing, err
+}
+
+func decodeTyped(doc []byte, meta metav1.TypeMeta) (*object, error) {
 	value, known := newObject(meta.APIVersion, meta.Kind)
 	if !known {
 		return nil, fmt.Errorf("apiVersion %q kind %q: not a kind these manifests may hold", meta.APIVersion, meta.Kind)
