@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
-# Our collector components: every Go module under collector/ (collector/<component>/go.mod).
-GO_MODULES := $(patsubst %/go.mod,%,$(wildcard collector/*/go.mod))
+# Our Go modules under collector/: the collector components (collector/<component>/go.mod) and the Kubernetes
+# manifests' offline checker (collector/kubernetes/validate/go.mod).
+GO_MODULES := $(patsubst %/go.mod,%,$(wildcard collector/*/go.mod collector/*/*/go.mod))
 
 .PHONY: install test test-unit test-go test-integration stack-build demo bench lint clean
 

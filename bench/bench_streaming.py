@@ -1,4 +1,4 @@
-"""Per-token overhead of the token-stream metrics, against the seed's per-token counter + histogram.
+"""Per-token overhead of the token-stream metrics, against the Eco2 agent's per-token counter + histogram.
 
 Run: .venv/bin/python bench/bench_streaming.py [--tokens 1000] [--streams 200] [--repeat 5]
 
@@ -9,7 +9,7 @@ With a real SDK MeterProvider, each wrapper of otel-llm is timed against the sam
 - ``StreamingCallbackHandler``: a LangChain chat run's start, one ``on_llm_new_token`` per token and its end,
   against the same calls on a handler that does nothing (LangChain's own dispatch is not counted: it is the
   same with or without the handler);
-- the seed: per token ``counter.add`` + ``histogram.record`` of the interval (its StreamMetricsTracker).
+- the Eco2 agent: per token ``counter.add`` + ``histogram.record`` of the interval (its StreamMetricsTracker).
 Prints the cost per token of a ``--tokens`` stream (the end-of-stream records amortised in: an upper bound of
 what the 0.5 us budget is about) and the fixed cost of one stream (a one-token stream), best of ``--repeat``,
 in the thread's CPU time (other processes on the box do not count).

@@ -33,7 +33,7 @@ EXIT_FAILED, EXIT_ERROR = 1, 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from otel_llm.load.profile import CHAT_PATH, DEFAULT_STAGES, SEED_STAGES
+    from otel_llm.load.profile import CHAT_PATH, DEFAULT_STAGES, ECO2_STAGES
 
     parser = subparsers.add_parser(
         "load",
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stages",
         default=DEFAULT_STAGES,
         help=f"DURATION:USERS,... ramped linearly like k6 stages (default {DEFAULT_STAGES}; the Eco2 agent's "
-        f"7-minute profile: {SEED_STAGES})",
+        f"7-minute profile: {ECO2_STAGES})",
     )
     parser.add_argument(
         "--prometheus-url",

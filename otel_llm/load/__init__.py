@@ -1,4 +1,4 @@
-"""``otel-llm load``: the seed's load scenario and its SLO verdicts.
+"""``otel-llm load``: the Eco2 agent's load scenario and its SLO verdicts.
 
 ``profile`` holds the scenario's stages, intents and messages; ``scenario`` runs them on Locust; ``slo``
 counts the run's observations in Prometheus against ``slos.yaml`` (the targets the alert rules share);

@@ -1,9 +1,10 @@
-"""The seed's load profile (eco2 agent observability, section 8.2): stages of users, the intent mix, messages.
+"""The Eco2 agent's load profile (docs/reference-app.md): stages of users, the intent mix, messages.
 
-Stages are k6's: the user count ramps linearly to each stage's target over its duration. The seed's messages
-are Korean; each is followed by an English rendering carrying a keyword the reference app's intent classifier
-knows (``otel_llm.demo.graph.INTENT_KEYWORDS``), so its runs land on the intents the SLOs name. The reference
-app has no ``bulk_waste`` intent: those messages are classified ``waste`` (bulky waste is waste disposal too).
+Stages are k6's: the user count ramps linearly to each stage's target over its duration. The Eco2 agent's
+messages are Korean; each is followed by an English rendering carrying a keyword the reference app's intent
+classifier knows (``otel_llm.demo.graph.INTENT_KEYWORDS``), so its runs land on the intents the SLOs name. The
+reference app has no ``bulk_waste`` intent: those messages are classified ``waste`` (bulky waste is waste
+disposal too).
 
 No Locust here (``otel_llm.load.scenario`` runs it): the CLI's parser and the tests read this module alone.
 """
@@ -16,16 +17,16 @@ from dataclasses import dataclass
 from otel_llm.cli.search import parse_duration
 
 CHAT_PATH = "/api/v1/chat"
-THINK_TIME_S = 1.0  # the seed's sleep(1) between iterations
+THINK_TIME_S = 1.0  # the Eco2 agent's sleep(1) between iterations
 MESSAGES: dict[str, str] = {
     "waste": "페트병 어떻게 버려? How do I recycle a plastic bottle",
     "character": "이코 소개해줘 Tell me about eco",
     "bulk_waste": "소파 버리는 방법 알려줘 How do I put out a sofa as bulky waste",
     "general": "안녕하세요 Hello there",
 }
-# The scaled-down default (one minute, at most 6 users) and the seed's profile (7 minutes, up to 50 users).
+# The scaled-down default (one minute, at most 6 users) and the Eco2 agent's (7 minutes, up to 50 users).
 DEFAULT_STAGES = "10s:3,40s:6,10s:0"
-SEED_STAGES = "1m:10,5m:50,1m:0"
+ECO2_STAGES = "1m:10,5m:50,1m:0"
 
 
 @dataclass(frozen=True)

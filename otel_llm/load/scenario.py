@@ -1,10 +1,10 @@
-"""The seed's load scenario (eco2 agent observability, section 8.2) on Locust, headless, as a library.
+"""The Eco2 agent's load scenario (docs/reference-app.md) on Locust, headless, as a library.
 
 Virtual users follow the stages of ``otel_llm.load.profile``; each user picks an intent uniformly from the
-seed's four (waste, character, bulk_waste, general), posts the profile's message for it with ``session_id``
-``session-<user>-<iteration>`` (k6's ``__VU``/``__ITER``) and a ``user_id`` ``user-<user>``, checks the answer
-(HTTP 200 with a ``job_id``; anything else is a Locust failure), and waits one second. Requests are named per
-intent (``POST /api/v1/chat [waste]``), so Locust's statistics are per intent.
+Eco2 agent's four (waste, character, bulk_waste, general), posts the profile's message for it with
+``session_id`` ``session-<user>-<iteration>`` (k6's ``__VU``/``__ITER``) and a ``user_id`` ``user-<user>``,
+checks the answer (HTTP 200 with a ``job_id``; anything else is a Locust failure), and waits one second.
+Requests are named per intent (``POST /api/v1/chat [waste]``), so Locust's statistics are per intent.
 
 Importing this module imports Locust, which monkey-patches the standard library for gevent: only the
 ``otel-llm load`` command imports it, never an instrumented app.
@@ -52,7 +52,7 @@ class Tally:
 
 
 def chat_user(path: str, tally: Tally, seed: int | None = None) -> type[HttpUser]:
-    """A Locust user class posting the seed's chat requests to ``path``, counting into ``tally``."""
+    """A Locust user class posting the Eco2 agent's chat requests to ``path``, counting into ``tally``."""
     user_ids = itertools.count(1)
     rng = random.Random(seed)
 

@@ -1,4 +1,4 @@
-"""SLO verdicts of a load run, counted from Prometheus: the seed's P50/P95/P99 targets per feature and arm.
+"""SLO verdicts of a load run, counted from Prometheus: the Eco2 agent's P50/P95/P99 targets per feature/arm.
 
 The targets come from ``slos.yaml`` (next to this module), the file the alert rules are checked against. Each
 SLO is a histogram in Prometheus (the collector's span metrics for node and whole-response spans, the SDK's
@@ -55,7 +55,7 @@ Snapshot = dict[str, Counts]  # PromQL -> its series
 
 @dataclass(frozen=True)
 class Slo:
-    """One row of the seed's table: a histogram, the series of it that count, the targets in ms."""
+    """One row of the Eco2 agent's table: a histogram, the series of it that count, the targets in ms."""
 
     name: str
     title: str

@@ -41,6 +41,7 @@ GO_DOWNLOAD_URL = "https://go.dev/dl/"
 _GO_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+)|(beta|rc)(\d+))?")
 _GO_STAGES = {None: 0, "beta": 1, "rc": 2}  # language version ("1.26") < beta < rc < release ("1.26.0")
 HASH_LENGTH = 12
+KUBERNETES_CHECKER = "otel-llm-k8s-check"  # collector/kubernetes/validate
 # A cold Go build takes minutes: a line at least this often says it is alive, the phase and the time so far.
 HEARTBEAT_SECONDS = 30.0
 LOCK_POLL_SECONDS = 1.0
@@ -128,6 +129,12 @@ def _jaeger_module_files() -> tuple[Path, Path]:
 def jaeger_path() -> Path:
     key = f"{paths.JAEGER_NAME}-{paths.JAEGER_VERSION}-{content_hash(*_jaeger_module_files())}"
     return paths.binaries_dir() / key / paths.JAEGER_NAME
+
+
+def kubernetes_checker_path() -> Path:
+    module = paths.KUBERNETES_VALIDATOR_MODULE
+    return paths.binaries_dir() / f"{KUBERNETES_CHECKER}-{content_hash(*local_module_sources(module))}" / \
+        KUBERNETES_CHECKER
 
 
 def _debian_binary(name: str) -> Path | None:
@@ -327,6 +334,38 @@ def build_jaeger(log: Log = _log_to_stderr) -> Path:
              cwd=module, env=env, log=log)
 
     return build_cached(jaeger_path(), build_into, log)
+
+
+def build_kubernetes_checker(log: Log = _log_to_stderr) -> Path:
+    """The offline checker of collector/kubernetes/ (``go build`` of collector/kubernetes/validate, go.sum
+    verified, go.mod never rewritten); not part of ``build_all``: only its test and its users need it."""
+
+    def build_into(work: Path) -> None:
+        env = _go_env()
+        env["GOFLAGS"] = f"{env.get('GOFLAGS', '')} -mod=readonly".strip()
+        _run([str(_go()), "build", "-o", str(work / KUBERNETES_CHECKER), "."], what=KUBERNETES_CHECKER,
+             cwd=paths.KUBERNETES_VALIDATOR_MODULE, env=env, log=log)
+
+    return build_cached(kubernetes_checker_path(), build_into, log)
+
+
+def kubernetes_openapi_document(log: Log = _log_to_stderr) -> Path:
+    """Kubernetes' OpenAPI v2 document from the Go module cache (``go mod download``: the module proxy,
+    verified by the checksum database; about 22 MB once, then cached), for the checker's required fields."""
+    with tempfile.TemporaryDirectory() as outside_any_module:
+        command = [str(_go()), "mod", "download", "-json", paths.KUBERNETES_OPENAPI_MODULE]
+        log(f"{paths.KUBERNETES_OPENAPI_MODULE}: {' '.join(command)}")
+        result = subprocess.run(command, cwd=outside_any_module, env=_go_env(), capture_output=True,
+                                text=True, timeout=600, check=False)
+    try:
+        info = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        info = {"Error": (result.stdout + result.stderr).strip()}
+    document = Path(info.get("Dir", "")) / paths.KUBERNETES_OPENAPI_FILE
+    if info.get("Error") or not document.is_file():
+        raise StackBuildError(f"{' '.join(command)} gave no {paths.KUBERNETES_OPENAPI_FILE}: "
+                              f"{info.get('Error') or info.get('Dir')}")
+    return document
 
 
 def ensure_debian_packages(log: Log = _log_to_stderr) -> None:

@@ -41,6 +41,21 @@ COLLECTOR_AGENT_CONFIG = COLLECTOR_DIR / "agent.yaml"
 COLLECTOR_GATEWAY_OVERLAY = COLLECTOR_DIR / "gateway.yaml"
 COLLECTOR_GATEWAY_CONFIGS = (COLLECTOR_CONFIG, COLLECTOR_GATEWAY_OVERLAY)
 COLLECTOR_TESTDATA = COLLECTOR_DIR / "testdata"
+# Kubernetes (collector/kubernetes/, docs/deploy.md): agents find the gateways by DNS; in a pod the listeners
+# bind every interface and the gateway sends to a Jaeger Service. Each tier's --config files, in order.
+COLLECTOR_AGENT_DNS_OVERLAY = COLLECTOR_DIR / "agent-dns.yaml"
+COLLECTOR_POD_OVERLAY = COLLECTOR_DIR / "pod.yaml"
+COLLECTOR_POD_GATEWAY_OVERLAY = COLLECTOR_DIR / "pod-gateway.yaml"
+KUBERNETES_AGENT_CONFIGS = (COLLECTOR_AGENT_CONFIG, COLLECTOR_AGENT_DNS_OVERLAY, COLLECTOR_POD_OVERLAY)
+KUBERNETES_GATEWAY_CONFIGS = (*COLLECTOR_GATEWAY_CONFIGS, COLLECTOR_POD_OVERLAY,
+                              COLLECTOR_POD_GATEWAY_OVERLAY)
+KUBERNETES_DIR = COLLECTOR_DIR / "kubernetes"
+KUBERNETES_CONFIGMAP = KUBERNETES_DIR / "configmap.yaml"  # python -m otel_llm.stack.kubernetes --write
+KUBERNETES_VALIDATOR_MODULE = KUBERNETES_DIR / "validate"  # the offline checker (Go), built into the cache
+# Kubernetes' OpenAPI document (required fields) comes from the k8s.io/kubernetes module of the release the
+# checker's k8s.io/api (v0.37.2) is: v1.37.2 (tests/unit/test_kubernetes_configmap.py keeps them together).
+KUBERNETES_OPENAPI_MODULE = "k8s.io/kubernetes@v1.37.2"
+KUBERNETES_OPENAPI_FILE = "api/openapi-spec/swagger.json"
 
 JAEGER_DIR = _top("jaeger")
 JAEGER_CONFIG = JAEGER_DIR / "config.yaml"

@@ -2,7 +2,7 @@
 
 Services, worker and API run as subprocesses under ``opentelemetry-instrument`` with environment variables
 only (``otel_llm.cli.demo_stack``'s process helpers: OTLP/gRPC to the stack's collector, LangSmith tracing on
-in OTel mode as the seed app runs it). Each app gets its own ``service.instance.id`` (``instance_id``, the
+in OTel mode as the Eco2 agent runs it). Each app gets its own ``service.instance.id`` (``instance_id``, the
 ``instance`` label of its metrics in Prometheus). The app stays up for the ``with`` block so a test can send
 traffic, read answers, measure the worker and query its metrics; leaving the block stops the processes with
 SIGINT (``demo_stack.stop_processes`` says why not SIGTERM), which makes the launcher flush their telemetry.

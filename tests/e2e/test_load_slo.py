@@ -1,4 +1,4 @@
-"""`otel-llm load` end to end: the seed's scenario against the reference app on the real stack, and its
+"""`otel-llm load` end to end: the Eco2 agent's scenario against the reference app on the real stack, and its
 verdicts.
 
 The app runs a two-arm experiment (OpenAI / Bedrock, 50/50) with the intent node of the Bedrock arm slowed by
@@ -187,7 +187,7 @@ def test_verdict_counts_equal_the_raw_spans(load_run):
 
 def test_session_ids_per_user_and_iteration(load_run):
     """Every job's trace carries the session `session-<user>-<iteration>`, each once, the 3 users' iterations
-    numbered from 0 without a gap (the seed's `session-${__VU}-${__ITER}`)."""
+    numbered from 0 without a gap (the Eco2 agent's `session-${__VU}-${__ITER}`)."""
     _, _, traces, _ = load_run
     sessions = [
         next(span.tags[SESSION_ID] for span in trace.spans.values() if SESSION_ID in span.tags)

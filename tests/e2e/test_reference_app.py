@@ -118,7 +118,7 @@ class TestOneTracePerRequest:
             assert LANGSMITH_SCOPE not in scopes
 
     def test_run_config_reaches_every_langchain_span(self, batch):
-        """The seed's run config: the graph span's run name is ``chat:<job_id>``; every LangChain span carries
+        """Eco2 agent's run config: the graph run name is ``chat:<job_id>``; each LangChain span carries
         the job, the user, the session as ``thread_id`` and the ``intent:*`` tag of the message."""
         jobs, traces = batch
         intents = set()

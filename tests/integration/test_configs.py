@@ -56,7 +56,8 @@ def _variants(main_configs: tuple[Configs, ...], testdata: Path) -> list[tuple[C
 
 
 COLLECTOR_MAIN_CONFIGS = ((paths.COLLECTOR_CONFIG,), (paths.COLLECTOR_AGENT_CONFIG,),
-                          paths.COLLECTOR_GATEWAY_CONFIGS)
+                          paths.COLLECTOR_GATEWAY_CONFIGS, paths.KUBERNETES_AGENT_CONFIGS,
+                          paths.KUBERNETES_GATEWAY_CONFIGS)
 COLLECTOR_VARIANTS = _variants(COLLECTOR_MAIN_CONFIGS, paths.COLLECTOR_TESTDATA)
 JAEGER_VARIANTS = _variants(((paths.JAEGER_CONFIG,), (paths.JAEGER_CONFIG_MEMORY,)), paths.JAEGER_TESTDATA)
 

@@ -87,7 +87,7 @@ def test_grafana_regex_escapes_like_grafana():
 
 
 def test_dashboard_has_the_seed_panels_and_the_variables():
-    """The JSON has a title, the seed's section 6 metrics, and service/provider/model/arm variables."""
+    """The JSON has a title, the Eco2 agent's section 6 metrics, and service/provider/model/arm variables."""
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["title"]
     assert [name for name, _, _ in dashboard_variables()] == ["service", "provider", "model", "arm"]

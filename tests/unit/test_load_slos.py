@@ -13,7 +13,7 @@ import yaml
 
 from otel_llm.cli import main
 from otel_llm.cli.search import parse_duration
-from otel_llm.load.profile import DEFAULT_STAGES, SEED_STAGES, Stage, parse_stages, users_at
+from otel_llm.load.profile import DEFAULT_STAGES, ECO2_STAGES, Stage, parse_stages, users_at
 from otel_llm.load.report import LoadReport, render_table, write_chart
 from otel_llm.load.slo import (
     ARM_LABEL,
@@ -180,7 +180,7 @@ class TestProfile:
         stages = parse_stages("10s:4,1m:8,10s:0")
         assert stages == (Stage(10, 4), Stage(60, 8), Stage(10, 0))
         assert [users_at(stages, t) for t in (0, 5, 10, 40, 70, 75, 80)] == [0, 2, 4, 6, 8, 4, None]
-        assert sum(stage.duration_s for stage in parse_stages(SEED_STAGES)) == 7 * 60
+        assert sum(stage.duration_s for stage in parse_stages(ECO2_STAGES)) == 7 * 60
         assert parse_stages(DEFAULT_STAGES)
 
     @pytest.mark.parametrize("text", ["10:4", "10s", "s:4", "10s:-1", "0s:3", "10x:4"])
