@@ -10,7 +10,7 @@ GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 # manifests' offline checker (collector/kubernetes/validate/go.mod).
 GO_MODULES := $(patsubst %/go.mod,%,$(wildcard collector/*/go.mod collector/*/*/go.mod))
 
-.PHONY: install test test-unit test-go test-integration stack-build demo bench lint clean
+.PHONY: install test test-unit test-go test-integration stack-build demo bench lint generate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# Every generated file (collector config blocks, rules.json, the dashboard, the Kubernetes ConfigMap), in order:
+# the ConfigMap copies the collector configs the first two rewrite. Each has `--check`; a unit test fails on drift.
+GENERATORS := otel_llm.ottl otel_llm.sampling otel_llm.semconv_export otel_llm.dashboard otel_llm.stack.kubernetes
+
+generate: install
+	@for module in $(GENERATORS); do $(BIN)/python -m $$module --write || exit 1; done
 
 lint: install
 	$(BIN)/ruff check otel_llm tests bench
