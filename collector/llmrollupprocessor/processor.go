@@ -23,7 +23,8 @@ const (
 // rollupProcessor groups spans by trace id across batches, holds each trace until wait_duration passed since its
 // last span (or a bound forces it out), then normalises and rolls it up (rollup.go) and forwards it whole. Spans
 // of a trace already released pass at once, unchanged (late spans). ConsumeTraces never returns an error of
-// its own: what the next consumer refuses is logged and counted.
+// its own: what the next consumer refuses is logged and counted, and so is a trace released with a parent
+// missing (incomplete.go: a trace split by a crash upstream).
 type rollupProcessor struct {
 	cfg    Config
 	rules  *rules
@@ -201,9 +202,13 @@ func appendScope(td ptrace.Traces, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans
 func (p *rollupProcessor) forward(ctx context.Context, out []released, passing ptrace.Traces) {
 	resources := map[uint64]ptrace.ResourceSpans{}
 	scopes := map[source]ptrace.ScopeSpans{}
+	split := 0
 	for _, item := range out {
 		if item.reason != reasonWait {
 			p.tel.releasedEarlyBy(ctx, item.reason)
+		}
+		if incomplete(item.trace.groups) {
+			split++
 		}
 		started := time.Now()
 		outcome, request := p.rollUp(item.trace)
@@ -218,6 +223,9 @@ func (p *rollupProcessor) forward(ctx context.Context, out []released, passing p
 			merge(*request, passing, resources, scopes)
 		}
 		recycle(item.trace)
+	}
+	if split > 0 {
+		p.tel.incomplete.Add(ctx, int64(split), p.tel.instance)
 	}
 	count := passing.SpanCount()
 	if count == 0 {
