@@ -3,20 +3,23 @@ metrics and bounded, and no trace is split silently (docs/deploy.md, "When a gat
 
 The gateway topology (two agents routing by trace id to two gateways, Jaeger), tail sampling keeping every
 trace, so Jaeger should hold everything sent. Two services send the parts of each request to different agents
-under steady load: the API its SERVER root (agent-1), the worker, a few ticks later, its CONSUMER job and a
+under steady load: the API its SERVER root (agent-1), the worker, 12 requests later, its CONSUMER job and a
 step beneath it (agent-2). Mid-load gateway-2 is killed and started again on the same ports while the load
 goes on. What it held in memory (traces in llm_rollup's wait and after it: tail sampling's decision wait, the
 batch) dies with it; the agents retry what they had not delivered, so later parts of those traces reach the
-restarted gateway, which releases them as they are and counts them (``traces_incomplete``).
+restarted gateway, which releases them as they are and counts them (``traces_incomplete``); on its start it
+also counts what its previous run held in llm_rollup as of its last release tick (``traces_lost``,
+``spans_lost``, from the checkpoint it keeps in file_storage).
 
 The kill happens at a quiet instant of the load: the services' exporters are flushed and both agents have
 delivered everything made so far, so the killed gateway's own counters, read just before the kill, say what
 it holds (spans accepted minus spans its batch processor passed on). Checked: spans lost (sent minus those in
 Jaeger) lie between what its llm_rollup held and what it held in all (equal to the latter in every run seen);
 every trace partial in Jaeger is counted incomplete; the traces hit (partial or missing) are bounded by what
-the gateway held and by request rate x time in a gateway; nothing was lost at the agents. Control, on the
-same stack: the same load without the kill loses nothing and counts nothing. The traces carry no LLM call,
-so llm_rollup adds no llm.request span and spans in = spans out.
+the gateway held and by request rate x time in a gateway; the restarted gateway's traces_lost is at most
+the traces hit and at least what llm_rollup held less the requests made since its last tick; nothing was
+lost at the agents. Control, on the same stack: the same load without the kill loses nothing and counts
+nothing. The traces carry no LLM call, so llm_rollup adds no llm.request span and spans in = spans out.
 """
 
 from __future__ import annotations
@@ -42,18 +45,19 @@ from otel_llm.stack.run import (
 )
 from tests.support import queries
 from tests.support.poll import poll
-from tests.support.senders import sdk_tracer_provider, unique_service
+from tests.support.senders import BATCH_DELAY_MILLIS, sdk_tracer_provider, unique_service
 from tests.support.stack import gateway_topology
 from tests.support.telemetry import Telemetry
 
 ROLLUP_WAIT_S = 2  # FAST_SETTINGS' OTEL_LLM_COLLECTOR_ROLLUP_WAIT
 SETTINGS = {"OTEL_LLM_SAMPLING_PERCENTAGE": "100", "OTEL_LLM_SAMPLING_WAIT": "1s"}
 TICK_S = 0.05  # one request every 50 ms: 20 requests/s (pacing, not synchronisation)
-WORKER_LAG_TICKS = 6  # the worker's part follows the API's 0.3 s later
+WORKER_LAG_TICKS = 12  # the worker's part follows the API's 0.6 s later: ~12 requests half made at any time
 SPANS_PER_TRACE = 3
 # The longest a request's spans stay in a gateway's memory: its worker part's lag, llm_rollup's wait after it,
 # tail sampling's decision wait plus its 1 s decision tick, the batch's 200 ms timeout.
 IN_GATEWAY_S = WORKER_LAG_TICKS * TICK_S + ROLLUP_WAIT_S + 1 + 1 + 0.2
+ROLLUP_TICK_S = ROLLUP_WAIT_S / 4  # llm_rollup's release tick, when it records what it holds
 GATEWAYS = ("gateway-1", "gateway-2")
 KILLED = "gateway-2"
 AGENTS = ("agent-1", "agent-2")
@@ -260,7 +264,7 @@ def test_killed_gateway_loses_only_what_it_held_and_counts_every_split(gateway_s
     # Traces: every partial trace in Jaeger is counted; a count beyond them is a trace whose parts reached
     # the restarted gateway more than a wait apart (the later part then passes as late spans and Jaeger
     # joins them).
-    assert outcome["partial"] <= incomplete <= outcome["partial"] + late, report
+    assert 0 < outcome["partial"] <= incomplete <= outcome["partial"] + late, report
     # Traces hit (partial or missing): every trace llm_rollup held, at most those plus one per span past it
     # (tail sampling's wait, the batch); and at most the traces in flight at the kill: the request rate of
     # both gateways (the trace-id hash splits it unevenly) times the longest a trace stays in a gateway.
@@ -268,4 +272,14 @@ def test_killed_gateway_loses_only_what_it_held_and_counts_every_split(gateway_s
     past_rollup = held["spans"] - held["rollup_spans"]
     assert held["rollup_traces"] <= hit <= held["rollup_traces"] + past_rollup, report
     assert hit <= IN_GATEWAY_S / TICK_S, report
+    # The restarted gateway's count of what its previous run held in llm_rollup (its checkpoint, written
+    # each release tick): every trace in it was lost at least in part; those that came after its last tick
+    # are not in it.
+    restarted = _telemetry(gateway_stack, KILLED)
+    traces_lost, spans_lost = (restarted.sum(ROLLUP + metric, processor="llm_rollup")
+                               for metric in ("traces_lost", "spans_lost"))
+    report.update(traces_lost=traces_lost, spans_lost=spans_lost)
+    assert 0 < spans_lost <= outcome["lost"], report
+    made_since_tick = (ROLLUP_TICK_S + BATCH_DELAY_MILLIS / 1000) / TICK_S  # requests reaching it after it
+    assert held["rollup_traces"] - made_since_tick <= traces_lost <= hit, report
     assert _agent_losses(gateway_stack) == losses_before, report
