@@ -99,6 +99,8 @@ def collector_config(http_port: int, telemetry_port: int, processor: str | None)
     collector/config.yaml (llm_rollup's wait cut to WAIT, so a run ends soon)."""
     base = yaml.safe_load(paths.COLLECTOR_CONFIG.read_text())
     base["processors"][PROCESSOR]["wait_duration"] = WAIT
+    # No storage extension here: its checkpoint is one small write per release tick, not a cost per span.
+    base["processors"][PROCESSOR].pop("storage", None)
     processors = ([processor] if processor else []) + ["batch"]
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{http_port}"}}}},

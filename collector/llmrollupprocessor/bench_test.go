@@ -2,6 +2,7 @@ package llmrollupprocessor
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -63,5 +64,21 @@ func BenchmarkHeldBytes(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(h.p.store.spans), "bytes/held-span")
 		runtime.KeepAlive(h)
+	}
+}
+
+// BenchmarkIncomplete: ns per span of the missing-parent check on a released trace: a 5-span request (the
+// pairwise path) and a 200-span agent run (the set path).
+func BenchmarkIncomplete(b *testing.B) {
+	for _, size := range []int{5, 200} {
+		groups := asGroups(chain(1, 1, uint64(size)))
+		b.Run(fmt.Sprintf("spans=%d", size), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if incomplete(groups) {
+					b.Fatal("a whole chain reported incomplete")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/span")
+		})
 	}
 }

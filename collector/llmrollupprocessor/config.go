@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"go.opentelemetry.io/collector/component"
 )
 
 // Config of the llm_rollup processor (README.md has the table with defaults and what each costs).
@@ -20,6 +22,9 @@ type Config struct {
 	MaxSpansPerTrace int `mapstructure:"max_spans_per_trace"`
 	// RequestSpan: add the llm.request summary span beneath each trace root with LLM calls under it.
 	RequestSpan bool `mapstructure:"request_span"`
+	// Storage: a storage extension (file_storage) where the processor keeps how much it holds, so that after
+	// a crash its next run counts what was lost from memory (checkpoint.go). None by default.
+	Storage *component.ID `mapstructure:"storage"`
 
 	_ struct{}
 }

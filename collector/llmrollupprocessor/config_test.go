@@ -2,6 +2,7 @@ package llmrollupprocessor
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,9 @@ import (
 func TestConfigVariants(t *testing.T) {
 	custom := &Config{WaitDuration: 2 * time.Second, MaxWait: 30 * time.Second, NumTraces: 100, MaxSpans: 5000,
 		MaxSpansPerTrace: 500, RequestSpan: false}
+	withStorage := createDefaultConfig().(*Config)
+	queue := component.MustNewIDWithName("file_storage", "queue")
+	withStorage.Storage = &queue
 	tests := []struct {
 		id      string
 		want    component.Config
@@ -21,6 +25,7 @@ func TestConfigVariants(t *testing.T) {
 	}{
 		{id: "llm_rollup", want: createDefaultConfig()},
 		{id: "llm_rollup/custom", want: custom},
+		{id: "llm_rollup/storage", want: withStorage},
 		{id: "llm_rollup/zero_wait", wantErr: "wait_duration must be > 0"},
 		{id: "llm_rollup/max_wait_below_wait", wantErr: "max_wait must be >= wait_duration"},
 		{id: "llm_rollup/no_traces", wantErr: "num_traces must be >= 1"},
@@ -52,7 +57,7 @@ func TestConfigVariants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *cfg != *tt.want.(*Config) {
+			if !reflect.DeepEqual(cfg, tt.want) {
 				t.Fatalf("got %+v, want %+v", cfg, tt.want)
 			}
 		})

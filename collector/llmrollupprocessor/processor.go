@@ -23,9 +23,11 @@ const (
 // rollupProcessor groups spans by trace id across batches, holds each trace until wait_duration passed since its
 // last span (or a bound forces it out), then normalises and rolls it up (rollup.go) and forwards it whole. Spans
 // of a trace already released pass at once, unchanged (late spans). ConsumeTraces never returns an error of
-// its own: what the next consumer refuses is logged and counted.
+// its own: what the next consumer refuses is logged and counted, and so is a trace released with a parent
+// missing (incomplete.go: a trace split by a crash upstream).
 type rollupProcessor struct {
 	cfg    Config
+	id     component.ID
 	rules  *rules
 	next   consumer.Traces
 	logger *zap.Logger
@@ -36,8 +38,9 @@ type rollupProcessor struct {
 	store   *store
 	sources uint64 // counts incoming resources and scopes (under mu)
 
-	stop chan struct{}
-	done sync.WaitGroup
+	checkpoint *checkpoint // nil without the storage setting; used by the release loop and Shutdown only
+	stop       chan struct{}
+	done       sync.WaitGroup
 }
 
 func newProcessor(set processor.Settings, cfg *Config, next consumer.Traces, r *rules, now func() time.Time) (*rollupProcessor, error) {
@@ -46,7 +49,7 @@ func newProcessor(set processor.Settings, cfg *Config, next consumer.Traces, r *
 		return nil, err
 	}
 	return &rollupProcessor{
-		cfg: *cfg, rules: r, next: next, logger: set.Logger, now: now, tel: tel,
+		cfg: *cfg, id: set.ID, rules: r, next: next, logger: set.Logger, now: now, tel: tel,
 		store: newStore(*cfg), stop: make(chan struct{}),
 	}, nil
 }
@@ -55,7 +58,25 @@ func (p *rollupProcessor) Capabilities() consumer.Capabilities {
 	return consumer.Capabilities{MutatesData: true}
 }
 
-func (p *rollupProcessor) Start(_ context.Context, _ component.Host) error {
+// Start counts what the previous run lost in a crash (with the storage setting) and starts the release loop.
+func (p *rollupProcessor) Start(ctx context.Context, host component.Host) error {
+	if p.cfg.Storage != nil {
+		var err error
+		if p.checkpoint, err = openCheckpoint(ctx, host, *p.cfg.Storage, p.id); err != nil {
+			return err
+		}
+		lost, err := p.checkpoint.previous(ctx)
+		if err != nil {
+			p.logger.Warn("llm_rollup: cannot read what the previous run held", zap.Error(err))
+		}
+		if lost.traces > 0 || lost.spans > 0 {
+			p.tel.tracesLost.Add(ctx, lost.traces, p.tel.instance)
+			p.tel.spansLost.Add(ctx, lost.spans, p.tel.instance)
+			p.logger.Warn("llm_rollup: the previous run ended without shutdown; what it held is lost",
+				zap.Int64("traces", lost.traces), zap.Int64("spans", lost.spans))
+		}
+		p.saveCheckpoint(ctx)
+	}
 	tick := min(maxTick, max(minTick, p.cfg.WaitDuration/4))
 	p.done.Add(1)
 	go func() {
@@ -68,13 +89,14 @@ func (p *rollupProcessor) Start(_ context.Context, _ component.Host) error {
 				return
 			case <-ticker.C:
 				p.releaseDue(context.Background())
+				p.saveCheckpoint(context.Background())
 			}
 		}
 	}()
 	return nil
 }
 
-// Shutdown stops the release loop and forwards every held trace.
+// Shutdown stops the release loop and forwards every held trace (then the checkpoint says nothing is held).
 func (p *rollupProcessor) Shutdown(ctx context.Context) error {
 	select {
 	case <-p.stop:
@@ -88,7 +110,24 @@ func (p *rollupProcessor) Shutdown(ctx context.Context) error {
 	p.updateHeld()
 	p.mu.Unlock()
 	p.forward(ctx, out, ptrace.NewTraces())
+	if p.checkpoint != nil {
+		p.saveCheckpoint(ctx) // zero now: nothing held, nothing to count on the next start
+		return p.checkpoint.client.Close(ctx)
+	}
 	return nil
+}
+
+// saveCheckpoint records how much is held now, for the next run to count if this one crashes.
+func (p *rollupProcessor) saveCheckpoint(ctx context.Context) {
+	if p.checkpoint == nil {
+		return
+	}
+	held := heldCounts{p.tel.tracesHeld.Load(), p.tel.spansHeld.Load()}
+	err := p.checkpoint.save(ctx, held)
+	if err != nil && !p.checkpoint.failing {
+		p.logger.Warn("llm_rollup: cannot record what it holds; a crash now would go uncounted", zap.Error(err))
+	}
+	p.checkpoint.failing = err != nil
 }
 
 // releaseDue forwards the traces whose wait has passed (the release loop calls it; tests call it with a
@@ -201,9 +240,13 @@ func appendScope(td ptrace.Traces, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans
 func (p *rollupProcessor) forward(ctx context.Context, out []released, passing ptrace.Traces) {
 	resources := map[uint64]ptrace.ResourceSpans{}
 	scopes := map[source]ptrace.ScopeSpans{}
+	split := 0
 	for _, item := range out {
 		if item.reason != reasonWait {
 			p.tel.releasedEarlyBy(ctx, item.reason)
+		}
+		if incomplete(item.trace.groups) {
+			split++
 		}
 		started := time.Now()
 		outcome, request := p.rollUp(item.trace)
@@ -218,6 +261,9 @@ func (p *rollupProcessor) forward(ctx context.Context, out []released, passing p
 			merge(*request, passing, resources, scopes)
 		}
 		recycle(item.trace)
+	}
+	if split > 0 {
+		p.tel.incomplete.Add(ctx, int64(split), p.tel.instance)
 	}
 	count := passing.SpanCount()
 	if count == 0 {

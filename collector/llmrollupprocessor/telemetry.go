@@ -19,6 +19,9 @@ const (
 	metricProcessing        = "otelcol_processor_llm_rollup_processing_duration"
 	metricFallbacks         = "otelcol_processor_llm_rollup_experiment_fallbacks"
 	metricSpansNotForwarded = "otelcol_processor_llm_rollup_spans_not_forwarded"
+	metricTracesIncomplete  = "otelcol_processor_llm_rollup_traces_incomplete"
+	metricTracesLost        = "otelcol_processor_llm_rollup_traces_lost"
+	metricSpansLost         = "otelcol_processor_llm_rollup_spans_lost"
 )
 
 type telemetry struct {
@@ -30,6 +33,8 @@ type telemetry struct {
 	processing            metric.Float64Histogram
 	fallbacks             metric.Int64Counter
 	notForwarded          metric.Int64Counter
+	incomplete            metric.Int64Counter
+	tracesLost, spansLost metric.Int64Counter
 	registration          metric.Registration
 }
 
@@ -56,6 +61,18 @@ func newTelemetry(meter metric.Meter, id string) (*telemetry, error) {
 	}
 	if t.notForwarded, err = meter.Int64Counter(metricSpansNotForwarded, metric.WithUnit("{span}"),
 		metric.WithDescription("Spans of released traces the next consumer refused (lost).")); err != nil {
+		return nil, err
+	}
+	if t.incomplete, err = meter.Int64Counter(metricTracesIncomplete, metric.WithUnit("{trace}"),
+		metric.WithDescription("Traces released with a span whose parent is not in the trace (root or ancestor lost, e.g. with a gateway that died holding it).")); err != nil {
+		return nil, err
+	}
+	if t.tracesLost, err = meter.Int64Counter(metricTracesLost, metric.WithUnit("{trace}"),
+		metric.WithDescription("Traces the previous run held when it ended without shutdown (a crash), as of its last tick; with the storage setting.")); err != nil {
+		return nil, err
+	}
+	if t.spansLost, err = meter.Int64Counter(metricSpansLost, metric.WithUnit("{span}"),
+		metric.WithDescription("Spans the previous run held when it ended without shutdown (a crash), as of its last tick; with the storage setting.")); err != nil {
 		return nil, err
 	}
 	tracesHeld, err := meter.Int64ObservableGauge(metricTracesHeld, metric.WithUnit("{trace}"),

@@ -31,7 +31,7 @@ from otel_llm.stack.run import HOST, TOPOLOGIES, Stack
 from tests.support import queries
 from tests.support.poll import poll
 from tests.support.senders import sdk_tracer_provider, unique_service
-from tests.support.stack import start_stack
+from tests.support.stack import gateway_topology
 
 SLOW_MS = 3000
 COST_ABOVE = 0.05
@@ -62,12 +62,8 @@ MS = 1_000_000  # ns
 
 @pytest.fixture(scope="module")
 def gateway_stack(stack_binaries, tmp_path_factory) -> Iterator[Stack]:
-    runner = start_stack(tmp_path_factory.mktemp("gateway-stack"), langsmith_endpoint="http://127.0.0.1:9",
-                         langsmith_api_key="", components=TOPOLOGIES["gateway"], overrides=SAMPLING)
-    try:
+    with gateway_topology(tmp_path_factory.mktemp("gateway-stack"), SAMPLING) as runner:
         yield runner
-    finally:
-        runner.down()
 
 
 def _send(api_endpoint: str, worker_endpoint: str, api: str, worker: str) -> dict[str, str]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
-from otel_llm.stack.run import Stack
+from otel_llm.stack.run import TOPOLOGIES, Stack
 from tests.support import queries
 from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
@@ -40,6 +42,18 @@ def start_stack(state_dir: Path, *, langsmith_endpoint: str, langsmith_api_key: 
         stack.down()
         raise
     return stack
+
+
+@contextmanager
+def gateway_topology(state_dir: Path, overrides: Mapping[str, str]) -> Iterator[Stack]:
+    """The gateway topology (two agents, two gateways, Jaeger, Prometheus, Redis) with LangSmith export off,
+    running for the ``with`` block."""
+    runner = start_stack(state_dir, langsmith_endpoint="http://127.0.0.1:9", langsmith_api_key="",
+                         components=TOPOLOGIES["gateway"], overrides=dict(overrides))
+    try:
+        yield runner
+    finally:
+        runner.down()
 
 
 class StackUnderTest:
