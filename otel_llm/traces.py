@@ -7,9 +7,16 @@ Jaeger's ``/api/traces`` JSON; both normalise into ``Span``/``Trace`` here and r
 described with ``otel_llm.semconv`` (the same rules as the span processors); a trace with no LLM span falls
 back to the roll-up (``llm.rollup.*``) on its roots.
 
-This runs in the CLI, never on an application's hot path. Bad input (missing fields, non-numeric times, parent
-cycles, spans whose parent is elsewhere) gives a defined result: missing text becomes ``"unknown"``, a span
-whose parent is not in the trace is a root, and every span is visited once.
+A span's parent is the one Jaeger draws it under: its parent span (Jaeger's ``CHILD_OF`` reference), else,
+when it has none, the first span of the same trace it ``FOLLOWS_FROM`` (an OpenTelemetry span link). So a
+queue consumer that only links to its producer still hangs under it, as in Jaeger's UI; ``Span.linked`` tells
+such a parent from a real one, and ``Span.follows_from`` lists every linked span of the trace. A link into
+another trace is never a parent: a consumer that starts its own trace is that trace's root.
+
+This runs in the CLI and the tests, never on an application's hot path. Bad input (missing fields, non-numeric
+times, parent cycles, spans whose parent is elsewhere) gives a defined result: missing text becomes
+``"unknown"``, a span whose parent is not in the trace is a root (and an orphan when it names a parent), and
+every span is visited once.
 """
 
 from __future__ import annotations
@@ -25,10 +32,16 @@ from typing import Any
 from otel_llm import semconv
 
 SERVICE_NAME = "service.name"
-# Jaeger marks failed spans with the tag error=true and keeps the OTel status in otel.status_code.
+# Jaeger marks failed spans with the tag error=true and keeps the OTel status in otel.status_code, the span
+# kind in span.kind (absent for INTERNAL) and the instrumentation scope in otel.scope.name.
 JAEGER_ERROR_TAG = "error"
 JAEGER_STATUS_CODE_TAG = "otel.status_code"
+JAEGER_SPAN_KIND_TAG = "span.kind"
+JAEGER_SCOPE_TAG = "otel.scope.name"
 JAEGER_CHILD_OF = "CHILD_OF"
+JAEGER_FOLLOWS_FROM = "FOLLOWS_FROM"
+# Span kinds as Jaeger writes them (OpenTelemetry's SpanKind names in lower case).
+KIND_INTERNAL = "internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +57,10 @@ class Span:
     duration_us: int
     attributes: Mapping[str, Any]
     error: bool
+    kind: str = KIND_INTERNAL  # server, client, producer, consumer or internal
+    scope: str | None = None  # the instrumentation scope that made the span
+    follows_from: tuple[str, ...] = ()  # spans of this trace it links to (Jaeger's FOLLOWS_FROM)
+    linked: bool = False  # parent_id is a span it only links to: it has no parent span of its own
 
     @property
     def end_us(self) -> int:
@@ -62,6 +79,11 @@ class Span:
             "error": self.error,
             "attributes": {key: _json_value(value) for key, value in self.attributes.items()},
         }
+
+    @property
+    def is_llm(self) -> bool:
+        """Whether the semconv rules read a model call from this span."""
+        return semconv.is_llm_span(self.attributes)
 
     @property
     def node(self) -> str | None:
@@ -106,9 +128,40 @@ class Trace:
         return frozenset(span.span_id for span in self.spans)
 
     @cached_property
+    def by_id(self) -> Mapping[str, Span]:
+        return {span.span_id: span for span in self.spans}
+
+    @cached_property
     def roots(self) -> tuple[Span, ...]:
         """Spans whose parent is not in this trace (the real root, and orphans if any), earliest first."""
         return tuple(span for span in self.spans if span.parent_id not in self.span_ids)
+
+    @property
+    def orphans(self) -> list[Span]:
+        """Spans that name a parent this trace does not hold (lost, or not arrived yet)."""
+        return [span for span in self.roots if span.parent_id is not None]
+
+    def parent(self, span: Span) -> Span | None:
+        """``span``'s parent in this trace, or None."""
+        return self.by_id.get(span.parent_id) if span.parent_id is not None else None
+
+    def ancestors(self, span: Span) -> list[Span]:
+        """``span``'s parent, its parent's parent, ... up to a root (a parent cycle is walked once)."""
+        chain: list[Span] = []
+        seen = {span.span_id}
+        current = self.parent(span)
+        while current is not None and current.span_id not in seen:
+            seen.add(current.span_id)
+            chain.append(current)
+            current = self.parent(current)
+        return chain
+
+    def of_kind(self, kind: str, service: str | None = None) -> list[Span]:
+        """The spans of ``kind`` (``server``, ``client``, ...), of ``service`` when given."""
+        return [span for span in self.spans if span.kind == kind and service in (None, span.service)]
+
+    def named(self, name: str) -> list[Span]:
+        return [span for span in self.spans if span.name == name]
 
     @cached_property
     def children(self) -> Mapping[str, tuple[Span, ...]]:
@@ -180,7 +233,7 @@ class Trace:
         """Currency -> what the trace's LLM calls cost (``llm.usage.cost.amount`` of each LLM span not nested
         in another LLM span, so a call wrapped by two instrumentations counts once); empty when none is
         priced."""
-        by_id = {span.span_id: span for span in self.spans}
+        by_id = self.by_id
         llm_ids = {call.span.span_id for call in self.llm_calls}
         totals: dict[str, float] = {}
         for call in self.llm_calls:
@@ -292,26 +345,49 @@ def from_readable_spans(spans: Iterable[Any]) -> list[Trace]:
         start_ns = span.start_time or 0
         end_ns = span.end_time or start_ns
         resource = span.resource.attributes if span.resource is not None else {}
+        trace_id = span.context.trace_id
+        follows_from = tuple(
+            format(link.context.span_id, "016x") for link in span.links or ()
+            if link.context.trace_id == trace_id
+        )
+        parent, linked = _parent(
+            format(span.parent.span_id, "016x") if span.parent is not None else None, follows_from
+        )
+        scope = span.instrumentation_scope
         converted.append(
             Span(
-                trace_id=format(span.context.trace_id, "032x"),
+                trace_id=format(trace_id, "032x"),
                 span_id=format(span.context.span_id, "016x"),
-                parent_id=format(span.parent.span_id, "016x") if span.parent is not None else None,
+                parent_id=parent,
                 name=span.name or semconv.UNKNOWN,
                 service=str(resource.get(SERVICE_NAME) or semconv.UNKNOWN),
                 start_us=start_ns // 1000,
                 duration_us=max(end_ns - start_ns, 0) // 1000,
                 attributes=dict(span.attributes or {}),
                 error=span.status.status_code is StatusCode.ERROR,
+                kind=span.kind.name.lower(),
+                scope=scope.name if scope is not None else None,
+                follows_from=follows_from,
+                linked=linked,
             )
         )
     return group_traces(converted)
 
 
+def _parent(child_of: str | None, follows_from: tuple[str, ...]) -> tuple[str | None, bool]:
+    """(parent id, whether it is only a link): the parent span, else the first linked span of the trace."""
+    if child_of is not None or not follows_from:
+        return child_of, False
+    return follows_from[0], True
+
+
 def _jaeger_tag_value(tag: Mapping[str, Any]) -> Any:
     value = tag.get("value")
-    if tag.get("type") == "int64":
-        return _as_int(value)
+    if tag.get("type") == "int64":  # a number, or its text
+        try:
+            return int(value)
+        except (TypeError, ValueError, OverflowError):
+            return value
     return value
 
 
@@ -323,13 +399,20 @@ def _jaeger_tags(tags: Any) -> dict[str, Any]:
     }
 
 
-def _jaeger_parent(span: Mapping[str, Any]) -> str | None:
-    references = span.get("references") or []
-    for ref_type in (JAEGER_CHILD_OF, None):
-        for reference in references:
-            if isinstance(reference, Mapping) and (ref_type is None or reference.get("refType") == ref_type):
-                return str(reference.get("spanID")) or None
-    return None
+def _jaeger_references(span: Mapping[str, Any], trace_id: str) -> tuple[str | None, tuple[str, ...]]:
+    """(the CHILD_OF span id, the FOLLOWS_FROM span ids), of references into trace ``trace_id`` only."""
+    child_of, follows_from = None, []
+    references = span.get("references")
+    for reference in references if isinstance(references, list) else ():
+        if not isinstance(reference, Mapping) or not reference.get("spanID"):
+            continue
+        if str(reference.get("traceID") or trace_id).zfill(32) != trace_id:
+            continue
+        if reference.get("refType") == JAEGER_FOLLOWS_FROM:
+            follows_from.append(str(reference["spanID"]))
+        elif reference.get("refType") == JAEGER_CHILD_OF and child_of is None:
+            child_of = str(reference["spanID"])
+    return child_of, tuple(follows_from)
 
 
 def from_jaeger(payload: Mapping[str, Any]) -> list[Trace]:
@@ -345,18 +428,26 @@ def from_jaeger(payload: Mapping[str, Any]) -> list[Trace]:
                 continue
             process = processes.get(span.get("processID")) or span.get("process") or {}
             tags = _jaeger_tags(span.get("tags"))
+            # Jaeger drops leading zeros when the high half is 0; the SDK always prints 32 digits.
+            trace_id = str(span.get("traceID") or trace.get("traceID") or semconv.UNKNOWN).zfill(32)
+            child_of, follows_from = _jaeger_references(span, trace_id)
+            parent, linked = _parent(child_of, follows_from)
+            scope = tags.get(JAEGER_SCOPE_TAG)
             converted.append(
                 Span(
-                    # Jaeger drops leading zeros when the high half is 0; the SDK always prints 32 digits.
-                    trace_id=str(span.get("traceID") or trace.get("traceID") or semconv.UNKNOWN).zfill(32),
+                    trace_id=trace_id,
                     span_id=str(span["spanID"]),
-                    parent_id=_jaeger_parent(span),
+                    parent_id=parent,
                     name=str(span.get("operationName") or semconv.UNKNOWN),
                     service=str(process.get("serviceName") or semconv.UNKNOWN),
                     start_us=_as_int(span.get("startTime")),
                     duration_us=_as_int(span.get("duration")),
                     attributes=tags,
                     error=tags.get(JAEGER_ERROR_TAG) is True or tags.get(JAEGER_STATUS_CODE_TAG) == "ERROR",
+                    kind=str(tags.get(JAEGER_SPAN_KIND_TAG) or KIND_INTERNAL),
+                    scope=str(scope) if scope is not None else None,
+                    follows_from=follows_from,
+                    linked=linked,
                 )
             )
     return group_traces(converted)

@@ -17,7 +17,8 @@ Fixtures (stable API, used by the integration, e2e and CLI tests of every task):
     Attributes: ``otlp_grpc_endpoint`` ("127.0.0.1:port"), ``otlp_http_endpoint`` ("http://127.0.0.1:port"),
     ``collector_metrics_url``, ``jaeger_query_url``, ``prometheus_url``, ``redis_url``,
     ``langsmith_receiver``, ``runner`` (the ``otel_llm.stack.run.Stack``). Methods: ``stop_jaeger()``,
-    ``start_jaeger()``, ``find_traces(service, tags)``, ``get_trace(trace_id)``, ``prometheus_query(promql)``.
+    ``start_jaeger()``, ``find_traces(service, tags)`` and ``get_trace(trace_id)`` (``otel_llm.traces.Trace``
+    objects), ``jaeger_answer(service, tags)`` (Jaeger's JSON as it came), ``prometheus_query(promql)``.
     The collector exports to LangSmith with key ``TEST_LANGSMITH_API_KEY`` and project
     ``TEST_LANGSMITH_PROJECT`` (tests.support.stack), flushes span metrics every 1 s; Prometheus scrapes every
     1 s.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any
@@ -65,6 +66,7 @@ GRAPH_MODES = ("sync", "async")
 
 Publish = Callable[[Mapping[str, str]], None]
 AsyncPublish = Callable[[Mapping[str, str]], Awaitable[None]]
+AnyPublish = Publish | AsyncPublish
 
 
 def graph_input(job: Job) -> dict[str, Any]:
@@ -89,36 +91,69 @@ def _answer_token(mode: str, payload: Any) -> str | None:
     return content if isinstance(content, str) and content else None
 
 
-def run_job(graph: Any, job: Job, publish: Publish) -> str:
-    """Runs the sync graph for ``job``: publishes each token, then the done entry; gives the answer."""
+# One implementation of a job, a coroutine: the async entry points await it, the sync ones run it to its end
+# on the calling thread (with a sync graph and sync callbacks nothing in it ever suspends).
+async def _run_job(graph: Any, job: Job, publish: AnyPublish, asynchronous: bool) -> str:
     final: dict[str, Any] = {}
     with publishing_stream(publish, provider=job.provider, model=job.model, node=ANSWER_NODE) as emit:
-        for mode, payload in graph.stream(graph_input(job), job_config(job), stream_mode=STREAM_MODES):
+        async for mode, payload in _graph_chunks(graph, job, asynchronous):
             if mode == "values":
                 final = payload
             elif (token := _answer_token(mode, payload)) is not None:
-                emit({TOKEN_FIELD: token})
+                await _settled(emit({TOKEN_FIELD: token}))
     answer = str(final.get("answer", ""))
-    publish({DONE_FIELD: "1", ANSWER_FIELD: answer})
+    await _settled(publish({DONE_FIELD: "1", ANSWER_FIELD: answer}))
     return answer
 
 
-async def arun_job(graph: Any, job: Job, publish: AsyncPublish) -> str:
-    """:func:`run_job` for the async graph."""
-    final: dict[str, Any] = {}
-    with publishing_stream(publish, provider=job.provider, model=job.model, node=ANSWER_NODE) as emit:
-        async for mode, payload in graph.astream(graph_input(job), job_config(job), stream_mode=STREAM_MODES):
-            if mode == "values":
-                final = payload
-            elif (token := _answer_token(mode, payload)) is not None:
-                await emit({TOKEN_FIELD: token})
-    answer = str(final.get("answer", ""))
-    await publish({DONE_FIELD: "1", ANSWER_FIELD: answer})
-    return answer
+async def _handle_message(
+    graph: Any,
+    message_id: str,
+    fields: Mapping[Any, Any],
+    publish_to: Callable[[str], AnyPublish],
+    acknowledge: Callable[[], Any] | None,
+    tracer_provider: trace.TracerProvider | None,
+    asynchronous: bool,
+) -> str:
+    with _job_span(fields, message_id, tracer_provider):
+        try:
+            job = Job.from_fields(fields)
+            publish = publish_to(job.job_id)
+            try:
+                return await _run_job(graph, job, publish, asynchronous)
+            except Exception as error:
+                await _settled(publish(_error_entry(error)))
+                raise
+        finally:
+            if acknowledge is not None:
+                await _settled(acknowledge())
 
 
-def _error_entry(error: BaseException) -> dict[str, str]:
-    return {ERROR_FIELD: f"{type(error).__name__}: {error}"}
+def _graph_chunks(graph: Any, job: Job, asynchronous: bool) -> AsyncIterator[tuple[str, Any]]:
+    """The graph's ``(mode, payload)`` chunks for ``job``: from ``astream``, or ``stream`` as they come."""
+    if asynchronous:
+        return graph.astream(graph_input(job), job_config(job), stream_mode=STREAM_MODES)
+    return _as_async(graph.stream(graph_input(job), job_config(job), stream_mode=STREAM_MODES))
+
+
+async def _as_async(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+async def _settled(result: Any) -> Any:
+    """``result``, awaited when it is awaitable: sync and async callbacks alike."""
+    return await result if inspect.isawaitable(result) else result
+
+
+def _to_end(job: Coroutine[Any, Any, str]) -> str:
+    """Runs ``job`` on this thread for a sync entry point: its result, or its exception raised."""
+    try:
+        job.send(None)
+    except StopIteration as done:
+        return done.value
+    job.close()
+    raise RuntimeError("a sync job waited for something asynchronous: give it sync callbacks")
 
 
 def _job_span(
@@ -135,27 +170,38 @@ def _job_span(
     )
 
 
+def _error_entry(error: BaseException) -> dict[str, str]:
+    return {ERROR_FIELD: f"{type(error).__name__}: {error}"}
+
+
+def run_job(graph: Any, job: Job, publish: Publish) -> str:
+    """Runs the sync graph for ``job``: publishes each token, then the done entry; gives the answer."""
+    return _to_end(_run_job(graph, job, publish, asynchronous=False))
+
+
+async def arun_job(graph: Any, job: Job, publish: AsyncPublish) -> str:
+    """:func:`run_job` for the async graph."""
+    return await _run_job(graph, job, publish, asynchronous=True)
+
+
 def handle_message(
     graph: Any,
     message_id: str,
     fields: Mapping[Any, Any],
-    publish_to: Callable[[str], Publish],
+    publish_to: Callable[[str], AnyPublish],
     *,
-    acknowledge: Callable[[], None] = lambda: None,
+    acknowledge: Callable[[], None] | None = None,
     tracer_provider: trace.TracerProvider | None = None,
 ) -> str:
-    """Processes one job message in its CONSUMER span: run the graph, publish, acknowledge; re-raises."""
-    with _job_span(fields, message_id, tracer_provider):
-        try:
-            job = Job.from_fields(fields)
-            publish = publish_to(job.job_id)
-            try:
-                return run_job(graph, job, publish)
-            except Exception as error:
-                publish(_error_entry(error))
-                raise
-        finally:
-            acknowledge()
+    """Processes one job message in its CONSUMER span: run the graph, publish, acknowledge; re-raises.
+
+    Runs on the calling thread: a publish function may be ``async def`` only if it never waits (a sync Redis
+    client behind it), else RuntimeError."""
+    return _to_end(
+        _handle_message(
+            graph, message_id, fields, publish_to, acknowledge, tracer_provider, asynchronous=False
+        )
+    )
 
 
 async def ahandle_message(
@@ -168,18 +214,9 @@ async def ahandle_message(
     tracer_provider: trace.TracerProvider | None = None,
 ) -> str:
     """:func:`handle_message` for the async graph."""
-    with _job_span(fields, message_id, tracer_provider):
-        try:
-            job = Job.from_fields(fields)
-            publish = publish_to(job.job_id)
-            try:
-                return await arun_job(graph, job, publish)
-            except Exception as error:
-                await publish(_error_entry(error))
-                raise
-        finally:
-            if acknowledge is not None:
-                await acknowledge()
+    return await _handle_message(
+        graph, message_id, fields, publish_to, acknowledge, tracer_provider, asynchronous=True
+    )
 
 
 # --- the Redis process -------------------------------------------------------------------------------------
@@ -195,24 +232,14 @@ def ensure_consumer_group(redis_url: str) -> None:
                 raise
 
 
-def _redis_publisher(client: Any, job_id: str) -> Publish:
-    stream = answer_stream(job_id)
-
-    def publish(entry: Mapping[str, str]) -> None:
-        client.xadd(stream, dict(entry), maxlen=MAX_ANSWER_ENTRIES, approximate=True)
-        if TOKEN_FIELD not in entry:
-            client.expire(stream, ANSWER_TTL_S)
-
-    return publish
-
-
-def _async_redis_publisher(client: Any, job_id: str) -> AsyncPublish:
+def _redis_publisher(client: Any, job_id: str) -> AsyncPublish:
+    """Publishes to the job's answer stream through a ``redis.Redis`` or a ``redis.asyncio.Redis`` client."""
     stream = answer_stream(job_id)
 
     async def publish(entry: Mapping[str, str]) -> None:
-        await client.xadd(stream, dict(entry), maxlen=MAX_ANSWER_ENTRIES, approximate=True)
+        await _settled(client.xadd(stream, dict(entry), maxlen=MAX_ANSWER_ENTRIES, approximate=True))
         if TOKEN_FIELD not in entry:
-            await client.expire(stream, ANSWER_TTL_S)
+            await _settled(client.expire(stream, ANSWER_TTL_S))
 
     return publish
 
@@ -282,7 +309,7 @@ async def run_async_worker(
                 graph,
                 message_id,
                 fields,
-                lambda job_id: _async_redis_publisher(client, job_id),
+                lambda job_id: _redis_publisher(client, job_id),
                 acknowledge=lambda: acknowledge(message_id),
             )
         except Exception:

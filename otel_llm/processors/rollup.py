@@ -54,7 +54,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -536,15 +536,12 @@ class RollupSpanExporter(SpanExporter):
         """The inner exporter's result; FAILURE (logged) when it raises. Never raises."""
         # The flush thread is ours, not the BSP's: suppress instrumentation of the exporter's own I/O here
         # too.
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            with self._export_lock:
+            with suppress_instrumentation(), self._export_lock:
                 return self._inner.export(batch)
         except Exception:
             _rate_limited.exception("otel-llm roll-up: the inner exporter failed")
             return SpanExportResult.FAILURE
-        finally:
-            detach(token)
 
     def _ensure_thread(self) -> None:
         thread = self._thread

@@ -36,8 +36,9 @@ from otel_llm.demo.graph import LLM_NODES, NODES
 from otel_llm.demo.jobs import JOBS_STREAM
 from otel_llm.demo.models import DEFAULT_ANSWER_WORDS
 from otel_llm.demo.services import COMPLETIONS_PATH, GRPC_METHOD
+from otel_llm.semconv import LANGGRAPH_NODE as LLM_LANGGRAPH_NODE
 from otel_llm.semconv import OPERATION_INVOKE_WORKFLOW
-from tests.e2e.jaeger_traces import Trace
+from otel_llm.traces import Span, Trace
 from tests.support.poll import poll
 
 T = TypeVar("T")
@@ -105,13 +106,30 @@ COLLECTOR_SCOPE = "github.com/otel-llm/otel-llm/collector/llmrollupprocessor"
 
 def span_multiset(trace: Trace) -> Counter[SpanKey]:
     """The app's spans of a trace as (service, name, kind) with their counts."""
-    return Counter((span.service, span.name, span.kind) for span in trace.spans.values()
+    return Counter((span.service, span.name, span.kind) for span in trace.spans
                    if span.scope != COLLECTOR_SCOPE)
 
 
 def job_of(trace: Trace) -> str | None:
     """The job a trace ran (the run config's job_id on its LangChain spans)."""
-    return next((span.tags[JOB_ID_TAG] for span in trace.spans.values() if JOB_ID_TAG in span.tags), None)
+    return next((span.attributes[JOB_ID_TAG] for span in trace.spans if JOB_ID_TAG in span.attributes), None)
+
+
+def node_of(span: Span) -> str | None:
+    """The node otel-llm names on ``span`` (``llm.langgraph.node``; ``Span.node`` also reads LangSmith's)."""
+    return span.attributes.get(LLM_LANGGRAPH_NODE)
+
+
+def url(span: Span) -> str:
+    """An HTTP client span's URL (stable or old HTTP semconv), else ''."""
+    return str(span.attributes.get("url.full") or span.attributes.get("http.url") or "")
+
+
+def is_rpc_or_http(span: Span) -> bool:
+    """Whether ``span`` is a gRPC call or an HTTP request (stable or old HTTP semconv)."""
+    attributes = span.attributes
+    return (attributes.get("rpc.system") == "grpc" or "http.request.method" in attributes
+            or "http.method" in attributes)
 
 
 def trace_gaps(jobs: Sequence[Mapping[str, Any]], traces: Mapping[str, Trace]) -> list[str]:

@@ -43,7 +43,7 @@ from otel_llm.semconv import (
     SESSION_ID,
 )
 from otel_llm.stack.run import STATE_DIR_ENV
-from tests.e2e.jaeger_traces import Trace
+from otel_llm.traces import Trace, from_jaeger
 from tests.support.poll import poll
 
 pytestmark = pytest.mark.e2e
@@ -111,7 +111,7 @@ def worker_traces(stack, experiment_id: str, jobs: int) -> list[Trace]:
         raw = client.find_traces(
             WORKER_SERVICE, now_us - 15 * 60 * 1_000_000, now_us, 1000, {EXPERIMENT_ID: experiment_id}, 0
         )
-        traces = [Trace.from_jaeger(item) for item in raw]
+        traces = from_jaeger({"data": raw})
         runs = sum(len(trace.named(OPERATION_INVOKE_WORKFLOW)) for trace in traces)
         return traces if runs == jobs else None
 
@@ -159,20 +159,22 @@ def test_verdict_counts_equal_the_raw_spans(load_run):
     spans and the whole-response spans per intent in Jaeger say."""
     report, _, traces, _ = load_run
     verdicts = verdict_map(report)
-    spans = [span for trace in traces for span in trace.spans.values()]
+    spans = [span for trace in traces for span in trace.spans]
     for arm in (OPENAI_ARM, BEDROCK_ARM):
-        of_arm = [span for span in spans if span.tags.get(EXPERIMENT_ARM) == arm]
+        of_arm = [span for span in spans if span.attributes.get(EXPERIMENT_ARM) == arm]
         rows = {
             "intent_classification": [
-                s for s in of_arm if s.name == "intent" and s.tags.get(LANGGRAPH_NODE) == "intent"
+                s for s in of_arm if s.name == "intent" and s.attributes.get(LANGGRAPH_NODE) == "intent"
             ],
             "response_waste": [
-                s for s in of_arm if s.name == OPERATION_INVOKE_WORKFLOW and s.tags.get(INTENT_TAG) == "waste"
+                s
+                for s in of_arm
+                if s.name == OPERATION_INVOKE_WORKFLOW and s.attributes.get(INTENT_TAG) == "waste"
             ],
             "response_general": [
                 s
                 for s in of_arm
-                if s.name == OPERATION_INVOKE_WORKFLOW and s.tags.get(INTENT_TAG) == "general"
+                if s.name == OPERATION_INVOKE_WORKFLOW and s.attributes.get(INTENT_TAG) == "general"
             ],
         }
         for name, row_spans in rows.items():
@@ -180,7 +182,9 @@ def test_verdict_counts_equal_the_raw_spans(load_run):
             verdict = verdicts[(name, arm)]
             assert verdict["count"] == len(durations) > 0, (name, arm)
             assert verdict["within_target"] == _within(durations, name), (name, arm)
-    intents = Counter(span.tags.get(INTENT_TAG) for span in spans if span.name == OPERATION_INVOKE_WORKFLOW)
+    intents = Counter(
+        span.attributes.get(INTENT_TAG) for span in spans if span.name == OPERATION_INVOKE_WORKFLOW
+    )
     # bulk_waste messages classify as waste in the reference app
     assert set(intents) == {"waste", "character", "general"}
 
@@ -190,7 +194,7 @@ def test_session_ids_per_user_and_iteration(load_run):
     numbered from 0 without a gap (the Eco2 agent's `session-${__VU}-${__ITER}`)."""
     _, _, traces, _ = load_run
     sessions = [
-        next(span.tags[SESSION_ID] for span in trace.spans.values() if SESSION_ID in span.tags)
+        next(span.attributes[SESSION_ID] for span in trace.spans if SESSION_ID in span.attributes)
         for trace in traces
     ]
     assert len(set(sessions)) == len(sessions) == len(traces)

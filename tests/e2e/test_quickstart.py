@@ -32,7 +32,7 @@ from otel_llm import semconv
 from otel_llm.stack.paths import cache_dir
 from otel_llm.stack.run import ALL_PORTS, JAEGER_QUERY_HTTP, PROMETHEUS, STATE_DIR_ENV, free_ports
 from tests.support.poll import poll
-from tests.support.queries import jaeger_find_traces, prometheus_query, span_tags
+from tests.support.queries import jaeger_search, prometheus_query
 
 pytestmark = pytest.mark.e2e
 
@@ -154,11 +154,13 @@ def test_the_install_line_gives_an_app_environment_that_names_missing_extras(flo
 
 def raw_samples(jaeger_url: str) -> dict[str, list[dict]]:
     """Per arm, one dict per trace counted from the raw spans of Jaeger's answer for the API service alone
-    (each trace once): duration, error, tokens and first-chunk times, every span id counted once."""
+    (each trace once): duration, error, tokens and first-chunk times, every span id counted once. Read from
+    the JSON itself, not with otel_llm.traces: the oracle for `ab`, which reads it with otel_llm.traces."""
     by_arm = defaultdict(list)
-    for trace in jaeger_find_traces(jaeger_url, "chat-api", limit=1000):
+    for trace in jaeger_search(jaeger_url, "chat-api", limit=1000)["data"] or []:
         spans = {span["spanID"]: span for span in trace["spans"]}
-        tags = {span_id: span_tags(span) for span_id, span in spans.items()}
+        tags = {span_id: {tag["key"]: tag["value"] for tag in span.get("tags", [])}
+                for span_id, span in spans.items()}
         arms = {t[semconv.EXPERIMENT_ARM] for t in tags.values() if semconv.EXPERIMENT_ARM in t}
         if not arms:
             continue

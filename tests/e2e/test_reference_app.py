@@ -20,13 +20,15 @@ from otel_llm.demo.api import DEMO_EXPERIMENT_ID, demo_experiment
 from otel_llm.demo.embedded import MESSAGES, sessions_covering_arms
 from otel_llm.demo.graph import classify_intent
 from otel_llm.demo.services import COMPLETIONS_PATH
-from tests.e2e.jaeger_traces import Trace
 from tests.e2e.reference_app import (
     COLLECTOR_SCOPE,
     JOB_ID_TAG,
     LANGSMITH_SCOPE,
     ReferenceApp,
+    is_rpc_or_http,
+    node_of,
     trace_gaps,
+    url,
     wait_for_complete,
 )
 from tests.support.poll import poll
@@ -65,7 +67,7 @@ def batch(stack, tmp_path_factory):
         for job in jobs:
             data = stack.find_traces(WORKER_SERVICE, {JOB_ID_TAG: job["job_id"]})
             if len(data) == 1:
-                found[job["job_id"]] = Trace.from_jaeger(data[0])
+                found[job["job_id"]] = data[0]
         return found, trace_gaps(jobs, found)
 
     traces, _ = wait_for_complete(fetch, TRACE_TIMEOUT_S, "every request's whole trace in Jaeger")
@@ -82,7 +84,7 @@ def langsmith_alone(stack, tmp_path_factory):
 
     def langsmith_spans():
         data = stack.find_traces(WORKER_SERVICE, {JOB_ID_TAG: job["job_id"]})
-        spans = [span for trace in data for span in Trace.from_jaeger(trace).spans.values()]
+        spans = [span for trace in data for span in trace.spans]
         return [span for span in spans if span.scope == LANGSMITH_SCOPE]
 
     return poll(langsmith_spans, timeout=TRACE_TIMEOUT_S, message="langsmith's own spans of the control")
@@ -96,12 +98,14 @@ class TestOneTracePerRequest:
         assert all(job["tokens"] == 12 for job in jobs)
 
     def test_each_request_is_one_trace_with_one_root_and_no_orphans(self, batch):
-        """One trace per request holding API, worker and services; one root (the API's POST), no orphans."""
+        """One trace per request holding API, worker and services; one root (the API's POST), no orphans, and
+        every span under a parent span of its own (none hangs by a FOLLOWS_FROM link only)."""
         _, traces = batch
         for trace in traces.values():
-            assert trace.services == {API_SERVICE, WORKER_SERVICE, SERVICES_SERVICE}
+            assert set(trace.services) == {API_SERVICE, WORKER_SERVICE, SERVICES_SERVICE}
             assert [(root.name, root.service) for root in trace.roots] == [("POST /api/v1/chat", API_SERVICE)]
             assert trace.orphans == []
+            assert [span.name for span in trace.spans if span.linked] == []
 
     def test_each_trace_holds_exactly_the_spans_the_graph_implies(self, batch):
         """Each trace's multiset of (service, span name, kind) is ``expected_spans``: none lost or doubled."""
@@ -114,7 +118,7 @@ class TestOneTracePerRequest:
         _, traces = batch
         assert {span.name for span in langsmith_alone} >= {"intent", "answer"}
         for trace in traces.values():
-            scopes = {span.scope for span in trace.spans.values()}
+            scopes = {span.scope for span in trace.spans}
             assert LANGSMITH_SCOPE not in scopes
 
     def test_run_config_reaches_every_langchain_span(self, batch):
@@ -127,15 +131,16 @@ class TestOneTracePerRequest:
             intent = classify_intent(job["message"])
             intents.add(intent)
             (graph,) = trace.named(semconv.OPERATION_INVOKE_WORKFLOW)
-            assert graph.tags[semconv.LANGSMITH_TRACE_NAME] == f"chat:{job['job_id']}"
-            assert graph.tags[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_INVOKE_WORKFLOW
-            runs = [span for span in trace.spans.values() if semconv.LANGSMITH_SPAN_KIND in span.tags]
+            assert graph.attributes[semconv.LANGSMITH_TRACE_NAME] == f"chat:{job['job_id']}"
+            assert graph.attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_INVOKE_WORKFLOW
+            runs = [span for span in trace.spans if semconv.LANGSMITH_SPAN_KIND in span.attributes]
             assert len(runs) > len(NODES)
             for span in runs:
-                assert span.tags[THREAD_ID_TAG] == job["session_id"], span.name
-                assert span.tags[JOB_ID_TAG] == job["job_id"], span.name
-                assert span.tags["langsmith.metadata.user_id"] == job["user_id"], span.name
-                assert f"intent:{intent}" in span.tags[semconv.LANGSMITH_SPAN_TAGS].split(", "), span.name
+                assert span.attributes[THREAD_ID_TAG] == job["session_id"], span.name
+                assert span.attributes[JOB_ID_TAG] == job["job_id"], span.name
+                assert span.attributes["langsmith.metadata.user_id"] == job["user_id"], span.name
+                tags = span.attributes[semconv.LANGSMITH_SPAN_TAGS].split(", ")
+                assert f"intent:{intent}" in tags, span.name
         assert intents == {"waste", "character", "weather", "general"}
 
     def test_worker_consumer_span_is_the_child_of_the_api_producer_span(self, batch):
@@ -144,18 +149,19 @@ class TestOneTracePerRequest:
         for trace in traces.values():
             (consumer,) = trace.of_kind("consumer", WORKER_SERVICE)
             producer = trace.parent(consumer)
+            assert not consumer.linked  # the producer is its parent span, not only a link
             assert (producer.kind, producer.service) == ("producer", API_SERVICE)
-            assert producer.tags["messaging.system"] == "redis"
+            assert producer.attributes["messaging.system"] == "redis"
 
     def test_every_graph_node_is_a_span_with_llm_spans_beneath(self, batch):
         """Intent, the four subagents and answer are node spans; intent, general and answer call an LLM."""
         _, traces = batch
         for trace in traces.values():
             nodes = {
-                span.name for span in trace.spans.values() if span.name in NODES and span.node == span.name
+                span.name for span in trace.spans if span.name in NODES and node_of(span) == span.name
             }
             assert nodes == NODES
-            llm_nodes = sorted(trace.parent(span).node for span in trace.spans.values() if span.is_llm)
+            llm_nodes = sorted(node_of(trace.parent(span)) for span in trace.spans if span.is_llm)
             assert llm_nodes == ["answer", "general", "intent"]
 
     def test_grpc_and_http_client_spans_are_children_of_the_node_that_made_them(self, batch):
@@ -163,9 +169,9 @@ class TestOneTracePerRequest:
         below."""
         _, traces = batch
         for trace in traces.values():
-            clients = [s for s in trace.of_kind("client", WORKER_SERVICE) if s.is_rpc_or_http]
-            grpc_clients = [span for span in clients if span.tags.get("rpc.system") == "grpc"]
-            weather = [span for span in clients if "/weather/" in span.url]
+            clients = [s for s in trace.of_kind("client", WORKER_SERVICE) if is_rpc_or_http(s)]
+            grpc_clients = [span for span in clients if span.attributes.get("rpc.system") == "grpc"]
+            weather = [span for span in clients if "/weather/" in url(span)]
             assert [trace.parent(span).name for span in grpc_clients] == ["character"]
             assert [trace.parent(span).name for span in weather] == ["weather"]
             servers = trace.of_kind("server", SERVICES_SERVICE)
@@ -181,15 +187,15 @@ class TestOneTracePerRequest:
             sdk_calls = [
                 span
                 for span in trace.of_kind("client", WORKER_SERVICE)
-                if span.url.endswith(COMPLETIONS_PATH)
+                if url(span).endswith(COMPLETIONS_PATH)
             ]
-            llm_spans = [span for span in trace.spans.values() if span.is_llm]
+            llm_spans = [span for span in trace.spans if span.is_llm]
             assert sorted(trace.parent(span).span_id for span in sdk_calls) == sorted(
                 span.span_id for span in llm_spans
             )
             for llm in llm_spans:
                 node = trace.parent(llm)
-                assert (node.name, node.node, node.kind) == (llm.node, llm.node, "internal")
+                assert (node.name, node_of(node), node.kind) == (node_of(llm), node_of(llm), "internal")
 
     def test_api_span_carries_the_assigned_arm_and_worker_root_the_actual_provider(self, batch):
         """Assigned provider/model (arm, and each on its own, through baggage) on the API request span and the
@@ -200,15 +206,16 @@ class TestOneTracePerRequest:
             (root,) = trace.roots
             (consumer,) = trace.of_kind("consumer", WORKER_SERVICE)
             for span in (root, consumer):
-                assert span.tags[semconv.EXPERIMENT_PROVIDER] == job["provider"]
-                assert span.tags[semconv.EXPERIMENT_MODEL] == job["model"]
-            assert root.tags[semconv.EXPERIMENT_ARM] == f"{job['provider']}:{job['model']}"
-            assert consumer.tags[semconv.ROLLUP_PROVIDER] == job["provider"]
-            assert consumer.tags[semconv.ROLLUP_MODEL] == job["model"]
-            assert consumer.tags[semconv.EXPERIMENT_ARM] == root.tags[semconv.EXPERIMENT_ARM]
-            llm = [span for span in trace.spans.values() if span.is_llm]
+                assert span.attributes[semconv.EXPERIMENT_PROVIDER] == job["provider"]
+                assert span.attributes[semconv.EXPERIMENT_MODEL] == job["model"]
+            assert root.attributes[semconv.EXPERIMENT_ARM] == f"{job['provider']}:{job['model']}"
+            assert consumer.attributes[semconv.ROLLUP_PROVIDER] == job["provider"]
+            assert consumer.attributes[semconv.ROLLUP_MODEL] == job["model"]
+            assert consumer.attributes[semconv.EXPERIMENT_ARM] == root.attributes[semconv.EXPERIMENT_ARM]
+            llm = [span for span in trace.spans if span.is_llm]
             assert {
-                (s.tags[semconv.GEN_AI_PROVIDER_NAME], s.tags[semconv.GEN_AI_REQUEST_MODEL]) for s in llm
+                (s.attributes[semconv.GEN_AI_PROVIDER_NAME], s.attributes[semconv.GEN_AI_REQUEST_MODEL])
+                for s in llm
             } == {(job["provider"], job["model"])}
 
 
@@ -220,13 +227,13 @@ class TestOneTracePerRequest:
         jobs, traces = batch
         for job in jobs:
             trace = traces[job["job_id"]]
-            spans = [s for s in trace.spans.values() if s.service in (API_SERVICE, WORKER_SERVICE)]
+            spans = [s for s in trace.spans if s.service in (API_SERVICE, WORKER_SERVICE)]
             assert {s.service for s in spans} == {API_SERVICE, WORKER_SERVICE}
             missing = [
-                (s.service, s.name, s.tags.get(ASGI_EVENT_TYPE))
+                (s.service, s.name, s.attributes.get(ASGI_EVENT_TYPE))
                 for s in spans
-                if s.tags.get(semconv.EXPERIMENT_ID) != DEMO_EXPERIMENT_ID
-                or s.tags.get(semconv.EXPERIMENT_ARM) != f"{job['provider']}:{job['model']}"
+                if s.attributes.get(semconv.EXPERIMENT_ID) != DEMO_EXPERIMENT_ID
+                or s.attributes.get(semconv.EXPERIMENT_ARM) != f"{job['provider']}:{job['model']}"
             ]
             assert sorted(missing) == [
                 (API_SERVICE, "POST /api/v1/chat http receive", "http.request"),
@@ -265,15 +272,15 @@ class TestMetricsAndLangSmith:
                 spans[span.span_id.hex()] = span
             return (
                 spans
-                if all(span_id in spans for trace in traces.values() for span_id, span in trace.spans.items()
+                if all(span.span_id in spans for trace in traces.values() for span in trace.spans
                        if span.scope != COLLECTOR_SCOPE)
                 else None
             )
 
         posted = poll(received, timeout=TRACE_TIMEOUT_S, message="the traces at the LangSmith receiver")
         for trace in traces.values():
-            graph_spans = [span for span in trace.spans.values() if semconv.LANGSMITH_SPAN_KIND in span.tags]
-            assert {span.node for span in graph_spans} >= NODES
+            graph_spans = [span for span in trace.spans if semconv.LANGSMITH_SPAN_KIND in span.attributes]
+            assert {node_of(span) for span in graph_spans} >= NODES
             for span in graph_spans:
                 attributes = {kv.key for kv in posted[span.span_id].attributes}
                 assert semconv.LANGSMITH_SPAN_KIND in attributes

@@ -27,7 +27,7 @@ from otel_llm.cli.search import EXIT_ERROR, JAEGER_URL_ENV
 from otel_llm.demo.embedded import sessions_covering_arms
 from otel_llm.demo.models import LATENCY_ENV, PROVIDER_MODELS, TTFT_ENV, provider_variable
 from otel_llm.experiment import Experiment, parse_arms
-from tests.e2e.jaeger_traces import Trace
+from otel_llm.traces import Trace, from_jaeger
 from tests.e2e.reference_app import ReferenceApp
 from tests.support.poll import poll
 
@@ -73,26 +73,27 @@ class Sent:
 
 def _complete_trace(stack, job_id: str) -> tuple[Trace, dict] | None:
     """The job's trace once Jaeger holds all of it (API root, worker roll-up, services, three LLM calls)."""
-    data = stack.find_traces(WORKER_SERVICE, {JOB_ID_ATTRIBUTE: job_id})
-    if len(data) != 1:
+    answer = stack.jaeger_answer(WORKER_SERVICE, {JOB_ID_ATTRIBUTE: job_id})
+    traces = from_jaeger(answer)
+    if len(traces) != 1:
         return None
-    trace = Trace.from_jaeger(data[0])
+    trace = traces[0]
     consumers = trace.of_kind("consumer", WORKER_SERVICE)
     complete = (
         [root.service for root in trace.roots] == [API_SERVICE]
         and consumers
-        and semconv.ROLLUP_PROVIDER in consumers[0].tags
+        and semconv.ROLLUP_PROVIDER in consumers[0].attributes
         and SERVICES_SERVICE in trace.services
-        and sum(span.is_llm for span in trace.spans.values()) == LLM_CALLS
+        and sum(span.is_llm for span in trace.spans) == LLM_CALLS
     )
-    return (trace, data[0]) if complete else None
+    return (trace, answer["data"][0]) if complete else None
 
 
 def _sent_trace(stack, job: dict, intent: str) -> SentTrace:
-    trace, raw = poll(
+    trace, raw = poll(  # raw: Jaeger's JSON, read apart from otel_llm.traces for the expected times
         lambda: _complete_trace(stack, job["job_id"]), timeout=90, message=f"job {job['job_id']}'s trace"
     )
-    llm = [span for span in trace.spans.values() if span.is_llm]
+    llm = [span for span in trace.spans if span.is_llm]
     return SentTrace(
         trace_id=trace.trace_id.zfill(32),
         arm=f"{job['provider']}:{job['model']}",
@@ -100,7 +101,8 @@ def _sent_trace(stack, job: dict, intent: str) -> SentTrace:
         start_us=min(span["startTime"] for span in raw["spans"]),
         end_us=max(span["startTime"] + span["duration"] for span in raw["spans"]),
         tokens=sum(
-            span.tags[semconv.GEN_AI_USAGE_INPUT_TOKENS] + span.tags[semconv.GEN_AI_USAGE_OUTPUT_TOKENS]
+            span.attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS]
+            + span.attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS]
             for span in llm
         ),
     )

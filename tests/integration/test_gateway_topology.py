@@ -28,6 +28,7 @@ from otel_llm import semconv
 from otel_llm.load.slo import load_slos
 from otel_llm.sampling import intent_targets
 from otel_llm.stack.run import HOST, TOPOLOGIES, Stack
+from otel_llm.traces import Trace
 from tests.support import queries
 from tests.support.poll import poll
 from tests.support.senders import sdk_tracer_provider, unique_service
@@ -101,9 +102,8 @@ def _send(api_endpoint: str, worker_endpoint: str, api: str, worker: str) -> dic
     return sent
 
 
-def _span_multiset(jaeger_trace: dict) -> Counter:
-    services = {pid: process["serviceName"] for pid, process in jaeger_trace["processes"].items()}
-    return Counter((services[span["processID"]], span["operationName"]) for span in jaeger_trace["spans"])
+def _span_multiset(stored: Trace) -> Counter:
+    return Counter((span.service, span.name) for span in stored.spans)
 
 
 def _accepted_spans(port: int) -> float:
@@ -125,7 +125,7 @@ def test_kept_traces_are_whole_and_rates_count_every_request(gateway_stack):
                         (api, semconv.REQUEST_SPAN_NAME): 1})
     kept = [trace_id for trace_id, kind in sent.items() if kind in KEPT_KINDS]
 
-    def stored() -> dict[str, dict]:
+    def stored() -> dict[str, Trace]:
         found = {trace_id: queries.jaeger_get_trace(gateway_stack.jaeger_query_url, trace_id)
                  for trace_id in kept}
         return found if all(found.values()) and all(

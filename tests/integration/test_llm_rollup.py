@@ -22,9 +22,9 @@ import requests
 
 from otel_llm import semconv
 from otel_llm.stack.run import COLLECTOR_TELEMETRY
+from otel_llm.traces import Span, Trace
 from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
-from tests.support.queries import span_tags
 from tests.support.senders import otlp_json_span, post_otlp_json_spans, unique_service
 from tests.support.stack import start_stack
 
@@ -98,28 +98,28 @@ ROOT_ROLLUP = {
 
 
 @pytest.fixture(scope="module")
-def rolled_up(stack) -> tuple[Request, dict]:
+def rolled_up(stack) -> tuple[Request, Trace]:
     """One request posted to the shared stack, and its trace as Jaeger returns it once llm.request is in."""
     request = make_request("rollup")
     request.post(stack.otlp_http_endpoint)
 
-    def complete() -> dict | None:
+    def complete() -> Trace | None:
         trace = stack.get_trace(request.trace_id)
-        names = {span["operationName"] for span in trace["spans"]} if trace else set()
-        return trace if semconv.REQUEST_SPAN_NAME in names and len(trace["spans"]) == 8 else None
+        names = {span.name for span in trace.spans} if trace else set()
+        return trace if semconv.REQUEST_SPAN_NAME in names and len(trace.spans) == 8 else None
 
     return request, poll(complete, timeout=60, message="the whole trace with llm.request in Jaeger")
 
 
-def _by_name(trace: dict) -> dict[str, dict]:
-    return {span["operationName"]: span for span in trace["spans"]}
+def _by_name(trace: Trace) -> dict[str, Span]:
+    return {span.name: span for span in trace.spans}
 
 
 class TestJaeger:
     def test_root_carries_the_rollup_facts_and_fallback(self, rolled_up):
         """The API's root span carries every call of the worker and tool services, and the fallback."""
         _, trace = rolled_up
-        tags = span_tags(_by_name(trace)[ROOT_NAME])
+        tags = _by_name(trace)[ROOT_NAME].attributes
         assert {key: tags.get(key) for key in ROOT_ROLLUP} == ROOT_ROLLUP
         assert tags[semconv.TRACE_DURATION_MS] == pytest.approx(END_TO_END_MS)
         assert tags[semconv.TRACE_LLM_DURATION_MS] == pytest.approx(800 + 400)
@@ -129,11 +129,11 @@ class TestJaeger:
         """The worker's CONSUMER span gets both calls; the tool service's SERVER span its own one."""
         _, trace = rolled_up
         spans = _by_name(trace)
-        assert span_tags(spans["process chat:jobs"])[semconv.ROLLUP_CALLS] == 2
-        tool = span_tags(spans["POST /summarise"])
+        assert spans["process chat:jobs"].attributes[semconv.ROLLUP_CALLS] == 2
+        tool = spans["POST /summarise"].attributes
         assert (tool[semconv.ROLLUP_PROVIDER], tool[semconv.ROLLUP_CALLS]) == ("openai", 1)
-        assert semconv.ROLLUP_CALLS not in span_tags(spans["invoke_workflow"])
-        assert span_tags(spans["openai.chat"])[semconv.GEN_AI_PROVIDER_NAME] == "openai"
+        assert semconv.ROLLUP_CALLS not in spans["invoke_workflow"].attributes
+        assert spans["openai.chat"].attributes[semconv.GEN_AI_PROVIDER_NAME] == "openai"
 
     def test_cost_is_summed_across_services(self, rolled_up):
         """The root and llm.request sum the worker's priced call and count the tool service's unpriced one;
@@ -141,12 +141,12 @@ class TestJaeger:
         _, trace = rolled_up
         spans = _by_name(trace)
         for name in (ROOT_NAME, semconv.REQUEST_SPAN_NAME, "process chat:jobs"):
-            tags = span_tags(spans[name])
+            tags = spans[name].attributes
             assert tags[semconv.ROLLUP_COST_AMOUNT] == pytest.approx(CALL_COST), name
             assert tags[semconv.ROLLUP_COST_CURRENCY] == "USD", name
             assert tags[semconv.ROLLUP_UNPRICED_CALLS] == 1, name
             assert semconv.COST_AMOUNT not in tags
-        assert semconv.ROLLUP_COST_CURRENCY not in span_tags(spans["POST /summarise"])
+        assert semconv.ROLLUP_COST_CURRENCY not in spans["POST /summarise"].attributes
 
     def test_request_span_spans_the_whole_request(self, rolled_up):
         """llm.request is the root's child, lasts the request end to end and carries the arm; the root keeps
@@ -154,16 +154,16 @@ class TestJaeger:
         _, trace = rolled_up
         spans = _by_name(trace)
         request_span, root = spans[semconv.REQUEST_SPAN_NAME], spans[ROOT_NAME]
-        assert request_span["references"][0]["spanID"] == root["spanID"]
-        assert request_span["duration"] == END_TO_END_MS * 1000
-        assert root["duration"] == 3000
-        assert span_tags(request_span)[semconv.EXPERIMENT_ARM] == ARM
+        assert (request_span.parent_id, request_span.linked) == (root.span_id, False)
+        assert request_span.duration_us == END_TO_END_MS * 1000
+        assert root.duration_us == 3000
+        assert request_span.attributes[semconv.EXPERIMENT_ARM] == ARM
 
     def test_search_by_rollup_provider_finds_the_request(self, rolled_up, stack):
         """Jaeger's tag search on the API service by llm.rollup.provider finds the trace."""
         request, _ = rolled_up
         found = stack.find_traces(request.api, {semconv.ROLLUP_PROVIDER: "anthropic,openai"})
-        assert [trace["traceID"] for trace in found] == [request.trace_id]
+        assert [trace.trace_id for trace in found] == [request.trace_id]
         assert stack.find_traces(request.api, {semconv.ROLLUP_PROVIDER: "aws.bedrock"}) == []
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from tests.support.poll import poll
-from tests.support.queries import jaeger_spans, span_tags
+from tests.support.queries import spans_of
 from tests.support.senders import sdk_tracer_provider, unique_service
 
 OUTAGE_SECONDS = 20.0
@@ -34,7 +34,7 @@ def test_spans_sent_while_jaeger_is_down_arrive_after_restart(stack):
 
     def stored() -> set[int]:
         traces = stack.find_traces(service, limit=QUERY_LIMIT, lookback="2h")
-        return {int(span_tags(span)[SEQUENCE_ATTRIBUTE]) for span in jaeger_spans(traces)}
+        return {int(span.attributes[SEQUENCE_ATTRIBUTE]) for span in spans_of(traces)}
 
     try:
         send(count=TRACES_BEFORE)

@@ -9,9 +9,10 @@ import requests
 from opentelemetry.trace import SpanKind
 
 from otel_llm import semconv
+from otel_llm.traces import Span
 from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
-from tests.support.queries import jaeger_spans, span_tags
+from tests.support.queries import spans_of
 from tests.support.senders import post_otlp_json_span, sdk_meter_provider, sdk_tracer_provider, unique_service
 from tests.support.stack import start_stack
 
@@ -20,9 +21,9 @@ SPAN_METRICS_CALLS = "traces_span_metrics_calls_total"
 SPAN_METRICS_DURATION_BUCKET = "traces_span_metrics_duration_milliseconds_bucket"
 
 
-def _only_span(stack, service: str) -> dict:
+def _only_span(stack, service: str) -> Span:
     traces = poll(lambda: stack.find_traces(service), timeout=60, message=f"a trace of {service} in Jaeger")
-    spans = jaeger_spans(traces)
+    spans = spans_of(traces)
     assert len(spans) == 1, spans
     return spans[0]
 
@@ -37,7 +38,7 @@ def test_python_sdk_span_arrives_in_jaeger_with_normalised_provider(stack):
         span.set_attribute(semconv.GEN_AI_OPERATION_NAME, "chat")
     provider.shutdown()
 
-    tags = span_tags(_only_span(stack, service))
+    tags = _only_span(stack, service).attributes
     assert tags[semconv.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
     assert tags[semconv.GEN_AI_REQUEST_MODEL] == "gpt-4o"
 
@@ -48,7 +49,7 @@ def test_plain_otlp_span_with_bedrock_model_id_gets_aws_bedrock(stack):
     post_otlp_json_span(stack.otlp_http_endpoint, service, "chat",
                         {semconv.GEN_AI_SYSTEM: "anthropic", semconv.GEN_AI_REQUEST_MODEL: BEDROCK_CLAUDE})
 
-    tags = span_tags(_only_span(stack, service))
+    tags = _only_span(stack, service).attributes
     assert tags[semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
     assert tags[semconv.GEN_AI_REQUEST_MODEL] == BEDROCK_CLAUDE
 

@@ -14,7 +14,7 @@ from otel_llm import semconv
 from otel_llm.configure import build_telemetry
 from otel_llm.settings import load_settings
 from tests.support.poll import poll
-from tests.support.queries import jaeger_spans, span_tags
+from tests.support.queries import spans_of
 from tests.support.senders import METRIC_EXPORT_INTERVAL_MILLIS, unique_service
 
 BEDROCK_CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -50,9 +50,9 @@ def test_otel_llm_app_provider_reaches_jaeger_on_llm_and_root_spans(stack):
     service = unique_service("otel-llm-app")
     _send_langsmith_style_request(stack.otlp_grpc_endpoint, service)
 
-    traces = poll(lambda: (found := stack.find_traces(service)) and len(jaeger_spans(found)) == 3 and found,
+    traces = poll(lambda: (found := stack.find_traces(service)) and len(spans_of(found)) == 3 and found,
                   timeout=60, message="the 2-span trace and the collector's llm.request span in Jaeger")
-    spans = {span["operationName"]: span_tags(span) for span in jaeger_spans(traces)}
+    spans = {span.name: span.attributes for span in spans_of(traces)}
     assert spans[semconv.REQUEST_SPAN_NAME][semconv.ROLLUP_PROVIDER] == "aws.bedrock"
     assert spans["ChatBedrock"][semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock"
     assert spans["POST /api/v1/chat"][semconv.ROLLUP_PROVIDER] == "aws.bedrock"

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from otel_llm import redaction, semconv
+from otel_llm.traces import from_jaeger
 from tests.support.otlp_http_sink import OtlpHttpSink
 from tests.support.poll import poll
-from tests.support.queries import jaeger_spans, span_tags
+from tests.support.queries import spans_of
 from tests.support.senders import unique_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,11 @@ def _run_app(endpoint: str, metric_file: Path, service: str, corpus: dict[str, s
 def _app_span_count(traces) -> int:
     """Spans of the app in Jaeger: without the collector's llm.request span, which the LangSmith pipeline
     does not add (collector/config.yaml, llm_rollup/langsmith)."""
-    return sum(span["operationName"] != semconv.REQUEST_SPAN_NAME for span in jaeger_spans(traces))
+    return sum(span.name != semconv.REQUEST_SPAN_NAME for span in spans_of(traces))
+
+
+def _jaeger_spans(answer: dict) -> int:
+    return len(spans_of(from_jaeger(answer)))
 
 
 def _leaked(text: str, corpus: dict[str, str]) -> list[str]:
@@ -79,12 +84,12 @@ def test_no_secret_reaches_jaeger_langsmith_the_metric_file_or_the_logs(stack, t
     service, metric_file = unique_service("redaction"), tmp_path / "metric.log"
     logs = _run_app(stack.otlp_grpc_endpoint, metric_file, service, corpus)
 
-    traces = poll(lambda: (found := stack.find_traces(service)) and len(jaeger_spans(found)) > APP_SPANS
+    answer = poll(lambda: (found := stack.jaeger_answer(service)) and _jaeger_spans(found) > APP_SPANS
                   and found, timeout=60, message="the request's trace in Jaeger")
-    count = _app_span_count(traces)
+    count = _app_span_count(from_jaeger(answer))
     langsmith = poll(lambda: len(found := stack.langsmith_receiver.spans(service)) == count and found,
                      timeout=60, message="the same spans at LangSmith")
-    jaeger_text, langsmith_text = json.dumps(traces), "\n".join(str(span) for span in langsmith)
+    jaeger_text, langsmith_text = json.dumps(answer), "\n".join(str(span) for span in langsmith)
     metric_text = metric_file.read_text()
 
     assert {"jaeger": _leaked(jaeger_text, corpus), "langsmith": _leaked(langsmith_text, corpus),
@@ -115,14 +120,14 @@ def test_the_collector_redacts_spans_of_a_service_without_otel_llm(stack, tmp_pa
     service = unique_service("redaction-plain-sdk")
     _run_app(stack.otlp_grpc_endpoint, tmp_path / "metric.log", service, corpus, OTEL_LLM_ENABLED="false")
 
-    traces = poll(lambda: (found := stack.find_traces(service)) and len(jaeger_spans(found)) > APP_SPANS
+    answer = poll(lambda: (found := stack.jaeger_answer(service)) and _jaeger_spans(found) > APP_SPANS
                   and found, timeout=60, message="the request's trace in Jaeger")
+    traces = from_jaeger(answer)
     count = _app_span_count(traces)
     langsmith = poll(lambda: len(found := stack.langsmith_receiver.spans(service)) == count and found,
                      timeout=60, message="the same spans at LangSmith")
-    assert _leaked(json.dumps(traces), corpus) == []
+    assert _leaked(json.dumps(answer), corpus) == []
     assert _leaked("\n".join(str(span) for span in langsmith), corpus) == []
-    request, = (span_tags(span) for span in jaeger_spans(traces)
-                if span["operationName"] == "POST /api/v1/chat")
+    request, = (span.attributes for span in spans_of(traces) if span.name == "POST /api/v1/chat")
     marker = redaction.MARKER  # the kept prefixes ($1 in OTTL) survive the collector's config expansion
     assert request["url.full"] == f"https://{marker}@api.example.com/api/v1/chat?api_key={marker}"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from otel_llm import semconv
 from tests.support.poll import poll
-from tests.support.queries import jaeger_find_traces, jaeger_spans
+from tests.support.queries import jaeger_find_traces, spans_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SPANS_PER_TRACE = 5
@@ -51,8 +51,8 @@ def spans_in_jaeger(query_url: str, service: str) -> int:
     per-trace summary span (``llm.request``), and a span stored twice (the collector's exporter delivers at
     least once) counted once."""
     traces = jaeger_find_traces(query_url, service, limit=MAX_TRACES, lookback="1h")
-    return len({(span["traceID"], span["spanID"]) for span in jaeger_spans(traces)
-                if span["operationName"] != semconv.REQUEST_SPAN_NAME})
+    return len({(span.trace_id, span.span_id) for span in spans_of(traces)
+                if span.name != semconv.REQUEST_SPAN_NAME})
 
 
 def wait_for_spans(query_url: str, service: str, expected: int, timeout: float = 120) -> int:

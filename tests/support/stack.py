@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from otel_llm.stack.run import TOPOLOGIES, Stack
+from otel_llm.traces import Trace
 from tests.support import queries
 from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
@@ -87,10 +88,13 @@ class StackUnderTest:
         """Start the collector again on its recorded ports (a no-op when it runs); returns once healthy."""
         self.runner.start("collector")
 
-    def find_traces(self, service: str, tags: dict[str, str] | None = None, **kwargs) -> list[dict]:
+    def find_traces(self, service: str, tags: dict[str, str] | None = None, **kwargs) -> list[Trace]:
         return queries.jaeger_find_traces(self.jaeger_query_url, service, tags, **kwargs)
 
-    def get_trace(self, trace_id: str) -> dict | None:
+    def jaeger_answer(self, service: str, tags: dict[str, str] | None = None, **kwargs) -> dict:
+        return queries.jaeger_search(self.jaeger_query_url, service, tags, **kwargs)
+
+    def get_trace(self, trace_id: str) -> Trace | None:
         return queries.jaeger_get_trace(self.jaeger_query_url, trace_id)
 
     def prometheus_query(self, promql: str) -> list[dict]:

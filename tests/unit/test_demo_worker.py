@@ -141,6 +141,30 @@ class TestHandleMessage:
         assert span.attributes[semconv.ERROR_TYPE] == "ValueError" and acknowledged == [True]
 
 
+    def test_sync_handler_refuses_a_publisher_that_waits_and_still_acknowledges(self, traced):
+        """The sync entry runs the job on its thread: a publish that waits fails loudly; the job is acked."""
+        provider, _ = traced
+        acknowledged = []
+
+        async def waits(entry):
+            await asyncio.sleep(0)  # a real suspension: there is no event loop to resume it
+
+        class OneToken:
+            def stream(self, *args, **kwargs):
+                yield "values", {"answer": "hi"}
+
+        with pytest.raises(RuntimeError, match="sync callbacks"):
+            handle_message(
+                OneToken(),
+                "5-0",
+                message_for(JOB, provider),
+                lambda job_id: waits,
+                acknowledge=lambda: acknowledged.append(True),
+                tracer_provider=provider,
+            )
+        assert acknowledged == [True]
+
+
 class TestJobConfig:
     def test_job_config_is_the_seed_run_config_for_the_job(self):
         """The run is named after the job, tagged with the intent, with job/user metadata and thread."""

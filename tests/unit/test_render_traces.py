@@ -208,6 +208,7 @@ def test_missing_fields_get_defaults_and_parent_cycles_terminate():
     assert trace.roots == ()
     assert sorted(span.span_id for _, span, _ in trace.walk()) == ["a", "b"]
     assert trace.root.span_id in {"a", "b"}
+    assert [span.span_id for span in trace.ancestors(trace.by_id["a"])] == ["b"]
 
 
 def test_orphans_are_extra_roots_and_traces_are_sorted_by_start():
@@ -229,3 +230,90 @@ def test_summary_is_json_ready():
     assert summary["start"] == "2023-11-14T22:13:20.000+00:00"
     assert summary["duration_ms"] == 2.5 and summary["root_operation"] == "root"
     assert summary["providers"] == [] and summary["llm_calls"] == 0 and summary["error"] is False
+
+
+def referencing(span: dict, *references: tuple[str, str, str]) -> dict:
+    """``span`` with Jaeger references (refType, traceID, spanID)."""
+    keys = ("refType", "traceID", "spanID")
+    return {**span, "references": [dict(zip(keys, reference, strict=True)) for reference in references]}
+
+
+class TestParents:
+    def test_a_span_that_only_follows_from_its_producer_hangs_under_it(self):
+        """A consumer linked FOLLOWS_FROM to a producer of its trace is the producer's child, as linked."""
+        [trace] = from_jaeger(jaeger_payload([
+            jaeger_span("p", None, "send", [{"key": "span.kind", "type": "string", "value": "producer"}]),
+            referencing(jaeger_span("c", None, "process", [], start=2_000), ("FOLLOWS_FROM", "abc", "p")),
+        ]))
+        consumer = trace.by_id["c"]
+        assert (consumer.parent_id, consumer.linked, consumer.follows_from) == ("p", True, ("p",))
+        assert trace.parent(consumer).kind == "producer"
+        assert [root.span_id for root in trace.roots] == ["p"] and trace.orphans == []
+
+    def test_a_parent_span_wins_over_a_link(self):
+        """CHILD_OF is the parent whatever the order; the FOLLOWS_FROM stays listed; not linked."""
+        [trace] = from_jaeger(jaeger_payload([
+            jaeger_span("p", None, "send", []),
+            jaeger_span("q", None, "other", []),
+            referencing(
+                jaeger_span("c", None, "process", []), ("FOLLOWS_FROM", "abc", "q"), ("CHILD_OF", "abc", "p")
+            ),
+        ]))
+        consumer = trace.by_id["c"]
+        assert (consumer.parent_id, consumer.linked, consumer.follows_from) == ("p", False, ("q",))
+
+    def test_a_link_into_another_trace_is_no_parent(self):
+        """A consumer that starts its own trace, linked to the producer's, is its root, not an orphan."""
+        [trace] = from_jaeger(jaeger_payload([
+            referencing(jaeger_span("c", None, "process", []), ("FOLLOWS_FROM", "def", "p")),
+        ]))
+        (root,) = trace.roots
+        assert (root.span_id, root.parent_id, root.follows_from, trace.orphans) == ("c", None, (), [])
+
+    def test_orphans_parents_ancestors_kinds_and_names(self):
+        """A span naming a missing parent is an orphan root; ancestors walk up; kind, scope from tags."""
+        client = [{"key": "span.kind", "type": "string", "value": "client"},
+                  {"key": "otel.scope.name", "type": "string", "value": "grpc"}]
+        [trace] = from_jaeger(jaeger_payload([
+            jaeger_span("r", None, "root", []),
+            jaeger_span("n", "r", "node", []),
+            jaeger_span("g", "n", "character", client),
+            jaeger_span("o", "lost", "orphan", []),
+        ]))
+        grpc_call = trace.by_id["g"]
+        assert [span.span_id for span in trace.orphans] == ["o"]
+        assert [span.name for span in trace.ancestors(grpc_call)] == ["node", "root"]
+        assert trace.of_kind("client") == [grpc_call] and trace.of_kind("client", "elsewhere") == []
+        assert (grpc_call.scope, trace.by_id["r"].kind, trace.by_id["r"].scope) == ("grpc", "internal", None)
+        assert trace.named("node") == [trace.by_id["n"]] and trace.parent(trace.by_id["r"]) is None
+
+    def test_int64_tags_keep_their_sign_and_unreadable_ones_their_text(self):
+        """An int64 tag is its number, negative ones too; one that is no number stays as it came."""
+        [trace] = from_jaeger(jaeger_payload([jaeger_span("r", None, "root", [
+            {"key": "offset", "type": "int64", "value": "-3"},
+            {"key": "odd", "type": "int64", "value": "n/a"},
+        ])]))
+        assert (trace.root.attributes["offset"], trace.root.attributes["odd"]) == (-3, "n/a")
+
+
+def test_sdk_spans_carry_kind_scope_and_links_within_their_trace():
+    """From the SDK: kind, scope, and a span that only links to one of its trace hangs under it, linked."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("queue-test")
+    with tracer.start_as_current_span("send", kind=trace_api.SpanKind.PRODUCER) as producer:
+        pass
+    other_trace = trace_api.SpanContext(0xABC, 0xDEF, is_remote=True)
+    sampled = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
+    same_trace = trace_api.set_span_in_context(trace_api.NonRecordingSpan(trace_api.SpanContext(
+        producer.context.trace_id, 0x1234, is_remote=True, trace_flags=sampled)))
+    links = [trace_api.Link(other_trace), trace_api.Link(producer.context)]
+    tracer.start_span("process", context=same_trace, kind=trace_api.SpanKind.CONSUMER, links=links).end()
+    provider.shutdown()
+    [trace] = from_readable_spans(exporter.get_finished_spans())
+    consumer = trace.named("process")[0]
+    assert (consumer.kind, consumer.scope) == ("consumer", "queue-test")
+    assert consumer.parent_id == "0000000000001234" and not consumer.linked
+    assert consumer.follows_from == (format(producer.context.span_id, "016x"),)
+    assert trace.orphans == [consumer]

@@ -10,6 +10,7 @@ import time
 import pytest
 from opentelemetry import context, trace
 from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -786,6 +787,26 @@ class TestWithBatchSpanProcessor:
         assert {s.name for s in inner.get_finished_spans()} == {"root", "ChatModel"}
         root = next(s for s in inner.get_finished_spans() if s.name == "root")
         assert root.attributes[semconv.ROLLUP_CALLS] == 1
+        provider.shutdown()
+
+    def test_inner_exporter_runs_with_instrumentation_suppressed(self):
+        """The inner exporter's own I/O (gRPC, HTTP) makes no spans, also when the stage's thread calls it."""
+        seen: list[tuple[str, bool]] = []
+
+        class Watching(InMemorySpanExporter):
+            def export(self, spans):
+                seen.append((threading.current_thread().name, is_instrumentation_enabled()))
+                return super().export(spans)
+
+        stage = RollupSpanExporter(Watching(), window_s=0.05)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(stage))
+        provider.get_tracer("t").start_span("root").end()
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling with a deadline, not synchronising by sleep
+        assert seen == [("otel-llm-rollup", False)]
+        assert is_instrumentation_enabled()  # the stage left the caller's context as it was
         provider.shutdown()
 
     def test_processor_requires_the_rollup_stage(self):
