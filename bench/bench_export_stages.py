@@ -6,7 +6,8 @@ Makes ``--traces`` 5-span traces (tests/support/span_load.py's shape: SERVER roo
 langsmith-style LLM span), then times, in this thread's CPU (best of 5, after a warm-up), per span made:
 the OTLP protobuf encoding of the spans as made and as otel-llm exports them (roll-up attributes on the root,
 normalised provider and model on the LLM span), the whole roll-up + delivery stages into that encoder with
-and without the span-derived metrics hook, and each step alone.
+and without the span-derived metrics hook, and each step alone (the fan-out to one and to three delivery
+stages: what each extra exporter costs otel-llm itself).
 
 With ``--fanout [--rounds 5]``: instead, the whole configured pipeline (configure's ``build_telemetry``,
 roll-up window 0) in process CPU per span made (application and export threads), with one exporter (OTLP
@@ -47,6 +48,7 @@ from opentelemetry.trace import SpanKind  # noqa: E402
 from otel_llm import semconv  # noqa: E402
 from otel_llm.configure import DISTRO_DEFAULTS, build_telemetry  # noqa: E402
 from otel_llm.exporters.delivery import DeliveryExporter, span_size  # noqa: E402
+from otel_llm.exporters.fanout import FanOutSpanExporter  # noqa: E402
 from otel_llm.exporters.metric_log import MetricLogExporter  # noqa: E402
 from otel_llm.metrics.from_spans import SpanDerivedMetrics  # noqa: E402
 from otel_llm.processors.normalize import llm_call_of, with_attributes  # noqa: E402
@@ -104,6 +106,13 @@ def best_us_per_span(run: Callable[[], object], spans: int) -> float:
         run()
         best = min(best, time.thread_time() - started)
     return best / spans * 1e6
+
+
+def fan_out(spans: list, exporters: int) -> None:
+    """The fan-out to ``exporters`` delivery stages, each in front of a free sink, in batches of ``BATCH``."""
+    stage = FanOutSpanExporter([DeliveryExporter(Sink()) for _ in range(exporters)])
+    for start in range(0, len(spans), BATCH):
+        stage.export(spans[start:start + BATCH])
 
 
 def pipeline_us(settings: Settings, exporters: list, traces: int) -> float:
@@ -190,6 +199,8 @@ def main() -> None:
         ("the same without span-derived metrics", lambda: stages(hook=False)),
         ("step: read a span on arrival (llm call, enrichment)", lambda: [_read(span) for span in spans]),
         ("step: delivery's size estimate", lambda: [span_size(span) for span in spans]),
+        ("step: fan-out to 1 delivery stage (free exporter)", lambda: fan_out(exported, 1)),
+        ("step: fan-out to 3 delivery stages (free exporters)", lambda: fan_out(exported, 3)),
         ("step: roll-up analysis of each trace",
          lambda: [_analyse(items[i:i + 5]) for i in range(0, count, 5)]),
         ("step: copies of changed spans (2 in 5)",
