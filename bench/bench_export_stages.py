@@ -6,13 +6,17 @@ Makes ``--traces`` 5-span traces (tests/support/span_load.py's shape: SERVER roo
 langsmith-style LLM span), then times, in this thread's CPU (best of 5, after a warm-up), per span made:
 the OTLP protobuf encoding of the spans as made and as otel-llm exports them (roll-up attributes on the root,
 normalised provider and model on the LLM span), the whole roll-up + delivery stages into that encoder with
-and without the span-derived metrics hook, and each step alone.
+and without the span-derived metrics hook, and each step alone (the fan-out to one and to three delivery
+stages: what each extra exporter costs otel-llm itself).
 
-With ``--fanout``: instead, the whole configured pipeline (configure's ``build_telemetry``, roll-up window 0)
-in process CPU per span made (application and export threads, best of 3), with one exporter (OTLP encoding)
-against OTEL_TRACES_EXPORTER=otlp,console plus METRIC lines (to /dev/null), the console both as a free sink
-and as the SDK's ConsoleSpanExporter (to /dev/null): what each extra exporter adds to the shared stages. The
-span queue is the distro's 32768, so nothing is dropped (checked).
+With ``--fanout [--rounds 5]``: instead, the whole configured pipeline (configure's ``build_telemetry``,
+roll-up window 0) in process CPU per span made (application and export threads), with one exporter (OTLP
+encoding) against OTEL_TRACES_EXPORTER=otlp,console plus METRIC lines (to /dev/null), the console both as a
+free sink and as the SDK's ConsoleSpanExporter (to /dev/null). Each exporter set also runs under the plain SDK
+(one BatchSpanProcessor per exporter, what the SDK builds for several exporters), all interleaved round by
+round, best round of each (and the median round): "otel-llm minus plain SDK" is otel-llm's own CPU per span,
+the exporters' own work (encoding, JSON, METRIC lines) taken out. The span queue is the distro's 32768, so
+nothing is dropped (checked).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -43,6 +48,7 @@ from opentelemetry.trace import SpanKind  # noqa: E402
 from otel_llm import semconv  # noqa: E402
 from otel_llm.configure import DISTRO_DEFAULTS, build_telemetry  # noqa: E402
 from otel_llm.exporters.delivery import DeliveryExporter, span_size  # noqa: E402
+from otel_llm.exporters.fanout import FanOutSpanExporter  # noqa: E402
 from otel_llm.exporters.metric_log import MetricLogExporter  # noqa: E402
 from otel_llm.metrics.from_spans import SpanDerivedMetrics  # noqa: E402
 from otel_llm.processors.normalize import llm_call_of, with_attributes  # noqa: E402
@@ -102,48 +108,69 @@ def best_us_per_span(run: Callable[[], object], spans: int) -> float:
     return best / spans * 1e6
 
 
-def pipeline_us_per_span(exporters: Callable[[], list], traces: int) -> float:
-    """Process CPU per span made through the whole configured pipeline to ``exporters()``, best of 3."""
-    best = float("inf")
-    for _ in range(4):  # the first is a warm-up
-        telemetry = build_telemetry(Settings(rollup_window_ms=0), resource=Resource.create({}),
-                                    span_exporters=exporters(), metric_readers=[])
-        gc.collect()
-        started = time.process_time()
-        make_spans(traces, telemetry.tracer_provider)
-        telemetry.force_flush()
-        best = min(best, time.process_time() - started)
-        telemetry.shutdown()
-        assert not any(counter.counts().get(reason) for counter in telemetry.drop_counters
-                       for reason in counter.counts()), "spans were dropped: the measure is void"
-    return best / (traces * 5) * 1e6
+def fan_out(spans: list, exporters: int) -> None:
+    """The fan-out to ``exporters`` delivery stages, each in front of a free sink, in batches of ``BATCH``."""
+    stage = FanOutSpanExporter([DeliveryExporter(Sink()) for _ in range(exporters)])
+    for start in range(0, len(spans), BATCH):
+        stage.export(spans[start:start + BATCH])
 
 
-def fanout(traces: int) -> None:
+def pipeline_us(settings: Settings, exporters: list, traces: int) -> float:
+    """Process CPU per span made through the pipeline ``settings`` build to ``exporters``, one round."""
+    telemetry = build_telemetry(settings, resource=Resource.create({}), span_exporters=exporters,
+                                metric_readers=[])
+    gc.collect()
+    started = time.process_time()
+    make_spans(traces, telemetry.tracer_provider)
+    telemetry.force_flush()
+    spent = time.process_time() - started
+    telemetry.shutdown()
+    assert len(exporters[0].spans) == traces * 5, "spans were dropped: the measure is void"
+    assert not any(counter.counts().get(reason) for counter in telemetry.drop_counters
+                   for reason in counter.counts()), "spans were dropped: the measure is void"
+    return spent / (traces * 5) * 1e6
+
+
+def fanout(traces: int, rounds: int) -> None:
+    """Each exporter set under otel-llm and under the plain SDK (one BatchSpanProcessor per exporter, as
+    OTEL_TRACES_EXPORTER=otlp,console does), all interleaved round by round; best and median round of each."""
     os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = DISTRO_DEFAULTS["OTEL_BSP_MAX_QUEUE_SIZE"]
     null = open(os.devnull, "w")  # noqa: SIM115 (open for the whole run)
-    setups = [
+    exporter_sets = [
         ("one exporter (OTLP encoding)", lambda: [Encoder()]),
         ("OTLP + a free sink + METRIC lines", lambda: [Encoder(), Sink(), MetricLogExporter(null)]),
         ("OTLP + ConsoleSpanExporter + METRIC lines", lambda: [Encoder(), ConsoleSpanExporter(out=null),
                                                                 MetricLogExporter(null)]),
     ]
-    print(f"| {traces * 5} spans; process CPU, best of 3 | us per span | ratio |")
-    print("|---|---|---|")
-    base = None
-    for name, exporters in setups:
-        us = pipeline_us_per_span(exporters, traces)
-        base = base or us
-        print(f"| {name} | {us:.1f} | {us / base:.2f} |", flush=True)
+    pipelines = {"plain SDK": Settings(enabled=False), "otel-llm": Settings(rollup_window_ms=0)}
+    spent: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(rounds + 1):  # the first round is a warm-up
+        for name, exporters in exporter_sets:
+            for pipeline, settings in pipelines.items():
+                us = pipeline_us(settings, exporters(), traces)
+                if round_:
+                    spent.setdefault((name, pipeline), []).append(us)
+    print(f"| {traces * 5} spans; process CPU per span, best of {rounds} interleaved rounds (median) "
+          "| plain SDK, us | otel-llm, us (ratio) | otel-llm minus plain SDK, us (ratio) |")
+    print("|---|---|---|---|")
+    one = exporter_sets[0][0]
+    for pick, label in ((min, ""), (statistics.median, " (median)")):
+        base = pick(spent[one, "otel-llm"])
+        base_ours = base - pick(spent[one, "plain SDK"])
+        for name, _ in exporter_sets:
+            plain, ours = pick(spent[name, "plain SDK"]), pick(spent[name, "otel-llm"])
+            print(f"| {name}{label} | {plain:.1f} | {ours:.1f} ({ours / base:.2f}) "
+                  f"| {ours - plain:.1f} ({(ours - plain) / base_ours:.2f}) |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--traces", type=int, default=4000)
     parser.add_argument("--fanout", action="store_true", help="the whole pipeline, one exporter vs three")
+    parser.add_argument("--rounds", type=int, default=5, help="with --fanout: interleaved rounds")
     args = parser.parse_args()
     if args.fanout:
-        fanout(args.traces)
+        fanout(args.traces, args.rounds)
         return
     spans = make_spans(args.traces)
     count = len(spans)
@@ -172,6 +199,8 @@ def main() -> None:
         ("the same without span-derived metrics", lambda: stages(hook=False)),
         ("step: read a span on arrival (llm call, enrichment)", lambda: [_read(span) for span in spans]),
         ("step: delivery's size estimate", lambda: [span_size(span) for span in spans]),
+        ("step: fan-out to 1 delivery stage (free exporter)", lambda: fan_out(exported, 1)),
+        ("step: fan-out to 3 delivery stages (free exporters)", lambda: fan_out(exported, 3)),
         ("step: roll-up analysis of each trace",
          lambda: [_analyse(items[i:i + 5]) for i in range(0, count, 5)]),
         ("step: copies of changed spans (2 in 5)",

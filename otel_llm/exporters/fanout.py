@@ -4,7 +4,8 @@ configured exporter (OTLP, console, METRIC lines, ...).
 ``FanOutSpanExporter`` adds nothing to spans: everything before it (roll-up, pricing, fallback detection,
 span-derived metrics, redaction) ran once, so each exporter receives the same span objects. configure() puts
 each exporter behind its own delivery stage (``otel_llm.exporters.delivery``), so retries, the retry queue
-and drop counts stay per exporter.
+and drop counts stay per exporter; the delivery stages' size estimate of a batch is made once here and
+shared by all of them (``DeliveryExporter.export_measured``).
 
 How results combine: the exporters are called one after the other, in the configured order, each with the
 whole batch; one that fails or raises does not stop the others (an exception is logged, rate-limited, and
@@ -13,7 +14,8 @@ FAILURE, since the delivery stages keep what they could not send. ``force_flush`
 every exporter likewise. A slow exporter delays the ones after it within a batch (its delivery stage bounds
 each call); the batch processor's queue absorbs that.
 
-Cost: nothing on the application thread; on the export thread one call per exporter per batch.
+Cost: nothing on the application thread; on the export thread one call per exporter per batch, and one size
+estimate per span (~2 µs) for all the delivery stages together.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_llm.exporters.delivery import DeliveryExporter, measure
 from otel_llm.processors.ratelimit import RateLimitedLogger
 
 _rate_limited = RateLimitedLogger(logging.getLogger(__name__))
@@ -40,8 +43,16 @@ class FanOutSpanExporter(SpanExporter):
         return self._targets
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        results = [_call(target, "export", lambda t: t.export(spans) is SpanExportResult.SUCCESS)
-                   for target in self._targets]
+        sizes: dict[Callable[[ReadableSpan], int], list[int]] = {}  # one estimate per batch, shared
+
+        def export_to(target: SpanExporter) -> bool:
+            if not isinstance(target, DeliveryExporter):
+                return target.export(spans) is SpanExportResult.SUCCESS
+            if target.size_of not in sizes:
+                sizes[target.size_of] = measure(spans, target.size_of)
+            return target.export_measured(spans, sizes[target.size_of]) is SpanExportResult.SUCCESS
+
+        results = [_call(target, "export", export_to) for target in self._targets]
         return SpanExportResult.SUCCESS if all(results) else SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

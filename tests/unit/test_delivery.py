@@ -111,6 +111,17 @@ class TestBounds:
         assert backend.delivered() == ["0", "1", "2"]
         assert drops == {TOO_LARGE: 1}
 
+    def test_a_span_whose_size_cannot_be_estimated_goes_out(self, drops):
+        """A span the size estimate raises on counts as 0 bytes: the exporter gets it, nothing is dropped."""
+        def size_of(span) -> int:
+            if span.name == "1":
+                raise ValueError("unreadable")
+            return 10
+
+        backend = Backend()
+        delivery(backend, drops, size_of=size_of).export(make_spans(3))
+        assert backend.delivered() == ["0", "1", "2"] and drops == {}
+
     def test_the_estimate_grows_with_attribute_text(self):
         """A span's estimate counts its attribute text, so a 1 MB prompt weighs at least 1 MB."""
         assert span_size(make_spans(1, payload="z" * 1_000_000)[0]) >= 1_000_000
