@@ -188,8 +188,8 @@ def _in_jaeger(stack: Stack, load: Load) -> dict[str, int]:
     spans: dict[str, set] = {}
     for service in (load.api_service, load.worker_service):
         found = queries.jaeger_find_traces(stack.jaeger_query_url, service, limit=100_000, lookback="1h")
-        for span in queries.jaeger_spans(found):
-            spans.setdefault(span["traceID"], set()).add(span["spanID"])
+        for span in queries.spans_of(found):
+            spans.setdefault(span.trace_id, set()).add(span.span_id)
     return {trace_id: len(ids) for trace_id, ids in spans.items()}
 
 
