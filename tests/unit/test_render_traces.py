@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import trace as trace_api
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -302,7 +303,8 @@ def test_sdk_spans_carry_kind_scope_and_links_within_their_trace():
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("queue-test")
-    with tracer.start_as_current_span("send", kind=trace_api.SpanKind.PRODUCER) as producer:
+    # A root whatever context an earlier test left current.
+    with tracer.start_as_current_span("send", Context(), kind=trace_api.SpanKind.PRODUCER) as producer:
         pass
     other_trace = trace_api.SpanContext(0xABC, 0xDEF, is_remote=True)
     sampled = trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
