@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from otel_llm.stack.variables import lookup
+
 STACK_FILES_ENV = "OTEL_LLM_STACK_FILES"
 PACKAGED_FILES = Path(__file__).resolve().parent / "files"
 
@@ -100,7 +102,7 @@ DEFAULT_CACHE_DIR = Path("~/.cache/otel-llm")
 
 def cache_dir() -> Path:
     """The build cache: ``$OTEL_LLM_CACHE_DIR`` when set and non-empty, else ``~/.cache/otel-llm``."""
-    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
+    configured = (lookup(CACHE_DIR_ENV) or "").strip()
     return Path(configured or DEFAULT_CACHE_DIR).expanduser()
 
 

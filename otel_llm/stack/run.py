@@ -34,6 +34,7 @@ from otel_llm.settings import env_int
 from otel_llm.stack import paths
 from otel_llm.stack.build import BUILD_COMMAND, StackBinaries, find_binaries
 from otel_llm.stack.prometheus import write_prometheus_config
+from otel_llm.stack.variables import lookup, with_new_names
 
 STATE_DIR_ENV = "OTEL_LLM_STATE_DIR"
 DEFAULT_STATE_DIR = Path("~/.local/state/otel-llm")
@@ -50,6 +51,8 @@ TCP_LISTEN_STATE = "0A"  # the "st" column of /proc/net/tcp
 # A Jaeger binary of the user's (e.g. the official release, which serves the UI) run instead of the built one,
 # with the same config; recorded with the stack like the rest of its settings.
 JAEGER_BINARY_ENV = "OTEL_LLM_JAEGER_BINARY"
+# Jaeger's SPM backend (jaeger/config*.yaml), always set by the runner from the Prometheus port.
+PROMETHEUS_URL_ENV = "OTEL_LLM_STACK_PROMETHEUS_URL"
 PASSTHROUGH_VARIABLES = (
     JAEGER_BINARY_ENV,
     "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB",
@@ -187,8 +190,9 @@ def _redis_command(stack: Stack, binary: Path) -> list[str]:
 
 
 def _tier_port(name: str, role: PortSpec, default: int) -> PortSpec:
-    """The port of a gateway-topology collector serving ``role``: OTEL_LLM_GATEWAY2_OTLP_GRPC_PORT, ..."""
-    variable = f"OTEL_LLM_{name.upper().replace('-', '')}_{role.env_var.removeprefix('OTEL_LLM_COLLECTOR_')}"
+    """The port variable of a gateway-topology collector serving ``role``: ..._GATEWAY2_OTLP_GRPC_PORT, ..."""
+    prefix, _, port = role.env_var.partition("_COLLECTOR_")
+    variable = f"{prefix}_{name.upper().replace('-', '')}_{port}"
     return PortSpec(variable, default, f"{name} {role.purpose.removeprefix('collector ')}")
 
 
@@ -267,7 +271,7 @@ ALL_PORTS: tuple[PortSpec, ...] = ports_of(TOPOLOGIES["single"])
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     """``$OTEL_LLM_STATE_DIR``, else ``~/.local/state/otel-llm``."""
-    raw = (os.environ if environ is None else environ).get(STATE_DIR_ENV, "").strip()
+    raw = (lookup(STATE_DIR_ENV, environ) or "").strip()
     return Path(raw or DEFAULT_STATE_DIR).expanduser()
 
 
@@ -387,7 +391,7 @@ class Stack:
         **kwargs,
     ) -> Stack:
         """Ports from ``environ`` (or random), data dirs inside ``state_dir``, then ``overrides`` on top."""
-        environ = os.environ if environ is None else environ
+        environ = with_new_names(os.environ if environ is None else environ)
         state_dir = Path(state_dir).expanduser().resolve()
         ports = resolve_ports(environ, random_ports=random_ports,
                               specs=ports_of((*TOPOLOGIES["single"], *kwargs.get("components", ()))))
@@ -396,8 +400,8 @@ class Stack:
         env.update({name: environ[name] for name in passed if name in environ})
         env["OTEL_LLM_COLLECTOR_STORAGE_DIR"] = str(state_dir / "collector-storage")
         env["OTEL_LLM_JAEGER_BADGER_DIR"] = str(state_dir / "jaeger-badger")
-        env["OTEL_LLM_PROMETHEUS_URL"] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
-        env.update(overrides or {})
+        env[PROMETHEUS_URL_ENV] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
+        env.update(with_new_names(overrides or {}))
         return cls(state_dir, env, **kwargs)
 
     @classmethod
@@ -409,7 +413,7 @@ class Stack:
         except (OSError, ValueError):
             return None
         environ = os.environ if environ is None else environ
-        env = dict(recorded["env"])
+        env = with_new_names(recorded["env"], warn=False)  # a stack.json of the previous release: old names
         env.update({name: environ[name] for name in SECRET_VARIABLES if name in environ})
         return cls(state_dir, env, components=recorded["components"],
                    jaeger_storage=recorded["jaeger_storage"])
@@ -594,7 +598,7 @@ class Stack:
 
     def process_env(self) -> dict[str, str]:
         """The environment of every component: the caller's, overridden by the stack's settings (``env``)."""
-        return {**os.environ, **self.env}
+        return {**with_new_names(os.environ), **self.env}
 
     def _wait_healthy(self, component: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout
