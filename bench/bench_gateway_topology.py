@@ -28,15 +28,15 @@ from bench_collector_rollup import REQUEST_TRACE, cpu_seconds, post, request_bod
 
 from otel_llm.stack.run import COLLECTOR_OTLP_HTTP, TOPOLOGIES, Stack
 
-SETTINGS = {"LANGSMITH_API_KEY": "", "OTEL_LLM_COLLECTOR_ROLLUP_WAIT": "1s", "OTEL_LLM_SAMPLING_WAIT": "1s",
-            "OTEL_LLM_SAMPLING_PERCENTAGE": "10", "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s"}
+SETTINGS = {"LANGSMITH_API_KEY": "", "OTEL_LLM_COLLECTOR_ROLLUP_WAIT": "1s", "OTEL_LLM_COLLECTOR_SAMPLING_WAIT": "1s",
+            "OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE": "10", "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "1s"}
 ENTRY_PORTS = {"single": (COLLECTOR_OTLP_HTTP.env_var,),
-               "gateway": (COLLECTOR_OTLP_HTTP.env_var, "OTEL_LLM_AGENT2_OTLP_HTTP_PORT")}
+               "gateway": (COLLECTOR_OTLP_HTTP.env_var, "OTEL_LLM_STACK_AGENT2_OTLP_HTTP_PORT")}
 LAST_TIER = {"single": ("collector",), "gateway": ("gateway-1", "gateway-2")}
-TELEMETRY_PORT = {"collector": "OTEL_LLM_COLLECTOR_TELEMETRY_PORT",
-                  "agent-1": "OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "agent-2": "OTEL_LLM_AGENT2_TELEMETRY_PORT",
-                  "gateway-1": "OTEL_LLM_GATEWAY1_TELEMETRY_PORT",
-                  "gateway-2": "OTEL_LLM_GATEWAY2_TELEMETRY_PORT"}
+TELEMETRY_PORT = {"collector": "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT",
+                  "agent-1": "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT", "agent-2": "OTEL_LLM_STACK_AGENT2_TELEMETRY_PORT",
+                  "gateway-1": "OTEL_LLM_STACK_GATEWAY1_TELEMETRY_PORT",
+                  "gateway-2": "OTEL_LLM_STACK_GATEWAY2_TELEMETRY_PORT"}
 DRAIN_TIMEOUT_SECONDS = 120
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from otel_llm.stack import paths
 
 # Variables of the template that come from the environment, with their defaults (docs/stack.md).
-PROMETHEUS_PORT_VARIABLE = "OTEL_LLM_COLLECTOR_PROMETHEUS_PORT"
-TELEMETRY_PORT_VARIABLE = "OTEL_LLM_COLLECTOR_TELEMETRY_PORT"
+PROMETHEUS_PORT_VARIABLE = "OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT"
+TELEMETRY_PORT_VARIABLE = "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT"
 TEMPLATE_DEFAULTS: Mapping[str, str] = {
     PROMETHEUS_PORT_VARIABLE: "8889",
     TELEMETRY_PORT_VARIABLE: "8888",
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "2s",
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": "2s",
 }
 # Placeholders filled by the runner, not from a variable of their own (lower case in the template): the rules
 # directory, and per port variable the scrape targets: the collector's port plus the same port of every other
@@ -40,12 +40,12 @@ def _tier_ports(port_variable: str) -> re.Pattern[str]:
 _RULES: Mapping[str, re.Pattern[str]] = {
     PROMETHEUS_PORT_VARIABLE: re.compile(r"[1-9][0-9]{0,4}"),
     TELEMETRY_PORT_VARIABLE: re.compile(r"[1-9][0-9]{0,4}"),
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": re.compile(r"[1-9][0-9]*(ms|s|m)"),
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": re.compile(r"[1-9][0-9]*(ms|s|m)"),
 }
 _RULE_TEXT = {
     PROMETHEUS_PORT_VARIABLE: "a TCP port number",
     TELEMETRY_PORT_VARIABLE: "a TCP port number",
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "a Prometheus duration such as 2s, 500ms or 1m",
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": "a Prometheus duration such as 2s, 500ms or 1m",
 }
 
 

@@ -1,6 +1,6 @@
 """Run the local stack: the collector, Jaeger, Prometheus and Redis as background processes on 127.0.0.1.
 
-One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STATE_DIR`` or ``~/.local/state/otel-llm``)
+One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STACK_STATE_DIR`` or ``~/.local/state/otel-llm``)
 that holds, per component, a pid file (``<name>.pid``: pid and binary path) and a log (``logs/<name>.log``),
 plus the data directories (badger, the collector's persistent queue, the Prometheus TSDB, Redis' working dir)
 and ``stack.json``: the ports and settings the stack was started with, so ``status``/``down`` and a second
@@ -36,7 +36,7 @@ from otel_llm.stack.build import BUILD_COMMAND, StackBinaries, find_binaries
 from otel_llm.stack.prometheus import write_prometheus_config
 from otel_llm.stack.variables import lookup, with_new_names
 
-STATE_DIR_ENV = "OTEL_LLM_STATE_DIR"
+STATE_DIR_ENV = "OTEL_LLM_STACK_STATE_DIR"
 DEFAULT_STATE_DIR = Path("~/.local/state/otel-llm")
 STATE_FILE = "stack.json"
 LOCK_FILE = "stack.lock"
@@ -50,22 +50,22 @@ TCP_LISTEN_STATE = "0A"  # the "st" column of /proc/net/tcp
 # never persisted.
 # A Jaeger binary of the user's (e.g. the official release, which serves the UI) run instead of the built one,
 # with the same config; recorded with the stack like the rest of its settings.
-JAEGER_BINARY_ENV = "OTEL_LLM_JAEGER_BINARY"
+JAEGER_BINARY_ENV = "OTEL_LLM_STACK_JAEGER_BINARY"
 # Jaeger's SPM backend (jaeger/config*.yaml), always set by the runner from the Prometheus port.
 PROMETHEUS_URL_ENV = "OTEL_LLM_STACK_PROMETHEUS_URL"
 PASSTHROUGH_VARIABLES = (
     JAEGER_BINARY_ENV,
     "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB",
-    "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL",
-    "OTEL_LLM_SERIES_EXPIRATION",
+    "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL",
+    "OTEL_LLM_COLLECTOR_SERIES_EXPIRATION",
     "OTEL_LLM_COLLECTOR_ROLLUP_WAIT",
     "OTEL_LLM_COLLECTOR_ROLLUP_MAX_TRACES",
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL",
-    "OTEL_LLM_SAMPLING_PERCENTAGE",
-    "OTEL_LLM_SAMPLING_SLOW_MS",
-    "OTEL_LLM_SAMPLING_COST_ABOVE",
-    "OTEL_LLM_SAMPLING_WAIT",
-    "OTEL_LLM_SAMPLING_MAX_TRACES",
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL",
+    "OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE",
+    "OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS",
+    "OTEL_LLM_COLLECTOR_SAMPLING_COST_ABOVE",
+    "OTEL_LLM_COLLECTOR_SAMPLING_WAIT",
+    "OTEL_LLM_COLLECTOR_SAMPLING_MAX_TRACES",
     "LANGSMITH_PROJECT",
     "LANGSMITH_ENDPOINT",
 )
@@ -101,19 +101,19 @@ class Component:
     env: Callable[[Stack], dict[str, str]] = lambda stack: {}
 
 
-COLLECTOR_OTLP_GRPC = PortSpec("OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT", 4317, "collector OTLP/gRPC")
-COLLECTOR_OTLP_HTTP = PortSpec("OTEL_LLM_COLLECTOR_OTLP_HTTP_PORT", 4318, "collector OTLP/HTTP")
-COLLECTOR_HEALTH = PortSpec("OTEL_LLM_COLLECTOR_HEALTH_PORT", 13133, "collector health_check")
-COLLECTOR_PROMETHEUS = PortSpec("OTEL_LLM_COLLECTOR_PROMETHEUS_PORT", 8889, "collector prometheus exporter")
-COLLECTOR_TELEMETRY = PortSpec("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", 8888, "collector own metrics")
-JAEGER_OTLP_GRPC = PortSpec("OTEL_LLM_JAEGER_OTLP_GRPC_PORT", 14317, "Jaeger OTLP/gRPC")
-JAEGER_OTLP_HTTP = PortSpec("OTEL_LLM_JAEGER_OTLP_HTTP_PORT", 14318, "Jaeger OTLP/HTTP")
-JAEGER_QUERY_HTTP = PortSpec("OTEL_LLM_JAEGER_QUERY_HTTP_PORT", 16686, "Jaeger query HTTP")
-JAEGER_QUERY_GRPC = PortSpec("OTEL_LLM_JAEGER_QUERY_GRPC_PORT", 16685, "Jaeger query gRPC")
-JAEGER_HEALTH = PortSpec("OTEL_LLM_JAEGER_HEALTH_PORT", 14133, "Jaeger healthcheckv2")
-JAEGER_TELEMETRY = PortSpec("OTEL_LLM_JAEGER_TELEMETRY_PORT", 14888, "Jaeger own metrics")
-PROMETHEUS = PortSpec("OTEL_LLM_PROMETHEUS_PORT", 9090, "Prometheus")
-REDIS = PortSpec("OTEL_LLM_REDIS_PORT", 6379, "Redis")
+COLLECTOR_OTLP_GRPC = PortSpec("OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT", 4317, "collector OTLP/gRPC")
+COLLECTOR_OTLP_HTTP = PortSpec("OTEL_LLM_STACK_COLLECTOR_OTLP_HTTP_PORT", 4318, "collector OTLP/HTTP")
+COLLECTOR_HEALTH = PortSpec("OTEL_LLM_STACK_COLLECTOR_HEALTH_PORT", 13133, "collector health_check")
+COLLECTOR_PROMETHEUS = PortSpec("OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT", 8889, "collector prometheus exporter")
+COLLECTOR_TELEMETRY = PortSpec("OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT", 8888, "collector own metrics")
+JAEGER_OTLP_GRPC = PortSpec("OTEL_LLM_STACK_JAEGER_OTLP_GRPC_PORT", 14317, "Jaeger OTLP/gRPC")
+JAEGER_OTLP_HTTP = PortSpec("OTEL_LLM_STACK_JAEGER_OTLP_HTTP_PORT", 14318, "Jaeger OTLP/HTTP")
+JAEGER_QUERY_HTTP = PortSpec("OTEL_LLM_STACK_JAEGER_QUERY_HTTP_PORT", 16686, "Jaeger query HTTP")
+JAEGER_QUERY_GRPC = PortSpec("OTEL_LLM_STACK_JAEGER_QUERY_GRPC_PORT", 16685, "Jaeger query gRPC")
+JAEGER_HEALTH = PortSpec("OTEL_LLM_STACK_JAEGER_HEALTH_PORT", 14133, "Jaeger healthcheckv2")
+JAEGER_TELEMETRY = PortSpec("OTEL_LLM_STACK_JAEGER_TELEMETRY_PORT", 14888, "Jaeger own metrics")
+PROMETHEUS = PortSpec("OTEL_LLM_STACK_PROMETHEUS_PORT", 9090, "Prometheus")
+REDIS = PortSpec("OTEL_LLM_STACK_REDIS_PORT", 6379, "Redis")
 
 
 # Characters a key cannot have, and why: the collector puts the key inside an OTTL string literal
@@ -220,7 +220,7 @@ _TIER_LISTENERS["gateway-1"][COLLECTOR_PROMETHEUS] = COLLECTOR_PROMETHEUS
 _TIER_LISTENERS["agent-1"] = {role: role for role in _AGENT_ROLES}
 GATEWAYS = ("gateway-1", "gateway-2")
 # Where the agents send (collector/agent.yaml): the gateways' OTLP gRPC listeners.
-GATEWAYS_ENV = "OTEL_LLM_GATEWAYS"
+GATEWAYS_ENV = "OTEL_LLM_COLLECTOR_GATEWAYS"
 
 
 def _agent_env(stack: Stack) -> dict[str, str]:
@@ -270,7 +270,7 @@ ALL_PORTS: tuple[PortSpec, ...] = ports_of(TOPOLOGIES["single"])
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$OTEL_LLM_STATE_DIR``, else ``~/.local/state/otel-llm``."""
+    """``$OTEL_LLM_STACK_STATE_DIR``, else ``~/.local/state/otel-llm``."""
     raw = (lookup(STATE_DIR_ENV, environ) or "").strip()
     return Path(raw or DEFAULT_STATE_DIR).expanduser()
 
@@ -399,7 +399,7 @@ class Stack:
         passed = PASSTHROUGH_VARIABLES + SECRET_VARIABLES
         env.update({name: environ[name] for name in passed if name in environ})
         env["OTEL_LLM_COLLECTOR_STORAGE_DIR"] = str(state_dir / "collector-storage")
-        env["OTEL_LLM_JAEGER_BADGER_DIR"] = str(state_dir / "jaeger-badger")
+        env["OTEL_LLM_STACK_JAEGER_BADGER_DIR"] = str(state_dir / "jaeger-badger")
         env[PROMETHEUS_URL_ENV] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
         env.update(with_new_names(overrides or {}))
         return cls(state_dir, env, **kwargs)
@@ -504,7 +504,7 @@ class Stack:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _binaries_of(self, components: Sequence[Component]) -> dict[str, Path]:
-        """Each component's binary (Jaeger's from ``$OTEL_LLM_JAEGER_BINARY`` when set); a StackError naming
+        """Each component's binary (Jaeger's from ``$OTEL_LLM_STACK_JAEGER_BINARY`` when set); a StackError naming
         every missing one and the build command."""
         binaries = self._binaries if self._binaries is not None else find_binaries()
         found = {c.name: getattr(binaries, c.binary_field) for c in components}

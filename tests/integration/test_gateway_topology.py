@@ -31,10 +31,10 @@ from tests.support.stack import start_stack
 SLOW_MS = 3000
 COST_ABOVE = 0.05
 SAMPLING = {
-    "OTEL_LLM_SAMPLING_PERCENTAGE": "0",
-    "OTEL_LLM_SAMPLING_SLOW_MS": str(SLOW_MS),
-    "OTEL_LLM_SAMPLING_COST_ABOVE": str(COST_ABOVE),
-    "OTEL_LLM_SAMPLING_WAIT": "1s",
+    "OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE": "0",
+    "OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS": str(SLOW_MS),
+    "OTEL_LLM_COLLECTOR_SAMPLING_COST_ABOVE": str(COST_ABOVE),
+    "OTEL_LLM_COLLECTOR_SAMPLING_WAIT": "1s",
 }
 # What each trace carries; every kind but "routine" must be kept.
 KINDS = ["routine"] * 12 + ["error", "fallback", "slow", "expensive"] * 2
@@ -101,7 +101,7 @@ def test_kept_traces_are_whole_and_rates_count_every_request(gateway_stack):
     """Per trace: kept (error, fallback, slow, expensive) and complete in Jaeger, or dropped (routine, at 0%);
     span metrics count all requests sent; both gateways carried part of the load, each span reached one."""
     api, worker = unique_service("gw-api"), unique_service("gw-worker")
-    agent2 = f"{HOST}:{gateway_stack.env['OTEL_LLM_AGENT2_OTLP_GRPC_PORT']}"
+    agent2 = f"{HOST}:{gateway_stack.env['OTEL_LLM_STACK_AGENT2_OTLP_GRPC_PORT']}"
     # Routine traces first: once the last kept trace is in Jaeger, every routine one was decided before it.
     sent = _send(gateway_stack.otlp_grpc_endpoint, agent2, api, worker)
     expected = Counter({(api, "api-request"): 1, (worker, "worker-job"): 1, (worker, "chat gpt-4o"): 1,
@@ -128,7 +128,7 @@ def test_kept_traces_are_whole_and_rates_count_every_request(gateway_stack):
     poll(lambda: request_count() == len(KINDS), timeout=30, interval=0.5,
          message=f"span metrics counting all {len(KINDS)} requests")
     gateways = [int(gateway_stack.env[name]) for name in
-                ("OTEL_LLM_GATEWAY1_TELEMETRY_PORT", "OTEL_LLM_GATEWAY2_TELEMETRY_PORT")]
+                ("OTEL_LLM_STACK_GATEWAY1_TELEMETRY_PORT", "OTEL_LLM_STACK_GATEWAY2_TELEMETRY_PORT")]
     accepted = [_accepted_spans(port) for port in gateways]
     assert all(accepted) and sum(accepted) == 3 * len(KINDS), accepted  # each span at exactly one gateway
 
