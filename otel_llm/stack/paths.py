@@ -5,8 +5,8 @@ The collector's, Jaeger's, Prometheus's and Grafana's files are package data und
 (in a clone, symlinks to the top-level ``collector/``, ``jaeger/``, ``prometheus/``, ``grafana/``; a wheel
 carries copies), so ``otel-llm stack`` works editable or installed, from any directory.
 ``$OTEL_LLM_STACK_FILES`` points at another directory holding those four (a clone of otel-llm), read once at
-import. Built binaries go to ``$OTEL_LLM_STACK_CACHE_DIR`` (default ``~/.cache/otel-llm``), keyed by version and a
-hash of their sources.
+import. Built binaries go to ``$OTEL_LLM_STACK_CACHE_DIR`` (default ``~/.cache/otel-llm``), keyed by version
+and a hash of their sources.
 """
 
 from __future__ import annotations

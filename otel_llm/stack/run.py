@@ -1,10 +1,11 @@
 """Run the local stack: the collector, Jaeger, Prometheus and Redis as background processes on 127.0.0.1.
 
-One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STACK_STATE_DIR`` or ``~/.local/state/otel-llm``)
-that holds, per component, a pid file (``<name>.pid``: pid and binary path) and a log (``logs/<name>.log``),
-plus the data directories (badger, the collector's persistent queue, the Prometheus TSDB, Redis' working dir)
-and ``stack.json``: the ports and settings the stack was started with, so ``status``/``down`` and a second
-``up`` see the same stack. Secrets (``LANGSMITH_API_KEY``) are never written there.
+One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STACK_STATE_DIR`` or
+``~/.local/state/otel-llm``) that holds, per component, a pid file (``<name>.pid``: pid and binary path)
+and a log (``logs/<name>.log``), plus the data directories (badger, the collector's persistent queue, the
+Prometheus TSDB, Redis' working dir) and ``stack.json``: the ports and settings the stack was started with,
+so ``status``/``down`` and a second ``up`` see the same stack. Secrets (``LANGSMITH_API_KEY``) are never
+written there.
 
 Every component is started in its own process group (``start_new_session``) and stopped by signalling the
 group, so no process outlives ``down``. ``up`` is idempotent: a component whose recorded process is alive is
@@ -104,7 +105,8 @@ class Component:
 COLLECTOR_OTLP_GRPC = PortSpec("OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT", 4317, "collector OTLP/gRPC")
 COLLECTOR_OTLP_HTTP = PortSpec("OTEL_LLM_STACK_COLLECTOR_OTLP_HTTP_PORT", 4318, "collector OTLP/HTTP")
 COLLECTOR_HEALTH = PortSpec("OTEL_LLM_STACK_COLLECTOR_HEALTH_PORT", 13133, "collector health_check")
-COLLECTOR_PROMETHEUS = PortSpec("OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT", 8889, "collector prometheus exporter")
+COLLECTOR_PROMETHEUS = PortSpec("OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT", 8889,
+                                "collector prometheus exporter")
 COLLECTOR_TELEMETRY = PortSpec("OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT", 8888, "collector own metrics")
 JAEGER_OTLP_GRPC = PortSpec("OTEL_LLM_STACK_JAEGER_OTLP_GRPC_PORT", 14317, "Jaeger OTLP/gRPC")
 JAEGER_OTLP_HTTP = PortSpec("OTEL_LLM_STACK_JAEGER_OTLP_HTTP_PORT", 14318, "Jaeger OTLP/HTTP")
@@ -504,8 +506,8 @@ class Stack:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _binaries_of(self, components: Sequence[Component]) -> dict[str, Path]:
-        """Each component's binary (Jaeger's from ``$OTEL_LLM_STACK_JAEGER_BINARY`` when set); a StackError naming
-        every missing one and the build command."""
+        """Each component's binary (Jaeger's from ``$OTEL_LLM_STACK_JAEGER_BINARY`` when set); a StackError
+        naming every missing one and the build command."""
         binaries = self._binaries if self._binaries is not None else find_binaries()
         found = {c.name: getattr(binaries, c.binary_field) for c in components}
         supplied = self.env.get(JAEGER_BINARY_ENV, "").strip()

@@ -121,7 +121,8 @@ class TestValidate:
     @pytest.mark.parametrize(("variable", "value", "expected_error"), [
         ("OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB", "lots", "'limit_mib' expected type 'uint32'"),
         ("OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT", "http", "prometheus.port' expected type 'int'"),
-        ("OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL", "soon", "'metrics_flush_interval' time: invalid duration"),
+        ("OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL", "soon",
+         "'metrics_flush_interval' time: invalid duration"),
         ("OTEL_LLM_COLLECTOR_SERIES_EXPIRATION", "soon", "'series_expiration' time: invalid duration"),
         # The gateway's sampling settings (collector/gateway.yaml on top of config.yaml).
         ("OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE", "most", "sampling_percentage' expected type 'float64'"),

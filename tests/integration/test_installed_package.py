@@ -190,7 +190,8 @@ def test_stack_up_and_search_from_outside_the_clone(installed, installed_tools, 
     """The installed ``otel-llm stack up`` runs with the wheel's configs; ``search`` finds an app's trace."""
     state = tmp_path / "state"
     ports = {name: str(port) for name, port in resolve_ports({}, random_ports=True).items()}
-    env = {**ports, "OTEL_LLM_STACK_STATE_DIR": str(state), "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "1s"}
+    env = {**ports, "OTEL_LLM_STACK_STATE_DIR": str(state),
+           "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "1s"}
     otel_llm = installed_tools / "otel-llm"
     try:
         up = _run([otel_llm, "stack", "up", "--jaeger-storage", "memory", "--json"], elsewhere, env)

@@ -195,8 +195,8 @@ def collector_with_short_series_expiration(tmp_path):
 
 
 def test_span_metric_series_that_stop_growing_expire(collector_with_short_series_expiration):
-    """A span-metrics series with no new spans leaves the exporter after OTEL_LLM_COLLECTOR_SERIES_EXPIRATION, so
-    per-request span names cannot fill the connector's cardinality limit for good."""
+    """A span-metrics series with no new spans leaves the exporter after OTEL_LLM_COLLECTOR_SERIES_EXPIRATION,
+    so per-request span names cannot fill the connector's cardinality limit for good."""
     collector = collector_with_short_series_expiration
     service = unique_service("pipeline-expiry")
     post_otlp_json_span(collector.otlp_http_endpoint, service, "chat:job-1", {})

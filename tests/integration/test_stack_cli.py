@@ -61,7 +61,8 @@ def test_up_is_idempotent_status_reports_endpoints_and_down_stops_everything(cli
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert all(component["healthy"] for component in report["components"].values())
-    assert report["endpoints"]["otlp_grpc"] == f"127.0.0.1:{cli_env['OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT']}"
+    grpc_port = cli_env["OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT"]
+    assert report["endpoints"]["otlp_grpc"] == f"127.0.0.1:{grpc_port}"
     assert report["endpoints"]["prometheus"] == f"http://127.0.0.1:{cli_env['OTEL_LLM_STACK_PROMETHEUS_PORT']}"
     assert redis_ping(int(cli_env["OTEL_LLM_STACK_REDIS_PORT"]))
 
@@ -122,8 +123,8 @@ def test_up_without_built_binaries_names_the_build_command(cli_env, tmp_path):
 
 
 def test_a_jaeger_binary_of_the_users_runs_with_the_stacks_config(stack_binaries, tmp_path):
-    """OTEL_LLM_STACK_JAEGER_BINARY: the stack runs that binary (a copy of the built one, at another path) as its
-    Jaeger with the stack's config and ports, reports it healthy, and records the choice."""
+    """OTEL_LLM_STACK_JAEGER_BINARY: the stack runs that binary (a copy of the built one, at another path) as
+    its Jaeger with the stack's config and ports, reports it healthy, and records the choice."""
     import shutil
 
     from otel_llm.stack.run import JAEGER_BINARY_ENV, STATE_FILE, Stack

@@ -151,7 +151,8 @@ def test_a_client_without_a_certificate_is_refused(gateway, certificates, sink, 
 
 
 def _agent_env(gateway: str, certificates: Certificates, with_client_certificate: bool) -> dict[str, str]:
-    env = {"OTEL_LLM_COLLECTOR_GATEWAY_ENDPOINT": gateway, "OTEL_LLM_COLLECTOR_TLS_CA_FILE": str(certificates.ca)}
+    env = {"OTEL_LLM_COLLECTOR_GATEWAY_ENDPOINT": gateway,
+           "OTEL_LLM_COLLECTOR_TLS_CA_FILE": str(certificates.ca)}
     if with_client_certificate:
         env.update(OTEL_LLM_COLLECTOR_TLS_CERT_FILE=str(certificates.client_cert),
                    OTEL_LLM_COLLECTOR_TLS_KEY_FILE=str(certificates.client_key))

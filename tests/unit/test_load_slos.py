@@ -261,6 +261,7 @@ def test_gateway_slow_trace_threshold_is_the_lowest_whole_response_p95_target():
     gateway = yaml.safe_load(paths.COLLECTOR_GATEWAY_OVERLAY.read_text())
     slow = next(policy for policy in gateway["processors"]["tail_sampling"]["policies"]
                 if policy["name"] == "slow")
-    default = re.fullmatch(r"\$\{env:OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS:-(\d+)\}", slow["latency"]["threshold_ms"])
+    default = re.fullmatch(r"\$\{env:OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS:-(\d+)\}",
+                           slow["latency"]["threshold_ms"])
     targets = [slo.targets_ms["p95"] for slo in SLOS if slo.name.startswith("response_")]
     assert default and targets and int(default[1]) == min(targets)

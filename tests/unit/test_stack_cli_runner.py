@@ -54,7 +54,8 @@ class TestGatewayTopology:
         envs = {name: COMPONENTS_BY_NAME[name].env(stack) for name in names}
         listened = [value for env in envs.values() for key, value in env.items() if key.endswith("_PORT")]
         assert len(listened) == len(set(listened)) == 4 * 4 + 2
-        assert envs["agent-1"]["OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT"] == stack.otlp_grpc_endpoint.rsplit(":")[1]
+        assert (envs["agent-1"]["OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT"]
+                == stack.otlp_grpc_endpoint.rsplit(":")[1])
         assert (envs["gateway-1"]["OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT"]
                 == stack.env["OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT"])
 
@@ -125,7 +126,8 @@ class TestStackSettings:
 
     def test_collector_settings_come_from_the_callers_environment(self, tmp_path):
         """The intervals the collector config reads are taken from the environment and recorded."""
-        settings = {"OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "5s", "OTEL_LLM_COLLECTOR_SERIES_EXPIRATION": "30m"}
+        settings = {"OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "5s",
+                    "OTEL_LLM_COLLECTOR_SERIES_EXPIRATION": "30m"}
         stack = Stack.create(tmp_path, environ=settings, random_ports=True)
         assert {name: stack.env[name] for name in settings} == settings
 

@@ -19,14 +19,16 @@ class TestRender:
         """With an empty environment every placeholder gets its documented default and no `$` is left."""
         text = render_prometheus_config({})
         config = yaml.safe_load(text)
-        assert config["global"]["scrape_interval"] == TEMPLATE_DEFAULTS["OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL"]
+        interval = TEMPLATE_DEFAULTS["OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL"]
+        assert config["global"]["scrape_interval"] == interval
         assert _targets(config)["otel-llm-collector"] == ["127.0.0.1:8889"]
         assert "${" not in text
 
     def test_environment_sets_ports_and_interval(self):
         """The collector's exporter and telemetry ports and the interval come from the variables."""
         config = yaml.safe_load(render_prometheus_config({
-            "OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT": "41001", "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT": "41002",
+            "OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT": "41001",
+            "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT": "41002",
             "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": "1s"}))
         assert _targets(config) == {"otel-llm-collector": ["127.0.0.1:41001"],
                                     "otel-llm-collector-internal": ["127.0.0.1:41002"]}
@@ -35,9 +37,12 @@ class TestRender:
     def test_gateway_topology_scrapes_every_gateway_and_collector(self):
         """The gateway topology's ports add targets: both gateways' span metrics, all four's own."""
         config = yaml.safe_load(render_prometheus_config({
-            "OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT": "41001", "OTEL_LLM_STACK_GATEWAY2_PROMETHEUS_PORT": "41003",
-            "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT": "41002", "OTEL_LLM_STACK_GATEWAY1_TELEMETRY_PORT": "41004",
-            "OTEL_LLM_STACK_GATEWAY2_TELEMETRY_PORT": "41005", "OTEL_LLM_STACK_AGENT2_TELEMETRY_PORT": "41006",
+            "OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT": "41001",
+            "OTEL_LLM_STACK_GATEWAY2_PROMETHEUS_PORT": "41003",
+            "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT": "41002",
+            "OTEL_LLM_STACK_GATEWAY1_TELEMETRY_PORT": "41004",
+            "OTEL_LLM_STACK_GATEWAY2_TELEMETRY_PORT": "41005",
+            "OTEL_LLM_STACK_AGENT2_TELEMETRY_PORT": "41006",
             "OTEL_LLM_STACK_AGENT2_OTLP_GRPC_PORT": "41007"}))
         assert _targets(config) == {
             "otel-llm-collector": ["127.0.0.1:41001", "127.0.0.1:41003"],
