@@ -1,7 +1,7 @@
 """``otel-llm stack build|up|down|status|logs``: build the binaries and run the local stack (docs/stack.md).
 
 Each command works on one state directory (``--state-dir``, default ``$OTEL_LLM_STACK_STATE_DIR`` or
-``~/.local/state/otel-llm``). ``up`` takes ports from the ``OTEL_LLM_*_PORT`` variables (defaults in
+``~/.local/state/otel-llm``). ``up`` takes ports from the ``OTEL_LLM_STACK_*_PORT`` variables (defaults in
 docs/stack.md); once a stack runs, ``status``, ``logs``, ``down`` and a second ``up`` use the ports it
 recorded. ``status`` exits 0 when every component is healthy, 3 otherwise.
 """

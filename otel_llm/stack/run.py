@@ -53,7 +53,7 @@ TCP_LISTEN_STATE = "0A"  # the "st" column of /proc/net/tcp
 # with the same config; recorded with the stack like the rest of its settings.
 JAEGER_BINARY_ENV = "OTEL_LLM_STACK_JAEGER_BINARY"
 # Jaeger's SPM backend (jaeger/config*.yaml), always set by the runner from the Prometheus port.
-PROMETHEUS_URL_ENV = "OTEL_LLM_STACK_PROMETHEUS_URL"
+SPM_PROMETHEUS_URL_ENV = "OTEL_LLM_STACK_PROMETHEUS_URL"
 PASSTHROUGH_VARIABLES = (
     JAEGER_BINARY_ENV,
     "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB",
@@ -402,7 +402,7 @@ class Stack:
         env.update({name: environ[name] for name in passed if name in environ})
         env["OTEL_LLM_COLLECTOR_STORAGE_DIR"] = str(state_dir / "collector-storage")
         env["OTEL_LLM_STACK_JAEGER_BADGER_DIR"] = str(state_dir / "jaeger-badger")
-        env[PROMETHEUS_URL_ENV] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
+        env[SPM_PROMETHEUS_URL_ENV] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
         env.update(with_new_names(overrides or {}))
         return cls(state_dir, env, **kwargs)
 

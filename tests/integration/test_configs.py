@@ -22,7 +22,7 @@ from otel_llm import semconv
 from otel_llm.processors.normalize import enrichment, llm_call_of
 from otel_llm.stack import paths
 from otel_llm.stack.prometheus import write_prometheus_config
-from otel_llm.stack.run import ALL_PORTS, PROMETHEUS_URL_ENV, free_ports
+from otel_llm.stack.run import ALL_PORTS, SPM_PROMETHEUS_URL_ENV, free_ports
 from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
 from tests.support.senders import post_otlp_json_span, unique_service
@@ -68,7 +68,7 @@ def _stack_like_env(tmp_path: Path) -> dict[str, str]:
     env.update({
         "OTEL_LLM_COLLECTOR_STORAGE_DIR": str(tmp_path / "queue"),
         "OTEL_LLM_STACK_JAEGER_BADGER_DIR": str(tmp_path / "badger"),
-        PROMETHEUS_URL_ENV: "http://127.0.0.1:1",
+        SPM_PROMETHEUS_URL_ENV: "http://127.0.0.1:1",
         "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "1s",
         "OTEL_LLM_COLLECTOR_SERIES_EXPIRATION": "2m",
         "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB": "256",

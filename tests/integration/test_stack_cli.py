@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_llm.stack.run import ALL_PORTS, free_ports, redis_ping
+from otel_llm.stack.run import ALL_PORTS, COLLECTOR_OTLP_GRPC, REDIS, free_ports, redis_ping
+from otel_llm.stack.variables import NEW_NAMES, RENAMED
 from tests.support.poll import poll
 
 CLI = str(Path(sys.executable).parent / "otel-llm")
@@ -72,6 +73,29 @@ def test_up_is_idempotent_status_reports_endpoints_and_down_stops_everything(cli
     assert stopped.returncode == 3
     assert not any(c["running"] for c in json.loads(stopped.stdout)["components"].values())
     assert _run(cli_env, "down").returncode == 0
+
+
+def test_the_old_variable_names_still_start_and_stop_the_stack(stack_binaries, tmp_path):
+    """With the ports and the state dir under their old names only, `up` listens where they say and warns once
+    per old name, naming the new one; `down` finds the same stack."""
+    new_names = _environment(tmp_path / "state")
+    env = {RENAMED.get(name, name): value for name, value in new_names.items()}
+    used = sorted(RENAMED[name] for name in new_names if name in RENAMED)
+    assert len(used) == len(ALL_PORTS) + 1 and not set(env) & set(RENAMED)
+    try:
+        result = _run(env, "up", "--jaeger-storage", "memory", "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["state_dir"] == str((tmp_path / "state").resolve())
+        assert all(component["healthy"] for component in report["components"].values())
+        assert report["endpoints"]["otlp_grpc"] == f"127.0.0.1:{new_names[COLLECTOR_OTLP_GRPC.env_var]}"
+        assert redis_ping(int(new_names[REDIS.env_var]))
+        for old in used:
+            [warning] = [line for line in result.stderr.splitlines() if f"{old} is deprecated" in line]
+            assert NEW_NAMES[old] in warning
+    finally:
+        assert _run(env, "down").returncode == 0
+    assert not redis_ping(int(new_names[REDIS.env_var]))
 
 
 def test_up_restarts_only_a_component_that_died(cli_env):

@@ -19,8 +19,8 @@ from otel_llm.stack.run import (
     COMPONENTS_BY_NAME,
     GATEWAYS_ENV,
     LANGSMITH_API_KEY,
-    PROMETHEUS_URL_ENV,
     REDIS,
+    SPM_PROMETHEUS_URL_ENV,
     STATE_FILE,
     TOPOLOGIES,
     Stack,
@@ -122,7 +122,7 @@ class TestStackSettings:
         stack = _stack(tmp_path)
         assert stack.env["OTEL_LLM_COLLECTOR_STORAGE_DIR"].startswith(str(stack.state_dir))
         assert stack.env["OTEL_LLM_STACK_JAEGER_BADGER_DIR"].startswith(str(stack.state_dir))
-        assert stack.env[PROMETHEUS_URL_ENV] == stack.prometheus_url
+        assert stack.env[SPM_PROMETHEUS_URL_ENV] == stack.prometheus_url
 
     def test_collector_settings_come_from_the_callers_environment(self, tmp_path):
         """The intervals the collector config reads are taken from the environment and recorded."""
