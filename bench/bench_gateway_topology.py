@@ -48,19 +48,21 @@ from bench_collector_rollup import (
 
 from otel_llm.stack.run import COLLECTOR_OTLP_HTTP, Stack
 
-SETTINGS = {"LANGSMITH_API_KEY": "", "OTEL_LLM_COLLECTOR_ROLLUP_WAIT": "1s", "OTEL_LLM_SAMPLING_WAIT": "1s",
-            "OTEL_LLM_SAMPLING_PERCENTAGE": "10", "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s"}
+SETTINGS = {"LANGSMITH_API_KEY": "", "OTEL_LLM_COLLECTOR_ROLLUP_WAIT": "1s",
+            "OTEL_LLM_COLLECTOR_SAMPLING_WAIT": "1s", "OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE": "10",
+            "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "1s"}
 TOPOLOGIES = {
     "2 agents + 2 gateways": ("jaeger", "gateway-1", "gateway-2", "agent-1", "agent-2"),
     "1 agent + 1 gateway": ("jaeger", "gateway-1", "agent-1"),
     "single collector": ("jaeger", "collector"),
 }
 ENTRY_PORT = {"collector": COLLECTOR_OTLP_HTTP.env_var, "agent-1": COLLECTOR_OTLP_HTTP.env_var,
-              "agent-2": "OTEL_LLM_AGENT2_OTLP_HTTP_PORT"}
-TELEMETRY_PORT = {"collector": "OTEL_LLM_COLLECTOR_TELEMETRY_PORT",
-                  "agent-1": "OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "agent-2": "OTEL_LLM_AGENT2_TELEMETRY_PORT",
-                  "gateway-1": "OTEL_LLM_GATEWAY1_TELEMETRY_PORT",
-                  "gateway-2": "OTEL_LLM_GATEWAY2_TELEMETRY_PORT"}
+              "agent-2": "OTEL_LLM_STACK_AGENT2_OTLP_HTTP_PORT"}
+TELEMETRY_PORT = {"collector": "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT",
+                  "agent-1": "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT",
+                  "agent-2": "OTEL_LLM_STACK_AGENT2_TELEMETRY_PORT",
+                  "gateway-1": "OTEL_LLM_STACK_GATEWAY1_TELEMETRY_PORT",
+                  "gateway-2": "OTEL_LLM_STACK_GATEWAY2_TELEMETRY_PORT"}
 # What the agents (or the single collector) lost on the way, by their own metrics.
 LOSS_METRICS = ("otelcol_receiver_refused_spans", "otelcol_exporter_send_failed_spans",
                 "otelcol_exporter_enqueue_failed_spans")
@@ -75,7 +77,7 @@ TRACES_PER_REQUEST = SPANS_PER_REQUEST // len(REQUEST_TRACE)
 # The stage whose wait is made long: (its wait variable, its held-traces gauge, the other stage's, spans per
 # held trace: tail sampling also holds the llm.request span llm_rollup adds on release).
 HOLDERS = {
-    "tail_sampling": ("OTEL_LLM_SAMPLING_WAIT", SAMPLING_HELD, ROLLUP_HELD, len(REQUEST_TRACE) + 1),
+    "tail_sampling": ("OTEL_LLM_COLLECTOR_SAMPLING_WAIT", SAMPLING_HELD, ROLLUP_HELD, len(REQUEST_TRACE) + 1),
     "llm_rollup": ("OTEL_LLM_COLLECTOR_ROLLUP_WAIT", ROLLUP_HELD, SAMPLING_HELD, len(REQUEST_TRACE)),
 }
 
@@ -188,7 +190,7 @@ def _memory(stack: Stack, pid: int, readings: int = 5) -> tuple[int, float]:
 def measure_held(holder: str, counts: list[int]) -> list[dict[str, float]]:
     """The gateway's memory idle and with each count of traces held by ``holder`` (a key of HOLDERS)."""
     wait_variable, held_metric, other_metric, spans_per_trace = HOLDERS[holder]
-    settings = {**SETTINGS, wait_variable: HOLD_WAIT, "OTEL_LLM_SAMPLING_PERCENTAGE": "0",
+    settings = {**SETTINGS, wait_variable: HOLD_WAIT, "OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE": "0",
                 "OTEL_LLM_COLLECTOR_ROLLUP_MAX_TRACES": str(2 * max(counts))}  # not the bound: the wait holds
     gateway = ("gateway-1",)
     with _running(TOPOLOGIES["1 agent + 1 gateway"], settings) as stack:

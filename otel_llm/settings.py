@@ -60,13 +60,18 @@ def _warn_once(name: str, raw: object, accepts: str, default: object, *, using: 
     warn_invalid(name, raw, accepts, f"{using}{default!r}")
 
 
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log ``message % args`` as a warning the first time ``key`` is seen in this process, never again."""
+    with _warned_lock:
+        if key in _warned_variables:
+            return
+        _warned_variables.add(key)
+    _logger.warning(message, *args)
+
+
 def warn_invalid(name: str, raw: object, accepts: str, fallback: str) -> None:
     """ONE warning per process for variable ``name``: its bad value, what it accepts, what is used instead."""
-    with _warned_lock:
-        if name in _warned_variables:
-            return
-        _warned_variables.add(name)
-    _logger.warning("Invalid value %r for %s; it accepts %s. Using %s.", raw, name, accepts, fallback)
+    warn_once(name, "Invalid value %r for %s; it accepts %s. Using %s.", raw, name, accepts, fallback)
 
 
 def reset_warnings() -> None:

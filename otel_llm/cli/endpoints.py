@@ -2,9 +2,9 @@
 
 A URL comes from the command's flag, else its variable (``OTEL_LLM_JAEGER_URL``,
 ``OTEL_LLM_PROMETHEUS_URL``), else the ports ``otel-llm stack up`` recorded in its state directory
-(``stack.json`` in ``$OTEL_LLM_STATE_DIR`` or ``~/.local/state/otel-llm``), else the stack's default port. So
-a stack started on other ports (``OTEL_LLM_JAEGER_QUERY_HTTP_PORT=26686 otel-llm stack up``) is found without
-repeating them. ``otel-llm demo --stack`` runs on that recorded stack itself.
+(``stack.json`` in ``$OTEL_LLM_STACK_STATE_DIR`` or ``~/.local/state/otel-llm``), else the stack's default
+port. So a stack started on other ports (``OTEL_LLM_STACK_JAEGER_QUERY_HTTP_PORT=26686 otel-llm stack up``) is
+found without repeating them. ``otel-llm demo --stack`` runs on that recorded stack itself.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``otel-llm stack build|up|down|status|logs``: build the binaries and run the local stack (docs/stack.md).
 
-Each command works on one state directory (``--state-dir``, default ``$OTEL_LLM_STATE_DIR`` or
-``~/.local/state/otel-llm``). ``up`` takes ports from the ``OTEL_LLM_*_PORT`` variables (defaults in
+Each command works on one state directory (``--state-dir``, default ``$OTEL_LLM_STACK_STATE_DIR`` or
+``~/.local/state/otel-llm``). ``up`` takes ports from the ``OTEL_LLM_STACK_*_PORT`` variables (defaults in
 docs/stack.md); once a stack runs, ``status``, ``logs``, ``down`` and a second ``up`` use the ports it
 recorded. ``status`` exits 0 when every component is healthy, 3 otherwise.
 """
@@ -44,7 +44,7 @@ def _reporting_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("stack", help="build, start, stop and inspect the local collector/Jaeger/"
                                                  "Prometheus/Redis stack")
-    parser.add_argument("--state-dir", help="pid files, logs and data (default $OTEL_LLM_STATE_DIR or "
+    parser.add_argument("--state-dir", help="pid files, logs and data (default $OTEL_LLM_STACK_STATE_DIR or "
                                             "~/.local/state/otel-llm)")
     parser.set_defaults(extra="stack")  # PyYAML: the collector's build manifest names the binary to run
     commands = parser.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--json", action="store_true", help="print the status as JSON once up")
     up.add_argument("--jaeger-binary", metavar="PATH", default=None,
                     help="run this Jaeger v2 binary (e.g. the official release, with the UI) instead of the "
-                         "built one, with the same config (default $OTEL_LLM_JAEGER_BINARY)")
+                         "built one, with the same config (default $OTEL_LLM_STACK_JAEGER_BINARY)")
     up.set_defaults(handler=_reporting_errors(_up))
     down = commands.add_parser("down", help="stop every component (ok when already stopped)")
     down.set_defaults(handler=_reporting_errors(_down))

@@ -5,14 +5,16 @@ The collector's, Jaeger's, Prometheus's and Grafana's files are package data und
 (in a clone, symlinks to the top-level ``collector/``, ``jaeger/``, ``prometheus/``, ``grafana/``; a wheel
 carries copies), so ``otel-llm stack`` works editable or installed, from any directory.
 ``$OTEL_LLM_STACK_FILES`` points at another directory holding those four (a clone of otel-llm), read once at
-import. Built binaries go to ``$OTEL_LLM_CACHE_DIR`` (default ``~/.cache/otel-llm``), keyed by version and a
-hash of their sources.
+import. Built binaries go to ``$OTEL_LLM_STACK_CACHE_DIR`` (default ``~/.cache/otel-llm``), keyed by version
+and a hash of their sources.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from otel_llm.stack.variables import lookup
 
 STACK_FILES_ENV = "OTEL_LLM_STACK_FILES"
 PACKAGED_FILES = Path(__file__).resolve().parent / "files"
@@ -109,13 +111,13 @@ COLLECTOR_VERSION = "0.159.0"
 JAEGER_NAME = "jaeger"
 JAEGER_VERSION = "1.75.0"
 
-CACHE_DIR_ENV = "OTEL_LLM_CACHE_DIR"
+CACHE_DIR_ENV = "OTEL_LLM_STACK_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/otel-llm")
 
 
 def cache_dir() -> Path:
-    """The build cache: ``$OTEL_LLM_CACHE_DIR`` when set and non-empty, else ``~/.cache/otel-llm``."""
-    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
+    """The build cache: ``$OTEL_LLM_STACK_CACHE_DIR`` when set and non-empty, else ``~/.cache/otel-llm``."""
+    configured = (lookup(CACHE_DIR_ENV) or "").strip()
     return Path(configured or DEFAULT_CACHE_DIR).expanduser()
 
 

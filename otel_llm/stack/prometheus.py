@@ -16,27 +16,36 @@ from pathlib import Path
 from otel_llm.stack import paths
 
 # Variables of the template that come from the environment, with their defaults (docs/stack.md).
+PROMETHEUS_PORT_VARIABLE = "OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT"
+TELEMETRY_PORT_VARIABLE = "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT"
 TEMPLATE_DEFAULTS: Mapping[str, str] = {
-    "OTEL_LLM_COLLECTOR_PROMETHEUS_PORT": "8889",
-    "OTEL_LLM_COLLECTOR_TELEMETRY_PORT": "8888",
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "2s",
+    PROMETHEUS_PORT_VARIABLE: "8889",
+    TELEMETRY_PORT_VARIABLE: "8888",
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": "2s",
 }
-RULES_DIR_VARIABLE = "OTEL_LLM_PROMETHEUS_RULES_DIR"  # filled from paths, not from the environment
-# The gateway topology's other collectors (otel_llm/stack/run.py): every
-# OTEL_LLM_<GATEWAYn|AGENTn>_PROMETHEUS_PORT in the environment is scraped beside the collector's exporter,
-# every _TELEMETRY_PORT beside its own metrics.
-_MORE_TARGETS = re.compile(r"OTEL_LLM_(?:GATEWAY|AGENT)[0-9]+_(PROMETHEUS|TELEMETRY)_PORT")
-# OTEL_LLM_COLLECTOR_PROMETHEUS_PORT and its peers -> the template's OTEL_LLM_COLLECTOR_PROMETHEUS_TARGETS
-TARGETS_SUFFIX = "_TARGETS"
+# Placeholders filled by the runner, not from a variable of their own (lower case in the template): the rules
+# directory, and per port variable the scrape targets: the collector's port plus the same port of every other
+# collector of the gateway topology (otel_llm/stack/run.py) found in the environment.
+RULES_DIR_PLACEHOLDER = "rules_dir"
+TARGETS_PLACEHOLDERS: Mapping[str, str] = {PROMETHEUS_PORT_VARIABLE: "prometheus_targets",
+                                           TELEMETRY_PORT_VARIABLE: "telemetry_targets"}
+
+
+def _tier_ports(port_variable: str) -> re.Pattern[str]:
+    """<prefix>_GATEWAY2_PROMETHEUS_PORT, <prefix>_AGENT2_..., for <prefix>_COLLECTOR_PROMETHEUS_PORT."""
+    prefix, _, port = port_variable.partition("_COLLECTOR_")
+    return re.compile(rf"{re.escape(prefix)}_(?:GATEWAY|AGENT)[0-9]+_{re.escape(port)}")
+
+
 _RULES: Mapping[str, re.Pattern[str]] = {
-    "OTEL_LLM_COLLECTOR_PROMETHEUS_PORT": re.compile(r"[1-9][0-9]{0,4}"),
-    "OTEL_LLM_COLLECTOR_TELEMETRY_PORT": re.compile(r"[1-9][0-9]{0,4}"),
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": re.compile(r"[1-9][0-9]*(ms|s|m)"),
+    PROMETHEUS_PORT_VARIABLE: re.compile(r"[1-9][0-9]{0,4}"),
+    TELEMETRY_PORT_VARIABLE: re.compile(r"[1-9][0-9]{0,4}"),
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": re.compile(r"[1-9][0-9]*(ms|s|m)"),
 }
 _RULE_TEXT = {
-    "OTEL_LLM_COLLECTOR_PROMETHEUS_PORT": "a TCP port number",
-    "OTEL_LLM_COLLECTOR_TELEMETRY_PORT": "a TCP port number",
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "a Prometheus duration such as 2s, 500ms or 1m",
+    PROMETHEUS_PORT_VARIABLE: "a TCP port number",
+    TELEMETRY_PORT_VARIABLE: "a TCP port number",
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": "a Prometheus duration such as 2s, 500ms or 1m",
 }
 
 
@@ -53,19 +62,17 @@ def template_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
         if not _RULES[name].fullmatch(value):
             raise ValueError(f"{name} must be {_RULE_TEXT[name]}, got {value!r}")
         values[name] = value
-    for kind in ("PROMETHEUS", "TELEMETRY"):
-        first = f"OTEL_LLM_COLLECTOR_{kind}_PORT"
+    for first, placeholder in TARGETS_PLACEHOLDERS.items():
+        more = _tier_ports(first)
         ports = [values[first]]
         for name in sorted(env):
-            match = _MORE_TARGETS.fullmatch(name)
-            if match and match.group(1) == kind:
+            if more.fullmatch(name):
                 value = str(env[name]).strip()
                 if not _RULES[first].fullmatch(value):
                     raise ValueError(f"{name} must be {_RULE_TEXT[first]}, got {value!r}")
                 ports.append(value)
-        targets = ", ".join(f'"127.0.0.1:{port}"' for port in ports)
-        values[first.removesuffix("_PORT") + TARGETS_SUFFIX] = targets
-    values[RULES_DIR_VARIABLE] = str(paths.PROMETHEUS_RULES_DIR)
+        values[placeholder] = ", ".join(f'"127.0.0.1:{port}"' for port in ports)
+    values[RULES_DIR_PLACEHOLDER] = str(paths.PROMETHEUS_RULES_DIR)
     return values
 
 

@@ -1,10 +1,11 @@
 """Run the local stack: the collector, Jaeger, Prometheus and Redis as background processes on 127.0.0.1.
 
-One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STATE_DIR`` or ``~/.local/state/otel-llm``)
-that holds, per component, a pid file (``<name>.pid``: pid and binary path) and a log (``logs/<name>.log``),
-plus the data directories (badger, the collector's persistent queue, the Prometheus TSDB, Redis' working dir)
-and ``stack.json``: the ports and settings the stack was started with, so ``status``/``down`` and a second
-``up`` see the same stack. Secrets (``LANGSMITH_API_KEY``) are never written there.
+One ``Stack`` is rooted at a state directory (default ``$OTEL_LLM_STACK_STATE_DIR`` or
+``~/.local/state/otel-llm``) that holds, per component, a pid file (``<name>.pid``: pid and binary path)
+and a log (``logs/<name>.log``), plus the data directories (badger, the collector's persistent queue, the
+Prometheus TSDB, Redis' working dir) and ``stack.json``: the ports and settings the stack was started with,
+so ``status``/``down`` and a second ``up`` see the same stack. Secrets (``LANGSMITH_API_KEY``) are never
+written there.
 
 Every component is started in its own process group (``start_new_session``) and stopped by signalling the
 group, so no process outlives ``down``. ``up`` is idempotent: a component whose recorded process is alive is
@@ -34,8 +35,9 @@ from otel_llm.settings import env_int
 from otel_llm.stack import paths
 from otel_llm.stack.build import BUILD_COMMAND, StackBinaries, find_binaries
 from otel_llm.stack.prometheus import write_prometheus_config
+from otel_llm.stack.variables import lookup, with_new_names
 
-STATE_DIR_ENV = "OTEL_LLM_STATE_DIR"
+STATE_DIR_ENV = "OTEL_LLM_STACK_STATE_DIR"
 DEFAULT_STATE_DIR = Path("~/.local/state/otel-llm")
 STATE_FILE = "stack.json"
 LOCK_FILE = "stack.lock"
@@ -49,20 +51,22 @@ TCP_LISTEN_STATE = "0A"  # the "st" column of /proc/net/tcp
 # never persisted.
 # A Jaeger binary of the user's (e.g. the official release, which serves the UI) run instead of the built one,
 # with the same config; recorded with the stack like the rest of its settings.
-JAEGER_BINARY_ENV = "OTEL_LLM_JAEGER_BINARY"
+JAEGER_BINARY_ENV = "OTEL_LLM_STACK_JAEGER_BINARY"
+# Jaeger's SPM backend (jaeger/config*.yaml), always set by the runner from the Prometheus port.
+SPM_PROMETHEUS_URL_ENV = "OTEL_LLM_STACK_PROMETHEUS_URL"
 PASSTHROUGH_VARIABLES = (
     JAEGER_BINARY_ENV,
     "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB",
-    "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL",
-    "OTEL_LLM_SERIES_EXPIRATION",
+    "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL",
+    "OTEL_LLM_COLLECTOR_SERIES_EXPIRATION",
     "OTEL_LLM_COLLECTOR_ROLLUP_WAIT",
     "OTEL_LLM_COLLECTOR_ROLLUP_MAX_TRACES",
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL",
-    "OTEL_LLM_SAMPLING_PERCENTAGE",
-    "OTEL_LLM_SAMPLING_SLOW_MS",
-    "OTEL_LLM_SAMPLING_COST_ABOVE",
-    "OTEL_LLM_SAMPLING_WAIT",
-    "OTEL_LLM_SAMPLING_MAX_TRACES",
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL",
+    "OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE",
+    "OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS",
+    "OTEL_LLM_COLLECTOR_SAMPLING_COST_ABOVE",
+    "OTEL_LLM_COLLECTOR_SAMPLING_WAIT",
+    "OTEL_LLM_COLLECTOR_SAMPLING_MAX_TRACES",
     "LANGSMITH_PROJECT",
     "LANGSMITH_ENDPOINT",
 )
@@ -98,19 +102,20 @@ class Component:
     env: Callable[[Stack], dict[str, str]] = lambda stack: {}
 
 
-COLLECTOR_OTLP_GRPC = PortSpec("OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT", 4317, "collector OTLP/gRPC")
-COLLECTOR_OTLP_HTTP = PortSpec("OTEL_LLM_COLLECTOR_OTLP_HTTP_PORT", 4318, "collector OTLP/HTTP")
-COLLECTOR_HEALTH = PortSpec("OTEL_LLM_COLLECTOR_HEALTH_PORT", 13133, "collector health_check")
-COLLECTOR_PROMETHEUS = PortSpec("OTEL_LLM_COLLECTOR_PROMETHEUS_PORT", 8889, "collector prometheus exporter")
-COLLECTOR_TELEMETRY = PortSpec("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", 8888, "collector own metrics")
-JAEGER_OTLP_GRPC = PortSpec("OTEL_LLM_JAEGER_OTLP_GRPC_PORT", 14317, "Jaeger OTLP/gRPC")
-JAEGER_OTLP_HTTP = PortSpec("OTEL_LLM_JAEGER_OTLP_HTTP_PORT", 14318, "Jaeger OTLP/HTTP")
-JAEGER_QUERY_HTTP = PortSpec("OTEL_LLM_JAEGER_QUERY_HTTP_PORT", 16686, "Jaeger query HTTP")
-JAEGER_QUERY_GRPC = PortSpec("OTEL_LLM_JAEGER_QUERY_GRPC_PORT", 16685, "Jaeger query gRPC")
-JAEGER_HEALTH = PortSpec("OTEL_LLM_JAEGER_HEALTH_PORT", 14133, "Jaeger healthcheckv2")
-JAEGER_TELEMETRY = PortSpec("OTEL_LLM_JAEGER_TELEMETRY_PORT", 14888, "Jaeger own metrics")
-PROMETHEUS = PortSpec("OTEL_LLM_PROMETHEUS_PORT", 9090, "Prometheus")
-REDIS = PortSpec("OTEL_LLM_REDIS_PORT", 6379, "Redis")
+COLLECTOR_OTLP_GRPC = PortSpec("OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT", 4317, "collector OTLP/gRPC")
+COLLECTOR_OTLP_HTTP = PortSpec("OTEL_LLM_STACK_COLLECTOR_OTLP_HTTP_PORT", 4318, "collector OTLP/HTTP")
+COLLECTOR_HEALTH = PortSpec("OTEL_LLM_STACK_COLLECTOR_HEALTH_PORT", 13133, "collector health_check")
+COLLECTOR_PROMETHEUS = PortSpec("OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT", 8889,
+                                "collector prometheus exporter")
+COLLECTOR_TELEMETRY = PortSpec("OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT", 8888, "collector own metrics")
+JAEGER_OTLP_GRPC = PortSpec("OTEL_LLM_STACK_JAEGER_OTLP_GRPC_PORT", 14317, "Jaeger OTLP/gRPC")
+JAEGER_OTLP_HTTP = PortSpec("OTEL_LLM_STACK_JAEGER_OTLP_HTTP_PORT", 14318, "Jaeger OTLP/HTTP")
+JAEGER_QUERY_HTTP = PortSpec("OTEL_LLM_STACK_JAEGER_QUERY_HTTP_PORT", 16686, "Jaeger query HTTP")
+JAEGER_QUERY_GRPC = PortSpec("OTEL_LLM_STACK_JAEGER_QUERY_GRPC_PORT", 16685, "Jaeger query gRPC")
+JAEGER_HEALTH = PortSpec("OTEL_LLM_STACK_JAEGER_HEALTH_PORT", 14133, "Jaeger healthcheckv2")
+JAEGER_TELEMETRY = PortSpec("OTEL_LLM_STACK_JAEGER_TELEMETRY_PORT", 14888, "Jaeger own metrics")
+PROMETHEUS = PortSpec("OTEL_LLM_STACK_PROMETHEUS_PORT", 9090, "Prometheus")
+REDIS = PortSpec("OTEL_LLM_STACK_REDIS_PORT", 6379, "Redis")
 
 
 # Characters a key cannot have, and why: the collector puts the key inside an OTTL string literal
@@ -187,8 +192,9 @@ def _redis_command(stack: Stack, binary: Path) -> list[str]:
 
 
 def _tier_port(name: str, role: PortSpec, default: int) -> PortSpec:
-    """The port of a gateway-topology collector serving ``role``: OTEL_LLM_GATEWAY2_OTLP_GRPC_PORT, ..."""
-    variable = f"OTEL_LLM_{name.upper().replace('-', '')}_{role.env_var.removeprefix('OTEL_LLM_COLLECTOR_')}"
+    """The port variable of a gateway-topology collector serving ``role``: ..._GATEWAY2_OTLP_GRPC_PORT, ..."""
+    prefix, _, port = role.env_var.partition("_COLLECTOR_")
+    variable = f"{prefix}_{name.upper().replace('-', '')}_{port}"
     return PortSpec(variable, default, f"{name} {role.purpose.removeprefix('collector ')}")
 
 
@@ -216,7 +222,7 @@ _TIER_LISTENERS["gateway-1"][COLLECTOR_PROMETHEUS] = COLLECTOR_PROMETHEUS
 _TIER_LISTENERS["agent-1"] = {role: role for role in _AGENT_ROLES}
 GATEWAYS = ("gateway-1", "gateway-2")
 # Where the agents send (collector/agent.yaml): the gateways' OTLP gRPC listeners.
-GATEWAYS_ENV = "OTEL_LLM_GATEWAYS"
+GATEWAYS_ENV = "OTEL_LLM_COLLECTOR_GATEWAYS"
 
 
 def _agent_env(stack: Stack) -> dict[str, str]:
@@ -268,8 +274,8 @@ ALL_PORTS: tuple[PortSpec, ...] = ports_of(TOPOLOGIES["single"])
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$OTEL_LLM_STATE_DIR``, else ``~/.local/state/otel-llm``."""
-    raw = (os.environ if environ is None else environ).get(STATE_DIR_ENV, "").strip()
+    """``$OTEL_LLM_STACK_STATE_DIR``, else ``~/.local/state/otel-llm``."""
+    raw = (lookup(STATE_DIR_ENV, environ) or "").strip()
     return Path(raw or DEFAULT_STATE_DIR).expanduser()
 
 
@@ -389,7 +395,7 @@ class Stack:
         **kwargs,
     ) -> Stack:
         """Ports from ``environ`` (or random), data dirs inside ``state_dir``, then ``overrides`` on top."""
-        environ = os.environ if environ is None else environ
+        environ = with_new_names(os.environ if environ is None else environ)
         state_dir = Path(state_dir).expanduser().resolve()
         ports = resolve_ports(environ, random_ports=random_ports,
                               specs=ports_of((*TOPOLOGIES["single"], *kwargs.get("components", ()))))
@@ -397,9 +403,9 @@ class Stack:
         passed = PASSTHROUGH_VARIABLES + SECRET_VARIABLES
         env.update({name: environ[name] for name in passed if name in environ})
         env["OTEL_LLM_COLLECTOR_STORAGE_DIR"] = str(state_dir / "collector-storage")
-        env["OTEL_LLM_JAEGER_BADGER_DIR"] = str(state_dir / "jaeger-badger")
-        env["OTEL_LLM_PROMETHEUS_URL"] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
-        env.update(overrides or {})
+        env["OTEL_LLM_STACK_JAEGER_BADGER_DIR"] = str(state_dir / "jaeger-badger")
+        env[SPM_PROMETHEUS_URL_ENV] = f"http://{HOST}:{ports[PROMETHEUS.env_var]}"
+        env.update(with_new_names(overrides or {}))
         return cls(state_dir, env, **kwargs)
 
     @classmethod
@@ -411,7 +417,7 @@ class Stack:
         except (OSError, ValueError):
             return None
         environ = os.environ if environ is None else environ
-        env = dict(recorded["env"])
+        env = with_new_names(recorded["env"], warn=False)  # a stack.json of the previous release: old names
         env.update({name: environ[name] for name in SECRET_VARIABLES if name in environ})
         return cls(state_dir, env, components=recorded["components"],
                    jaeger_storage=recorded["jaeger_storage"])
@@ -502,8 +508,8 @@ class Stack:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _binaries_of(self, components: Sequence[Component]) -> dict[str, Path]:
-        """Each component's binary (Jaeger's from ``$OTEL_LLM_JAEGER_BINARY`` when set); a StackError naming
-        every missing one and the build command."""
+        """Each component's binary (Jaeger's from ``$OTEL_LLM_STACK_JAEGER_BINARY`` when set); a StackError
+        naming every missing one and the build command."""
         binaries = self._binaries if self._binaries is not None else find_binaries()
         found = {c.name: getattr(binaries, c.binary_field) for c in components}
         supplied = self.env.get(JAEGER_BINARY_ENV, "").strip()
@@ -596,7 +602,7 @@ class Stack:
 
     def process_env(self) -> dict[str, str]:
         """The environment of every component: the caller's, overridden by the stack's settings (``env``)."""
-        return {**os.environ, **self.env}
+        return {**with_new_names(os.environ), **self.env}
 
     def _wait_healthy(self, component: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout

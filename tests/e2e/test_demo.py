@@ -137,10 +137,10 @@ def test_demo_on_the_stack_reads_both_providers_traces_back_from_jaeger(stack_bi
     for spec in PROVIDER_MODELS.values():
         assert f"LLM {spec.provider}/{spec.model}" in out
     assert "LLM calls per provider/model" in out
-    jaeger_url = f"http://127.0.0.1:{ports['OTEL_LLM_JAEGER_QUERY_HTTP_PORT']}"
+    jaeger_url = f"http://127.0.0.1:{ports['OTEL_LLM_STACK_JAEGER_QUERY_HTTP_PORT']}"
     endpoints = out[out.index("Endpoints (the stack keeps running") :].splitlines()[1:]
     assert endpoints[0].split() == ["Jaeger", "query", "API", jaeger_url]
-    assert endpoints[1].split() == ["Prometheus", f"http://127.0.0.1:{ports['OTEL_LLM_PROMETHEUS_PORT']}"]
+    assert endpoints[1].split() == ["Prometheus", f"http://127.0.0.1:{ports['OTEL_LLM_STACK_PROMETHEUS_PORT']}"]
 
 
 def test_demo_on_the_stack_without_built_binaries_names_the_build_command(tmp_path):
@@ -152,7 +152,7 @@ def test_demo_on_the_stack_without_built_binaries_names_the_build_command(tmp_pa
     }
     env = {
         STATE_DIR_ENV: str(tmp_path / "state"),
-        "OTEL_LLM_CACHE_DIR": str(tmp_path / "empty-cache"),
+        "OTEL_LLM_STACK_CACHE_DIR": str(tmp_path / "empty-cache"),
         **ports,
     }
     result = run_demo("--stack", "--requests", "1", extra_env=env)

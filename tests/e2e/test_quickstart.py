@@ -82,7 +82,7 @@ def flow(stack_binaries, tmp_path_factory):
     env.update(
         HOME=str(home),
         PIP_CACHE_DIR=str(Path.home() / ".cache" / "pip"),
-        OTEL_LLM_CACHE_DIR=str(cache_dir()),
+        OTEL_LLM_STACK_CACHE_DIR=str(cache_dir()),
         **{STATE_DIR_ENV: str(home / "state")},
         **ports,
     )

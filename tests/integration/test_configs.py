@@ -22,7 +22,7 @@ from otel_llm import semconv
 from otel_llm.processors.normalize import enrichment, llm_call_of
 from otel_llm.stack import paths
 from otel_llm.stack.prometheus import write_prometheus_config
-from otel_llm.stack.run import ALL_PORTS, free_ports
+from otel_llm.stack.run import ALL_PORTS, SPM_PROMETHEUS_URL_ENV, free_ports
 from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
 from tests.support.senders import post_otlp_json_span, unique_service
@@ -68,10 +68,10 @@ def _stack_like_env(tmp_path: Path) -> dict[str, str]:
     env = {spec.env_var: str(port) for spec, port in zip(ALL_PORTS, ports, strict=True)}
     env.update({
         "OTEL_LLM_COLLECTOR_STORAGE_DIR": str(tmp_path / "queue"),
-        "OTEL_LLM_JAEGER_BADGER_DIR": str(tmp_path / "badger"),
-        "OTEL_LLM_PROMETHEUS_URL": "http://127.0.0.1:1",
-        "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s",
-        "OTEL_LLM_SERIES_EXPIRATION": "2m",
+        "OTEL_LLM_STACK_JAEGER_BADGER_DIR": str(tmp_path / "badger"),
+        SPM_PROMETHEUS_URL_ENV: "http://127.0.0.1:1",
+        "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "1s",
+        "OTEL_LLM_COLLECTOR_SERIES_EXPIRATION": "2m",
         "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB": "256",
         "LANGSMITH_API_KEY": "lsv2-validate",
         "LANGSMITH_PROJECT": "validate",
@@ -121,14 +121,15 @@ class TestValidate:
 
     @pytest.mark.parametrize(("variable", "value", "expected_error"), [
         ("OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB", "lots", "'limit_mib' expected type 'uint32'"),
-        ("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "http", "prometheus.port' expected type 'int'"),
-        ("OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL", "soon", "'metrics_flush_interval' time: invalid duration"),
-        ("OTEL_LLM_SERIES_EXPIRATION", "soon", "'series_expiration' time: invalid duration"),
+        ("OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT", "http", "prometheus.port' expected type 'int'"),
+        ("OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL", "soon",
+         "'metrics_flush_interval' time: invalid duration"),
+        ("OTEL_LLM_COLLECTOR_SERIES_EXPIRATION", "soon", "'series_expiration' time: invalid duration"),
         # The gateway's sampling settings (collector/gateway.yaml on top of config.yaml).
-        ("OTEL_LLM_SAMPLING_PERCENTAGE", "most", "sampling_percentage' expected type 'float64'"),
-        ("OTEL_LLM_SAMPLING_SLOW_MS", "3s", "latency.threshold_ms' expected type 'int64'"),
-        ("OTEL_LLM_SAMPLING_WAIT", "soon", "'decision_wait' time: invalid duration"),
-        ("OTEL_LLM_SAMPLING_MAX_TRACES", "many", "'num_traces' expected type 'uint64'"),
+        ("OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE", "most", "sampling_percentage' expected type 'float64'"),
+        ("OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS", "3s", "latency.threshold_ms' expected type 'int64'"),
+        ("OTEL_LLM_COLLECTOR_SAMPLING_WAIT", "soon", "'decision_wait' time: invalid duration"),
+        ("OTEL_LLM_COLLECTOR_SAMPLING_MAX_TRACES", "many", "'num_traces' expected type 'uint64'"),
     ])
     def test_bad_env_value_fails_validation_naming_the_field(self, stack_binaries, variable, value,
                                                              expected_error):

@@ -50,7 +50,7 @@ from tests.support.stack import gateway_topology
 from tests.support.telemetry import Telemetry
 
 ROLLUP_WAIT_S = 2  # FAST_SETTINGS' OTEL_LLM_COLLECTOR_ROLLUP_WAIT
-SETTINGS = {"OTEL_LLM_SAMPLING_PERCENTAGE": "100", "OTEL_LLM_SAMPLING_WAIT": "1s"}
+SETTINGS = {"OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE": "100", "OTEL_LLM_COLLECTOR_SAMPLING_WAIT": "1s"}
 TICK_S = 0.05  # one request every 50 ms: 20 requests/s (pacing, not synchronisation)
 WORKER_LAG_TICKS = 12  # the worker's part follows the API's 0.6 s later: ~12 requests half made at any time
 SPANS_PER_TRACE = 3

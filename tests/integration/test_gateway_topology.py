@@ -7,8 +7,8 @@ with an error, a provider fallback, an end-to-end time or a cost over its thresh
 every decision is deterministic). The time threshold is the trace's intent's (otel_llm/load/slos.yaml): a
 trace between the lowest and the highest intent target is kept with the first intent and dropped with the
 second, a trace over the second's target is kept with it, and a trace of no or an unknown intent is judged
-by OTEL_LLM_SAMPLING_SLOW_MS. Checked per trace: a kept trace is complete in Jaeger (exactly the spans
-sent plus the gateway's llm.request span: no trace split across gateways), a routine trace never reaches
+by OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS. Checked per trace: a kept trace is complete in Jaeger (exactly the
+spans sent plus the gateway's llm.request span: no trace split across gateways), a routine trace never reaches
 Jaeger, and span metrics count every request sent, not only the kept ones. Control: both gateways received
 spans, so the completeness is the routing's doing, not one gateway taking everything.
 """
@@ -41,10 +41,10 @@ TARGETS = intent_targets(load_slos())
 FAST_INTENT, SLOW_INTENT = min(TARGETS, key=TARGETS.get), max(TARGETS, key=TARGETS.get)
 BETWEEN_MS = (TARGETS[FAST_INTENT] + TARGETS[SLOW_INTENT]) // 2
 SAMPLING = {
-    "OTEL_LLM_SAMPLING_PERCENTAGE": "0",
-    "OTEL_LLM_SAMPLING_SLOW_MS": str(SLOW_MS),
-    "OTEL_LLM_SAMPLING_COST_ABOVE": str(COST_ABOVE),
-    "OTEL_LLM_SAMPLING_WAIT": "1s",
+    "OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE": "0",
+    "OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS": str(SLOW_MS),
+    "OTEL_LLM_COLLECTOR_SAMPLING_COST_ABOVE": str(COST_ABOVE),
+    "OTEL_LLM_COLLECTOR_SAMPLING_WAIT": "1s",
 }
 # Per kind of trace: its end-to-end time (ms) and the intent on its worker span (None: none).
 SHAPES = {
@@ -118,7 +118,7 @@ def test_kept_traces_are_whole_and_rates_count_every_request(gateway_stack):
     (routine, or slower than one intent's target but within its own, at 0%);
     span metrics count all requests sent; both gateways carried part of the load, each span reached one."""
     api, worker = unique_service("gw-api"), unique_service("gw-worker")
-    agent2 = f"{HOST}:{gateway_stack.env['OTEL_LLM_AGENT2_OTLP_GRPC_PORT']}"
+    agent2 = f"{HOST}:{gateway_stack.env['OTEL_LLM_STACK_AGENT2_OTLP_GRPC_PORT']}"
     # Routine traces first: once the last kept trace is in Jaeger, every routine one was decided before it.
     sent = _send(gateway_stack.otlp_grpc_endpoint, agent2, api, worker)
     expected = Counter({(api, "api-request"): 1, (worker, "worker-job"): 1, (worker, "chat gpt-4o"): 1,
@@ -145,7 +145,7 @@ def test_kept_traces_are_whole_and_rates_count_every_request(gateway_stack):
     poll(lambda: request_count() == len(KINDS), timeout=30, interval=0.5,
          message=f"span metrics counting all {len(KINDS)} requests")
     gateways = [int(gateway_stack.env[name]) for name in
-                ("OTEL_LLM_GATEWAY1_TELEMETRY_PORT", "OTEL_LLM_GATEWAY2_TELEMETRY_PORT")]
+                ("OTEL_LLM_STACK_GATEWAY1_TELEMETRY_PORT", "OTEL_LLM_STACK_GATEWAY2_TELEMETRY_PORT")]
     accepted = [_accepted_spans(port) for port in gateways]
     assert all(accepted) and sum(accepted) == 3 * len(KINDS), accepted  # each span at exactly one gateway
 

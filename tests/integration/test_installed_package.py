@@ -190,13 +190,14 @@ def test_stack_up_and_search_from_outside_the_clone(installed, installed_tools, 
     """The installed ``otel-llm stack up`` runs with the wheel's configs; ``search`` finds an app's trace."""
     state = tmp_path / "state"
     ports = {name: str(port) for name, port in resolve_ports({}, random_ports=True).items()}
-    env = {**ports, "OTEL_LLM_STATE_DIR": str(state), "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s"}
+    env = {**ports, "OTEL_LLM_STACK_STATE_DIR": str(state),
+           "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "1s"}
     otel_llm = installed_tools / "otel-llm"
     try:
         up = _run([otel_llm, "stack", "up", "--jaeger-storage", "memory", "--json"], elsewhere, env)
         assert up.returncode == 0, up.stderr
         assert all(component["healthy"] for component in json.loads(up.stdout)["components"].values())
-        collector = f"http://127.0.0.1:{ports['OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT']}"
+        collector = f"http://127.0.0.1:{ports['OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT']}"
         app_env = {**env, **NO_METRICS_OR_LOGS, "OTEL_SERVICE_NAME": "tiny-installed",
                    "OTEL_EXPORTER_OTLP_ENDPOINT": collector}
         app = _run(_instrumented(installed), elsewhere, app_env)

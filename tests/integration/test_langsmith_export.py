@@ -55,7 +55,7 @@ def test_langsmith_receives_whole_trace_with_key_and_project_headers(stack):
 def _lone_collector(stack, state_dir, langsmith_endpoint: str, **kwargs):
     """A second collector in ``state_dir``, exporting to the session stack's Jaeger and to LangSmith at
     ``langsmith_endpoint``."""
-    jaeger_port = "OTEL_LLM_JAEGER_OTLP_GRPC_PORT"
+    jaeger_port = "OTEL_LLM_STACK_JAEGER_OTLP_GRPC_PORT"
     return start_stack(state_dir, langsmith_endpoint=langsmith_endpoint, components=("collector",),
                        overrides={jaeger_port: stack.runner.env[jaeger_port]}, **kwargs)
 

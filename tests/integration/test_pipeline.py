@@ -187,7 +187,7 @@ def test_whole_response_p95_per_intent_is_recorded_and_alerts_against_its_slo(st
 def collector_with_short_series_expiration(tmp_path):
     receiver = OtlpHttpReceiver()
     collector = start_stack(tmp_path, langsmith_endpoint=receiver.base_url, components=("collector",),
-                            overrides={"OTEL_LLM_SERIES_EXPIRATION": "2s"})
+                            overrides={"OTEL_LLM_COLLECTOR_SERIES_EXPIRATION": "2s"})
     try:
         yield collector
     finally:
@@ -196,8 +196,8 @@ def collector_with_short_series_expiration(tmp_path):
 
 
 def test_span_metric_series_that_stop_growing_expire(collector_with_short_series_expiration):
-    """A span-metrics series with no new spans leaves the exporter after OTEL_LLM_SERIES_EXPIRATION, so
-    per-request span names cannot fill the connector's cardinality limit for good."""
+    """A span-metrics series with no new spans leaves the exporter after OTEL_LLM_COLLECTOR_SERIES_EXPIRATION,
+    so per-request span names cannot fill the connector's cardinality limit for good."""
     collector = collector_with_short_series_expiration
     service = unique_service("pipeline-expiry")
     post_otlp_json_span(collector.otlp_http_endpoint, service, "chat:job-1", {})

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_llm.stack.run import ALL_PORTS, free_ports, redis_ping
+from otel_llm.stack.run import ALL_PORTS, COLLECTOR_OTLP_GRPC, REDIS, free_ports, redis_ping
+from otel_llm.stack.variables import NEW_NAMES, RENAMED
 from tests.support.poll import poll
 
 CLI = str(Path(sys.executable).parent / "otel-llm")
@@ -21,7 +22,7 @@ CLI_TIMEOUT_SECONDS = 300
 
 def _environment(state_dir: Path, **extra: str) -> dict[str, str]:
     ports = free_ports(len(ALL_PORTS))
-    env = {**os.environ, "OTEL_LLM_STATE_DIR": str(state_dir), "LANGSMITH_API_KEY": "", **extra}
+    env = {**os.environ, "OTEL_LLM_STACK_STATE_DIR": str(state_dir), "LANGSMITH_API_KEY": "", **extra}
     env.update({spec.env_var: str(port) for spec, port in zip(ALL_PORTS, ports, strict=True)})
     return env
 
@@ -61,9 +62,10 @@ def test_up_is_idempotent_status_reports_endpoints_and_down_stops_everything(cli
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert all(component["healthy"] for component in report["components"].values())
-    assert report["endpoints"]["otlp_grpc"] == f"127.0.0.1:{cli_env['OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT']}"
-    assert report["endpoints"]["prometheus"] == f"http://127.0.0.1:{cli_env['OTEL_LLM_PROMETHEUS_PORT']}"
-    assert redis_ping(int(cli_env["OTEL_LLM_REDIS_PORT"]))
+    grpc_port = cli_env["OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT"]
+    assert report["endpoints"]["otlp_grpc"] == f"127.0.0.1:{grpc_port}"
+    assert report["endpoints"]["prometheus"] == f"http://127.0.0.1:{cli_env['OTEL_LLM_STACK_PROMETHEUS_PORT']}"
+    assert redis_ping(int(cli_env["OTEL_LLM_STACK_REDIS_PORT"]))
 
     assert _run(cli_env, "down").returncode == 0
     assert not any(_alive(pid) for pid in pids.values())
@@ -71,6 +73,29 @@ def test_up_is_idempotent_status_reports_endpoints_and_down_stops_everything(cli
     assert stopped.returncode == 3
     assert not any(c["running"] for c in json.loads(stopped.stdout)["components"].values())
     assert _run(cli_env, "down").returncode == 0
+
+
+def test_the_old_variable_names_still_start_and_stop_the_stack(stack_binaries, tmp_path):
+    """With the ports and the state dir under their old names only, `up` listens where they say and warns once
+    per old name, naming the new one; `down` finds the same stack."""
+    new_names = _environment(tmp_path / "state")
+    env = {RENAMED.get(name, name): value for name, value in new_names.items()}
+    used = sorted(RENAMED[name] for name in new_names if name in RENAMED)
+    assert len(used) == len(ALL_PORTS) + 1 and not set(env) & set(RENAMED)
+    try:
+        result = _run(env, "up", "--jaeger-storage", "memory", "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["state_dir"] == str((tmp_path / "state").resolve())
+        assert all(component["healthy"] for component in report["components"].values())
+        assert report["endpoints"]["otlp_grpc"] == f"127.0.0.1:{new_names[COLLECTOR_OTLP_GRPC.env_var]}"
+        assert redis_ping(int(new_names[REDIS.env_var]))
+        for old in used:
+            [warning] = [line for line in result.stderr.splitlines() if f"{old} is deprecated" in line]
+            assert NEW_NAMES[old] in warning
+    finally:
+        assert _run(env, "down").returncode == 0
+    assert not redis_ping(int(new_names[REDIS.env_var]))
 
 
 def test_up_restarts_only_a_component_that_died(cli_env):
@@ -85,7 +110,7 @@ def test_up_restarts_only_a_component_that_died(cli_env):
     assert components["redis"]["pid"] != before["redis"]["pid"]
     assert {name: components[name]["pid"] for name in ("prometheus", "jaeger", "collector")} == {
         name: before[name]["pid"] for name in ("prometheus", "jaeger", "collector")}
-    assert redis_ping(int(cli_env["OTEL_LLM_REDIS_PORT"]))
+    assert redis_ping(int(cli_env["OTEL_LLM_STACK_REDIS_PORT"]))
 
 
 def test_two_concurrent_ups_make_one_stack(cli_env):
@@ -102,28 +127,28 @@ def test_two_concurrent_ups_make_one_stack(cli_env):
 def test_up_names_the_taken_port_its_variable_and_holder(cli_env):
     """A port in use fails `up` before anything starts, naming the port, its env var and its holder."""
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", int(cli_env["OTEL_LLM_JAEGER_QUERY_HTTP_PORT"])))
+        squatter.bind(("127.0.0.1", int(cli_env["OTEL_LLM_STACK_JAEGER_QUERY_HTTP_PORT"])))
         squatter.listen()
         result = _run(cli_env, "up")
     assert result.returncode == 1
-    assert f"Port {cli_env['OTEL_LLM_JAEGER_QUERY_HTTP_PORT']}" in result.stderr
-    assert "OTEL_LLM_JAEGER_QUERY_HTTP_PORT" in result.stderr
+    assert f"Port {cli_env['OTEL_LLM_STACK_JAEGER_QUERY_HTTP_PORT']}" in result.stderr
+    assert "OTEL_LLM_STACK_JAEGER_QUERY_HTTP_PORT" in result.stderr
     assert f"pid {os.getpid()}" in result.stderr
-    assert not redis_ping(int(cli_env["OTEL_LLM_REDIS_PORT"]))  # nothing was left running
+    assert not redis_ping(int(cli_env["OTEL_LLM_STACK_REDIS_PORT"]))  # nothing was left running
 
 
 def test_up_without_built_binaries_names_the_build_command(cli_env, tmp_path):
     """With an empty build cache, `up` fails naming `otel-llm stack build` and starts nothing."""
-    env = {**cli_env, "OTEL_LLM_CACHE_DIR": str(tmp_path / "empty-cache")}
+    env = {**cli_env, "OTEL_LLM_STACK_CACHE_DIR": str(tmp_path / "empty-cache")}
     result = _run(env, "up")
     assert result.returncode == 1
     assert "otel-llm stack build" in result.stderr
-    assert not redis_ping(int(env["OTEL_LLM_REDIS_PORT"]))
+    assert not redis_ping(int(env["OTEL_LLM_STACK_REDIS_PORT"]))
 
 
 def test_a_jaeger_binary_of_the_users_runs_with_the_stacks_config(stack_binaries, tmp_path):
-    """OTEL_LLM_JAEGER_BINARY: the stack runs that binary (a copy of the built one, at another path) as its
-    Jaeger with the stack's config and ports, reports it healthy, and records the choice."""
+    """OTEL_LLM_STACK_JAEGER_BINARY: the stack runs that binary (a copy of the built one, at another path) as
+    its Jaeger with the stack's config and ports, reports it healthy, and records the choice."""
     import shutil
 
     from otel_llm.stack.run import JAEGER_BINARY_ENV, STATE_FILE, Stack
@@ -144,8 +169,8 @@ def test_a_jaeger_binary_of_the_users_runs_with_the_stacks_config(stack_binaries
 
 
 def test_a_jaeger_binary_that_is_not_executable_is_named_before_anything_starts(tmp_path):
-    """A wrong OTEL_LLM_JAEGER_BINARY exits 1 naming the variable; nothing is started."""
-    env = _environment(tmp_path / "state", OTEL_LLM_JAEGER_BINARY=str(tmp_path / "nope"))
+    """A wrong OTEL_LLM_STACK_JAEGER_BINARY exits 1 naming the variable; nothing is started."""
+    env = _environment(tmp_path / "state", OTEL_LLM_STACK_JAEGER_BINARY=str(tmp_path / "nope"))
     result = _run(env, "up")
-    assert result.returncode == 1 and "OTEL_LLM_JAEGER_BINARY" in result.stderr
+    assert result.returncode == 1 and "OTEL_LLM_STACK_JAEGER_BINARY" in result.stderr
     assert list((tmp_path / "state").glob("*.pid")) == []

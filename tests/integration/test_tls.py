@@ -61,8 +61,8 @@ class Certificates:
 def collector(binary: Path, config: Path, log: Path, **env: str) -> Iterator[str]:
     """Runs otelcol-llm with ``config`` until the block ends; yields its OTLP/gRPC address."""
     grpc_port, health_port = free_ports(2)
-    variables = {"OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT": str(grpc_port),
-                 "OTEL_LLM_COLLECTOR_HEALTH_PORT": str(health_port), **env}
+    variables = {"OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT": str(grpc_port),
+                 "OTEL_LLM_STACK_COLLECTOR_HEALTH_PORT": str(health_port), **env}
     with log.open("w") as output:
         process = subprocess.Popen([str(binary), "--config", str(config)], env={"PATH": "/usr/bin:/bin",
                                    **variables}, stdout=output, stderr=subprocess.STDOUT)
@@ -90,10 +90,10 @@ def sink() -> Iterator[OtlpHttpSink]:
 @pytest.fixture()
 def gateway(stack_binaries, certificates, sink, tmp_path) -> Iterator[str]:
     with collector(stack_binaries.collector, GATEWAY, tmp_path / "gateway.log",
-                   OTEL_LLM_TLS_CERT_FILE=str(certificates.server_cert),
-                   OTEL_LLM_TLS_KEY_FILE=str(certificates.server_key),
-                   OTEL_LLM_TLS_CLIENT_CA_FILE=str(certificates.ca),
-                   OTEL_LLM_DOWNSTREAM_ENDPOINT=sink.endpoint) as address:
+                   OTEL_LLM_COLLECTOR_TLS_CERT_FILE=str(certificates.server_cert),
+                   OTEL_LLM_COLLECTOR_TLS_KEY_FILE=str(certificates.server_key),
+                   OTEL_LLM_COLLECTOR_TLS_CLIENT_CA_FILE=str(certificates.ca),
+                   OTEL_LLM_COLLECTOR_DOWNSTREAM_ENDPOINT=sink.endpoint) as address:
         yield address
 
 
@@ -151,10 +151,11 @@ def test_a_client_without_a_certificate_is_refused(gateway, certificates, sink, 
 
 
 def _agent_env(gateway: str, certificates: Certificates, with_client_certificate: bool) -> dict[str, str]:
-    env = {"OTEL_LLM_GATEWAY_ENDPOINT": gateway, "OTEL_LLM_TLS_CA_FILE": str(certificates.ca)}
+    env = {"OTEL_LLM_COLLECTOR_GATEWAY_ENDPOINT": gateway,
+           "OTEL_LLM_COLLECTOR_TLS_CA_FILE": str(certificates.ca)}
     if with_client_certificate:
-        env.update(OTEL_LLM_TLS_CERT_FILE=str(certificates.client_cert),
-                   OTEL_LLM_TLS_KEY_FILE=str(certificates.client_key))
+        env.update(OTEL_LLM_COLLECTOR_TLS_CERT_FILE=str(certificates.client_cert),
+                   OTEL_LLM_COLLECTOR_TLS_KEY_FILE=str(certificates.client_key))
     return env
 
 

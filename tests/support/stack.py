@@ -20,8 +20,8 @@ TEST_LANGSMITH_API_KEY = "lsv2_test-key!#%&'()*+,-./:;<=>?@[]^_`{|}~"
 TEST_LANGSMITH_PROJECT = "otel-llm-tests"
 # Short intervals so a test sees its data within seconds (docs/stack.md lists the variables).
 FAST_SETTINGS = {
-    "OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "1s",
-    "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "1s",
+    "OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "1s",
+    "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": "1s",
     "OTEL_LLM_COLLECTOR_ROLLUP_WAIT": "2s",
 }
 

@@ -71,10 +71,11 @@ class TestManifestsRunTheValidatedConfigs:
         assert args == [f"--config={MOUNT}/{file.name}" for file in configs]
 
     def test_agents_dns_name_is_the_overlays_default(self):
-        """The DaemonSet's OTEL_LLM_GATEWAYS_DNS equals agent-dns.yaml's default: one name, both places."""
+        """The DaemonSet's OTEL_LLM_COLLECTOR_GATEWAYS_DNS equals agent-dns.yaml's default: one name."""
         env = {item["name"]: item.get("value") for item in _container("agent.yaml", "DaemonSet")["env"]}
         overlay = paths.COLLECTOR_AGENT_DNS_OVERLAY.read_text()
-        assert f"${{env:OTEL_LLM_GATEWAYS_DNS:-{env['OTEL_LLM_GATEWAYS_DNS']}}}" in overlay
+        name = env["OTEL_LLM_COLLECTOR_GATEWAYS_DNS"]
+        assert f"${{env:OTEL_LLM_COLLECTOR_GATEWAYS_DNS:-{name}}}" in overlay
 
 
 def test_openapi_document_is_of_the_release_of_the_checkers_api_types():

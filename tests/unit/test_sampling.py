@@ -42,14 +42,14 @@ class TestGatewayConfigIsCurrent:
             assert _sub(policy, "slower")["latency"]["threshold_ms"] == slo.targets_ms["p95"]
 
     def test_other_intents_fall_back_to_the_lowest_target(self):
-        """`slow` covers every trace without a known intent, above OTEL_LLM_SAMPLING_SLOW_MS defaulting to
-        the lowest whole-response P95."""
+        """`slow` covers every trace without a known intent, above OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS
+        defaulting to the lowest whole-response P95."""
         policy = _policies()["slow"]
         known = _sub(policy, "other-intent")["not"]["not_sub_policy"]["string_attribute"]["values"]
         targets = sampling.intent_targets(SLOS)
         assert known == list(targets)
         assert _sub(policy, "slower")["latency"]["threshold_ms"] == \
-            f"${{env:OTEL_LLM_SAMPLING_SLOW_MS:-{min(targets.values())}}}"
+            f"${{env:OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS:-{min(targets.values())}}}"
 
 
 class TestGeneration:

@@ -140,7 +140,7 @@ class TestCacheKeys:
         assert build.jaeger_path().parent.name.startswith(f"{paths.JAEGER_NAME}-{paths.JAEGER_VERSION}-")
 
     def test_blank_cache_dir_variable_means_the_default(self, monkeypatch):
-        """An empty OTEL_LLM_CACHE_DIR falls back to ~/.cache/otel-llm."""
+        """An empty OTEL_LLM_STACK_CACHE_DIR falls back to ~/.cache/otel-llm."""
         monkeypatch.setenv(paths.CACHE_DIR_ENV, "  ")
         assert paths.cache_dir() == paths.DEFAULT_CACHE_DIR.expanduser()
 

@@ -20,6 +20,7 @@ from otel_llm.stack.run import (
     GATEWAYS_ENV,
     LANGSMITH_API_KEY,
     REDIS,
+    SPM_PROMETHEUS_URL_ENV,
     STATE_FILE,
     TOPOLOGIES,
     Stack,
@@ -53,15 +54,16 @@ class TestGatewayTopology:
         envs = {name: COMPONENTS_BY_NAME[name].env(stack) for name in names}
         listened = [value for env in envs.values() for key, value in env.items() if key.endswith("_PORT")]
         assert len(listened) == len(set(listened)) == 4 * 4 + 2
-        assert envs["agent-1"]["OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT"] == stack.otlp_grpc_endpoint.rsplit(":")[1]
-        assert (envs["gateway-1"]["OTEL_LLM_COLLECTOR_PROMETHEUS_PORT"]
-                == stack.env["OTEL_LLM_COLLECTOR_PROMETHEUS_PORT"])
+        assert (envs["agent-1"]["OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT"]
+                == stack.otlp_grpc_endpoint.rsplit(":")[1])
+        assert (envs["gateway-1"]["OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT"]
+                == stack.env["OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT"])
 
     def test_agents_route_to_both_gateways_which_keep_separate_queues(self, tmp_path):
         """Both agents list both gateways' OTLP/gRPC listeners; each gateway has its own queue directory."""
         stack = _stack(tmp_path, components=TOPOLOGIES["gateway"])
         gateways = {name: COMPONENTS_BY_NAME[name].env(stack) for name in ("gateway-1", "gateway-2")}
-        expected = ",".join(f"127.0.0.1:{env['OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT']}"
+        expected = ",".join(f"127.0.0.1:{env['OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT']}"
                             for env in gateways.values())
         agents = {COMPONENTS_BY_NAME[name].env(stack)[GATEWAYS_ENV] for name in ("agent-1", "agent-2")}
         assert agents == {expected}
@@ -70,7 +72,7 @@ class TestGatewayTopology:
     def test_an_agent_routes_only_to_the_gateways_the_stack_runs(self, tmp_path):
         """A stack of one agent and one gateway (bench_gateway_topology's 1+1) sends to that gateway alone."""
         stack = _stack(tmp_path, components=("jaeger", "gateway-1", "agent-1"))
-        gateway = COMPONENTS_BY_NAME["gateway-1"].env(stack)["OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT"]
+        gateway = COMPONENTS_BY_NAME["gateway-1"].env(stack)["OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT"]
         assert COMPONENTS_BY_NAME["agent-1"].env(stack)[GATEWAYS_ENV] == f"127.0.0.1:{gateway}"
 
     def test_the_cli_starts_the_chosen_topology(self, tmp_path, monkeypatch):
@@ -101,7 +103,7 @@ class TestPorts:
         """A set port variable wins; unset ones take the documented default."""
         ports = resolve_ports({REDIS.env_var: "7001"})
         assert ports[REDIS.env_var] == 7001
-        assert ports["OTEL_LLM_COLLECTOR_OTLP_GRPC_PORT"] == 4317
+        assert ports["OTEL_LLM_STACK_COLLECTOR_OTLP_GRPC_PORT"] == 4317
 
     def test_a_bad_port_variable_warns_once_and_defaults(self, caplog):
         """An out-of-range port warns naming the variable, then uses the default."""
@@ -125,12 +127,13 @@ class TestStackSettings:
         """The collector queue, badger and Prometheus URL are derived from the state dir and ports."""
         stack = _stack(tmp_path)
         assert stack.env["OTEL_LLM_COLLECTOR_STORAGE_DIR"].startswith(str(stack.state_dir))
-        assert stack.env["OTEL_LLM_JAEGER_BADGER_DIR"].startswith(str(stack.state_dir))
-        assert stack.env["OTEL_LLM_PROMETHEUS_URL"] == stack.prometheus_url
+        assert stack.env["OTEL_LLM_STACK_JAEGER_BADGER_DIR"].startswith(str(stack.state_dir))
+        assert stack.env[SPM_PROMETHEUS_URL_ENV] == stack.prometheus_url
 
     def test_collector_settings_come_from_the_callers_environment(self, tmp_path):
         """The intervals the collector config reads are taken from the environment and recorded."""
-        settings = {"OTEL_LLM_SPANMETRICS_FLUSH_INTERVAL": "5s", "OTEL_LLM_SERIES_EXPIRATION": "30m"}
+        settings = {"OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL": "5s",
+                    "OTEL_LLM_COLLECTOR_SERIES_EXPIRATION": "30m"}
         stack = Stack.create(tmp_path, environ=settings, random_ports=True)
         assert {name: stack.env[name] for name in settings} == settings
 
@@ -140,7 +143,7 @@ class TestStackSettings:
             _stack(tmp_path, components=("zipkin",))
         with pytest.raises(ValueError, match="jaeger_storage"):
             _stack(tmp_path, jaeger_storage="cassandra")
-        with pytest.raises(ValueError, match="OTEL_LLM_REDIS_PORT"):
+        with pytest.raises(ValueError, match="OTEL_LLM_STACK_REDIS_PORT"):
             Stack(tmp_path, {})
 
     def test_the_api_key_is_never_written_to_the_state_file(self, tmp_path):
@@ -239,9 +242,9 @@ class TestLifecycleWithoutServers:
 
     def test_a_setting_the_config_cannot_take_fails_before_anything_starts(self, tmp_path):
         """A bad Prometheus scrape interval raises StackError naming the variable; no pid file is written."""
-        stack = _stack(tmp_path, overrides={"OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "soon"},
+        stack = _stack(tmp_path, overrides={"OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": "soon"},
                        binaries=ANY_BINARIES)
-        with pytest.raises(StackError, match="OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL"):
+        with pytest.raises(StackError, match="OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL"):
             stack.up()
         assert list(stack.state_dir.glob("*.pid")) == []
 
@@ -273,7 +276,7 @@ class TestCli:
 
     def test_up_without_binaries_exits_1_naming_the_build_command(self, tmp_path, capsys, monkeypatch):
         """`otel-llm stack up` with an empty build cache fails with the build command in the message."""
-        monkeypatch.setenv("OTEL_LLM_CACHE_DIR", str(tmp_path / "empty-cache"))
+        monkeypatch.setenv("OTEL_LLM_STACK_CACHE_DIR", str(tmp_path / "empty-cache"))
         for spec, port in zip(ALL_PORTS, free_ports(len(ALL_PORTS)), strict=True):
             monkeypatch.setenv(spec.env_var, str(port))
         code = cli_main(["stack", "--state-dir", str(tmp_path / "state"), "up"])

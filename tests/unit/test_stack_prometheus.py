@@ -19,15 +19,17 @@ class TestRender:
         """With an empty environment every placeholder gets its documented default and no `$` is left."""
         text = render_prometheus_config({})
         config = yaml.safe_load(text)
-        assert config["global"]["scrape_interval"] == TEMPLATE_DEFAULTS["OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL"]
+        interval = TEMPLATE_DEFAULTS["OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL"]
+        assert config["global"]["scrape_interval"] == interval
         assert _targets(config)["otel-llm-collector"] == ["127.0.0.1:8889"]
         assert "${" not in text
 
     def test_environment_sets_ports_and_interval(self):
         """The collector's exporter and telemetry ports and the interval come from the variables."""
         config = yaml.safe_load(render_prometheus_config({
-            "OTEL_LLM_COLLECTOR_PROMETHEUS_PORT": "41001", "OTEL_LLM_COLLECTOR_TELEMETRY_PORT": "41002",
-            "OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL": "1s"}))
+            "OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT": "41001",
+            "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT": "41002",
+            "OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL": "1s"}))
         assert _targets(config) == {"otel-llm-collector": ["127.0.0.1:41001"],
                                     "otel-llm-collector-internal": ["127.0.0.1:41002"]}
         assert config["global"]["evaluation_interval"] == "1s"
@@ -35,10 +37,13 @@ class TestRender:
     def test_gateway_topology_scrapes_every_gateway_and_collector(self):
         """The gateway topology's ports add targets: both gateways' span metrics, all four's own."""
         config = yaml.safe_load(render_prometheus_config({
-            "OTEL_LLM_COLLECTOR_PROMETHEUS_PORT": "41001", "OTEL_LLM_GATEWAY2_PROMETHEUS_PORT": "41003",
-            "OTEL_LLM_COLLECTOR_TELEMETRY_PORT": "41002", "OTEL_LLM_GATEWAY1_TELEMETRY_PORT": "41004",
-            "OTEL_LLM_GATEWAY2_TELEMETRY_PORT": "41005", "OTEL_LLM_AGENT2_TELEMETRY_PORT": "41006",
-            "OTEL_LLM_AGENT2_OTLP_GRPC_PORT": "41007"}))
+            "OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT": "41001",
+            "OTEL_LLM_STACK_GATEWAY2_PROMETHEUS_PORT": "41003",
+            "OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT": "41002",
+            "OTEL_LLM_STACK_GATEWAY1_TELEMETRY_PORT": "41004",
+            "OTEL_LLM_STACK_GATEWAY2_TELEMETRY_PORT": "41005",
+            "OTEL_LLM_STACK_AGENT2_TELEMETRY_PORT": "41006",
+            "OTEL_LLM_STACK_AGENT2_OTLP_GRPC_PORT": "41007"}))
         assert _targets(config) == {
             "otel-llm-collector": ["127.0.0.1:41001", "127.0.0.1:41003"],
             "otel-llm-collector-internal": ["127.0.0.1:41002", "127.0.0.1:41006", "127.0.0.1:41004",
@@ -51,10 +56,10 @@ class TestRender:
         assert paths.PROMETHEUS_RULES_DIR.is_absolute()
 
     @pytest.mark.parametrize(("variable", "value"), [
-        ("OTEL_LLM_COLLECTOR_PROMETHEUS_PORT", "88a9"),
-        ("OTEL_LLM_COLLECTOR_TELEMETRY_PORT", "-1"),
-        ("OTEL_LLM_PROMETHEUS_SCRAPE_INTERVAL", "2 seconds"),
-        ("OTEL_LLM_GATEWAY2_PROMETHEUS_PORT", "x"),
+        ("OTEL_LLM_STACK_COLLECTOR_PROMETHEUS_PORT", "88a9"),
+        ("OTEL_LLM_STACK_COLLECTOR_TELEMETRY_PORT", "-1"),
+        ("OTEL_LLM_STACK_PROMETHEUS_SCRAPE_INTERVAL", "2 seconds"),
+        ("OTEL_LLM_STACK_GATEWAY2_PROMETHEUS_PORT", "x"),
     ])
     def test_invalid_value_names_the_variable(self, variable, value):
         """A value Prometheus could not load raises ValueError naming the variable and the rule."""

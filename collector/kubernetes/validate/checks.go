@@ -22,7 +22,7 @@ const (
 	memoryLimitEnv      = "OTEL_LLM_COLLECTOR_MEMORY_LIMIT_MIB"
 	maxMemoryLimitShare = 0.8
 	// The agents' DNS resolver name (collector/agent-dns.yaml): must be a headless Service of the gateways.
-	gatewaysDNSEnv = "OTEL_LLM_GATEWAYS_DNS"
+	gatewaysDNSEnv = "OTEL_LLM_COLLECTOR_GATEWAYS_DNS"
 	clusterDomain  = "svc.cluster.local"
 	configFlag     = "--config="
 )
