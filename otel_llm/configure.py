@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from importlib.metadata import entry_points
@@ -287,11 +288,11 @@ def _export_pipeline(
     Appends the drop counters it makes to ``drop_counters``.
     """
     targets: list[SpanExporter] = []
-    for exporter in exporters:
+    for index, exporter in enumerate(exporters):
         own_drops = getattr(exporter, "drops", None)  # the METRIC line exporter counts the lines it lost
         if isinstance(own_drops, DropCounter):
             drop_counters.append(own_drops)
-        counter = DropCounter()
+        counter = DropCounter(component=component_name(exporter, index))
         drop_counters.append(counter)
         targets.append(_optional("bounded, retried delivery (OTEL_LLM_EXPORT_*)",
                                  lambda e=exporter, c=counter: _delivery(settings, e, c),
@@ -308,6 +309,14 @@ def _export_pipeline(
                           lambda e=chain: with_fallback_detection(e, settings, meter_provider),
                           lambda e=chain: e)
     return _export_processor(settings, chain, hook, meter_provider, pricer)
+
+
+def component_name(exporter: SpanExporter, index: int) -> str:
+    """``otel.component.name`` of the ``index``-th exporter: its type in snake case, then the index
+    (``OTLPSpanExporter`` -> ``otlp_span_exporter/0``), as the SDK self-observability conventions
+    name them."""
+    kind = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(exporter).__name__).lower()
+    return f"{kind}/{index}"
 
 
 def _delivery(settings: Settings, exporter: SpanExporter, counter: DropCounter) -> DeliveryExporter:

@@ -32,6 +32,8 @@ GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
 OTEL_METRIC_OVERFLOW = "otel.metric.overflow"  # the metrics specification's attribute of an overflow series
 ERROR_TYPE = "error.type"
+# The SDK self-observability conventions' name of one pipeline component, "<type>/<index>".
+OTEL_COMPONENT_NAME = "otel.component.name"
 SESSION_ID = "session.id"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"

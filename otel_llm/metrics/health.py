@@ -19,8 +19,9 @@ for the redaction stage and one per exporter's delivery stage:
 
 - ``otel_llm.spans.dropped`` (observable counter, ``{span}``, attribute ``error.type``: ``queue_full`` or
   ``already_shutdown`` from the batch processors, ``export_failed``, ``retry_queue_full`` or ``too_large``
-  from the delivery stage, ``redaction_failed`` from the redaction stage, ``metric_line_failed`` from the
-  METRIC line exporter);
+  from the delivery stage, which adds ``otel.component.name`` (``<exporter type>/<index>``, one per configured
+  exporter: a span too large for three exporters is three drops, one per exporter), ``redaction_failed`` from
+  the redaction stage, ``metric_line_failed`` from the METRIC line exporter);
 - ``otel_llm.rollup.evicted_traces``, ``.expired_traces`` (``{trace}``), ``.late_spans``,
   ``.overflow_spans`` (``{span}``), ``.rerooted_calls`` (``{call}``) (observable counters) and
   ``otel_llm.rollup.buffered_traces``, ``.buffered_spans`` (observable up-down counters), summed over the
@@ -83,10 +84,13 @@ class HasRollupStats(Protocol):
 
 
 class DropCounter:
-    """Dropped-span counts by reason for one BatchSpanProcessor; warns once on the first full queue."""
+    """Dropped-span counts by reason for one stage; warns once on the first full queue. ``component`` names
+    the exporter a delivery stage drops for (``otel.component.name``), so a span lost for one of several
+    exporters is told apart from one lost for all."""
 
-    def __init__(self, max_queue_size: int | None = None):
+    def __init__(self, max_queue_size: int | None = None, component: str | None = None):
         self.max_queue_size = max_queue_size  # named in the full-queue warning
+        self.component = component
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
 
@@ -171,6 +175,12 @@ def count_dropped_spans(
     return counter
 
 
+def _drop_attributes(reason: str, component: str | None) -> dict[str, str]:
+    if component is None:
+        return {semconv.ERROR_TYPE: reason}
+    return {semconv.ERROR_TYPE: reason, semconv.OTEL_COMPONENT_NAME: component}
+
+
 def register_pipeline_metrics(
     meter_provider: MeterProvider,
     drop_counters: Sequence[DropCounter],
@@ -182,11 +192,13 @@ def register_pipeline_metrics(
     rollup_stages = tuple(rollup_stages)
 
     def observe_drops(_options: CallbackOptions) -> Iterable[Observation]:
-        totals: dict[str, int] = {QUEUE_FULL: 0}
+        totals: dict[tuple[str, str | None], int] = {(QUEUE_FULL, None): 0}
         for counter in drop_counters:
             for reason, count in counter.counts().items():
-                totals[reason] = totals.get(reason, 0) + count
-        return [Observation(count, {semconv.ERROR_TYPE: reason}) for reason, count in totals.items()]
+                key = (reason, counter.component)
+                totals[key] = totals.get(key, 0) + count
+        return [Observation(count, _drop_attributes(reason, component))
+                for (reason, component), count in totals.items()]
 
     meter.create_observable_counter(
         DROPPED_SPANS_METRIC, [observe_drops], "{span}",

@@ -129,10 +129,38 @@ def test_spans_the_exporter_fails_are_counted_logged_and_published(small_queue, 
     counts = {reason: count for counter in telemetry.drop_counters
               for reason, count in counter.counts().items() if count}
     assert counts == {"retry_queue_full": 3}
-    assert _value(reader, DROPPED_SPANS_METRIC, {"error.type": "retry_queue_full"}) == 3
+    assert _value(reader, DROPPED_SPANS_METRIC, {"error.type": "retry_queue_full",
+                                                 "otel.component.name": "failing_exporter/0"}) == 3
     logged = [record.getMessage() for record in caplog.records if "retry_queue_full" in record.getMessage()]
     assert logged and "OTEL_LLM_EXPORT_RETRY_MAX_SPANS" in logged[0]
     telemetry.shutdown()
+
+
+def test_drops_name_the_exporter_they_were_lost_for(small_queue):
+    """With two exporters, what one refuses is counted under its own otel.component.name; the other loses
+    nothing. Without the label a drop for one exporter would read as a span lost for all."""
+    reader = InMemoryMetricReader()
+    delivered = InMemorySpanExporter()
+    telemetry = build_telemetry(Settings(rollup_window_ms=0, export_retry_max_spans=0),
+                                resource=Resource.create({}), span_exporters=[delivered, FailingExporter()],
+                                metric_readers=[reader])
+    tracer = telemetry.tracer_provider.get_tracer("t")
+    for index in range(3):
+        tracer.start_span(f"span-{index}").end()
+    telemetry.force_flush()
+    assert len(delivered.get_finished_spans()) == 3
+    dropped = {tuple(sorted(attrs.items())): point.value
+               for attrs, point in metric_points(reader, DROPPED_SPANS_METRIC) if point.value}
+    assert dropped == {(("error.type", "retry_queue_full"), ("otel.component.name", "failing_exporter/1")): 3}
+    telemetry.shutdown()
+
+
+def test_component_names_follow_the_sdk_conventions():
+    from otel_llm.configure import component_name
+
+    assert component_name(InMemorySpanExporter(), 0) == "in_memory_span_exporter/0"
+    assert component_name(FailingExporter(), 2) == "failing_exporter/2"
+    assert component_name(MetricLogExporter(io.StringIO()), 1) == "metric_log_exporter/1"
 
 
 class Unreadable(ReadableSpan):
