@@ -470,12 +470,16 @@ class TestHandler:
         """Past max_open_runs the oldest run's span ends with error.type otel_llm.run_not_ended, counted."""
         exporter = InMemorySpanExporter()
         handler = make_handler(exporter, max_open_runs=3)
-        for index in range(5):
-            handler.on_chain_start({}, {}, run_id=uuid.uuid4(), name=f"run {index}")
+        run_ids = [uuid.uuid4() for _ in range(5)]
+        for index, run_id in enumerate(run_ids):
+            handler.on_chain_start({}, {}, run_id=run_id, name=f"run {index}")
         assert handler.open_runs == 3 and handler.evicted_runs == 2
         ended = exporter.get_finished_spans()
         assert [span.attributes[semconv.LANGSMITH_TRACE_NAME] for span in ended] == ["run 0", "run 1"]
         assert {span.attributes[semconv.ERROR_TYPE] for span in ended} == {lc.EVICTED_ERROR_TYPE}
+        for run_id in reversed(run_ids[2:]):  # the runs still open end, so their context is not left current
+            handler.on_chain_end({}, run_id=run_id)
+        assert handler.open_runs == 0
 
     def test_hidden_runs_get_no_span_and_their_children_attach_to_the_visible_parent(self):
         """A run tagged langsmith:hidden is skipped; its child hangs under the hidden run's parent."""
