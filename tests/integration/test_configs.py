@@ -125,6 +125,10 @@ class TestValidate:
         ("OTEL_LLM_COLLECTOR_SPANMETRICS_FLUSH_INTERVAL", "soon",
          "'metrics_flush_interval' time: invalid duration"),
         ("OTEL_LLM_COLLECTOR_SERIES_EXPIRATION", "soon", "'series_expiration' time: invalid duration"),
+        # Both llm_rollup instances read it: the error names each, with the value it got.
+        ("OTEL_LLM_COLLECTOR_ROLLUP_MAX_SPANS", "many", "'max_spans' expected type 'int'"),
+        ("OTEL_LLM_COLLECTOR_ROLLUP_MAX_SPANS", "10",
+         "llm_rollup/langsmith: max_spans_per_trace must be between 1 and max_spans (10)"),
         # The gateway's sampling settings (collector/gateway.yaml on top of config.yaml).
         ("OTEL_LLM_COLLECTOR_SAMPLING_PERCENTAGE", "most", "sampling_percentage' expected type 'float64'"),
         ("OTEL_LLM_COLLECTOR_SAMPLING_SLOW_MS", "3s", "latency.threshold_ms' expected type 'int64'"),
