@@ -82,3 +82,28 @@ func BenchmarkIncomplete(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoneSpans: ns per span for lone server spans (each its own trace, nothing to roll up), 100 traces
+// in one scope per batch: the span-by-span hold, the store's bookkeeping and the per-trace telemetry.
+func BenchmarkLoneSpans(b *testing.B) {
+	h := newHarness(&testing.T{}, nil)
+	batches := make([]ptrace.Traces, b.N)
+	for i := range batches {
+		batches[i] = ptrace.NewTraces()
+		spans := batches[i].ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+		for j := 0; j < 100; j++ {
+			trace := traceID(byte(j))
+			trace[8], trace[9], trace[10] = byte(i), byte(i>>8), byte(i>>16)
+			build(trace, spec{id: 1, service: "bench", name: "GET", kind: server, end: 3}).
+				ResourceSpans().At(0).ScopeSpans().At(0).Spans().MoveAndAppendTo(spans)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = h.p.ConsumeTraces(context.Background(), batches[i])
+		h.clock.advance(time.Minute)
+		h.p.releaseDue(context.Background())
+		h.sink.Reset()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/span")
+}
