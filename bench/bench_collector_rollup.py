@@ -15,7 +15,8 @@ rolled up onto root and entry span, end-to-end facts, plus the llm.request span)
 
 With ``--throughput SECONDS``: two threads post fresh 5-span requests as fast as they can for SECONDS, with
 and without the processor; spans/s accepted, CPU seconds per 100k spans, refused and send-failed spans (the
-sender shares the 2 cores: a lower bound of what the collector sustains).
+sender shares the 2 cores: a lower bound of what the collector sustains). With ``--per-trace`` each trace of a
+request comes under its own resource and scope, as a gateway receives them from the loadbalancing exporter.
 
 Run: .venv/bin/python bench/bench_collector_rollup.py [--spans 50000] [--rounds 3]  (needs `otel-llm stack
 build`; about a minute); .venv/bin/python bench/bench_collector_rollup.py --throughput 10 --spans 400000
@@ -76,21 +77,24 @@ def _value(value: object) -> AnyValue:
     return AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=str(value))
 
 
-def request_body(trace: tuple) -> bytes:
-    """One OTLP request of SPANS_PER_REQUEST spans: copies of ``trace`` (parent index, kind, attributes)."""
+def request_body(trace: tuple, per_trace: bool = False) -> bytes:
+    """One OTLP request of SPANS_PER_REQUEST spans: copies of ``trace`` (parent index, kind, attributes) under
+    one resource and scope, or with ``per_trace`` each copy under its own (as a gateway receives them from the
+    loadbalancing exporter, which splits batches per trace id)."""
     now = time.time_ns()
-    spans = []
-    while len(spans) < SPANS_PER_REQUEST:
+    traces = []
+    while sum(map(len, traces)) < SPANS_PER_REQUEST:
         trace_id = os.urandom(16)
         ids = [os.urandom(8) for _ in trace]
-        for (parent, kind, attributes), span_id in zip(trace, ids, strict=True):
-            spans.append(Span(
-                trace_id=trace_id, span_id=span_id, parent_span_id=b"" if parent is None else ids[parent],
-                name="span", kind=kind, start_time_unix_nano=now - 1_000_000, end_time_unix_nano=now,
-                attributes=[KeyValue(key=key, value=_value(value)) for key, value in attributes.items()]))
+        traces.append([Span(
+            trace_id=trace_id, span_id=span_id, parent_span_id=b"" if parent is None else ids[parent],
+            name="span", kind=kind, start_time_unix_nano=now - 1_000_000, end_time_unix_nano=now,
+            attributes=[KeyValue(key=key, value=_value(value)) for key, value in attributes.items()])
+            for (parent, kind, attributes), span_id in zip(trace, ids, strict=True)])
     resource = Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value="bench"))])
-    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
-        resource=resource, scope_spans=[ScopeSpans(spans=spans[:SPANS_PER_REQUEST])])])
+    groups = traces if per_trace else [[span for spans in traces for span in spans][:SPANS_PER_REQUEST]]
+    request = ExportTraceServiceRequest(resource_spans=[
+        ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)]) for spans in groups])
     return request.SerializeToString()
 
 
@@ -231,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs per mix and variant; the best counts")
     parser.add_argument("--throughput", type=float, default=0, metavar="SECONDS",
                         help="instead: post 5-span requests for SECONDS as fast as possible")
+    parser.add_argument("--per-trace", action="store_true",
+                        help="each trace under its own resource and scope (a gateway behind loadbalancing)")
     args = parser.parse_args(argv)
     binary = find_binaries().collector
     if binary is None:
@@ -239,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     requests_count = max(1, args.spans // SPANS_PER_REQUEST)
     spans = requests_count * SPANS_PER_REQUEST
     if args.throughput:
-        bodies = [request_body(REQUEST_TRACE) for _ in range(requests_count)]
+        bodies = [request_body(REQUEST_TRACE, args.per_trace) for _ in range(requests_count)]
         print(f"throughput: {spans} spans ready (5-span requests), 2 senders, {args.throughput:.0f} s\n")
         print("| pipeline | spans/s accepted | CPU s per 100k spans | refused | send failed |")
         print("|---|---|---|---|---|")
@@ -250,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name}{note} | {result['spans_per_s']:.0f} | {result['cpu_s_per_100k']:.2f} | "
                   f"{result['refused']:.0f} | {result['send_failed']:.0f} |", flush=True)
         return 0
-    print(f"{spans} spans per run, best of {args.rounds} rounds (collector CPU, µs per span)\n")
+    layout = "each trace under its own resource" if args.per_trace else "one resource and scope per request"
+    print(f"{spans} spans per run ({layout}), best of {args.rounds} rounds (collector CPU, µs per span)\n")
     print("| span mix | without | with llm_rollup | added | ratio |")
     print("|---|---|---|---|---|")
     for mix, trace in MIXES.items():
-        bodies = [request_body(trace) for _ in range(requests_count)]  # fresh trace ids in each
+        bodies = [request_body(trace, args.per_trace) for _ in range(requests_count)]  # fresh trace ids
         best = {True: float("inf"), False: float("inf")}
         for _ in range(args.rounds):
             for with_processor in (False, True):

@@ -34,11 +34,16 @@ func requestBatch(n int) ptrace.Traces {
 
 // BenchmarkRequests: ns per span to hold, roll up and forward requests (one batch of 100 spans per op).
 func BenchmarkRequests(b *testing.B) {
-	h := newHarness(&testing.T{}, nil)
 	batches := make([]ptrace.Traces, b.N)
 	for i := range batches {
 		batches[i] = requestBatch(i)
 	}
+	holdAndRelease(b, batches)
+}
+
+// holdAndRelease times ConsumeTraces and the release of each batch of 100 spans (one per op), in ns per span.
+func holdAndRelease(b *testing.B, batches []ptrace.Traces) {
+	h := newHarness(&testing.T{}, nil)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		_ = h.p.ConsumeTraces(context.Background(), batches[i])
@@ -81,4 +86,21 @@ func BenchmarkIncomplete(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/span")
 		})
 	}
+}
+
+// BenchmarkLoneSpans: ns per span for lone server spans (each its own trace, nothing to roll up), 100 traces
+// in one scope per batch: the span-by-span hold, the store's bookkeeping and the per-trace telemetry.
+func BenchmarkLoneSpans(b *testing.B) {
+	batches := make([]ptrace.Traces, b.N)
+	for i := range batches {
+		batches[i] = ptrace.NewTraces()
+		spans := batches[i].ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+		for j := 0; j < 100; j++ {
+			trace := traceID(byte(j))
+			trace[8], trace[9], trace[10] = byte(i), byte(i>>8), byte(i>>16)
+			build(trace, spec{id: 1, service: "bench", name: "GET", kind: server, end: 3}).
+				ResourceSpans().At(0).ScopeSpans().At(0).Spans().MoveAndAppendTo(spans)
+		}
+	}
+	holdAndRelease(b, batches)
 }

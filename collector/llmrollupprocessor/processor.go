@@ -163,6 +163,19 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 			var from *origin // made when the first span is held
 			var passInto *ptrace.SpanSlice
 			spans := ss.Spans()
+			// A scope of one trace's spans (what a gateway gets from the loadbalancing exporter, which splits
+			// batches per trace) is held whole: its span slice moves at once instead of span by span, one
+			// allocation less per span. At a span bound it goes span by span below, as the bounds are per span.
+			if id := oneTrace(spans); !id.IsEmpty() && !p.store.wasReleased(id) && p.store.fits(id, spans.Len()) {
+				from = p.originOf(&resource, rs, ss, scopeID)
+				held := p.store.trace(id, now, &out)
+				held.groups = append(held.groups, group{from, ptrace.NewSpanSlice()})
+				held.lastScope = scopeID
+				n := spans.Len()
+				spans.MoveAndAppendTo(held.groups[len(held.groups)-1].spans)
+				p.store.added(held, n, now, &out)
+				continue
+			}
 			for k := 0; k < spans.Len(); k++ {
 				span := spans.At(k)
 				id := span.TraceID()
@@ -197,6 +210,20 @@ func (p *rollupProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) e
 	}
 	p.forward(ctx, out, passing)
 	return nil
+}
+
+// oneTrace is the trace id every span of spans has, or the empty id (no spans, or of several traces).
+func oneTrace(spans ptrace.SpanSlice) pcommon.TraceID {
+	if spans.Len() == 0 {
+		return pcommon.NewTraceIDEmpty()
+	}
+	id := spans.At(0).TraceID()
+	for k := 1; k < spans.Len(); k++ {
+		if spans.At(k).TraceID() != id {
+			return pcommon.NewTraceIDEmpty()
+		}
+	}
+	return id
 }
 
 // resourceCopy is an incoming resource copied once, when its first span is held.

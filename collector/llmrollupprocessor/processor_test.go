@@ -3,6 +3,7 @@ package llmrollupprocessor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -184,5 +185,47 @@ func TestReleasedTogetherShareResourceAndScope(t *testing.T) {
 	}
 	if scopes := out.ResourceSpans().At(0).ScopeSpans().Len(); scopes != 1 {
 		t.Fatalf("worker batch's two traces under %d scopes, want 1", scopes)
+	}
+}
+
+// requestOf is a 2-span request: a server root "root N" and an LLM call "chat N" beneath it.
+func requestOf(n byte) ptrace.Traces {
+	return build(traceID(n),
+		spec{id: 1, service: "api", name: fmt.Sprintf("root %d", n), kind: server, end: 900},
+		spec{id: 2, parent: 1, service: "api", name: fmt.Sprintf("chat %d", n), kind: client, start: 10, end: 800,
+			attrs: chat("anthropic", "claude-3-5-haiku", 3, 4)})
+}
+
+// TestScopeOfOneTraceOrMany: a scope of one trace's spans (held whole) and a scope of two traces' spans (held
+// span by span) roll up alike; at the per-trace bound a one-trace scope goes span by span too: the bound's
+// spans leave at once, the rest pass as late.
+func TestScopeOfOneTraceOrMany(t *testing.T) {
+	h := newHarness(t, nil)
+	mixed := requestOf(2)
+	requestOf(3).ResourceSpans().At(0).ScopeSpans().At(0).Spans().
+		MoveAndAppendTo(mixed.ResourceSpans().At(0).ScopeSpans().At(0).Spans())
+	h.consume(t, requestOf(1))
+	h.consume(t, mixed)
+	if h.sink.SpanCount() != 0 || h.metric(t, metricTracesHeld, "") != 3 || h.metric(t, metricSpansHeld, "") != 6 {
+		t.Fatal("the three traces should be held")
+	}
+	h.clock.advance(time.Minute)
+	h.p.releaseDue(context.Background())
+	spans := spansByName(h.sink.AllTraces()...)
+	for _, root := range []string{"root 1", "root 2", "root 3"} {
+		if got := attr(t, spans[root], "llm.rollup.calls"); got != int64(1) {
+			t.Fatalf("%s: llm.rollup.calls %v, want 1", root, got)
+		}
+	}
+
+	bounded := newHarness(t, func(c *Config) { c.MaxSpansPerTrace = 2 })
+	whole := requestOf(4)
+	requestOf(4).ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(1).
+		CopyTo(whole.ResourceSpans().At(0).ScopeSpans().At(0).Spans().AppendEmpty())
+	bounded.consume(t, whole) // 3 spans of one trace, bound 2
+	// forwarded: the 2 spans at the bound, their trace's llm.request span, the late third span
+	if bounded.sink.SpanCount() != 4 || bounded.metric(t, metricReleasedEarly, reasonMaxSpansPerTrace) != 1 ||
+		bounded.metric(t, metricLateSpans, "") != 1 || bounded.metric(t, metricSpansHeld, "") != 0 {
+		t.Fatal("a one-trace scope past max_spans_per_trace should release 2 spans and pass 1 as late")
 	}
 }

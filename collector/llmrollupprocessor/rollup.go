@@ -104,6 +104,12 @@ func (t *totals) add(call *llmCall) {
 	t.costs[call.currency] += call.cost
 }
 
+// writtenPerTarget is at most how many attributes a target gets: write's seven and token counts, writeCost's
+// three, the fallback flag, and on the root writeFacts' five.
+func (r *rules) writtenPerTarget() int {
+	return 7 + len(r.tokenKinds) + 3 + 1 + 5
+}
+
 // writeCost puts llm.rollup.cost.* as the SDK's roll-up does (processors/cost.CostTotals): the amount when the
 // priced calls share a currency, the currency (or the currencies sorted and joined by ","), the calls without a
 // cost. Only when a call beneath has a cost (a trace of services without otel-llm's pricer gets none); else an
@@ -367,6 +373,7 @@ func (r *rules) rollUp(groups []group, requestSpan bool) (traceOutcome, *group) 
 	outcome := traceOutcome{calls: len(outermost)}
 	for _, at := range targets {
 		attrs := nodes[at].span.Attributes()
+		attrs.EnsureCapacity(attrs.Len() + r.writtenPerTarget()) // one growth instead of one per few attributes
 		providers, models := r.write(attrs, sums[at])
 		if provider, model, ok := r.assigned(attrs); ok &&
 			!(slices.Contains(models, model) && slices.Contains(providers, provider)) {
@@ -437,18 +444,20 @@ func (r *rules) requestSpan(root node, start, end pcommon.Timestamp, taken map[p
 	span.SetEndTimestamp(end)
 	root.span.Status().CopyTo(span.Status())
 	rootAttrs, to := root.span.Attributes(), span.Attributes()
-	for _, kind := range r.tokenKinds {
-		if value, ok := rootAttrs.Get(kind.attribute); ok {
-			value.CopyTo(to.PutEmpty(kind.attribute))
-		}
-	}
-	for _, key := range []string{
+	copied := []string{
 		r.Names.RollupProvider, r.Names.RollupModel, r.Names.RollupProviders, r.Names.RollupModels,
 		r.Names.RollupCalls, r.Names.RollupErrorCalls, r.Names.RollupError, r.Names.RollupCostAmount,
 		r.Names.RollupCostCurrency, r.Names.RollupUnpricedCalls, r.Names.ExperimentID, r.Names.ExperimentArm,
 		r.Names.ExperimentProvider, r.Names.ExperimentModel, r.Names.ExperimentFallback, r.Names.TraceDurationMs,
 		r.Names.TraceLLMDurationMs, r.Names.TraceLLMShare, r.Names.TraceServices, r.Names.TraceSpanCount,
-	} {
+	}
+	to.EnsureCapacity(len(r.tokenKinds) + len(copied)) // allocated once, not grown attribute by attribute
+	for _, kind := range r.tokenKinds {
+		if value, ok := rootAttrs.Get(kind.attribute); ok {
+			value.CopyTo(to.PutEmpty(kind.attribute))
+		}
+	}
+	for _, key := range copied {
 		if value, ok := rootAttrs.Get(key); ok {
 			value.CopyTo(to.PutEmpty(key))
 		}

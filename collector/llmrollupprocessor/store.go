@@ -137,6 +137,15 @@ func (s *store) trace(id pcommon.TraceID, now time.Time, out *[]released) *heldT
 	return held
 }
 
+// fits tells whether n more spans of trace id can be held with no span bound reached (no release, no eviction).
+func (s *store) fits(id pcommon.TraceID, n int) bool {
+	count := 0
+	if held, ok := s.traces[id]; ok {
+		count = held.count
+	}
+	return count+n < s.cfg.MaxSpansPerTrace && s.spans+n <= s.cfg.MaxSpans
+}
+
 // added records n spans appended to held and enforces the span bounds.
 func (s *store) added(held *heldTrace, n int, now time.Time, out *[]released) {
 	held.count += n
