@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-import requests
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -33,6 +32,7 @@ from tests.support import queries
 from tests.support.poll import poll
 from tests.support.senders import sdk_tracer_provider, unique_service
 from tests.support.stack import gateway_topology
+from tests.support.telemetry import Telemetry
 
 SLOW_MS = 3000
 COST_ABOVE = 0.05
@@ -106,13 +106,6 @@ def _span_multiset(stored: Trace) -> Counter:
     return Counter((span.service, span.name) for span in stored.spans)
 
 
-def _accepted_spans(port: int) -> float:
-    """Spans a collector's OTLP receiver accepted, from its own metrics (the telemetry port)."""
-    text = requests.get(f"http://{HOST}:{port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("otelcol_receiver_accepted_spans{"))
-
-
 def test_kept_traces_are_whole_and_rates_count_every_request(gateway_stack):
     """Per trace: kept (error, fallback, slow for its intent, expensive) and complete in Jaeger, or dropped
     (routine, or slower than one intent's target but within its own, at 0%);
@@ -146,7 +139,7 @@ def test_kept_traces_are_whole_and_rates_count_every_request(gateway_stack):
          message=f"span metrics counting all {len(KINDS)} requests")
     gateways = [int(gateway_stack.env[name]) for name in
                 ("OTEL_LLM_STACK_GATEWAY1_TELEMETRY_PORT", "OTEL_LLM_STACK_GATEWAY2_TELEMETRY_PORT")]
-    accepted = [_accepted_spans(port) for port in gateways]
+    accepted = [Telemetry(port, HOST).sum("otelcol_receiver_accepted_spans") for port in gateways]
     assert all(accepted) and sum(accepted) == 3 * len(KINDS), accepted  # each span at exactly one gateway
 
 

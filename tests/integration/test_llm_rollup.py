@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import requests
 
 from otel_llm import semconv
 from otel_llm.stack.run import COLLECTOR_TELEMETRY
@@ -27,6 +26,7 @@ from tests.support.otlp_receiver import OtlpHttpReceiver
 from tests.support.poll import poll
 from tests.support.senders import otlp_json_span, post_otlp_json_spans, unique_service
 from tests.support.stack import start_stack
+from tests.support.telemetry import Telemetry
 
 SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL = 2, 3, 4, 5, 1
 MS = 1_000_000
@@ -196,7 +196,7 @@ def test_processor_metrics_reach_prometheus(rolled_up, stack):
 @dataclass
 class LoneCollector:
     endpoint: str
-    telemetry_url: str
+    telemetry_port: int
     receiver: OtlpHttpReceiver
 
 
@@ -207,23 +207,15 @@ def bounded_collector(stack_binaries, tmp_path_factory) -> Iterator[LoneCollecto
     runner = start_stack(tmp_path_factory.mktemp("bounded-collector"), langsmith_endpoint=receiver.base_url,
                          components=("collector",), overrides={"OTEL_LLM_COLLECTOR_ROLLUP_MAX_TRACES": "2"})
     try:
-        yield LoneCollector(runner.otlp_http_endpoint,
-                            f"http://127.0.0.1:{runner.port(COLLECTOR_TELEMETRY)}/metrics", receiver)
+        yield LoneCollector(runner.otlp_http_endpoint, runner.port(COLLECTOR_TELEMETRY), receiver)
     finally:
         runner.down()
         receiver.close()
 
 
-def _telemetry(url: str, name: str, **labels: str) -> float:
+def _telemetry(port: int, name: str, **labels: str) -> float:
     """Sum of one llm_rollup metric's samples (of the LangSmith pipeline's instance) with these labels."""
-    wanted = {"processor": "llm_rollup/langsmith", **labels}
-    total = 0.0
-    for line in requests.get(url, timeout=5).text.splitlines():
-        if line.startswith(ROLLUP_TELEMETRY + name + "{"):
-            series, value = line.rsplit(" ", 1)
-            if all(f'{key}="{expected}"' in series for key, expected in wanted.items()):
-                total += float(value)
-    return total
+    return Telemetry(port).sum(ROLLUP_TELEMETRY + name, processor="llm_rollup/langsmith", **labels)
 
 
 def _root_and_llm(receiver: OtlpHttpReceiver, request: Request, count: int):
@@ -243,8 +235,8 @@ def test_bound_releases_early_and_late_spans_pass_unchanged(bounded_collector):
     root_keys, _ = poll(lambda: _root_and_llm(lone.receiver, grouped, 7), timeout=60, message="grouped trace")
     assert semconv.ROLLUP_CALLS in root_keys
 
-    early_before = _telemetry(lone.telemetry_url, "traces_released_early", reason="num_traces")
-    late_before = _telemetry(lone.telemetry_url, "late_spans")
+    early_before = _telemetry(lone.telemetry_port, "traces_released_early", reason="num_traces")
+    late_before = _telemetry(lone.telemetry_port, "late_spans")
     split = make_request("bound-split")
     split.post(lone.endpoint, split.api)
     for filler in (make_request("bound-filler-a"), make_request("bound-filler-b")):  # two newer traces
@@ -254,6 +246,6 @@ def test_bound_releases_early_and_late_spans_pass_unchanged(bounded_collector):
     root_keys, llm = poll(lambda: _root_and_llm(lone.receiver, split, 7), timeout=60, message="split trace")
     assert semconv.ROLLUP_CALLS not in root_keys
     assert semconv.GEN_AI_PROVIDER_NAME not in {attribute.key for attribute in llm.attributes}  # unchanged
-    assert _telemetry(lone.telemetry_url, "traces_released_early", reason="num_traces") >= early_before + 1
-    assert _telemetry(lone.telemetry_url, "late_spans") == late_before + 5
-    assert _telemetry(lone.telemetry_url, "processing_duration_count") >= 2
+    assert _telemetry(lone.telemetry_port, "traces_released_early", reason="num_traces") >= early_before + 1
+    assert _telemetry(lone.telemetry_port, "late_spans") == late_before + 5
+    assert _telemetry(lone.telemetry_port, "processing_duration_count") >= 2
