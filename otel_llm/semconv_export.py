@@ -16,7 +16,6 @@ an instrumented app.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -24,14 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from otel_llm import experiment, semconv
+from otel_llm import experiment, generated, semconv
 from otel_llm.processors import cost, normalize, rollup
 from otel_llm.stack import paths
 
 PROCESSOR_DIR = paths.COLLECTOR_DIR / "llmrollupprocessor"
 RULES_FILE = PROCESSOR_DIR / "rules.json"
 CORPUS_FILE = PROCESSOR_DIR / "testdata" / "normalize_corpus.json"
-STALE_HINT = "python -m otel_llm.semconv_export --write"
 GENERATED_BY = "python -m otel_llm.semconv_export --write (from otel_llm/semconv.py); do not edit"
 
 
@@ -176,22 +174,7 @@ def rendered() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m otel_llm.semconv_export", description=__doc__.splitlines()[0]
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="rewrite rules.json and the corpus's answers")
-    mode.add_argument("--check", action="store_true", help="exit 1 when a generated file is stale")
-    args = parser.parse_args(argv)
-    stale = 0
-    for path, text in rendered().items():
-        current = path.exists() and path.read_text() == text
-        if args.write and not current:
-            path.write_text(text)
-        elif args.check or not args.write:
-            print(f"{path}: {'current' if current else f'STALE: run {STALE_HINT}'}")
-            stale += not current
-    return 1 if args.check and stale else 0
+    return generated.main(argv, "otel_llm.semconv_export", __doc__.splitlines()[0], rendered)
 
 
 if __name__ == "__main__":

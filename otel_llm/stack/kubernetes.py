@@ -10,12 +10,12 @@ A tool of the repository: nothing here runs in an instrumented service.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import yaml
 
+from otel_llm import generated
 from otel_llm.stack import paths
 
 CONFIGMAP_NAME = "otel-llm-collector"
@@ -53,34 +53,9 @@ def render() -> str:
     return text
 
 
-def is_current(target: Path = paths.KUBERNETES_CONFIGMAP) -> bool:
-    return target.is_file() and target.read_text() == render()
-
-
-def rewrite(target: Path = paths.KUBERNETES_CONFIGMAP) -> bool:
-    """Write the ConfigMap to ``target``; True when it changed."""
-    if is_current(target):
-        return False
-    target.write_text(render())
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
-    target = paths.KUBERNETES_CONFIGMAP
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", action="store_true", help=f"rewrite {target}")
-    action.add_argument("--check", action="store_true", help=f"exit 1 when {target} is stale")
-    args = parser.parse_args(argv)
-    if args.write:
-        print(f"{target}: {'updated' if rewrite(target) else 'already current'}")
-        return 0
-    if args.check:
-        current = is_current(target)
-        print(f"{target}: {'current' if current else f'STALE: run {COMMAND} --write'}")
-        return 0 if current else 1
-    sys.stdout.write(render())
-    return 0
+    return generated.main(argv, "otel_llm.stack.kubernetes", __doc__.splitlines()[0],
+                          lambda: {paths.KUBERNETES_CONFIGMAP: render()}, preview=render)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ def _makefile_generators() -> list[str]:
 
 
 def _generator_modules() -> set[str]:
-    """Modules offering ``--write``: each writes a committed file that a ``--check`` test guards."""
+    """Modules with otel_llm.generated's ``--write``/``--check`` command line, directly or through ottl's."""
     modules = set()
     for path in (ROOT / "otel_llm").rglob("*.py"):
         source = path.read_text()
-        if '"--write"' in source or "generator_main(argv" in source:
+        if "generated.main(" in source or "generator_main(argv" in source:
             parts = path.relative_to(ROOT).with_suffix("").parts
             modules.add(".".join(parts[:-1] if parts[-1] == "__main__" else parts))
     return modules

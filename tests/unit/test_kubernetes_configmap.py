@@ -33,7 +33,8 @@ class TestConfigMapIsCurrent:
         (configmap,) = _documents(paths.KUBERNETES_CONFIGMAP.name)
         assert configmap["data"] == {file.name: file.read_text() for file in kubernetes.config_files()}
 
-    def test_an_edited_collector_config_makes_the_check_fail_until_written(self, tmp_path, monkeypatch):
+    def test_an_edited_collector_config_makes_the_check_fail_until_written(self, tmp_path, monkeypatch,
+                                                                          capsys):
         """A collector config changed without --write is reported stale; --write brings the copy in line."""
         collector = tmp_path / "collector"
         shutil.copytree(paths.COLLECTOR_DIR, collector, ignore=shutil.ignore_patterns("_build", "validate"))
@@ -43,12 +44,15 @@ class TestConfigMapIsCurrent:
             collector / file.name for file in paths.KUBERNETES_AGENT_CONFIGS))
         monkeypatch.setattr(paths, "KUBERNETES_GATEWAY_CONFIGS", tuple(
             collector / file.name for file in paths.KUBERNETES_GATEWAY_CONFIGS))
-        assert kubernetes.is_current(target)
+        monkeypatch.setattr(paths, "KUBERNETES_CONFIGMAP", target)
+        assert kubernetes.main(["--check"]) == 0
         agent.write_text(agent.read_text().replace("check_interval: 1s", "check_interval: 2s"))
-        assert not kubernetes.is_current(target)
-        assert kubernetes.rewrite(target) is True
+        assert kubernetes.main(["--check"]) == 1
+        assert kubernetes.main(["--write"]) == 0
+        assert f"{target}: updated" in capsys.readouterr().out
         assert "check_interval: 2s" in yaml.safe_load(target.read_text())["data"]["agent.yaml"]
-        assert kubernetes.rewrite(target) is False
+        assert kubernetes.main(["--write"]) == 0
+        assert f"{target}: already current" in capsys.readouterr().out
 
     def test_a_file_a_literal_block_cannot_carry_is_refused(self, tmp_path, monkeypatch):
         """A config ending in blank lines would change in the ConfigMap: render refuses it, naming it."""
